@@ -1,0 +1,176 @@
+package api
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"io"
+	"mime"
+	"net/http"
+	"strings"
+	"time"
+
+	fb "farebox"
+)
+
+// MaxBodyBytes bounds a management request body.
+const MaxBodyBytes = 1 << 20
+
+// readBody reads a JSON request body, enforcing the content type and the
+// size limit.
+func readBody(r *http.Request, limit int64) ([]byte, error) {
+	if ct := r.Header.Get("Content-Type"); ct != "" {
+		mt, _, err := mime.ParseMediaType(ct)
+		if err != nil || (mt != "application/json" && !strings.HasSuffix(mt, "+json")) {
+			return nil, fb.Errorf(fb.EUnsupportedMedia, "Content-Type must be application/json, got %q", ct)
+		}
+	}
+	if r.ContentLength > limit {
+		return nil, fb.Errorf(fb.ETooLarge, "request body is %d bytes; the limit is %d", r.ContentLength, limit)
+	}
+	b, err := io.ReadAll(io.LimitReader(r.Body, limit+1))
+	if err != nil {
+		return nil, fb.Invalid("", "could not read the request body: %v", err)
+	}
+	if int64(len(b)) > limit {
+		return nil, fb.Errorf(fb.ETooLarge, "request body is over the limit of %d bytes", limit)
+	}
+	return b, nil
+}
+
+// decodeStrict decodes one JSON object into v: unknown fields, wrong types,
+// trailing data and an empty body are errors naming the field.
+func decodeStrict(body []byte, v any, allowEmpty bool) error {
+	if len(bytes.TrimSpace(body)) == 0 {
+		if allowEmpty {
+			return nil
+		}
+		return fb.Invalid("", "request body must be a JSON object")
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return jsonError(err)
+	}
+	if dec.More() {
+		return fb.Invalid("", "request body must hold exactly one JSON object")
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return fb.Invalid("", "request body must hold exactly one JSON object")
+	}
+	return nil
+}
+
+func jsonError(err error) error {
+	var syn *json.SyntaxError
+	var typ *json.UnmarshalTypeError
+	switch {
+	case errors.As(err, &syn):
+		return fb.Invalid("", "malformed JSON at byte %d: %v", syn.Offset, syn)
+	case errors.As(err, &typ):
+		want := typ.Type.String()
+		switch want {
+		case "json.RawMessage":
+			want = "a value"
+		case "int", "int64":
+			want = "an integer"
+		case "bool":
+			want = "true or false"
+		}
+		return fb.Invalid(typ.Field, "%s must be %s, not a JSON %s", typ.Field, want, typ.Value)
+	case errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, io.EOF):
+		return fb.Invalid("", "malformed JSON: the body ends too early")
+	}
+	msg := err.Error()
+	if f, ok := strings.CutPrefix(msg, "json: unknown field "); ok {
+		f = strings.Trim(f, `"`)
+		return fb.Invalid(f, "unknown field %q", f)
+	}
+	return fb.Invalid("", "malformed JSON: %s", strings.TrimPrefix(msg, "json: "))
+}
+
+// amountField parses an optional amount given as a JSON string or number.
+func amountField(param string, raw json.RawMessage) (fb.Amount, bool, error) {
+	if raw == nil {
+		return 0, false, nil
+	}
+	var a fb.Amount
+	if err := a.UnmarshalJSON(raw); err != nil {
+		return 0, false, amountError(param, err)
+	}
+	return a, true, nil
+}
+
+func usdField(param string, raw json.RawMessage) (fb.USD, bool, error) {
+	if raw == nil {
+		return 0, false, nil
+	}
+	var u fb.USD
+	if err := u.UnmarshalJSON(raw); err != nil {
+		return 0, false, amountError(param, err)
+	}
+	return u, true, nil
+}
+
+func amountError(param string, err error) error {
+	if errors.Is(err, fb.ErrOverflow) {
+		return fb.Invalid(param, "%s is too large", param)
+	}
+	return fb.Invalid(param, "%s must be a decimal string or number with at most 6 decimals, such as \"12.5\": %v", param, err)
+}
+
+// timeField parses an optional RFC 3339 time.
+func timeField(param string, s *string) (time.Time, error) {
+	if s == nil || *s == "" {
+		return time.Time{}, nil
+	}
+	t, err := time.Parse(time.RFC3339Nano, *s)
+	if err != nil {
+		return time.Time{}, fb.Invalid(param, "%s must be an RFC 3339 time such as \"2027-01-01T00:00:00Z\"", param)
+	}
+	return t.UTC(), nil
+}
+
+// idempotencyKey merges the header and body keys.
+func idempotencyKey(h, body string) (string, error) {
+	if h != "" && body != "" && h != body {
+		return "", fb.Invalid("idempotency_key", "the Idempotency-Key header and the idempotency_key field differ")
+	}
+	k := h
+	if k == "" {
+		k = body
+	}
+	if len(k) > 255 {
+		return "", fb.Invalid("idempotency_key", "idempotency keys are at most 255 characters")
+	}
+	for _, c := range k {
+		if c < 0x20 || c == 0x7f {
+			return "", fb.Invalid("idempotency_key", "idempotency keys must be printable")
+		}
+	}
+	return k, nil
+}
+
+func validID(param, id string) error {
+	if id == "" || len(id) > 64 {
+		return fb.Invalid(param, "%s must be 1 to 64 characters", param)
+	}
+	for _, c := range id {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '-' || c == '.') {
+			return fb.Invalid(param, "%s may hold only letters, digits, '_', '-' and '.'", param)
+		}
+	}
+	return nil
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		status = http.StatusInternalServerError
+		b = []byte(`{"error":{"type":"internal_error","code":"internal_error","message":"could not encode the response","param":null}}`)
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	w.Write(b)
+	w.Write([]byte{'\n'})
+}

@@ -1,0 +1,324 @@
+// Package api serves Farebox over HTTP: the management API under /api/v1,
+// health endpoints, and (later) the OpenAI-compatible gateway. Handlers
+// return errors; writeError turns every one into the API's error body
+// through one table.
+package api
+
+import (
+	"context"
+	"crypto/subtle"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	fb "farebox"
+	"farebox/ledger"
+)
+
+// Server holds what the handlers need.
+type Server struct {
+	Store      fb.Store
+	Engine     *ledger.Engine
+	AdminToken string
+	Now        func() time.Time
+	NewID      func(prefix string) string
+	Log        *slog.Logger
+}
+
+type handlerFunc func(w http.ResponseWriter, r *http.Request) error
+
+// Handler returns the HTTP handler of every route.
+func (s *Server) Handler() http.Handler {
+	if s.Now == nil {
+		s.Now = time.Now
+	}
+	if s.NewID == nil {
+		s.NewID = ledger.RandomID
+	}
+	if s.Log == nil {
+		s.Log = slog.New(slog.DiscardHandler)
+	}
+	mux := http.NewServeMux()
+	open := func(pattern string, h handlerFunc) { mux.Handle(pattern, s.wrap(h)) }
+	admin := func(pattern string, h handlerFunc) { mux.Handle(pattern, s.wrap(s.admin(h))) }
+
+	open("GET /healthz", s.healthz)
+	open("GET /readyz", s.readyz)
+
+	admin("POST /api/v1/customers", s.createCustomer)
+	admin("GET /api/v1/customers", s.listCustomers)
+	admin("GET /api/v1/customers/{id}", s.getCustomer)
+	admin("POST /api/v1/customers/{id}/grants", s.grant)
+	admin("GET /api/v1/customers/{id}/balance", s.balance)
+	admin("POST /api/v1/holds", s.createHold)
+	admin("GET /api/v1/holds/{id}", s.getHold)
+	admin("POST /api/v1/holds/{id}/capture", s.captureHold)
+	admin("POST /api/v1/holds/{id}/release", s.releaseHold)
+
+	open("/", func(w http.ResponseWriter, r *http.Request) error {
+		return fb.Errorf(fb.ENotFound, "no route %s %s", r.Method, r.URL.Path)
+	})
+	return mux
+}
+
+// wrap adapts a handler that returns an error and gives every request an id.
+func (s *Server) wrap(h handlerFunc) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		id := r.Header.Get("X-Request-Id")
+		if id == "" || len(id) > 128 {
+			id = s.NewID("req_")
+		}
+		w.Header().Set("X-Request-Id", id)
+		if err := h(w, r); err != nil {
+			writeError(w, r, s.Log, err)
+		}
+	})
+}
+
+func (s *Server) admin(h handlerFunc) handlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) error {
+		tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+		if !ok || tok == "" {
+			return fb.Errorf(fb.EUnauthorized, "the management API needs Authorization: Bearer <admin token>")
+		}
+		if subtle.ConstantTimeCompare([]byte(tok), []byte(s.AdminToken)) != 1 {
+			return fb.Errorf(fb.EUnauthorized, "the admin token is not valid")
+		}
+		return h(w, r)
+	}
+}
+
+func (s *Server) healthz(w http.ResponseWriter, r *http.Request) error {
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	return nil
+}
+
+func (s *Server) readyz(w http.ResponseWriter, r *http.Request) error {
+	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+	defer cancel()
+	if err := s.Store.Ping(ctx); err != nil {
+		s.Log.Warn("not ready", "err", err)
+		return fb.Errorf(fb.EUnavailable, "the database does not answer").WithCode("store_unavailable")
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
+	return nil
+}
+
+func (s *Server) createCustomer(w http.ResponseWriter, r *http.Request) error {
+	body, err := readBody(r, MaxBodyBytes)
+	if err != nil {
+		return err
+	}
+	req, err := parseCustomer(body)
+	if err != nil {
+		return err
+	}
+	c := fb.Customer{ID: req.ID, Name: req.Name, CreatedAt: s.Now().UTC()}
+	if c.ID == "" {
+		c.ID = s.NewID("cus_")
+	}
+	if err := s.Store.CreateCustomer(r.Context(), c); err != nil {
+		if fb.ErrorCode(err) != "customer_exists" {
+			return err
+		}
+		// The same create repeated is answered with what exists.
+		got, gerr := s.Store.Customer(r.Context(), c.ID)
+		if gerr != nil || got.Name != c.Name {
+			return err
+		}
+		writeJSON(w, http.StatusOK, got)
+		return nil
+	}
+	writeJSON(w, http.StatusCreated, c)
+	return nil
+}
+
+func (s *Server) listCustomers(w http.ResponseWriter, r *http.Request) error {
+	limit := 100
+	if v := r.URL.Query().Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > 1000 {
+			return fb.Invalid("limit", "limit must be an integer from 1 to 1000")
+		}
+		limit = n
+	}
+	cs, err := s.Store.Customers(r.Context(), r.URL.Query().Get("starting_after"), limit+1)
+	if err != nil {
+		return err
+	}
+	more := len(cs) > limit
+	if more {
+		cs = cs[:limit]
+	}
+	if cs == nil {
+		cs = []fb.Customer{}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"data": cs, "has_more": more})
+	return nil
+}
+
+func (s *Server) getCustomer(w http.ResponseWriter, r *http.Request) error {
+	c, err := s.Store.Customer(r.Context(), r.PathValue("id"))
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, c)
+	return nil
+}
+
+func (s *Server) grant(w http.ResponseWriter, r *http.Request) error {
+	customer := r.PathValue("id")
+	body, err := readBody(r, MaxBodyBytes)
+	if err != nil {
+		return err
+	}
+	op, err := parseGrant(body, customer, r.Header.Get("Idempotency-Key"))
+	if err != nil {
+		return err
+	}
+	res, err := s.Engine.Submit(r.Context(), op)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusCreated, map[string]any{"lot": lotView(res.Lot)})
+	return nil
+}
+
+func (s *Server) balance(w http.ResponseWriter, r *http.Request) error {
+	a, err := s.Store.Account(r.Context(), r.PathValue("id"))
+	if err != nil {
+		return err
+	}
+	now := s.Now().UTC()
+	// Show the account as of now: what has expired since the last write
+	// counts as expired already.
+	ledger.SortLots(a.Lots)
+	ledger.Advance(a, now, nil)
+	lots := make([]lotJSON, 0, len(a.Lots))
+	for _, l := range a.Lots {
+		lots = append(lots, lotView(l))
+	}
+	writeJSON(w, http.StatusOK, map[string]any{
+		"customer":        a.Customer,
+		"available":       max(ledger.Available(a, now), 0),
+		"held":            ledger.Held(a),
+		"overdraft_limit": a.OverdraftLimit,
+		"debt":            a.Debt,
+		"uncollected":     a.Uncollected,
+		"lots":            lots,
+	})
+	return nil
+}
+
+func (s *Server) createHold(w http.ResponseWriter, r *http.Request) error {
+	body, err := readBody(r, MaxBodyBytes)
+	if err != nil {
+		return err
+	}
+	op, err := parseHold(body, r.Header.Get("Idempotency-Key"))
+	if err != nil {
+		return err
+	}
+	res, err := s.Engine.Submit(r.Context(), op)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusCreated, holdJSON{HoldView: *res.Hold})
+	return nil
+}
+
+func (s *Server) getHold(w http.ResponseWriter, r *http.Request) error {
+	h, err := s.Store.Hold(r.Context(), r.PathValue("id"))
+	if err != nil {
+		return err
+	}
+	v := holdJSON{HoldView: fb.HoldView{ID: h.ID, Customer: h.Customer, Amount: h.Amount, Requested: h.Requested, ExpiresAt: h.ExpiresAt, Status: h.Status}}
+	if h.Status == fb.HoldPending && !s.Now().Before(h.ExpiresAt) {
+		v.Status = fb.HoldExpired
+	}
+	if h.Result != nil {
+		v.Captured, v.Released, v.Uncollected = &h.Result.Captured, &h.Result.Released, &h.Result.Uncollected
+	}
+	writeJSON(w, http.StatusOK, v)
+	return nil
+}
+
+func (s *Server) captureHold(w http.ResponseWriter, r *http.Request) error {
+	return s.resolve(w, r, true)
+}
+
+func (s *Server) releaseHold(w http.ResponseWriter, r *http.Request) error {
+	return s.resolve(w, r, false)
+}
+
+func (s *Server) resolve(w http.ResponseWriter, r *http.Request, capture bool) error {
+	body, err := readBody(r, MaxBodyBytes)
+	if err != nil {
+		return err
+	}
+	op, err := parseResolve(body, r.PathValue("id"), r.Header.Get("Idempotency-Key"), capture)
+	if err != nil {
+		return err
+	}
+	res, err := s.Engine.Submit(r.Context(), op)
+	if err != nil {
+		return err
+	}
+	out := map[string]any{"id": op.HoldID, "released": res.Released}
+	if capture {
+		out["status"] = fb.HoldCaptured
+		out["captured"] = res.Captured
+		out["uncollected"] = res.Uncollected
+	} else {
+		out["status"] = fb.HoldReleased
+	}
+	writeJSON(w, http.StatusOK, out)
+	return nil
+}
+
+type holdJSON struct {
+	fb.HoldView
+	Captured    *fb.Amount `json:"captured,omitempty"`
+	Released    *fb.Amount `json:"released,omitempty"`
+	Uncollected *fb.Amount `json:"uncollected,omitempty"`
+}
+
+type lotJSON struct {
+	ID           string     `json:"id"`
+	Customer     string     `json:"customer"`
+	Source       fb.Source  `json:"source"`
+	Priority     int        `json:"priority"`
+	Amount       fb.Amount  `json:"amount"`
+	Remaining    fb.Amount  `json:"remaining"`
+	Held         fb.Amount  `json:"held"`
+	Consumed     fb.Amount  `json:"consumed"`
+	Expired      fb.Amount  `json:"expired"`
+	EffectiveAt  time.Time  `json:"effective_at"`
+	ExpiresAt    *time.Time `json:"expires_at"`
+	PaidUSD      fb.USD     `json:"paid_usd"`
+	CostBasisUSD fb.USD     `json:"cost_basis_usd"`
+	CreatedAt    time.Time  `json:"created_at"`
+}
+
+func lotView(l *fb.Lot) lotJSON {
+	v := lotJSON{
+		ID: l.ID, Customer: l.Customer, Source: l.Source, Priority: l.Priority, Amount: l.Amount,
+		Remaining: l.Remaining, Held: l.Held, Consumed: l.Consumed, Expired: l.Expired,
+		EffectiveAt: l.EffectiveAt, PaidUSD: l.PaidUSD, CreatedAt: l.CreatedAt,
+	}
+	if !l.ExpiresAt.IsZero() {
+		t := l.ExpiresAt
+		v.ExpiresAt = &t
+	}
+	// Dollars per credit, shown to the micro-dollar; revenue is recognised
+	// from paid_usd and amount exactly, never from this rounded figure.
+	if l.Amount > 0 {
+		basis, err := fb.MulDiv(int64(l.PaidUSD), fb.Micro, int64(l.Amount))
+		if err == nil {
+			v.CostBasisUSD = fb.USD(basis)
+		}
+	}
+	return v
+}

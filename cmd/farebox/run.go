@@ -1,0 +1,64 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+)
+
+// exitError carries a process exit code.
+type exitError struct {
+	code int
+	err  error
+}
+
+func (e *exitError) Error() string { return e.err.Error() }
+func (e *exitError) Unwrap() error { return e.err }
+
+func exitCode(err error) int {
+	var ee *exitError
+	if errors.As(err, &ee) {
+		return ee.code
+	}
+	return 1
+}
+
+const usage = `farebox sells AI by usage: a credits ledger, metering and an OpenAI-compatible gateway.
+
+Usage:
+  farebox serve [flags]          run the server (embedded SQLite in ./farebox-data)
+  farebox ledger verify [flags]  replay the journal and compare it with stored state
+  farebox bench ledger [flags]   measure the ledger: hold+capture pairs per second
+  farebox help                   this text
+
+Run 'farebox <command> -h' for a command's flags.
+`
+
+func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	if len(args) < 2 {
+		fmt.Fprint(stderr, usage)
+		return &exitError{2, errors.New("no command given")}
+	}
+	rest := args[2:]
+	switch args[1] {
+	case "serve":
+		return serve(ctx, rest, getenv, stdout, stderr)
+	case "ledger":
+		if len(rest) == 0 || rest[0] != "verify" {
+			fmt.Fprint(stderr, usage)
+			return &exitError{2, errors.New("usage: farebox ledger verify [--data-dir DIR | --db URL]")}
+		}
+		return verify(ctx, rest[1:], getenv, stdout, stderr)
+	case "bench":
+		if len(rest) == 0 || rest[0] != "ledger" {
+			return &exitError{2, errors.New("usage: farebox bench ledger [flags]")}
+		}
+		return benchLedger(ctx, rest[1:], stdout, stderr)
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+		return nil
+	}
+	fmt.Fprint(stderr, usage)
+	return &exitError{2, fmt.Errorf("unknown command %q", args[1])}
+}

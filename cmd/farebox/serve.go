@@ -1,0 +1,167 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	fb "farebox"
+	"farebox/api"
+	"farebox/ledger"
+	"farebox/store/sqlite"
+)
+
+type serveConfig struct {
+	addr, dataDir, db string
+	drain             time.Duration
+}
+
+func serveFlags(args []string, getenv func(string) string, stderr io.Writer) (serveConfig, error) {
+	var c serveConfig
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&c.addr, "addr", envOr(getenv, "FAREBOX_ADDR", "127.0.0.1:8080"), "listen address (port 0 picks a free one) [FAREBOX_ADDR]")
+	fs.StringVar(&c.dataDir, "data-dir", envOr(getenv, "FAREBOX_DATA_DIR", "./farebox-data"), "data directory [FAREBOX_DATA_DIR]")
+	fs.StringVar(&c.db, "db", getenv("FAREBOX_DB"), "database URL, default sqlite://<data-dir>/farebox.db [FAREBOX_DB]")
+	fs.DurationVar(&c.drain, "drain", 30*time.Second, "on SIGTERM, how long requests in flight may take to finish")
+	if err := fs.Parse(args); err != nil {
+		return c, &exitError{2, err}
+	}
+	if fs.NArg() > 0 {
+		return c, &exitError{2, fmt.Errorf("unexpected argument %q", fs.Arg(0))}
+	}
+	return c, nil
+}
+
+func envOr(getenv func(string) string, key, def string) string {
+	if v := getenv(key); v != "" {
+		return v
+	}
+	return def
+}
+
+// openStore opens the database a --db URL or data directory names.
+func openStore(ctx context.Context, dbURL, dataDir string, readOnly bool) (fb.Store, string, error) {
+	if dbURL == "" {
+		dbURL = "sqlite://" + filepath.Join(dataDir, "farebox.db")
+	}
+	switch {
+	case strings.HasPrefix(dbURL, "sqlite:"):
+		path := sqlite.PathFromURL(dbURL)
+		s, err := sqlite.Open(ctx, path, sqlite.Options{ReadOnly: readOnly})
+		return s, "sqlite://" + path, err
+	case strings.HasPrefix(dbURL, "postgres://"), strings.HasPrefix(dbURL, "postgresql://"):
+		return nil, "", errors.New("the PostgreSQL store is not built yet: use sqlite:// (the default)")
+	}
+	return nil, "", fmt.Errorf("--db %q: want sqlite:///path or postgres://…", dbURL)
+}
+
+func serve(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	cfg, err := serveFlags(args, getenv, stderr)
+	if err != nil {
+		return err
+	}
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	store, where, err := openStore(ctx, cfg.db, cfg.dataDir, false)
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+	token, generated, err := adminToken(getenv, cfg.dataDir)
+	if err != nil {
+		return err
+	}
+	engine := ledger.NewEngine(store, ledger.Config{Cache: true, Logger: log})
+	srv := &api.Server{Store: store, Engine: engine, AdminToken: token, Log: log}
+	ln, err := net.Listen("tcp", cfg.addr)
+	if err != nil {
+		engine.Close()
+		return err
+	}
+	hs := &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	served := make(chan error, 1)
+	go func() { served <- hs.Serve(ln) }()
+
+	sweepCtx, stopSweep := context.WithCancel(context.Background())
+	swept := make(chan struct{})
+	go func() {
+		defer close(swept)
+		sweep(sweepCtx, engine, log)
+	}()
+
+	log.Info("farebox started", "db", where)
+	if generated {
+		fmt.Fprintf(stdout, "admin token: %s (saved in %s)\n", token, filepath.Join(cfg.dataDir, "admin-token"))
+	}
+	fmt.Fprintf(stdout, "listening on http://%s\n", ln.Addr())
+
+	select {
+	case err := <-served:
+		stopSweep()
+		<-swept
+		engine.Close()
+		return err
+	case <-ctx.Done():
+	}
+	log.Info("shutting down: draining requests", "timeout", cfg.drain)
+	drainCtx, cancel := context.WithTimeout(context.Background(), cfg.drain)
+	defer cancel()
+	if err := hs.Shutdown(drainCtx); err != nil {
+		log.Warn("drain timed out; closing connections", "err", err)
+		hs.Close()
+	}
+	stopSweep()
+	<-swept
+	engine.Close() // finishes the batch in flight and everything queued
+	log.Info("stopped")
+	return nil
+}
+
+// sweep expires due holds and lots of idle accounts every second.
+func sweep(ctx context.Context, e *ledger.Engine, log *slog.Logger) {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if _, err := e.Sweep(ctx); err != nil && ctx.Err() == nil {
+				log.Warn("expiry sweep failed", "err", err)
+			}
+		}
+	}
+}
+
+// adminToken returns the admin token from the environment or the data
+// directory, generating and saving one on first start.
+func adminToken(getenv func(string) string, dataDir string) (string, bool, error) {
+	if t := getenv("FAREBOX_ADMIN_TOKEN"); t != "" {
+		return t, false, nil
+	}
+	path := filepath.Join(dataDir, "admin-token")
+	if b, err := os.ReadFile(path); err == nil {
+		if t := strings.TrimSpace(string(b)); t != "" {
+			return t, false, nil
+		}
+	} else if !errors.Is(err, os.ErrNotExist) {
+		return "", false, err
+	}
+	if err := os.MkdirAll(dataDir, 0o700); err != nil {
+		return "", false, err
+	}
+	t := "fba_" + ledger.RandomBase62(40)
+	if err := os.WriteFile(path, []byte(t+"\n"), 0o600); err != nil {
+		return "", false, err
+	}
+	return t, true, nil
+}

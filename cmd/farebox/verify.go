@@ -1,0 +1,40 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+
+	"farebox/ledger"
+)
+
+// verify replays the journal: exit 0 consistent, 1 mismatch, 2 cannot open.
+func verify(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("ledger verify", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	dataDir := fs.String("data-dir", envOr(getenv, "FAREBOX_DATA_DIR", "./farebox-data"), "data directory [FAREBOX_DATA_DIR]")
+	db := fs.String("db", getenv("FAREBOX_DB"), "database URL [FAREBOX_DB]")
+	if err := fs.Parse(args); err != nil {
+		return &exitError{2, err}
+	}
+	store, where, err := openStore(ctx, *db, *dataDir, true)
+	if err != nil {
+		return &exitError{2, fmt.Errorf("cannot open the database: %w", err)}
+	}
+	defer store.Close()
+	rep, err := ledger.Verify(ctx, store)
+	if err != nil {
+		return &exitError{2, fmt.Errorf("cannot read %s: %w", where, err)}
+	}
+	fmt.Fprintf(stdout, "%s: replayed %d journal entries over %d accounts, %d lots, %d holds\n", where, rep.Entries, rep.Accounts, rep.Lots, rep.Holds)
+	if len(rep.Problems) == 0 {
+		fmt.Fprintln(stdout, "ok: the stored state is exactly the journal's")
+		return nil
+	}
+	for _, p := range rep.Problems {
+		fmt.Fprintln(stdout, "MISMATCH:", p)
+	}
+	return &exitError{1, errors.New("the stored state differs from the journal")}
+}

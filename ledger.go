@@ -1,0 +1,261 @@
+package farebox
+
+import (
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Source says where a lot's credits came from.
+type Source string
+
+// Lot sources.
+const (
+	SourceSubscription Source = "subscription"
+	SourcePurchase     Source = "purchase"
+	SourcePromo        Source = "promo"
+	SourceRefund       Source = "refund"
+	SourceAdjustment   Source = "adjustment"
+)
+
+// Valid reports whether s is a known source.
+func (s Source) Valid() bool {
+	switch s {
+	case SourceSubscription, SourcePurchase, SourcePromo, SourceRefund, SourceAdjustment:
+		return true
+	}
+	return false
+}
+
+// DefaultPriority is the consumption priority of a lot of this source when
+// the grant names none: promotions first, then subscription allowances, then
+// purchased credit. Lower is consumed first.
+func (s Source) DefaultPriority() int {
+	switch s {
+	case SourcePromo:
+		return 0
+	case SourceSubscription:
+		return 10
+	}
+	return 20
+}
+
+// MaxTotal bounds an account's granted total and overdraft limit so that
+// every sum the ledger forms (available, charged) stays inside int64.
+const MaxTotal Amount = 1 << 61
+
+// Customer is someone who holds credits.
+type Customer struct {
+	ID        string    `json:"id"`
+	Name      string    `json:"name"`
+	CreatedAt time.Time `json:"created_at"`
+}
+
+// Lot is one grant of credits. amount = remaining + consumed + expired, and
+// held ≤ remaining is the part reserved by open holds.
+type Lot struct {
+	ID          string    `json:"id"`
+	Customer    string    `json:"customer"`
+	Source      Source    `json:"source"`
+	Priority    int       `json:"priority"`
+	Amount      Amount    `json:"amount"`
+	Remaining   Amount    `json:"remaining"`
+	Held        Amount    `json:"held"`
+	Consumed    Amount    `json:"consumed"`
+	Expired     Amount    `json:"expired"`
+	EffectiveAt time.Time `json:"effective_at"`
+	ExpiresAt   time.Time `json:"expires_at"` // zero: never
+	PaidUSD     USD       `json:"paid_usd"`
+	CreatedAt   time.Time `json:"created_at"`
+}
+
+// Live reports whether the lot can still matter to a hold or an expiry.
+func (l *Lot) Live() bool { return l.Remaining > 0 || l.Held > 0 }
+
+// Usable reports whether the lot's free credit may be reserved at now.
+func (l *Lot) Usable(now time.Time) bool {
+	return !l.EffectiveAt.After(now) && !l.ExpiredAt(now)
+}
+
+// ExpiredAt reports whether the lot has expired at now.
+func (l *Lot) ExpiredAt(now time.Time) bool {
+	return !l.ExpiresAt.IsZero() && !now.Before(l.ExpiresAt)
+}
+
+// HoldStatus is the state of a two-phase hold.
+type HoldStatus string
+
+// Hold states. Only pending holds reserve credit.
+const (
+	HoldPending  HoldStatus = "pending"
+	HoldCaptured HoldStatus = "captured"
+	HoldReleased HoldStatus = "released"
+	HoldExpired  HoldStatus = "expired"
+)
+
+// Allocation is the part of a hold reserved on one lot.
+type Allocation struct {
+	Lot    string `json:"lot"`
+	Amount Amount `json:"amount"`
+}
+
+// Hold reserves credit until it is captured, released or expires.
+type Hold struct {
+	ID          string       `json:"id"`
+	Customer    string       `json:"customer"`
+	Amount      Amount       `json:"amount"`    // reserved
+	Requested   Amount       `json:"requested"` // asked for (more than Amount with allow_partial)
+	Allocations []Allocation `json:"allocations"`
+	Overdraft   Amount       `json:"overdraft"` // reserved on the overdraft allowance
+	CreatedAt   time.Time    `json:"created_at"`
+	ExpiresAt   time.Time    `json:"expires_at"`
+	Status      HoldStatus   `json:"status"`
+	ResolvedAt  time.Time    `json:"resolved_at"`
+	// Resolution is the fingerprint of the op that resolved the hold and
+	// Result its answer, so the same resolution repeated gets the same answer.
+	Resolution string  `json:"resolution,omitempty"`
+	Result     *Result `json:"result,omitempty"`
+}
+
+// Account is one customer's ledger state: running totals, its live lots in
+// consumption order and its pending holds. Closed holds resolved or loaded
+// during the current batch sit in Closed; they are not part of the state.
+type Account struct {
+	Customer          string
+	OverdraftLimit    Amount
+	Debt              Amount
+	OverdraftReserved Amount
+	Uncollected       Amount
+	Granted           Amount
+	Charged           Amount
+	Expired           Amount
+	Lots              []*Lot
+	Holds             map[string]*Hold
+	Closed            map[string]*Hold
+}
+
+// NewAccount returns an empty account.
+func NewAccount(customer string) *Account {
+	return &Account{Customer: customer, Holds: map[string]*Hold{}, Closed: map[string]*Hold{}}
+}
+
+// OpKind names a ledger operation.
+type OpKind string
+
+// Ledger operations. Expire is issued by the engine itself whenever time has
+// moved an account's holds or lots past their expiry.
+const (
+	OpGrant   OpKind = "grant"
+	OpHold    OpKind = "hold"
+	OpCapture OpKind = "capture"
+	OpRelease OpKind = "release"
+	OpDebit   OpKind = "debit"
+	OpExpire  OpKind = "expire"
+)
+
+// Op is one ledger operation, as journaled. IDs of what it creates are
+// chosen before it is applied so that replaying the journal is deterministic.
+type Op struct {
+	Kind     OpKind    `json:"kind"`
+	Customer string    `json:"customer"`
+	Key      string    `json:"key,omitempty"`
+	At       time.Time `json:"at"`
+
+	Amount Amount `json:"amount,omitempty"`
+	// Grant.
+	LotID       string    `json:"lot_id,omitempty"`
+	Source      Source    `json:"source,omitempty"`
+	Priority    int       `json:"priority,omitempty"`
+	EffectiveAt time.Time `json:"effective_at,omitzero"` // zero: At
+	ExpiresAt   time.Time `json:"expires_at,omitzero"`   // zero: never
+	PaidUSD     USD       `json:"paid_usd,omitempty"`
+	// Hold, capture, release.
+	HoldID       string        `json:"hold_id,omitempty"`
+	TTL          time.Duration `json:"ttl,omitempty"`
+	AllowPartial bool          `json:"allow_partial,omitempty"`
+	Full         bool          `json:"full,omitempty"` // capture everything held
+	// Debit: take what is available and record the rest as uncollected
+	// instead of refusing.
+	AllowUncollected bool `json:"allow_uncollected,omitempty"`
+}
+
+// Fingerprint is the canonical form of what the client asked for, compared
+// when an idempotency key is reused. Parsed values are used, so "1.5" and
+// "1.50" agree; values the engine fills in (IDs, At) are left out.
+func (op *Op) Fingerprint() string {
+	var b strings.Builder
+	b.WriteString(string(op.Kind))
+	w := func(s string) { b.WriteByte('|'); b.WriteString(s) }
+	switch op.Kind {
+	case OpGrant:
+		w(op.Amount.String())
+		w(string(op.Source))
+		w(strconv.Itoa(op.Priority))
+		w(timeKey(op.EffectiveAt))
+		w(timeKey(op.ExpiresAt))
+		w(op.PaidUSD.String())
+	case OpHold:
+		w(op.Amount.String())
+		w(op.TTL.String())
+		w(strconv.FormatBool(op.AllowPartial))
+	case OpCapture:
+		w(op.HoldID)
+		if op.Full {
+			w("all")
+		} else {
+			w(op.Amount.String())
+		}
+	case OpRelease:
+		w(op.HoldID)
+	case OpDebit:
+		w(op.Amount.String())
+		w(strconv.FormatBool(op.AllowUncollected))
+	}
+	return b.String()
+}
+
+func timeKey(t time.Time) string {
+	if t.IsZero() {
+		return ""
+	}
+	return strconv.FormatInt(t.UnixNano(), 10)
+}
+
+// Consumption is credit taken from one lot, or from the overdraft when Lot
+// is empty.
+type Consumption struct {
+	Lot    string `json:"lot,omitempty"`
+	Amount Amount `json:"amount"`
+}
+
+// Result is what an op answered. Kept forever with the op in the journal so a
+// retried op gets the same answer.
+type Result struct {
+	Lot         *Lot          `json:"lot,omitempty"`
+	Hold        *HoldView     `json:"hold,omitempty"`
+	Captured    Amount        `json:"captured,omitempty"`
+	Released    Amount        `json:"released,omitempty"`
+	Uncollected Amount        `json:"uncollected,omitempty"`
+	Consumed    []Consumption `json:"consumed,omitempty"`
+	Expired     []Consumption `json:"expired,omitempty"` // expire: credit moved to breakage per lot
+	HoldsDone   []string      `json:"holds_expired,omitempty"`
+}
+
+// HoldView is a hold as its creator sees it.
+type HoldView struct {
+	ID        string     `json:"id"`
+	Customer  string     `json:"customer"`
+	Amount    Amount     `json:"amount"`
+	Requested Amount     `json:"requested"`
+	ExpiresAt time.Time  `json:"expires_at"`
+	Status    HoldStatus `json:"status"`
+}
+
+// JournalEntry is one committed op with its answer. The journal is
+// append-only; replaying it reproduces every stored account, lot and hold.
+type JournalEntry struct {
+	Seq         int64  `json:"seq"`
+	Op          Op     `json:"op"`
+	Fingerprint string `json:"fingerprint"`
+	Result      Result `json:"result"`
+}

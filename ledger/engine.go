@@ -1,0 +1,557 @@
+package ledger
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sync"
+	"time"
+
+	fb "farebox"
+)
+
+// Config tunes an Engine. The zero value is usable.
+type Config struct {
+	// MaxBatch bounds the ops applied and committed in one transaction.
+	// 1 turns batching off (one op per transaction).
+	MaxBatch int
+	// MaxWait is how long a batch may wait for more ops once it has one.
+	// Zero commits whatever has queued up while the last commit ran.
+	MaxWait time.Duration
+	// Cache keeps committed accounts in memory between batches. Only safe
+	// when this engine is the store's only writer (SQLite).
+	Cache bool
+	// MaxCached bounds the cached accounts; beyond it some are dropped.
+	MaxCached int
+	// Now is the clock; time.Now when nil.
+	Now func() time.Time
+	// NewID returns a fresh id with the given prefix; random when nil.
+	NewID  func(prefix string) string
+	Logger *slog.Logger
+}
+
+// ErrClosed is returned by Submit after Close.
+var ErrClosed = fb.Errorf(fb.EUnavailable, "the ledger is shutting down").WithCode("shutting_down")
+
+// Engine applies ledger ops in batches: it takes what has queued up, loads
+// the touched accounts, applies the state machine, checks the invariants,
+// writes state and journal in one transaction and answers every caller only
+// after the commit.
+type Engine struct {
+	store fb.Store
+	cfg   Config
+	log   *slog.Logger
+
+	mu     sync.RWMutex
+	closed bool
+	queue  chan *request
+	done   chan struct{}
+
+	// Touched only by the loop goroutine.
+	cache     map[string]*fb.Account
+	holdOwner map[string]string
+
+	statsMu sync.Mutex
+	stats   Stats
+}
+
+// Stats counts the engine's work.
+type Stats struct {
+	Batches int64
+	Ops     int64
+	Failed  int64 // batches whose commit failed
+}
+
+type request struct {
+	op   fb.Op
+	res  fb.Result
+	err  error
+	done chan struct{}
+}
+
+// NewEngine returns a started engine writing through store.
+func NewEngine(store fb.Store, cfg Config) *Engine {
+	if cfg.MaxBatch <= 0 {
+		cfg.MaxBatch = 4096
+	}
+	if cfg.MaxCached <= 0 {
+		cfg.MaxCached = 200_000
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.NewID == nil {
+		cfg.NewID = RandomID
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	e := &Engine{
+		store: store, cfg: cfg, log: cfg.Logger,
+		queue:     make(chan *request, 4*cfg.MaxBatch),
+		done:      make(chan struct{}),
+		cache:     map[string]*fb.Account{},
+		holdOwner: map[string]string{},
+	}
+	go e.loop()
+	return e
+}
+
+// Now is the engine's clock.
+func (e *Engine) Now() time.Time { return e.cfg.Now() }
+
+// Stats returns counters of the work done so far.
+func (e *Engine) Stats() Stats {
+	e.statsMu.Lock()
+	defer e.statsMu.Unlock()
+	return e.stats
+}
+
+// Submit validates op, queues it and waits for its committed result. The ids
+// of what it creates are chosen here unless the op names them.
+func (e *Engine) Submit(ctx context.Context, op fb.Op) (fb.Result, error) {
+	if err := Validate(&op); err != nil {
+		return fb.Result{}, err
+	}
+	switch op.Kind {
+	case fb.OpGrant:
+		if op.LotID == "" {
+			op.LotID = e.cfg.NewID("lot_")
+		}
+	case fb.OpHold:
+		if op.HoldID == "" {
+			op.HoldID = e.cfg.NewID("hold_")
+		}
+	}
+	r := &request{op: op, done: make(chan struct{})}
+	e.mu.RLock()
+	if e.closed {
+		e.mu.RUnlock()
+		return fb.Result{}, ErrClosed
+	}
+	select {
+	case e.queue <- r:
+	case <-ctx.Done():
+		e.mu.RUnlock()
+		return fb.Result{}, ctx.Err()
+	}
+	e.mu.RUnlock()
+	select {
+	case <-r.done:
+		return r.res, r.err
+	case <-ctx.Done():
+		// The op may still commit; its idempotency key makes a retry safe.
+		return fb.Result{}, ctx.Err()
+	}
+}
+
+// Close stops accepting ops, finishes everything queued and returns.
+func (e *Engine) Close() {
+	e.mu.Lock()
+	if !e.closed {
+		e.closed = true
+		close(e.queue)
+	}
+	e.mu.Unlock()
+	<-e.done
+}
+
+// Sweep expires the holds and lots that are due on accounts nobody touched,
+// by submitting an expire op for each such account. Servers call it every
+// second or so; tests call it after moving their clock.
+func (e *Engine) Sweep(ctx context.Context) (int, error) {
+	total := 0
+	for {
+		due, err := e.store.DueAccounts(ctx, e.cfg.Now(), 1000)
+		if err != nil {
+			return total, err
+		}
+		if len(due) == 0 {
+			return total, nil
+		}
+		var wg sync.WaitGroup
+		errs := make([]error, len(due))
+		for i, c := range due {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				_, errs[i] = e.Submit(ctx, fb.Op{Kind: fb.OpExpire, Customer: c})
+			}()
+		}
+		wg.Wait()
+		if err := errors.Join(errs...); err != nil {
+			return total, err
+		}
+		total += len(due)
+		if len(due) < 1000 {
+			return total, nil
+		}
+	}
+}
+
+func (e *Engine) loop() {
+	defer close(e.done)
+	batch := make([]*request, 0, e.cfg.MaxBatch)
+	for {
+		r, ok := <-e.queue
+		if !ok {
+			return
+		}
+		batch = append(batch[:0], r)
+		open := e.fill(&batch)
+		e.run(batch)
+		if !open {
+			// Drain what was queued before Close.
+			for r := range e.queue {
+				e.run([]*request{r})
+			}
+			return
+		}
+	}
+}
+
+// fill adds queued ops to the batch, waiting up to MaxWait for more. It
+// reports false when the queue has been closed.
+func (e *Engine) fill(batch *[]*request) bool {
+	var timer <-chan time.Time
+	if e.cfg.MaxWait > 0 {
+		t := time.NewTimer(e.cfg.MaxWait)
+		defer t.Stop()
+		timer = t.C
+	}
+	for len(*batch) < e.cfg.MaxBatch {
+		select {
+		case r, ok := <-e.queue:
+			if !ok {
+				return false
+			}
+			*batch = append(*batch, r)
+			continue
+		default:
+		}
+		if timer == nil {
+			return true
+		}
+		select {
+		case r, ok := <-e.queue:
+			if !ok {
+				return false
+			}
+			*batch = append(*batch, r)
+		case <-timer:
+			return true
+		}
+	}
+	return true
+}
+
+// run applies and commits one batch and answers its callers.
+func (e *Engine) run(batch []*request) {
+	now := e.cfg.Now().UTC()
+	for _, r := range batch {
+		r.op.At = now
+		r.err = nil
+	}
+	var accts map[string]*fb.Account
+	var loaded []string
+	var newHolds, closedHolds []*fb.Hold
+	err := e.store.Write(context.Background(), func(tx fb.WriteTx) error {
+		var err error
+		accts, loaded, err = e.prepare(tx, batch)
+		if err != nil {
+			return err
+		}
+		newHolds, closedHolds, err = e.apply(tx, batch, accts, now)
+		return err
+	})
+	e.statsMu.Lock()
+	e.stats.Batches++
+	e.stats.Ops += int64(len(batch))
+	if err != nil {
+		e.stats.Failed++
+	}
+	e.statsMu.Unlock()
+	if err != nil {
+		// Nothing was committed: forget whatever the batch changed in memory.
+		for c := range accts {
+			e.evict(c)
+		}
+		e.log.Error("ledger batch failed", "ops", len(batch), "err", err)
+		fail := fb.Errorf(fb.EUnavailable, "the ledger could not commit; nothing was applied, retry with the same idempotency key").WithCode("store_unavailable")
+		for _, r := range batch {
+			r.err = fail
+			close(r.done)
+		}
+		return
+	}
+	for c, a := range accts {
+		clear(a.Closed)
+		if e.cfg.Cache {
+			e.cache[c] = a
+		}
+	}
+	if e.cfg.Cache {
+		for _, c := range loaded {
+			a, ok := accts[c]
+			if !ok {
+				continue
+			}
+			for id := range a.Holds {
+				e.holdOwner[id] = c
+			}
+		}
+		for _, h := range newHolds {
+			e.holdOwner[h.ID] = h.Customer
+		}
+		for _, h := range closedHolds {
+			delete(e.holdOwner, h.ID)
+		}
+		if len(e.cache) > e.cfg.MaxCached {
+			e.shrink(loaded)
+		}
+	}
+	for _, r := range batch {
+		close(r.done)
+	}
+}
+
+func (e *Engine) evict(customer string) {
+	a, ok := e.cache[customer]
+	if !ok {
+		return
+	}
+	for id := range a.Holds {
+		delete(e.holdOwner, id)
+	}
+	delete(e.cache, customer)
+}
+
+// shrink drops cached accounts (map order is arbitrary enough) until a
+// tenth of the room is free again.
+func (e *Engine) shrink(keep []string) {
+	target := e.cfg.MaxCached * 9 / 10
+	for c := range e.cache {
+		if len(e.cache) <= target {
+			return
+		}
+		if !slices.Contains(keep, c) {
+			e.evict(c)
+		}
+	}
+}
+
+// prepare resolves the customer of every hold op and loads the accounts the
+// batch touches. Ops that cannot be placed get their error here.
+func (e *Engine) prepare(tx fb.WriteTx, batch []*request) (map[string]*fb.Account, []string, error) {
+	ctx := context.Background()
+	var lookup []string
+	for _, r := range batch {
+		op := &r.op
+		if op.Kind != fb.OpCapture && op.Kind != fb.OpRelease {
+			continue
+		}
+		if c, ok := e.holdOwner[op.HoldID]; ok && e.cfg.Cache {
+			op.Customer = c
+			continue
+		}
+		lookup = append(lookup, op.HoldID)
+	}
+	var closed map[string]*fb.Hold
+	if len(lookup) > 0 {
+		var err error
+		if closed, err = tx.LookupHolds(ctx, lookup); err != nil {
+			return nil, nil, err
+		}
+		for _, r := range batch {
+			op := &r.op
+			if (op.Kind != fb.OpCapture && op.Kind != fb.OpRelease) || op.Customer != "" {
+				continue
+			}
+			h, ok := closed[op.HoldID]
+			if !ok {
+				r.err = fb.Errorf(fb.ENotFound, "no hold %s", op.HoldID)
+				continue
+			}
+			op.Customer = h.Customer
+		}
+	}
+	accts := map[string]*fb.Account{}
+	var missing []string
+	for _, r := range batch {
+		c := r.op.Customer
+		if r.err != nil || c == "" {
+			continue
+		}
+		if _, ok := accts[c]; ok {
+			continue
+		}
+		if a, ok := e.cache[c]; ok && e.cfg.Cache {
+			accts[c] = a
+			continue
+		}
+		accts[c] = nil
+		missing = append(missing, c)
+	}
+	if len(missing) > 0 {
+		slices.Sort(missing)
+		got, err := tx.LoadAccounts(ctx, missing)
+		if err != nil {
+			return nil, nil, err
+		}
+		for _, c := range missing {
+			if a, ok := got[c]; ok {
+				SortLots(a.Lots)
+				accts[c] = a
+			} else {
+				delete(accts, c)
+			}
+		}
+	}
+	for _, r := range batch {
+		if r.err != nil {
+			continue
+		}
+		a, ok := accts[r.op.Customer]
+		if !ok {
+			r.err = fb.Errorf(fb.ENotFound, "no customer %q", r.op.Customer).WithCode("unknown_customer")
+			continue
+		}
+		// A resolved or expired hold answers from its stored resolution.
+		if h, ok := closed[r.op.HoldID]; ok && h.Status != fb.HoldPending {
+			a.Closed[h.ID] = h
+		}
+	}
+	return accts, missing, nil
+}
+
+// apply runs the state machine over the batch, checks invariants and writes
+// the result. It returns the holds opened and closed.
+func (e *Engine) apply(tx fb.WriteTx, batch []*request, accts map[string]*fb.Account, now time.Time) (opened, closed []*fb.Hold, err error) {
+	ctx := context.Background()
+	// Idempotency: one lookup for every keyed op of the batch.
+	var keys []fb.KeyRef
+	for _, r := range batch {
+		if r.err == nil && r.op.Key != "" {
+			keys = append(keys, fb.KeyRef{Customer: r.op.Customer, Key: r.op.Key})
+		}
+	}
+	seen := map[fb.KeyRef]*fb.JournalEntry{}
+	if len(keys) > 0 {
+		if seen, err = tx.LookupKeys(ctx, keys); err != nil {
+			return nil, nil, err
+		}
+	}
+	t := NewTouched()
+	var entries []*fb.JournalEntry
+	advanced := map[string]bool{}
+	dirty := map[string]bool{}
+	for _, r := range batch {
+		if r.err != nil {
+			continue
+		}
+		op := &r.op
+		a := accts[op.Customer]
+		if !advanced[op.Customer] {
+			advanced[op.Customer] = true
+			if res, changed := Advance(a, now, t); changed {
+				entries = append(entries, &fb.JournalEntry{Op: fb.Op{Kind: fb.OpExpire, Customer: a.Customer, At: now}, Result: res})
+				dirty[op.Customer] = true
+			}
+		}
+		if op.Kind == fb.OpExpire {
+			continue
+		}
+		fp := op.Fingerprint()
+		if op.Key != "" {
+			ref := fb.KeyRef{Customer: op.Customer, Key: op.Key}
+			if prev, ok := seen[ref]; ok {
+				if prev.Fingerprint != fp {
+					r.err = fb.Errorf(fb.EIdempotencyConflict, "idempotency key %q was used with a different request", op.Key)
+				} else {
+					r.res = prev.Result
+				}
+				continue
+			}
+		}
+		res, err := Apply(a, op, t)
+		if err != nil {
+			var fe *fb.Error
+			if !errors.As(err, &fe) {
+				return nil, nil, err
+			}
+			r.err = err
+			continue
+		}
+		r.res = res
+		entry := &fb.JournalEntry{Op: *op, Fingerprint: fp, Result: res}
+		entries = append(entries, entry)
+		dirty[op.Customer] = true
+		if op.Key != "" {
+			seen[fb.KeyRef{Customer: op.Customer, Key: op.Key}] = entry
+		}
+	}
+	for _, a := range accts {
+		if err := Check(a); err != nil {
+			return nil, nil, fmt.Errorf("ledger invariant broken on %s, batch not committed: %w", a.Customer, err)
+		}
+	}
+	if len(entries) == 0 {
+		return nil, nil, nil
+	}
+	lots := map[string][]*fb.Lot{}
+	holds := map[string][]*fb.Hold{}
+	for _, l := range t.Lots {
+		lots[l.Customer] = append(lots[l.Customer], l)
+	}
+	for _, h := range t.Holds {
+		holds[h.Customer] = append(holds[h.Customer], h)
+		if h.Status == fb.HoldPending {
+			opened = append(opened, h)
+		} else {
+			closed = append(closed, h)
+		}
+	}
+	customers := make([]string, 0, len(dirty))
+	for c := range dirty {
+		customers = append(customers, c)
+	}
+	slices.Sort(customers)
+	for _, c := range customers {
+		if err := tx.SaveAccount(ctx, accts[c], lots[c], holds[c]); err != nil {
+			return nil, nil, err
+		}
+	}
+	if err := tx.AppendJournal(ctx, entries); err != nil {
+		return nil, nil, err
+	}
+	return opened, closed, nil
+}
+
+const base62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+
+// RandomID returns prefix followed by 22 random base62 characters.
+func RandomID(prefix string) string {
+	return prefix + RandomBase62(22)
+}
+
+// RandomBase62 returns n random base62 characters from crypto/rand.
+func RandomBase62(n int) string {
+	b := make([]byte, n)
+	buf := make([]byte, n*2)
+	i := 0
+	for i < n {
+		if _, err := rand.Read(buf); err != nil {
+			panic(err)
+		}
+		for _, c := range buf {
+			if c < 248 && i < n { // 248 = 4*62: unbiased
+				b[i] = base62[c%62]
+				i++
+			}
+		}
+	}
+	return string(b)
+}

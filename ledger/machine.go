@@ -1,0 +1,586 @@
+// Package ledger owns the rules of the credits ledger: a pure state machine
+// over farebox.Account values (Advance, Apply, Check) and the Engine that
+// batches ops, applies them and group-commits them through a farebox.Store.
+package ledger
+
+import (
+	"fmt"
+	"slices"
+	"time"
+
+	fb "farebox"
+)
+
+// Touched collects what an op changed, for the engine to write.
+type Touched struct {
+	Lots  map[string]*fb.Lot
+	Holds map[string]*fb.Hold
+}
+
+// NewTouched returns an empty set.
+func NewTouched() *Touched {
+	return &Touched{Lots: map[string]*fb.Lot{}, Holds: map[string]*fb.Hold{}}
+}
+
+func (t *Touched) lot(l *fb.Lot) {
+	if t != nil {
+		t.Lots[l.ID] = l
+	}
+}
+
+func (t *Touched) hold(h *fb.Hold) {
+	if t != nil {
+		t.Holds[h.ID] = h
+	}
+}
+
+// Available is the credit a new hold or debit may take at now: the free part
+// of usable lots plus the unused overdraft allowance.
+func Available(a *fb.Account, now time.Time) fb.Amount {
+	var sum fb.Amount
+	for _, l := range a.Lots {
+		if l.Usable(now) {
+			sum += l.Remaining - l.Held
+		}
+	}
+	return sum + a.OverdraftLimit - a.Debt - a.OverdraftReserved
+}
+
+// Held is the total reserved by pending holds.
+func Held(a *fb.Account) fb.Amount {
+	var sum fb.Amount
+	for _, h := range a.Holds {
+		sum += h.Amount
+	}
+	return sum
+}
+
+// lotLess is the consumption order: priority, then earliest expiry (never
+// expiring last), then oldest, then id.
+func lotLess(x, y *fb.Lot) int {
+	if x.Priority != y.Priority {
+		return cmpInt(x.Priority, y.Priority)
+	}
+	xz, yz := x.ExpiresAt.IsZero(), y.ExpiresAt.IsZero()
+	switch {
+	case xz && !yz:
+		return 1
+	case !xz && yz:
+		return -1
+	case !xz && !yz && !x.ExpiresAt.Equal(y.ExpiresAt):
+		return x.ExpiresAt.Compare(y.ExpiresAt)
+	}
+	if c := x.CreatedAt.Compare(y.CreatedAt); c != 0 {
+		return c
+	}
+	switch {
+	case x.ID < y.ID:
+		return -1
+	case x.ID > y.ID:
+		return 1
+	}
+	return 0
+}
+
+func cmpInt(a, b int) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
+
+// SortLots puts lots in consumption order.
+func SortLots(lots []*fb.Lot) { slices.SortFunc(lots, lotLess) }
+
+func insertLot(a *fb.Account, l *fb.Lot) {
+	i, _ := slices.BinarySearchFunc(a.Lots, l, lotLess)
+	a.Lots = slices.Insert(a.Lots, i, l)
+}
+
+func findLot(a *fb.Account, id string) *fb.Lot {
+	for _, l := range a.Lots {
+		if l.ID == id {
+			return l
+		}
+	}
+	return nil
+}
+
+// dropDead removes lots that can no longer matter from the live list.
+func dropDead(a *fb.Account) {
+	a.Lots = slices.DeleteFunc(a.Lots, func(l *fb.Lot) bool { return !l.Live() })
+}
+
+// Advance expires, at now, the pending holds and the lots whose time has
+// come: a hold's reservations are released (on an expired lot, into
+// breakage) and an expired lot's free remainder moves to expired. It reports
+// whether anything changed, with a Result listing what.
+func Advance(a *fb.Account, now time.Time, t *Touched) (fb.Result, bool) {
+	var res fb.Result
+	var due []*fb.Hold
+	for _, h := range a.Holds {
+		if !now.Before(h.ExpiresAt) {
+			due = append(due, h)
+		}
+	}
+	slices.SortFunc(due, func(x, y *fb.Hold) int {
+		if c := x.ExpiresAt.Compare(y.ExpiresAt); c != 0 {
+			return c
+		}
+		return compareStrings(x.ID, y.ID)
+	})
+	for _, h := range due {
+		releaseAllocations(a, h, 0, now, t, &res)
+		h.Status = fb.HoldExpired
+		h.ResolvedAt = now
+		delete(a.Holds, h.ID)
+		a.Closed[h.ID] = h
+		t.hold(h)
+		res.HoldsDone = append(res.HoldsDone, h.ID)
+	}
+	for _, l := range a.Lots {
+		if l.ExpiredAt(now) && l.Remaining > l.Held {
+			e := l.Remaining - l.Held
+			l.Remaining -= e
+			l.Expired += e
+			a.Expired += e
+			t.lot(l)
+			res.Expired = append(res.Expired, fb.Consumption{Lot: l.ID, Amount: e})
+		}
+	}
+	changed := len(due) > 0 || len(res.Expired) > 0
+	if changed {
+		dropDead(a)
+	}
+	return res, changed
+}
+
+func compareStrings(a, b string) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
+
+// releaseAllocations consumes up to take of what h reserves, in allocation
+// order, and releases the rest: on lots that have expired at now the released
+// credit goes to breakage. Consumption is appended to res.Consumed and
+// breakage to res.Expired. It returns how much was consumed.
+func releaseAllocations(a *fb.Account, h *fb.Hold, take fb.Amount, now time.Time, t *Touched, res *fb.Result) fb.Amount {
+	var consumed fb.Amount
+	for _, al := range h.Allocations {
+		l := findLot(a, al.Lot)
+		if l == nil {
+			panic(fmt.Sprintf("ledger: hold %s allocates on unknown lot %s", h.ID, al.Lot))
+		}
+		x := min(al.Amount, take-consumed)
+		l.Held -= al.Amount
+		l.Remaining -= x
+		l.Consumed += x
+		consumed += x
+		if x > 0 {
+			res.Consumed = append(res.Consumed, fb.Consumption{Lot: l.ID, Amount: x})
+		}
+		if r := al.Amount - x; r > 0 && l.ExpiredAt(now) {
+			l.Remaining -= r
+			l.Expired += r
+			a.Expired += r
+			res.Expired = append(res.Expired, fb.Consumption{Lot: l.ID, Amount: r})
+		}
+		t.lot(l)
+	}
+	if h.Overdraft > 0 {
+		x := min(h.Overdraft, take-consumed)
+		a.OverdraftReserved -= h.Overdraft
+		a.Debt += x
+		consumed += x
+		if x > 0 {
+			res.Consumed = append(res.Consumed, fb.Consumption{Amount: x})
+		}
+	}
+	return consumed
+}
+
+// Apply applies one op (not OpExpire) to a, which the caller has advanced
+// to op.At. It changes a only when it succeeds; a failed op leaves a as it
+// was. It does no I/O and reads no clock: the same account and op always
+// give the same result.
+func Apply(a *fb.Account, op *fb.Op, t *Touched) (fb.Result, error) {
+	switch op.Kind {
+	case fb.OpGrant:
+		return grant(a, op, t)
+	case fb.OpHold:
+		return hold(a, op, t)
+	case fb.OpCapture:
+		return capture(a, op, t)
+	case fb.OpRelease:
+		return release(a, op, t)
+	case fb.OpDebit:
+		return debit(a, op, t)
+	}
+	return fb.Result{}, fb.Invalid("kind", "unknown ledger op %q", op.Kind)
+}
+
+// Validate checks an op's own fields, before any account is looked at.
+func Validate(op *fb.Op) error {
+	switch op.Kind {
+	case fb.OpGrant:
+		if op.Amount <= 0 {
+			return fb.Invalid("amount", "amount must be greater than 0")
+		}
+		if op.Amount > fb.MaxTotal {
+			return fb.Invalid("amount", "amount is too large")
+		}
+		if !op.Source.Valid() {
+			return fb.Invalid("source", "source must be one of subscription, purchase, promo, refund, adjustment")
+		}
+		if op.PaidUSD < 0 {
+			return fb.Invalid("paid_usd", "paid_usd must not be negative")
+		}
+		if op.Priority < 0 || op.Priority > 1000 {
+			return fb.Invalid("priority", "priority must be between 0 and 1000")
+		}
+		if !op.ExpiresAt.IsZero() && !op.EffectiveAt.IsZero() && !op.ExpiresAt.After(op.EffectiveAt) {
+			return fb.Invalid("expires_at", "expires_at must be after effective_at")
+		}
+	case fb.OpHold:
+		if op.Amount <= 0 {
+			return fb.Invalid("amount", "amount must be greater than 0")
+		}
+		if op.Amount > fb.MaxTotal {
+			return fb.Invalid("amount", "amount is too large")
+		}
+		if op.TTL <= 0 || op.TTL > MaxHoldTTL {
+			return fb.Invalid("ttl_seconds", "ttl_seconds must be between 1 and %d", int(MaxHoldTTL/time.Second))
+		}
+	case fb.OpCapture:
+		if op.HoldID == "" {
+			return fb.Invalid("id", "hold id is required")
+		}
+		if !op.Full && op.Amount < 0 {
+			return fb.Invalid("amount", "amount must not be negative")
+		}
+		if op.Amount > fb.MaxTotal {
+			return fb.Invalid("amount", "amount is too large")
+		}
+	case fb.OpRelease:
+		if op.HoldID == "" {
+			return fb.Invalid("id", "hold id is required")
+		}
+	case fb.OpDebit:
+		if op.Amount <= 0 {
+			return fb.Invalid("amount", "amount must be greater than 0")
+		}
+		if op.Amount > fb.MaxTotal {
+			return fb.Invalid("amount", "amount is too large")
+		}
+	case fb.OpExpire:
+	default:
+		return fb.Invalid("kind", "unknown ledger op %q", op.Kind)
+	}
+	return nil
+}
+
+// Hold TTLs.
+const (
+	DefaultHoldTTL = 60 * time.Second
+	MaxHoldTTL     = 24 * time.Hour
+)
+
+func grant(a *fb.Account, op *fb.Op, t *Touched) (fb.Result, error) {
+	if err := Validate(op); err != nil {
+		return fb.Result{}, err
+	}
+	eff := op.EffectiveAt
+	if eff.IsZero() {
+		eff = op.At
+	}
+	if !op.ExpiresAt.IsZero() && !op.ExpiresAt.After(op.At) {
+		return fb.Result{}, fb.Invalid("expires_at", "expires_at must be in the future")
+	}
+	if !op.ExpiresAt.IsZero() && !op.ExpiresAt.After(eff) {
+		return fb.Result{}, fb.Invalid("expires_at", "expires_at must be after effective_at")
+	}
+	granted, err := a.Granted.Add(op.Amount)
+	if err != nil || granted > fb.MaxTotal {
+		return fb.Result{}, fb.Invalid("amount", "the account's granted total would exceed %s credits", fb.MaxTotal)
+	}
+	l := &fb.Lot{
+		ID: op.LotID, Customer: a.Customer, Source: op.Source, Priority: op.Priority,
+		Amount: op.Amount, Remaining: op.Amount,
+		EffectiveAt: eff, ExpiresAt: op.ExpiresAt, PaidUSD: op.PaidUSD, CreatedAt: op.At,
+	}
+	a.Granted = granted
+	var res fb.Result
+	// A new lot repays debt first; those credits are consumed now.
+	if a.Debt > 0 && !eff.After(op.At) {
+		r := min(a.Debt, l.Remaining)
+		l.Remaining -= r
+		l.Consumed += r
+		a.Debt -= r
+		res.Consumed = append(res.Consumed, fb.Consumption{Lot: l.ID, Amount: r})
+	}
+	if l.Live() {
+		insertLot(a, l)
+	}
+	t.lot(l)
+	snap := *l
+	res.Lot = &snap
+	return res, nil
+}
+
+func hold(a *fb.Account, op *fb.Op, t *Touched) (fb.Result, error) {
+	if err := Validate(op); err != nil {
+		return fb.Result{}, err
+	}
+	if _, dup := a.Holds[op.HoldID]; dup {
+		return fb.Result{}, fmt.Errorf("ledger: hold id %s reused", op.HoldID)
+	}
+	avail := Available(a, op.At)
+	take := op.Amount
+	if avail < take {
+		if !op.AllowPartial || avail <= 0 {
+			return fb.Result{}, insufficient(avail, op.Amount)
+		}
+		take = avail
+	}
+	h := &fb.Hold{
+		ID: op.HoldID, Customer: a.Customer, Amount: take, Requested: op.Amount,
+		CreatedAt: op.At, ExpiresAt: op.At.Add(op.TTL), Status: fb.HoldPending,
+	}
+	left := take
+	for _, l := range a.Lots {
+		if left == 0 {
+			break
+		}
+		if !l.Usable(op.At) || l.Remaining == l.Held {
+			continue
+		}
+		x := min(l.Remaining-l.Held, left)
+		l.Held += x
+		left -= x
+		h.Allocations = append(h.Allocations, fb.Allocation{Lot: l.ID, Amount: x})
+		t.lot(l)
+	}
+	if left > 0 {
+		h.Overdraft = left
+		a.OverdraftReserved += left
+	}
+	a.Holds[h.ID] = h
+	t.hold(h)
+	return fb.Result{Hold: viewOf(h)}, nil
+}
+
+func viewOf(h *fb.Hold) *fb.HoldView {
+	return &fb.HoldView{ID: h.ID, Customer: h.Customer, Amount: h.Amount, Requested: h.Requested, ExpiresAt: h.ExpiresAt, Status: h.Status}
+}
+
+func insufficient(avail, want fb.Amount) error {
+	return fb.Errorf(fb.EInsufficientCredits, "insufficient credits: %s available, %s requested", max(avail, 0), want)
+}
+
+// resolvable finds the pending hold an op resolves, or answers for a hold
+// that is already resolved: the same resolution gets its first answer.
+func resolvable(a *fb.Account, op *fb.Op) (*fb.Hold, *fb.Result, error) {
+	if h, ok := a.Holds[op.HoldID]; ok {
+		return h, nil, nil
+	}
+	h, ok := a.Closed[op.HoldID]
+	if !ok {
+		return nil, nil, fb.Errorf(fb.ENotFound, "no hold %s", op.HoldID)
+	}
+	if h.Status == fb.HoldExpired {
+		return nil, nil, fb.Errorf(fb.EConflict, "hold %s expired at %s and released its credit", h.ID, h.ExpiresAt.UTC().Format(time.RFC3339)).WithCode("hold_expired")
+	}
+	if h.Resolution == op.Fingerprint() && h.Result != nil {
+		r := *h.Result
+		return nil, &r, nil
+	}
+	return nil, nil, fb.Errorf(fb.EConflict, "hold %s is already %s", h.ID, h.Status).WithCode("hold_resolved")
+}
+
+func capture(a *fb.Account, op *fb.Op, t *Touched) (fb.Result, error) {
+	if err := Validate(op); err != nil {
+		return fb.Result{}, err
+	}
+	h, prev, err := resolvable(a, op)
+	if err != nil || prev != nil {
+		if prev != nil {
+			return *prev, nil
+		}
+		return fb.Result{}, err
+	}
+	want := op.Amount
+	if op.Full {
+		want = h.Amount
+	}
+	excess := max(want-h.Amount, 0)
+	charged, err := a.Charged.Add(want)
+	if err != nil || charged > fb.MaxTotal*2 {
+		return fb.Result{}, fb.Invalid("amount", "the account's charged total would overflow")
+	}
+	// Check before changing anything: the excess may only become debt or
+	// uncollected, both bounded.
+	var res fb.Result
+	fromHold := releaseAllocations(a, h, min(want, h.Amount), op.At, t, &res)
+	res.Captured = want
+	res.Released = h.Amount - fromHold
+	if excess > 0 {
+		got := take(a, excess, op.At, t, &res)
+		res.Uncollected = excess - got
+		a.Uncollected += res.Uncollected
+	}
+	a.Charged = charged
+	closeHold(a, h, fb.HoldCaptured, op, &res, t)
+	return res, nil
+}
+
+func release(a *fb.Account, op *fb.Op, t *Touched) (fb.Result, error) {
+	if err := Validate(op); err != nil {
+		return fb.Result{}, err
+	}
+	h, prev, err := resolvable(a, op)
+	if err != nil || prev != nil {
+		if prev != nil {
+			return *prev, nil
+		}
+		return fb.Result{}, err
+	}
+	var res fb.Result
+	releaseAllocations(a, h, 0, op.At, t, &res)
+	res.Released = h.Amount
+	closeHold(a, h, fb.HoldReleased, op, &res, t)
+	return res, nil
+}
+
+func closeHold(a *fb.Account, h *fb.Hold, st fb.HoldStatus, op *fb.Op, res *fb.Result, t *Touched) {
+	h.Status = st
+	h.ResolvedAt = op.At
+	h.Resolution = op.Fingerprint()
+	v := viewOf(h)
+	res.Hold = v
+	r := *res
+	h.Result = &r
+	delete(a.Holds, h.ID)
+	a.Closed[h.ID] = h
+	t.hold(h)
+	dropDead(a)
+}
+
+func debit(a *fb.Account, op *fb.Op, t *Touched) (fb.Result, error) {
+	if err := Validate(op); err != nil {
+		return fb.Result{}, err
+	}
+	avail := Available(a, op.At)
+	if avail < op.Amount && !op.AllowUncollected {
+		return fb.Result{}, insufficient(avail, op.Amount)
+	}
+	charged, err := a.Charged.Add(op.Amount)
+	if err != nil || charged > fb.MaxTotal*2 {
+		return fb.Result{}, fb.Invalid("amount", "the account's charged total would overflow")
+	}
+	var res fb.Result
+	got := take(a, op.Amount, op.At, t, &res)
+	res.Captured = op.Amount
+	res.Uncollected = op.Amount - got
+	a.Uncollected += res.Uncollected
+	a.Charged = charged
+	dropDead(a)
+	return res, nil
+}
+
+// take consumes up to want of free credit, from usable lots in consumption
+// order and then the overdraft allowance, and returns how much it took.
+func take(a *fb.Account, want fb.Amount, now time.Time, t *Touched, res *fb.Result) fb.Amount {
+	left := want
+	for _, l := range a.Lots {
+		if left == 0 {
+			break
+		}
+		if !l.Usable(now) || l.Remaining == l.Held {
+			continue
+		}
+		x := min(l.Remaining-l.Held, left)
+		l.Remaining -= x
+		l.Consumed += x
+		left -= x
+		res.Consumed = append(res.Consumed, fb.Consumption{Lot: l.ID, Amount: x})
+		t.lot(l)
+	}
+	if left > 0 {
+		room := max(a.OverdraftLimit-a.Debt-a.OverdraftReserved, 0)
+		x := min(room, left)
+		if x > 0 {
+			a.Debt += x
+			left -= x
+			res.Consumed = append(res.Consumed, fb.Consumption{Amount: x})
+		}
+	}
+	return want - left
+}
+
+// Check verifies the invariants of an account: for every lot
+// amount = remaining + consumed + expired, 0 ≤ held ≤ remaining and held equal
+// to the pending holds' allocations on it; for the account
+// granted + debt + uncollected = Σ remaining + charged + expired and
+// 0 ≤ debt + overdraft_reserved ≤ overdraft_limit, with overdraft_reserved
+// equal to the holds' overdraft reservations. Lots not in a.Lots must have
+// nothing remaining or held.
+func Check(a *fb.Account) error {
+	allocs := map[string]fb.Amount{}
+	var od fb.Amount
+	for _, h := range a.Holds {
+		if h.Status != fb.HoldPending {
+			return fmt.Errorf("hold %s in Holds has status %s", h.ID, h.Status)
+		}
+		sum := h.Overdraft
+		for _, al := range h.Allocations {
+			if al.Amount <= 0 {
+				return fmt.Errorf("hold %s has a non-positive allocation", h.ID)
+			}
+			allocs[al.Lot] += al.Amount
+			sum += al.Amount
+		}
+		if sum != h.Amount {
+			return fmt.Errorf("hold %s: allocations %s != amount %s", h.ID, sum, h.Amount)
+		}
+		od += h.Overdraft
+	}
+	var remaining fb.Amount
+	seen := map[string]bool{}
+	for _, l := range a.Lots {
+		if l.Amount != l.Remaining+l.Consumed+l.Expired {
+			return fmt.Errorf("lot %s: amount %s != remaining %s + consumed %s + expired %s", l.ID, l.Amount, l.Remaining, l.Consumed, l.Expired)
+		}
+		if l.Held < 0 || l.Held > l.Remaining || l.Remaining < 0 || l.Consumed < 0 || l.Expired < 0 {
+			return fmt.Errorf("lot %s: held %s, remaining %s out of range", l.ID, l.Held, l.Remaining)
+		}
+		if l.Held != allocs[l.ID] {
+			return fmt.Errorf("lot %s: held %s != allocations %s", l.ID, l.Held, allocs[l.ID])
+		}
+		seen[l.ID] = true
+		remaining += l.Remaining
+	}
+	for id, v := range allocs {
+		if !seen[id] && v != 0 {
+			return fmt.Errorf("holds allocate %s on lot %s that is not live", v, id)
+		}
+	}
+	if od != a.OverdraftReserved {
+		return fmt.Errorf("overdraft reserved %s != holds' overdraft %s", a.OverdraftReserved, od)
+	}
+	if a.Debt < 0 || a.OverdraftReserved < 0 || a.Debt+a.OverdraftReserved > a.OverdraftLimit {
+		return fmt.Errorf("debt %s + overdraft reserved %s outside [0, %s]", a.Debt, a.OverdraftReserved, a.OverdraftLimit)
+	}
+	if a.Granted+a.Debt+a.Uncollected != remaining+a.Charged+a.Expired {
+		return fmt.Errorf("granted %s + debt %s + uncollected %s != remaining %s + charged %s + expired %s",
+			a.Granted, a.Debt, a.Uncollected, remaining, a.Charged, a.Expired)
+	}
+	return nil
+}

@@ -1,0 +1,70 @@
+package farebox
+
+import (
+	"context"
+	"time"
+)
+
+// Store is the storage contract. Every engine (store/sqlite, store/postgres)
+// implements it and passes store/storetest. A store keeps data; the rules
+// live in the ledger package.
+type Store interface {
+	// Write runs fn in one write transaction and commits it durably when fn
+	// returns nil; any error rolls everything back.
+	Write(ctx context.Context, fn func(WriteTx) error) error
+
+	// CreateCustomer inserts a customer and its empty account. It returns
+	// a conflict error if the id is taken.
+	CreateCustomer(ctx context.Context, c Customer) error
+	Customer(ctx context.Context, id string) (Customer, error)
+	// Customers lists customers ordered by id, after the id startingAfter.
+	Customers(ctx context.Context, startingAfter string, limit int) ([]Customer, error)
+
+	// Account returns the committed state of a customer's account with its
+	// live lots and pending holds.
+	Account(ctx context.Context, customer string) (*Account, error)
+	// Hold returns a hold in any state.
+	Hold(ctx context.Context, id string) (*Hold, error)
+
+	// Snapshot reads, in one consistent read transaction, the whole journal
+	// (passed to journal in sequence order) and then every stored account
+	// with all its lots and holds, whatever their state.
+	Snapshot(ctx context.Context, journal func(*JournalEntry) error) (*Dump, error)
+
+	// DueAccounts lists customers with a pending hold or an unexpired lot
+	// whose expiry is at or before now, at most limit of them.
+	DueAccounts(ctx context.Context, now time.Time, limit int) ([]string, error)
+
+	Ping(ctx context.Context) error
+	Close() error
+}
+
+// WriteTx is the part of a write transaction the ledger engine uses.
+type WriteTx interface {
+	// LoadAccounts loads the accounts of these customers with their live
+	// lots (in any order) and pending holds; unknown customers are absent
+	// from the map.
+	// Engines with several writers lock the accounts, in sorted order, until
+	// the transaction ends.
+	LoadAccounts(ctx context.Context, customers []string) (map[string]*Account, error)
+	// LookupKeys returns the journal entries recorded under idempotency keys.
+	LookupKeys(ctx context.Context, keys []KeyRef) (map[KeyRef]*JournalEntry, error)
+	// LookupHolds returns holds by id, in any state.
+	LookupHolds(ctx context.Context, ids []string) (map[string]*Hold, error)
+	// SaveAccount writes an account's totals and the given lots and holds
+	// (inserted or updated).
+	SaveAccount(ctx context.Context, a *Account, lots []*Lot, holds []*Hold) error
+	// AppendJournal appends entries in order and sets their Seq.
+	AppendJournal(ctx context.Context, entries []*JournalEntry) error
+}
+
+// KeyRef is an idempotency key in its customer's scope.
+type KeyRef struct {
+	Customer string
+	Key      string
+}
+
+// Dump is the whole stored ledger state, for verification.
+type Dump struct {
+	Accounts map[string]*Account // every lot (Lots) and hold (Holds and Closed) included
+}
