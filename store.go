@@ -16,6 +16,9 @@ type Store interface {
 	// CreateCustomer inserts a customer and its empty account. It returns
 	// a conflict error if the id is taken.
 	CreateCustomer(ctx context.Context, c Customer) error
+	// CreateCustomers inserts many customers in one transaction, all or
+	// none (imports, benchmarks).
+	CreateCustomers(ctx context.Context, cs []Customer) error
 	Customer(ctx context.Context, id string) (Customer, error)
 	// Customers lists customers ordered by id, after the id startingAfter.
 	Customers(ctx context.Context, startingAfter string, limit int) ([]Customer, error)
@@ -51,8 +54,10 @@ type WriteTx interface {
 	LookupKeys(ctx context.Context, keys []KeyRef) (map[KeyRef]*JournalEntry, error)
 	// LookupHolds returns holds by id, in any state.
 	LookupHolds(ctx context.Context, ids []string) (map[string]*Hold, error)
-	// SaveAccount writes an account's totals and the given lots and holds
-	// (inserted or updated).
+	// SaveAccount writes an account's state: its totals, live lots
+	// (a.Lots) and pending holds (a.Holds). lots and holds are what the
+	// batch changed, including lots that died (left a.Lots) and holds that
+	// were resolved or expired (left a.Holds), so the store can keep them.
 	SaveAccount(ctx context.Context, a *Account, lots []*Lot, holds []*Hold) error
 	// AppendJournal appends entries in order and sets their Seq.
 	AppendJournal(ctx context.Context, entries []*JournalEntry) error
@@ -67,4 +72,7 @@ type KeyRef struct {
 // Dump is the whole stored ledger state, for verification.
 type Dump struct {
 	Accounts map[string]*Account // every lot (Lots) and hold (Holds and Closed) included
+	// Problems are disagreements the store found between its own copies
+	// (an index and the state it indexes).
+	Problems []string
 }

@@ -532,9 +532,17 @@ func (e *Engine) apply(tx fb.WriteTx, batch []*request, accts map[string]*fb.Acc
 
 const base62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 
-// RandomID returns prefix followed by 22 random base62 characters.
+// RandomID returns prefix followed by 11 base62 characters of the current
+// time and 11 random ones (65 bits). Ids made later sort later, so new rows
+// land at the end of their index instead of on a random page.
 func RandomID(prefix string) string {
-	return prefix + RandomBase62(22)
+	var b [11]byte
+	n := uint64(time.Now().UnixNano())
+	for i := len(b) - 1; i >= 0; i-- {
+		b[i] = base62[n%62]
+		n /= 62
+	}
+	return prefix + string(b[:]) + RandomBase62(11)
 }
 
 // RandomBase62 returns n random base62 characters from crypto/rand.

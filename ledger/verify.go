@@ -75,6 +75,9 @@ func Verify(ctx context.Context, store fb.Store) (*Report, error) {
 	if err != nil {
 		return nil, err
 	}
+	for _, p := range dump.Problems {
+		rep.problem("%s", p)
+	}
 	// Replayed accounts keep every lot and hold they ever had in t.
 	lots := map[string][]*fb.Lot{}
 	for _, l := range t.Lots {

@@ -6,51 +6,40 @@ CREATE TABLE customers (
     created_at INTEGER NOT NULL
 );
 
+-- One row per account: its totals, live lots and pending holds as one JSON
+-- document, so a batch rewrites each touched account once, on one page.
 CREATE TABLE accounts (
-    customer           TEXT PRIMARY KEY,
-    overdraft_limit    INTEGER NOT NULL DEFAULT 0,
-    debt               INTEGER NOT NULL DEFAULT 0,
-    overdraft_reserved INTEGER NOT NULL DEFAULT 0,
-    uncollected        INTEGER NOT NULL DEFAULT 0,
-    granted            INTEGER NOT NULL DEFAULT 0,
-    charged            INTEGER NOT NULL DEFAULT 0,
-    expired            INTEGER NOT NULL DEFAULT 0
-);
+    customer TEXT PRIMARY KEY,
+    state    TEXT NOT NULL
+) WITHOUT ROWID;
 
-CREATE TABLE lots (
-    id           TEXT PRIMARY KEY,
-    customer     TEXT NOT NULL,
-    source       TEXT NOT NULL,
-    priority     INTEGER NOT NULL,
-    amount       INTEGER NOT NULL,
-    remaining    INTEGER NOT NULL,
-    held         INTEGER NOT NULL,
-    consumed     INTEGER NOT NULL,
-    expired      INTEGER NOT NULL,
-    effective_at INTEGER NOT NULL,
-    expires_at   INTEGER NOT NULL,
-    paid_usd     INTEGER NOT NULL,
-    created_at   INTEGER NOT NULL,
-    live         INTEGER NOT NULL
-);
-CREATE INDEX lots_customer_live ON lots (customer) WHERE live = 1;
-CREATE INDEX lots_due ON lots (expires_at) WHERE live = 1 AND expires_at > 0;
+-- Lots that can no longer change (nothing remaining or held), moved out of
+-- the account's state when they die.
+CREATE TABLE dead_lots (
+    id       TEXT PRIMARY KEY,
+    customer TEXT NOT NULL,
+    lot      TEXT NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX dead_lots_customer ON dead_lots (customer);
 
+-- Lots with free credit and an expiry, for the expiry sweep.
+CREATE TABLE lot_expiries (
+    lot        TEXT PRIMARY KEY,
+    customer   TEXT NOT NULL,
+    expires_at INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX lot_expiries_due ON lot_expiries (expires_at);
+
+-- Every hold by id (ids sort by creation time, so inserts append). While a
+-- hold is pending the account's state is authoritative; the row says whose
+-- it is and when it expires, and keeps the resolution once it has one.
 CREATE TABLE holds (
-    id          TEXT PRIMARY KEY,
-    customer    TEXT NOT NULL,
-    amount      INTEGER NOT NULL,
-    requested   INTEGER NOT NULL,
-    overdraft   INTEGER NOT NULL,
-    allocations TEXT NOT NULL,
-    created_at  INTEGER NOT NULL,
-    expires_at  INTEGER NOT NULL,
-    status      TEXT NOT NULL,
-    resolved_at INTEGER NOT NULL,
-    resolution  TEXT NOT NULL,
-    result      TEXT NOT NULL
-);
-CREATE INDEX holds_pending ON holds (customer) WHERE status = 'pending';
+    id         TEXT PRIMARY KEY,
+    customer   TEXT NOT NULL,
+    status     TEXT NOT NULL,
+    expires_at INTEGER NOT NULL,
+    hold       TEXT NOT NULL
+) WITHOUT ROWID;
 CREATE INDEX holds_due ON holds (expires_at) WHERE status = 'pending';
 
 -- The journal is append-only: every committed op with its answer. It is also

@@ -151,25 +151,16 @@ func (s *Store) migrate(ctx context.Context) error {
 }
 
 var statements = map[string]string{
-	"account":      `SELECT overdraft_limit, debt, overdraft_reserved, uncollected, granted, charged, expired FROM accounts WHERE customer = ?`,
-	"liveLots":     `SELECT ` + lotCols + ` FROM lots WHERE customer = ? AND live = 1`,
-	"pendingHolds": `SELECT ` + holdCols + ` FROM holds WHERE customer = ? AND status = 'pending'`,
-	"hold":         `SELECT ` + holdCols + ` FROM holds WHERE id = ?`,
-	"key":          `SELECT seq, op, fingerprint, result FROM journal WHERE customer = ? AND idem_key = ?`,
-	"saveAccount":  `UPDATE accounts SET overdraft_limit = ?, debt = ?, overdraft_reserved = ?, uncollected = ?, granted = ?, charged = ?, expired = ? WHERE customer = ?`,
-	"saveLot": `INSERT INTO lots (` + lotCols + `, live) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)
-		ON CONFLICT (id) DO UPDATE SET remaining = excluded.remaining, held = excluded.held,
-		consumed = excluded.consumed, expired = excluded.expired, live = excluded.live`,
-	"saveHold": `INSERT INTO holds (` + holdCols + `) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)
-		ON CONFLICT (id) DO UPDATE SET status = excluded.status, resolved_at = excluded.resolved_at,
-		resolution = excluded.resolution, result = excluded.result`,
-	"journal": `INSERT INTO journal (customer, idem_key, op, fingerprint, result) VALUES (?,?,?,?,?)`,
+	"account":     `SELECT state FROM accounts WHERE customer = ?`,
+	"hold":        `SELECT customer, hold FROM holds WHERE id = ?`,
+	"key":         `SELECT seq, op, fingerprint, result FROM journal WHERE customer = ? AND idem_key = ?`,
+	"saveAccount": `UPDATE accounts SET state = ? WHERE customer = ?`,
+	"deadLot":     `INSERT INTO dead_lots (id, customer, lot) VALUES (?,?,?)`,
+	"expiryOn":    `INSERT OR IGNORE INTO lot_expiries (lot, customer, expires_at) VALUES (?,?,?)`,
+	"expiryOff":   `DELETE FROM lot_expiries WHERE lot = ?`,
+	"upsertHold":  `INSERT INTO holds (id, customer, status, expires_at, hold) VALUES (?,?,?,?,?) ON CONFLICT (id) DO UPDATE SET status = excluded.status, hold = excluded.hold`,
+	"journal":     `INSERT INTO journal (customer, idem_key, op, fingerprint, result) VALUES (?,?,?,?,?)`,
 }
-
-const (
-	lotCols  = `id, customer, source, priority, amount, remaining, held, consumed, expired, effective_at, expires_at, paid_usd, created_at`
-	holdCols = `id, customer, amount, requested, overdraft, allocations, created_at, expires_at, status, resolved_at, resolution, result`
-)
 
 func (s *Store) prepare(ctx context.Context) error {
 	s.stmts = map[string]*sql.Stmt{}
@@ -241,60 +232,23 @@ func (t *writeTx) stmt(ctx context.Context, name string) *sql.Stmt {
 
 func (t *writeTx) LoadAccounts(ctx context.Context, customers []string) (map[string]*fb.Account, error) {
 	out := make(map[string]*fb.Account, len(customers))
+	st := t.stmt(ctx, "account")
 	for _, c := range customers {
-		a, err := loadAccount(ctx, c, t.stmt(ctx, "account"), t.stmt(ctx, "liveLots"), t.stmt(ctx, "pendingHolds"))
+		var state []byte
+		err := st.QueryRowContext(ctx, c).Scan(&state)
 		if errors.Is(err, sql.ErrNoRows) {
 			continue
 		}
 		if err != nil {
 			return nil, err
 		}
+		a, err := decodeAccount(c, state)
+		if err != nil {
+			return nil, fmt.Errorf("account %s: %w", c, err)
+		}
 		out[c] = a
 	}
 	return out, nil
-}
-
-type queryer interface {
-	QueryContext(ctx context.Context, args ...any) (*sql.Rows, error)
-	QueryRowContext(ctx context.Context, args ...any) *sql.Row
-}
-
-func loadAccount(ctx context.Context, customer string, acct, lots, holds queryer) (*fb.Account, error) {
-	a := fb.NewAccount(customer)
-	err := acct.QueryRowContext(ctx, customer).Scan((*int64)(&a.OverdraftLimit), (*int64)(&a.Debt),
-		(*int64)(&a.OverdraftReserved), (*int64)(&a.Uncollected), (*int64)(&a.Granted), (*int64)(&a.Charged), (*int64)(&a.Expired))
-	if err != nil {
-		return nil, err
-	}
-	rows, err := lots.QueryContext(ctx, customer)
-	if err != nil {
-		return nil, err
-	}
-	for rows.Next() {
-		l, err := scanLot(rows)
-		if err != nil {
-			rows.Close()
-			return nil, err
-		}
-		a.Lots = append(a.Lots, l)
-	}
-	if err := rows.Close(); err != nil {
-		return nil, err
-	}
-
-	rows, err = holds.QueryContext(ctx, customer)
-	if err != nil {
-		return nil, err
-	}
-	for rows.Next() {
-		h, err := scanHold(rows)
-		if err != nil {
-			rows.Close()
-			return nil, err
-		}
-		a.Holds[h.ID] = h
-	}
-	return a, rows.Close()
 }
 
 func (t *writeTx) LookupKeys(ctx context.Context, keys []fb.KeyRef) (map[fb.KeyRef]*fb.JournalEntry, error) {
@@ -322,62 +276,58 @@ func (t *writeTx) LookupHolds(ctx context.Context, ids []string) (map[string]*fb
 	out := map[string]*fb.Hold{}
 	st := t.stmt(ctx, "hold")
 	for _, id := range ids {
-		rows, err := st.QueryContext(ctx, id)
+		h, err := scanHold(st.QueryRowContext(ctx, id))
+		if errors.Is(err, sql.ErrNoRows) {
+			continue
+		}
 		if err != nil {
 			return nil, err
 		}
-		for rows.Next() {
-			h, err := scanHold(rows)
-			if err != nil {
-				rows.Close()
-				return nil, err
-			}
-			out[h.ID] = h
-		}
-		if err := rows.Close(); err != nil {
-			return nil, err
-		}
+		out[h.ID] = h
 	}
 	return out, nil
 }
 
+// SaveAccount writes the account's state (totals, live lots, pending
+// holds) as one row; of the changed lots, those that died move to dead_lots;
+// changed holds are inserted or updated by id.
 func (t *writeTx) SaveAccount(ctx context.Context, a *fb.Account, lots []*fb.Lot, holds []*fb.Hold) error {
-	res, err := t.stmt(ctx, "saveAccount").ExecContext(ctx, int64(a.OverdraftLimit), int64(a.Debt), int64(a.OverdraftReserved),
-		int64(a.Uncollected), int64(a.Granted), int64(a.Charged), int64(a.Expired), a.Customer)
+	state, err := encodeAccount(a)
+	if err != nil {
+		return err
+	}
+	res, err := t.stmt(ctx, "saveAccount").ExecContext(ctx, state, a.Customer)
 	if err != nil {
 		return err
 	}
 	if n, err := res.RowsAffected(); err != nil || n != 1 {
 		return fmt.Errorf("save account %s: %d rows, %v", a.Customer, n, err)
 	}
-	st := t.stmt(ctx, "saveLot")
 	for _, l := range lots {
-		live := 0
-		if l.Live() {
-			live = 1
-		}
-		if _, err := st.ExecContext(ctx, l.ID, l.Customer, string(l.Source), l.Priority, int64(l.Amount), int64(l.Remaining),
-			int64(l.Held), int64(l.Consumed), int64(l.Expired), nanos(l.EffectiveAt), nanos(l.ExpiresAt), int64(l.PaidUSD),
-			nanos(l.CreatedAt), live); err != nil {
-			return fmt.Errorf("save lot %s: %w", l.ID, err)
-		}
-	}
-	st = t.stmt(ctx, "saveHold")
-	for _, h := range holds {
-		allocs, err := json.Marshal(h.Allocations)
-		if err != nil {
-			return err
-		}
-		result := ""
-		if h.Result != nil {
-			b, err := json.Marshal(h.Result)
+		if !l.Live() {
+			b, err := json.Marshal(lotToState(l))
 			if err != nil {
 				return err
 			}
-			result = string(b)
+			if _, err := t.stmt(ctx, "deadLot").ExecContext(ctx, l.ID, l.Customer, b); err != nil {
+				return fmt.Errorf("archive lot %s: %w", l.ID, err)
+			}
 		}
-		if _, err := st.ExecContext(ctx, h.ID, h.Customer, int64(h.Amount), int64(h.Requested), int64(h.Overdraft), string(allocs),
-			nanos(h.CreatedAt), nanos(h.ExpiresAt), string(h.Status), nanos(h.ResolvedAt), h.Resolution, result); err != nil {
+		if !l.ExpiresAt.IsZero() && l.Remaining > l.Held {
+			_, err = t.stmt(ctx, "expiryOn").ExecContext(ctx, l.ID, l.Customer, nanos(l.ExpiresAt))
+		} else if !l.ExpiresAt.IsZero() {
+			_, err = t.stmt(ctx, "expiryOff").ExecContext(ctx, l.ID)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	for _, h := range holds {
+		b, err := json.Marshal(holdToState(h))
+		if err != nil {
+			return err
+		}
+		if _, err := t.stmt(ctx, "upsertHold").ExecContext(ctx, h.ID, h.Customer, string(h.Status), nanos(h.ExpiresAt), b); err != nil {
 			return fmt.Errorf("save hold %s: %w", h.ID, err)
 		}
 	}
@@ -420,19 +370,27 @@ func isConstraint(err error) bool {
 
 // CreateCustomer inserts a customer and its empty account.
 func (s *Store) CreateCustomer(ctx context.Context, c fb.Customer) error {
+	return s.CreateCustomers(ctx, []fb.Customer{c})
+}
+
+// CreateCustomers inserts customers and their empty accounts in one
+// transaction.
+func (s *Store) CreateCustomers(ctx context.Context, cs []fb.Customer) error {
 	tx, err := s.w.BeginTx(ctx, nil)
 	if err != nil {
 		return err
 	}
 	defer tx.Rollback()
-	if _, err := tx.ExecContext(ctx, `INSERT INTO customers (id, name, created_at) VALUES (?,?,?)`, c.ID, c.Name, nanos(c.CreatedAt)); err != nil {
-		if isConstraint(err) {
-			return fb.Errorf(fb.EConflict, "customer %q already exists", c.ID).WithCode("customer_exists")
+	for _, c := range cs {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO customers (id, name, created_at) VALUES (?,?,?)`, c.ID, c.Name, nanos(c.CreatedAt)); err != nil {
+			if isConstraint(err) {
+				return fb.Errorf(fb.EConflict, "customer %q already exists", c.ID).WithCode("customer_exists")
+			}
+			return err
 		}
-		return err
-	}
-	if _, err := tx.ExecContext(ctx, `INSERT INTO accounts (customer) VALUES (?)`, c.ID); err != nil {
-		return err
+		if _, err := tx.ExecContext(ctx, `INSERT INTO accounts (customer, state) VALUES (?, '{}')`, c.ID); err != nil {
+			return err
+		}
 	}
 	return tx.Commit()
 }
@@ -471,46 +429,24 @@ func (s *Store) Customers(ctx context.Context, after string, limit int) ([]fb.Cu
 
 // Account reads the committed state of one account.
 func (s *Store) Account(ctx context.Context, customer string) (*fb.Account, error) {
-	tx, err := s.r.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
-	if err != nil {
-		return nil, err
-	}
-	defer tx.Rollback()
-	a, err := loadAccount(ctx, customer,
-		txQuery{tx, statements["account"]}, txQuery{tx, statements["liveLots"]}, txQuery{tx, statements["pendingHolds"]})
+	var state []byte
+	err := s.r.QueryRowContext(ctx, statements["account"], customer).Scan(&state)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, fb.Errorf(fb.ENotFound, "no customer %q", customer)
 	}
-	return a, err
-}
-
-type txQuery struct {
-	tx *sql.Tx
-	q  string
-}
-
-func (t txQuery) QueryContext(ctx context.Context, args ...any) (*sql.Rows, error) {
-	return t.tx.QueryContext(ctx, t.q, args...)
-}
-
-func (t txQuery) QueryRowContext(ctx context.Context, args ...any) *sql.Row {
-	return t.tx.QueryRowContext(ctx, t.q, args...)
+	if err != nil {
+		return nil, err
+	}
+	return decodeAccount(customer, state)
 }
 
 // Hold reads one hold.
 func (s *Store) Hold(ctx context.Context, id string) (*fb.Hold, error) {
-	rows, err := s.r.QueryContext(ctx, statements["hold"], id)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	if !rows.Next() {
-		if err := rows.Err(); err != nil {
-			return nil, err
-		}
+	h, err := scanHold(s.r.QueryRowContext(ctx, statements["hold"], id))
+	if errors.Is(err, sql.ErrNoRows) {
 		return nil, fb.Errorf(fb.ENotFound, "no hold %s", id)
 	}
-	return scanHold(rows)
+	return h, err
 }
 
 // DueAccounts lists accounts with a pending hold or a free lot remainder
@@ -520,7 +456,7 @@ func (s *Store) DueAccounts(ctx context.Context, now time.Time, limit int) ([]st
 	rows, err := s.r.QueryContext(ctx, `
 		SELECT customer FROM holds WHERE status = 'pending' AND expires_at <= ?
 		UNION
-		SELECT customer FROM lots WHERE live = 1 AND expires_at > 0 AND expires_at <= ? AND remaining > held
+		SELECT customer FROM lot_expiries WHERE expires_at <= ?
 		LIMIT ?`, n, n, limit)
 	if err != nil {
 		return nil, err
@@ -568,46 +504,54 @@ func (s *Store) Snapshot(ctx context.Context, journal func(*fb.JournalEntry) err
 		return nil, err
 	}
 	d := &fb.Dump{Accounts: map[string]*fb.Account{}}
-	rows, err = tx.QueryContext(ctx, `SELECT customer, overdraft_limit, debt, overdraft_reserved, uncollected, granted, charged, expired FROM accounts`)
+	rows, err = tx.QueryContext(ctx, `SELECT customer, state FROM accounts`)
 	if err != nil {
 		return nil, err
 	}
 	for rows.Next() {
 		var c string
-		var a fb.Account
-		if err := rows.Scan(&c, (*int64)(&a.OverdraftLimit), (*int64)(&a.Debt), (*int64)(&a.OverdraftReserved),
-			(*int64)(&a.Uncollected), (*int64)(&a.Granted), (*int64)(&a.Charged), (*int64)(&a.Expired)); err != nil {
+		var state []byte
+		if err := rows.Scan(&c, &state); err != nil {
 			rows.Close()
 			return nil, err
 		}
-		acct := fb.NewAccount(c)
-		a.Customer, a.Holds, a.Closed = c, acct.Holds, acct.Closed
-		d.Accounts[c] = &a
+		a, err := decodeAccount(c, state)
+		if err != nil {
+			rows.Close()
+			return nil, fmt.Errorf("account %s: %w", c, err)
+		}
+		d.Accounts[c] = a
 	}
 	if err := rows.Close(); err != nil {
 		return nil, err
 	}
-	rows, err = tx.QueryContext(ctx, `SELECT `+lotCols+` FROM lots`)
+	rows, err = tx.QueryContext(ctx, `SELECT customer, lot FROM dead_lots`)
 	if err != nil {
 		return nil, err
 	}
 	for rows.Next() {
-		l, err := scanLot(rows)
-		if err != nil {
+		var c string
+		var b []byte
+		var ls lotState
+		if err := rows.Scan(&c, &b); err != nil {
 			rows.Close()
 			return nil, err
 		}
-		a := d.Accounts[l.Customer]
+		if err := json.Unmarshal(b, &ls); err != nil {
+			rows.Close()
+			return nil, fmt.Errorf("dead lot of %s: %w", c, err)
+		}
+		a := d.Accounts[c]
 		if a == nil {
 			rows.Close()
-			return nil, fmt.Errorf("lot %s belongs to unknown account %s", l.ID, l.Customer)
+			return nil, fmt.Errorf("lot %s belongs to unknown account %s", ls.ID, c)
 		}
-		a.Lots = append(a.Lots, l)
+		a.Lots = append(a.Lots, lotFromState(c, &ls))
 	}
 	if err := rows.Close(); err != nil {
 		return nil, err
 	}
-	rows, err = tx.QueryContext(ctx, `SELECT `+holdCols+` FROM holds`)
+	rows, err = tx.QueryContext(ctx, `SELECT customer, hold FROM holds`)
 	if err != nil {
 		return nil, err
 	}
@@ -622,12 +566,43 @@ func (s *Store) Snapshot(ctx context.Context, journal func(*fb.JournalEntry) err
 			return nil, fmt.Errorf("hold %s belongs to unknown account %s", h.ID, h.Customer)
 		}
 		if h.Status == fb.HoldPending {
-			a.Holds[h.ID] = h
-		} else {
-			a.Closed[h.ID] = h
+			// The account's state is authoritative for pending holds; the
+			// row must agree with it.
+			if in, ok := a.Holds[h.ID]; !ok {
+				d.Problems = append(d.Problems, fmt.Sprintf("hold %s is pending in the holds table but not in account %s", h.ID, h.Customer))
+			} else if b1, b2 := mustJSON(holdToState(in)), mustJSON(holdToState(h)); b1 != b2 {
+				d.Problems = append(d.Problems, fmt.Sprintf("hold %s: row %s, account state %s", h.ID, b2, b1))
+			}
+			continue
+		}
+		if _, ok := a.Holds[h.ID]; ok {
+			d.Problems = append(d.Problems, fmt.Sprintf("hold %s is %s in the holds table but pending in account %s", h.ID, h.Status, h.Customer))
+		}
+		a.Closed[h.ID] = h
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	for c, a := range d.Accounts {
+		for id := range a.Holds {
+			var n int
+			if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM holds WHERE id = ?`, id).Scan(&n); err != nil {
+				return nil, err
+			}
+			if n != 1 {
+				d.Problems = append(d.Problems, fmt.Sprintf("account %s holds %s, which has no row in the holds table", c, id))
+			}
 		}
 	}
-	return d, rows.Err()
+	return d, nil
+}
+
+func mustJSON(v any) string {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err.Error()
+	}
+	return string(b)
 }
 
 func decodeEntry(e *fb.JournalEntry, op, res string) error {
@@ -642,52 +617,17 @@ func decodeEntry(e *fb.JournalEntry, op, res string) error {
 
 type scanner interface{ Scan(...any) error }
 
-func scanLot(r scanner) (*fb.Lot, error) {
-	var l fb.Lot
-	var src string
-	var eff, exp, created int64
-	err := r.Scan(&l.ID, &l.Customer, &src, &l.Priority, (*int64)(&l.Amount), (*int64)(&l.Remaining), (*int64)(&l.Held),
-		(*int64)(&l.Consumed), (*int64)(&l.Expired), &eff, &exp, (*int64)(&l.PaidUSD), &created)
-	l.Source = fb.Source(src)
-	l.EffectiveAt, l.ExpiresAt, l.CreatedAt = fromNanos(eff), fromNanos(exp), fromNanos(created)
-	return &l, err
-}
-
 func scanHold(r scanner) (*fb.Hold, error) {
-	var h fb.Hold
-	var allocs, status, result string
-	var created, exp, resolved int64
-	err := r.Scan(&h.ID, &h.Customer, (*int64)(&h.Amount), (*int64)(&h.Requested), (*int64)(&h.Overdraft), &allocs,
-		&created, &exp, &status, &resolved, &h.Resolution, &result)
-	if err != nil {
+	var customer string
+	var b []byte
+	if err := r.Scan(&customer, &b); err != nil {
 		return nil, err
 	}
-	h.Status = fb.HoldStatus(status)
-	h.CreatedAt, h.ExpiresAt, h.ResolvedAt = fromNanos(created), fromNanos(exp), fromNanos(resolved)
-	if err := json.Unmarshal([]byte(allocs), &h.Allocations); err != nil {
-		return nil, fmt.Errorf("hold %s allocations: %w", h.ID, err)
+	var hs holdState
+	if err := json.Unmarshal(b, &hs); err != nil {
+		return nil, fmt.Errorf("hold of %s: %w", customer, err)
 	}
-	if result != "" {
-		h.Result = new(fb.Result)
-		if err := json.Unmarshal([]byte(result), h.Result); err != nil {
-			return nil, fmt.Errorf("hold %s result: %w", h.ID, err)
-		}
-	}
-	return &h, nil
-}
-
-func nanos(t time.Time) int64 {
-	if t.IsZero() {
-		return 0
-	}
-	return t.UnixNano()
-}
-
-func fromNanos(n int64) time.Time {
-	if n == 0 {
-		return time.Time{}
-	}
-	return time.Unix(0, n).UTC()
+	return holdFromState(customer, &hs), nil
 }
 
 // PathFromURL turns "sqlite:///abs/path", "sqlite://rel/path" or a plain
