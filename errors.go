@@ -15,6 +15,7 @@ const (
 	EForbidden           = "forbidden"
 	EModelNotAllowed     = "model_not_allowed"
 	ENotFound            = "not_found"
+	EMethodNotAllowed    = "method_not_allowed"
 	EIdempotencyConflict = "idempotency_conflict"
 	EConflict            = "conflict"
 	ETooLarge            = "request_too_large"

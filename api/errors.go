@@ -18,6 +18,7 @@ var statusOf = map[string]int{
 	fb.EForbidden:           http.StatusForbidden,
 	fb.EModelNotAllowed:     http.StatusForbidden,
 	fb.ENotFound:            http.StatusNotFound,
+	fb.EMethodNotAllowed:    http.StatusMethodNotAllowed,
 	fb.EIdempotencyConflict: http.StatusConflict,
 	fb.EConflict:            http.StatusConflict,
 	fb.ETooLarge:            http.StatusRequestEntityTooLarge,

@@ -40,26 +40,47 @@ func (s *Server) Handler() http.Handler {
 	if s.Log == nil {
 		s.Log = slog.New(slog.DiscardHandler)
 	}
+	routes := []struct {
+		method, path string
+		admin        bool
+		h            handlerFunc
+	}{
+		{"GET", "/healthz", false, s.healthz},
+		{"GET", "/readyz", false, s.readyz},
+		{"POST", "/api/v1/customers", true, s.createCustomer},
+		{"GET", "/api/v1/customers", true, s.listCustomers},
+		{"GET", "/api/v1/customers/{id}", true, s.getCustomer},
+		{"POST", "/api/v1/customers/{id}/grants", true, s.grant},
+		{"GET", "/api/v1/customers/{id}/balance", true, s.balance},
+		{"POST", "/api/v1/holds", true, s.createHold},
+		{"GET", "/api/v1/holds/{id}", true, s.getHold},
+		{"POST", "/api/v1/holds/{id}/capture", true, s.captureHold},
+		{"POST", "/api/v1/holds/{id}/release", true, s.releaseHold},
+	}
 	mux := http.NewServeMux()
-	open := func(pattern string, h handlerFunc) { mux.Handle(pattern, s.wrap(h)) }
-	admin := func(pattern string, h handlerFunc) { mux.Handle(pattern, s.wrap(s.admin(h))) }
-
-	open("GET /healthz", s.healthz)
-	open("GET /readyz", s.readyz)
-
-	admin("POST /api/v1/customers", s.createCustomer)
-	admin("GET /api/v1/customers", s.listCustomers)
-	admin("GET /api/v1/customers/{id}", s.getCustomer)
-	admin("POST /api/v1/customers/{id}/grants", s.grant)
-	admin("GET /api/v1/customers/{id}/balance", s.balance)
-	admin("POST /api/v1/holds", s.createHold)
-	admin("GET /api/v1/holds/{id}", s.getHold)
-	admin("POST /api/v1/holds/{id}/capture", s.captureHold)
-	admin("POST /api/v1/holds/{id}/release", s.releaseHold)
-
-	open("/", func(w http.ResponseWriter, r *http.Request) error {
+	allowed := map[string][]string{}
+	for _, rt := range routes {
+		h := rt.h
+		if rt.admin {
+			h = s.admin(h)
+		}
+		mux.Handle(rt.method+" "+rt.path, s.wrap(h))
+		if rt.method == "GET" {
+			allowed[rt.path] = append(allowed[rt.path], "HEAD")
+		}
+		allowed[rt.path] = append(allowed[rt.path], rt.method)
+	}
+	// Any other method on a known path: 405 with the error body.
+	for path, methods := range allowed {
+		allow := strings.Join(methods, ", ")
+		mux.Handle(path, s.wrap(func(w http.ResponseWriter, r *http.Request) error {
+			w.Header().Set("Allow", allow)
+			return fb.Errorf(fb.EMethodNotAllowed, "%s is not allowed on %s; use %s", r.Method, r.URL.Path, allow)
+		}))
+	}
+	mux.Handle("/", s.wrap(func(w http.ResponseWriter, r *http.Request) error {
 		return fb.Errorf(fb.ENotFound, "no route %s %s", r.Method, r.URL.Path)
-	})
+	}))
 	return mux
 }
 

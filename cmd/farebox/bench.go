@@ -36,6 +36,7 @@ func benchLedger(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	callers := fs.String("callers", "1,256", "concurrent callers, comma-separated")
 	dir := fs.String("dir", "", "directory for the benchmark database (default: a new temp dir, removed after)")
 	skipHTTP := fs.Bool("no-http", false, "skip the runs over HTTP")
+	batchModes := fs.String("batching", "both", "on, off or both (off is the one-op-per-transaction baseline)")
 	only := fs.String("only", "", "run only workloads whose name contains this (uniform, hot)")
 	maxWait := fs.Duration("max-wait", 0, "how long a batch may wait for more ops (engine MaxWait)")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the runs to this file")
@@ -83,7 +84,11 @@ func benchLedger(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		http     bool
 	}
 	var runs []run
-	for _, batching := range []bool{true, false} {
+	modes := map[string][]bool{"both": {true, false}, "on": {true}, "off": {false}}[*batchModes]
+	if modes == nil {
+		return &exitError{2, fmt.Errorf("--batching: want on, off or both, not %q", *batchModes)}
+	}
+	for _, batching := range modes {
 		for _, set := range []struct {
 			name string
 			ids  []string
