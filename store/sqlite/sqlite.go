@@ -543,27 +543,36 @@ func (s *Store) Snapshot(ctx context.Context, journal func(*fb.JournalEntry) err
 		}
 		a := d.Accounts[c]
 		if a == nil {
-			rows.Close()
-			return nil, fmt.Errorf("lot %s belongs to unknown account %s", ls.ID, c)
+			d.Problems = append(d.Problems, fmt.Sprintf("dead lot %s belongs to account %s, which has no stored state", ls.ID, c))
+			continue
 		}
 		a.Lots = append(a.Lots, lotFromState(c, &ls))
 	}
 	if err := rows.Close(); err != nil {
 		return nil, err
 	}
-	rows, err = tx.QueryContext(ctx, `SELECT customer, hold FROM holds`)
+	rows, err = tx.QueryContext(ctx, `SELECT customer, hold, id, status, expires_at FROM holds`)
 	if err != nil {
 		return nil, err
 	}
 	defer rows.Close()
 	for rows.Next() {
-		h, err := scanHold(rows)
+		var id, status string
+		var expires int64
+		h, err := scanHold(rows, &id, &status, &expires)
 		if err != nil {
 			return nil, err
 		}
+		// The columns index the row for lookups and the expiry sweep; they
+		// must say what the row's hold says.
+		if id != h.ID || status != string(h.Status) || expires != nanos(h.ExpiresAt) {
+			d.Problems = append(d.Problems, fmt.Sprintf("hold %s: columns say id %s, status %s, expires_at %d; the row's hold says status %s, expires_at %d",
+				h.ID, id, status, expires, h.Status, nanos(h.ExpiresAt)))
+		}
 		a := d.Accounts[h.Customer]
 		if a == nil {
-			return nil, fmt.Errorf("hold %s belongs to unknown account %s", h.ID, h.Customer)
+			d.Problems = append(d.Problems, fmt.Sprintf("hold %s belongs to account %s, which has no stored state", h.ID, h.Customer))
+			continue
 		}
 		if h.Status == fb.HoldPending {
 			// The account's state is authoritative for pending holds; the
@@ -583,6 +592,9 @@ func (s *Store) Snapshot(ctx context.Context, journal func(*fb.JournalEntry) err
 	if err := rows.Err(); err != nil {
 		return nil, err
 	}
+	if err := lotExpiryProblems(ctx, tx, d); err != nil {
+		return nil, err
+	}
 	for c, a := range d.Accounts {
 		for id := range a.Holds {
 			var n int
@@ -595,6 +607,51 @@ func (s *Store) Snapshot(ctx context.Context, journal func(*fb.JournalEntry) err
 		}
 	}
 	return d, nil
+}
+
+// lotExpiryProblems checks the expiry index: a row for exactly the lots
+// with free credit and an expiry, at that expiry.
+func lotExpiryProblems(ctx context.Context, tx *sql.Tx, d *fb.Dump) error {
+	rows, err := tx.QueryContext(ctx, `SELECT lot, customer, expires_at FROM lot_expiries`)
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	type row struct {
+		customer string
+		expires  int64
+	}
+	index := map[string]row{}
+	for rows.Next() {
+		var lot string
+		var r row
+		if err := rows.Scan(&lot, &r.customer, &r.expires); err != nil {
+			return err
+		}
+		index[lot] = r
+	}
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	for c, a := range d.Accounts {
+		for _, l := range a.Lots {
+			if l.ExpiresAt.IsZero() || l.Remaining <= l.Held {
+				continue
+			}
+			r, ok := index[l.ID]
+			switch {
+			case !ok:
+				d.Problems = append(d.Problems, fmt.Sprintf("lot %s of %s has free credit expiring at %s but no expiry index row", l.ID, c, l.ExpiresAt.UTC().Format(time.RFC3339Nano)))
+			case r.customer != c || r.expires != nanos(l.ExpiresAt):
+				d.Problems = append(d.Problems, fmt.Sprintf("lot %s: expiry index says %s at %d, the lot %s at %d", l.ID, r.customer, r.expires, c, nanos(l.ExpiresAt)))
+			}
+			delete(index, l.ID)
+		}
+	}
+	for lot, r := range index {
+		d.Problems = append(d.Problems, fmt.Sprintf("expiry index row for lot %s of %s, which has no free credit to expire", lot, r.customer))
+	}
+	return nil
 }
 
 func mustJSON(v any) string {
@@ -617,10 +674,11 @@ func decodeEntry(e *fb.JournalEntry, op, res string) error {
 
 type scanner interface{ Scan(...any) error }
 
-func scanHold(r scanner) (*fb.Hold, error) {
+// scanHold reads a (customer, hold) row, and any further columns into more.
+func scanHold(r scanner, more ...any) (*fb.Hold, error) {
 	var customer string
 	var b []byte
-	if err := r.Scan(&customer, &b); err != nil {
+	if err := r.Scan(append([]any{&customer, &b}, more...)...); err != nil {
 		return nil, err
 	}
 	var hs holdState

@@ -1,0 +1,549 @@
+package ledger_test
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	fb "farebox"
+	"farebox/ledger"
+	"farebox/store/sqlite"
+)
+
+var t0 = time.Date(2026, 11, 1, 12, 0, 0, 0, time.UTC)
+
+// clock is a fake clock the tests move by hand.
+type clock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *clock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func (c *clock) Add(d time.Duration) {
+	c.mu.Lock()
+	c.t = c.t.Add(d)
+	c.mu.Unlock()
+}
+
+func cr(s string) fb.Amount {
+	a, err := fb.ParseAmount(s)
+	if err != nil {
+		panic(err)
+	}
+	return a
+}
+
+type env struct {
+	t     *testing.T
+	path  string
+	store fb.Store
+	eng   *ledger.Engine
+	clock *clock
+	cfg   ledger.Config
+}
+
+func newEnv(t *testing.T, cfg ledger.Config) *env {
+	t.Helper()
+	e := &env{t: t, path: filepath.Join(t.TempDir(), "farebox.db"), clock: &clock{t: t0}, cfg: cfg}
+	e.cfg.Now = e.clock.Now
+	e.open()
+	t.Cleanup(e.close)
+	return e
+}
+
+func (e *env) open() {
+	e.t.Helper()
+	st, err := sqlite.Open(context.Background(), e.path, sqlite.Options{})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	e.store = st
+	e.eng = ledger.NewEngine(st, e.cfg)
+}
+
+func (e *env) close() {
+	if e.eng != nil {
+		e.eng.Close()
+		e.store.Close()
+		e.eng, e.store = nil, nil
+	}
+}
+
+// restart closes engine and store and opens them again on the same file.
+func (e *env) restart() {
+	e.close()
+	e.open()
+}
+
+func (e *env) customer(id string) {
+	e.t.Helper()
+	if err := e.store.CreateCustomer(context.Background(), fb.Customer{ID: id, Name: id, CreatedAt: e.clock.Now()}); err != nil {
+		e.t.Fatal(err)
+	}
+}
+
+func (e *env) submit(op fb.Op) (fb.Result, error) {
+	return e.eng.Submit(context.Background(), op)
+}
+
+func (e *env) ok(op fb.Op) fb.Result {
+	e.t.Helper()
+	res, err := e.submit(op)
+	if err != nil {
+		e.t.Fatalf("%s: %v", op.Kind, err)
+	}
+	return res
+}
+
+func (e *env) fails(op fb.Op, typ, code string) {
+	e.t.Helper()
+	_, err := e.submit(op)
+	if fb.ErrorType(err) != typ || fb.ErrorCode(err) != code {
+		e.t.Fatalf("%s: got %v, want %s/%s", op.Kind, err, typ, code)
+	}
+}
+
+func (e *env) account(c string) *fb.Account {
+	e.t.Helper()
+	a, err := e.store.Account(context.Background(), c)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return a
+}
+
+// available reads the committed state the way the balance endpoint does.
+func (e *env) available(c string) fb.Amount {
+	e.t.Helper()
+	a := e.account(c)
+	ledger.Advance(a, e.clock.Now(), nil)
+	return ledger.Available(a, e.clock.Now())
+}
+
+func (e *env) verify() {
+	e.t.Helper()
+	rep, err := ledger.Verify(context.Background(), e.store)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	if len(rep.Problems) > 0 {
+		e.t.Fatalf("verify found %d problems: %v", len(rep.Problems), rep.Problems)
+	}
+}
+
+func grant(c, amount, key string) fb.Op {
+	return fb.Op{Kind: fb.OpGrant, Customer: c, Amount: cr(amount), Source: fb.SourcePurchase, Priority: 20, Key: key}
+}
+
+func hold(c, amount, key string) fb.Op {
+	return fb.Op{Kind: fb.OpHold, Customer: c, Amount: cr(amount), TTL: time.Minute, Key: key}
+}
+
+var batching = []struct {
+	name string
+	cfg  ledger.Config
+}{
+	{"batched", ledger.Config{Cache: true}},
+	{"unbatched", ledger.Config{MaxBatch: 1}},
+}
+
+// TestConcurrentHoldsNeverOverspend: 1,000 goroutines each hold 1 credit of
+// a customer who has 100; exactly 100 succeed.
+func TestConcurrentHoldsNeverOverspend(t *testing.T) {
+	for _, b := range batching {
+		t.Run(b.name, func(t *testing.T) {
+			e := newEnv(t, b.cfg)
+			e.customer("cus_a")
+			e.ok(grant("cus_a", "100", "g"))
+			var ok, refused atomic.Int64
+			var wg sync.WaitGroup
+			errs := make(chan error, 1000)
+			for i := range 1000 {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					_, err := e.submit(hold("cus_a", "1", fmt.Sprintf("h%d", i)))
+					switch {
+					case err == nil:
+						ok.Add(1)
+					case fb.ErrorType(err) == fb.EInsufficientCredits:
+						refused.Add(1)
+					default:
+						errs <- err
+					}
+				}()
+			}
+			wg.Wait()
+			close(errs)
+			for err := range errs {
+				t.Fatal(err)
+			}
+			if ok.Load() != 100 || refused.Load() != 900 {
+				t.Fatalf("%d holds succeeded and %d were refused, want 100 and 900", ok.Load(), refused.Load())
+			}
+			a := e.account("cus_a")
+			if ledger.Held(a) != cr("100") || ledger.Available(a, t0) != 0 || len(a.Holds) != 100 {
+				t.Fatalf("held %s available %s in %d holds", ledger.Held(a), ledger.Available(a, t0), len(a.Holds))
+			}
+			e.verify()
+		})
+	}
+}
+
+// TestConcurrentCapturesExact: many callers hold and capture at once over a
+// few customers; afterwards every credit is accounted for.
+func TestConcurrentCapturesExact(t *testing.T) {
+	e := newEnv(t, ledger.Config{Cache: true})
+	for i := range 4 {
+		c := fmt.Sprintf("cus_%d", i)
+		e.customer(c)
+		e.ok(grant(c, "50", "g"))
+	}
+	var wg sync.WaitGroup
+	var captured [4]atomic.Int64
+	for i := range 200 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c := i % 4
+			res, err := e.submit(hold(fmt.Sprintf("cus_%d", c), "0.75", ""))
+			if err != nil {
+				if fb.ErrorType(err) != fb.EInsufficientCredits {
+					t.Error(err)
+				}
+				return
+			}
+			if _, err := e.submit(fb.Op{Kind: fb.OpCapture, HoldID: res.Hold.ID, Amount: cr("0.5")}); err != nil {
+				t.Error(err)
+				return
+			}
+			captured[c].Add(int64(cr("0.5")))
+		}()
+	}
+	wg.Wait()
+	for i := range 4 {
+		c := fmt.Sprintf("cus_%d", i)
+		a := e.account(c)
+		if a.Charged != fb.Amount(captured[i].Load()) || ledger.Available(a, t0) != cr("50")-a.Charged || len(a.Holds) != 0 {
+			t.Fatalf("%s: charged %s, captured %s, available %s", c, a.Charged, fb.Amount(captured[i].Load()), ledger.Available(a, t0))
+		}
+	}
+	e.verify()
+}
+
+func TestIdempotency(t *testing.T) {
+	for _, b := range batching {
+		t.Run(b.name, func(t *testing.T) {
+			e := newEnv(t, b.cfg)
+			e.customer("cus_a")
+			first := e.ok(grant("cus_a", "10", "g1"))
+			again := e.ok(grant("cus_a", "10.000000", "g1")) // same value, other spelling
+			if first.Lot.ID != again.Lot.ID {
+				t.Fatalf("replay made lot %s, first %s", again.Lot.ID, first.Lot.ID)
+			}
+			e.fails(grant("cus_a", "11", "g1"), fb.EIdempotencyConflict, fb.EIdempotencyConflict)
+			if a := e.account("cus_a"); a.Granted != cr("10") || len(a.Lots) != 1 {
+				t.Fatalf("granted %s in %d lots", a.Granted, len(a.Lots))
+			}
+			// Keys are per customer.
+			e.customer("cus_b")
+			if other := e.ok(grant("cus_b", "10", "g1")); other.Lot.ID == first.Lot.ID {
+				t.Fatal("key shared across customers")
+			}
+
+			// Many concurrent submissions of one keyed op apply once.
+			var wg sync.WaitGroup
+			ids := make([]string, 50)
+			for i := range ids {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					res, err := e.submit(hold("cus_a", "1", "h1"))
+					if err != nil {
+						t.Error(err)
+						return
+					}
+					ids[i] = res.Hold.ID
+				}()
+			}
+			wg.Wait()
+			for _, id := range ids {
+				if id != ids[0] {
+					t.Fatalf("one key made holds %s and %s", ids[0], id)
+				}
+			}
+			if a := e.account("cus_a"); len(a.Holds) != 1 {
+				t.Fatalf("%d holds for one key", len(a.Holds))
+			}
+
+			// A refused op is not remembered: after a grant the same key succeeds.
+			e.fails(hold("cus_a", "20", "big"), fb.EInsufficientCredits, fb.EInsufficientCredits)
+			e.ok(grant("cus_a", "20", "g2"))
+			big := e.ok(hold("cus_a", "20", "big"))
+
+			// Capture with a key, then a different capture under the same key.
+			capOp := fb.Op{Kind: fb.OpCapture, HoldID: big.Hold.ID, Amount: cr("12"), Key: "c1"}
+			capRes := e.ok(capOp)
+			capOp.Amount = cr("13")
+			e.fails(capOp, fb.EIdempotencyConflict, fb.EIdempotencyConflict)
+
+			// Keys are kept forever: across a restart the same answers come back.
+			e.restart()
+			if res := e.ok(grant("cus_a", "10", "g1")); res.Lot.ID != first.Lot.ID {
+				t.Fatalf("after restart the replay made lot %s", res.Lot.ID)
+			}
+			if res := e.ok(hold("cus_a", "1", "h1")); res.Hold.ID != ids[0] {
+				t.Fatalf("after restart the replay made hold %s", res.Hold.ID)
+			}
+			capOp.Amount = cr("12")
+			if res := e.ok(capOp); res.Captured != capRes.Captured || res.Released != capRes.Released {
+				t.Fatalf("after restart capture answered %+v, first %+v", res, capRes)
+			}
+			if a := e.account("cus_a"); a.Granted != cr("30") || a.Charged != cr("12") {
+				t.Fatalf("after replays granted %s charged %s", a.Granted, a.Charged)
+			}
+			e.verify()
+		})
+	}
+}
+
+func TestNotFound(t *testing.T) {
+	e := newEnv(t, ledger.Config{Cache: true})
+	e.fails(grant("cus_nobody", "1", ""), fb.ENotFound, "unknown_customer")
+	e.fails(hold("cus_nobody", "1", ""), fb.ENotFound, "unknown_customer")
+	e.fails(fb.Op{Kind: fb.OpCapture, HoldID: "hold_nope", Full: true}, fb.ENotFound, fb.ENotFound)
+	e.fails(fb.Op{Kind: fb.OpRelease, HoldID: "hold_nope"}, fb.ENotFound, fb.ENotFound)
+	e.fails(fb.Op{Kind: fb.OpGrant, Customer: "cus_x", Amount: 0, Source: fb.SourcePurchase}, fb.EInvalid, fb.EInvalid)
+}
+
+// TestHoldTTL moves the clock past a hold's TTL: the sweeper expires it, the
+// credit comes back, and a late capture is refused with hold_expired.
+func TestHoldTTL(t *testing.T) {
+	for _, b := range batching {
+		t.Run(b.name, func(t *testing.T) {
+			e := newEnv(t, b.cfg)
+			e.customer("cus_a")
+			e.ok(grant("cus_a", "10", ""))
+			h := e.ok(fb.Op{Kind: fb.OpHold, Customer: "cus_a", Amount: cr("4"), TTL: 30 * time.Second}).Hold
+			if !h.ExpiresAt.Equal(t0.Add(30 * time.Second)) {
+				t.Fatalf("hold expires at %s", h.ExpiresAt)
+			}
+			e.clock.Add(29 * time.Second)
+			if n, err := e.eng.Sweep(context.Background()); err != nil || n != 0 {
+				t.Fatalf("sweep before the TTL: %d, %v", n, err)
+			}
+			e.clock.Add(time.Second)
+			if n, err := e.eng.Sweep(context.Background()); err != nil || n != 1 {
+				t.Fatalf("sweep at the TTL: %d, %v", n, err)
+			}
+			if a := e.account("cus_a"); len(a.Holds) != 0 || ledger.Available(a, e.clock.Now()) != cr("10") {
+				t.Fatalf("after the sweep: %d holds, available %s", len(a.Holds), ledger.Available(a, e.clock.Now()))
+			}
+			stored, err := e.store.Hold(context.Background(), h.ID)
+			if err != nil || stored.Status != fb.HoldExpired {
+				t.Fatalf("stored hold %+v, %v", stored, err)
+			}
+			e.fails(fb.Op{Kind: fb.OpCapture, HoldID: h.ID, Full: true}, fb.EConflict, "hold_expired")
+			e.fails(fb.Op{Kind: fb.OpRelease, HoldID: h.ID}, fb.EConflict, "hold_expired")
+			if n, _ := e.eng.Sweep(context.Background()); n != 0 {
+				t.Fatalf("second sweep found %d accounts", n)
+			}
+			e.verify()
+		})
+	}
+}
+
+// TestHoldExpiresOnTouch: an account touched after a hold's TTL expires it in
+// the same batch, before the op, even if no sweep ran.
+func TestHoldExpiresOnTouch(t *testing.T) {
+	e := newEnv(t, ledger.Config{Cache: true})
+	e.customer("cus_a")
+	e.ok(grant("cus_a", "10", ""))
+	h := e.ok(fb.Op{Kind: fb.OpHold, Customer: "cus_a", Amount: cr("10"), TTL: time.Second}).Hold
+	e.clock.Add(time.Second)
+	e.ok(hold("cus_a", "10", "")) // possible only if the first expired
+	e.fails(fb.Op{Kind: fb.OpCapture, HoldID: h.ID, Full: true}, fb.EConflict, "hold_expired")
+	e.verify()
+}
+
+// TestLotExpiry: a lot's unused credit moves to breakage when it expires.
+func TestLotExpiry(t *testing.T) {
+	e := newEnv(t, ledger.Config{Cache: true})
+	e.customer("cus_a")
+	exp := t0.Add(time.Hour)
+	lot := e.ok(fb.Op{Kind: fb.OpGrant, Customer: "cus_a", Amount: cr("10"), Source: fb.SourcePromo, ExpiresAt: exp}).Lot
+	e.ok(fb.Op{Kind: fb.OpDebit, Customer: "cus_a", Amount: cr("3")})
+	due, err := e.store.DueAccounts(context.Background(), exp.Add(-time.Nanosecond), 10)
+	if err != nil || len(due) != 0 {
+		t.Fatalf("due before expiry: %v, %v", due, err)
+	}
+	e.clock.Add(time.Hour)
+	if n, err := e.eng.Sweep(context.Background()); err != nil || n != 1 {
+		t.Fatalf("sweep: %d, %v", n, err)
+	}
+	a := e.account("cus_a")
+	if a.Expired != cr("7") || a.Charged != cr("3") || len(a.Lots) != 0 || ledger.Available(a, e.clock.Now()) != 0 {
+		t.Fatalf("after expiry: expired %s charged %s lots %d", a.Expired, a.Charged, len(a.Lots))
+	}
+	// The dead lot is kept, with its history.
+	rep, err := ledger.Verify(context.Background(), e.store)
+	if err != nil || len(rep.Problems) != 0 || rep.Lots != 1 {
+		t.Fatalf("verify: %+v, %v", rep, err)
+	}
+	e.fails(hold("cus_a", "1", ""), fb.EInsufficientCredits, fb.EInsufficientCredits)
+	_ = lot
+}
+
+// failing wraps a store and fails the commit of every write while on.
+type failing struct {
+	fb.Store
+	on atomic.Bool
+}
+
+func (f *failing) Write(ctx context.Context, fn func(fb.WriteTx) error) error {
+	return f.Store.Write(ctx, func(tx fb.WriteTx) error {
+		if err := fn(tx); err != nil {
+			return err
+		}
+		if f.on.Load() {
+			return errors.New("injected: disk full")
+		}
+		return nil
+	})
+}
+
+// TestCommitFailure: a batch whose commit fails answers 503, leaves nothing
+// behind, in the store or in the engine's cache.
+func TestCommitFailure(t *testing.T) {
+	st, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "f.db"), sqlite.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	f := &failing{Store: st}
+	eng := ledger.NewEngine(f, ledger.Config{Cache: true, Now: func() time.Time { return t0 }})
+	defer eng.Close()
+	ctx := context.Background()
+	if err := st.CreateCustomer(ctx, fb.Customer{ID: "cus_a", Name: "a", CreatedAt: t0}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := eng.Submit(ctx, grant("cus_a", "10", "g")); err != nil {
+		t.Fatal(err)
+	}
+	f.on.Store(true)
+	_, err = eng.Submit(ctx, hold("cus_a", "10", "h"))
+	if fb.ErrorType(err) != fb.EUnavailable || fb.ErrorCode(err) != "store_unavailable" {
+		t.Fatalf("hold during failure: %v", err)
+	}
+	if eng.Stats().Failed != 1 {
+		t.Fatalf("stats %+v", eng.Stats())
+	}
+	f.on.Store(false)
+	// Nothing of the failed hold remains: all 10 can be held again, and the
+	// same key is free because nothing was recorded under it.
+	res, err := eng.Submit(ctx, hold("cus_a", "10", "h"))
+	if err != nil || res.Hold.Amount != cr("10") {
+		t.Fatalf("hold after failure: %+v, %v", res, err)
+	}
+	rep, err := ledger.Verify(ctx, st)
+	if err != nil || len(rep.Problems) != 0 {
+		t.Fatalf("verify: %+v, %v", rep, err)
+	}
+}
+
+// TestCloseDrains: Close answers everything already queued, and later
+// submissions get ErrClosed.
+func TestCloseDrains(t *testing.T) {
+	e := newEnv(t, ledger.Config{Cache: true})
+	e.customer("cus_a")
+	e.ok(grant("cus_a", "1000", ""))
+	var wg sync.WaitGroup
+	var done, closed atomic.Int64
+	for range 300 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, err := e.submit(hold("cus_a", "1", ""))
+			switch {
+			case err == nil:
+				done.Add(1)
+			case errors.Is(err, ledger.ErrClosed):
+				closed.Add(1)
+			default:
+				t.Error(err)
+			}
+		}()
+	}
+	e.eng.Close()
+	wg.Wait()
+	if done.Load()+closed.Load() != 300 {
+		t.Fatalf("%d done + %d refused != 300", done.Load(), closed.Load())
+	}
+	if a := e.account("cus_a"); int64(len(a.Holds)) != done.Load() {
+		t.Fatalf("%d holds stored, %d acknowledged", len(a.Holds), done.Load())
+	}
+	if _, err := e.submit(hold("cus_a", "1", "")); !errors.Is(err, ledger.ErrClosed) {
+		t.Fatalf("submit after close: %v", err)
+	}
+	e.verify()
+}
+
+// TestVerifyDetectsTampering changes stored state behind the ledger's back.
+func TestVerifyDetectsTampering(t *testing.T) {
+	tamper := map[string]string{
+		"account total": `UPDATE accounts SET state = json_set(state, '$.g', json_extract(state, '$.g') + 1)`,
+		"lot remaining": `UPDATE accounts SET state = json_set(state, '$.lots[0].r', json_extract(state, '$.lots[0].r') - 1, '$.lots[0].c', json_extract(state, '$.lots[0].c') + 1)`,
+		"hold status":   `UPDATE holds SET status = 'released' WHERE status = 'pending'`,
+		"lost account":  `DELETE FROM accounts`,
+		"expiry index":  `DELETE FROM lot_expiries`,
+		"hold expiry":   `UPDATE holds SET expires_at = expires_at + 1`,
+		"dead lot":      `UPDATE dead_lots SET lot = json_set(lot, '$.c', json_extract(lot, '$.c') - 1)`,
+	}
+	for name, stmt := range tamper {
+		t.Run(name, func(t *testing.T) {
+			e := newEnv(t, ledger.Config{Cache: true})
+			e.customer("cus_a")
+			e.ok(grant("cus_a", "10", ""))
+			e.ok(fb.Op{Kind: fb.OpDebit, Customer: "cus_a", Amount: cr("1")})
+			e.ok(hold("cus_a", "2", ""))
+			// A lot that expires (free credit, indexed) and one that died.
+			e.ok(fb.Op{Kind: fb.OpGrant, Customer: "cus_a", Amount: cr("5"), Source: fb.SourcePromo, ExpiresAt: t0.Add(time.Hour)})
+			e.ok(fb.Op{Kind: fb.OpGrant, Customer: "cus_a", Amount: cr("1"), Source: fb.SourcePromo, ExpiresAt: t0.Add(time.Minute)})
+			e.ok(fb.Op{Kind: fb.OpDebit, Customer: "cus_a", Amount: cr("1")})
+			e.verify()
+			e.close()
+			db, err := sql.Open("sqlite", e.path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			res, err := db.Exec(stmt)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if n, _ := res.RowsAffected(); n == 0 {
+				t.Fatal("tampering changed nothing")
+			}
+			db.Close()
+			e.open()
+			rep, err := ledger.Verify(context.Background(), e.store)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(rep.Problems) == 0 {
+				t.Fatal("verify missed the tampering")
+			}
+			t.Logf("verify: %s", rep.Problems[0])
+		})
+	}
+}
