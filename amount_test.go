@@ -41,22 +41,22 @@ func TestParseAmount(t *testing.T) {
 		{"-", false},
 		{".5", false},
 		{"1.", false},
-		{"1.0000001", false},   // 7 decimals: never rounded
-		{"0.0000000", false},   // 7 decimals even if zero
-		{"1e3", false},         // no exponents
-		{"1E3", false},         //
-		{"+1", false},          // no plus sign
-		{" 1", false},          // no blanks
-		{"1 ", false},          //
-		{"NaN", false},         //
-		{"Infinity", false},    //
-		{"-Infinity", false},   //
-		{"0x10", false},        //
-		{"1,5", false},         //
-		{"1_000", false},       //
-		{"--1", false},         //
-		{"1.2.3", false},       //
-		{"١", false},           // non-ASCII digit
+		{"1.0000001", false}, // 7 decimals: never rounded
+		{"0.0000000", false}, // 7 decimals even if zero
+		{"1e3", false},       // no exponents
+		{"1E3", false},
+		{"+1", false}, // no plus sign
+		{" 1", false}, // no blanks
+		{"1 ", false},
+		{"NaN", false},
+		{"Infinity", false},
+		{"-Infinity", false},
+		{"0x10", false},
+		{"1,5", false},
+		{"1_000", false},
+		{"--1", false},
+		{"1.2.3", false},
+		{"١", false}, // non-ASCII digit
 		{"9223372036854.775808", true},
 		{"9223372036855", true},
 		{"99999999999999999999", true},
