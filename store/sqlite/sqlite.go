@@ -51,6 +51,8 @@ type Options struct {
 // ErrLocked is returned when another process holds the database.
 var ErrLocked = errors.New("the data directory is in use by another farebox process")
 
+var errReadOnly = errors.New("the store is open read-only")
+
 // Open opens (creating if needed) the database at path.
 func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 	s := &Store{path: path, ro: opts.ReadOnly}
@@ -201,7 +203,7 @@ func (s *Store) Ping(ctx context.Context) error {
 // Write runs fn in one immediate transaction on the writer connection.
 func (s *Store) Write(ctx context.Context, fn func(fb.WriteTx) error) error {
 	if s.ro {
-		return errors.New("store opened read-only")
+		return errReadOnly
 	}
 	tx, err := s.w.BeginTx(ctx, nil)
 	if err != nil {
@@ -376,6 +378,9 @@ func (s *Store) CreateCustomer(ctx context.Context, c fb.Customer) error {
 // CreateCustomers inserts customers and their empty accounts in one
 // transaction.
 func (s *Store) CreateCustomers(ctx context.Context, cs []fb.Customer) error {
+	if s.ro {
+		return errReadOnly
+	}
 	tx, err := s.w.BeginTx(ctx, nil)
 	if err != nil {
 		return err
