@@ -23,6 +23,7 @@ import (
 type serveConfig struct {
 	addr, dataDir, db string
 	drain             time.Duration
+	demo              bool
 }
 
 func serveFlags(args []string, getenv func(string) string, stderr io.Writer) (serveConfig, error) {
@@ -33,6 +34,7 @@ func serveFlags(args []string, getenv func(string) string, stderr io.Writer) (se
 	fs.StringVar(&c.dataDir, "data-dir", envOr(getenv, "FAREBOX_DATA_DIR", "./farebox-data"), "data directory [FAREBOX_DATA_DIR]")
 	fs.StringVar(&c.db, "db", getenv("FAREBOX_DB"), "database URL, default sqlite://<data-dir>/farebox.db [FAREBOX_DB]")
 	fs.DurationVar(&c.drain, "drain", 30*time.Second, "on SIGTERM, how long requests in flight may take to finish")
+	fs.BoolVar(&c.demo, "demo", false, "seed a demo customer with credits (idempotent)")
 	if err := fs.Parse(args); err != nil {
 		return c, &exitError{2, err}
 	}
@@ -102,6 +104,17 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	if generated {
 		fmt.Fprintf(stdout, "admin token: %s (saved in %s)\n", token, filepath.Join(cfg.dataDir, "admin-token"))
 	}
+	if cfg.demo {
+		if err := seedDemo(ctx, store, engine); err != nil {
+			hs.Close()
+			stopSweep()
+			<-swept
+			engine.Close()
+			return fmt.Errorf("seeding demo data: %w", err)
+		}
+		fmt.Fprintf(stdout, "demo: customer %q, granted %s promo credits once; try\n  curl -s http://%s/api/v1/customers/%s/balance -H 'Authorization: Bearer %s'\n",
+			demoCustomer, demoCredits, ln.Addr(), demoCustomer, token)
+	}
 	fmt.Fprintf(stdout, "listening on http://%s\n", ln.Addr())
 
 	select {
@@ -164,4 +177,19 @@ func adminToken(getenv func(string) string, dataDir string) (string, bool, error
 		return "", false, err
 	}
 	return t, true, nil
+}
+
+const demoCustomer = "demo"
+
+var demoCredits = fb.Amount(1000 * fb.Micro)
+
+// seedDemo creates the demo customer and its promo credits once; later
+// starts find them and change nothing.
+func seedDemo(ctx context.Context, store fb.Store, e *ledger.Engine) error {
+	err := store.CreateCustomer(ctx, fb.Customer{ID: demoCustomer, Name: "Demo customer", CreatedAt: e.Now().UTC()})
+	if err != nil && fb.ErrorType(err) != fb.EConflict {
+		return err
+	}
+	_, err = e.Submit(ctx, fb.Op{Kind: fb.OpGrant, Customer: demoCustomer, Key: "demo-seed", Amount: demoCredits, Source: fb.SourcePromo})
+	return err
 }
