@@ -35,7 +35,9 @@ func serveInProcess(t *testing.T, args []string, vars map[string]string) (*inpro
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &inproc{cancel: cancel, done: make(chan error, 1), stdout: &syncBuffer{}, stderr: &syncBuffer{}}
-	go func() { s.done <- run(ctx, append([]string{"farebox", "serve"}, args...), env(vars), s.stdout, s.stderr) }()
+	go func() {
+		s.done <- run(ctx, append([]string{"farebox", "serve"}, args...), env(vars), s.stdout, s.stderr)
+	}()
 	t.Cleanup(func() {
 		cancel()
 		select {
