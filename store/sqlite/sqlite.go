@@ -18,6 +18,7 @@ import (
 	"time"
 
 	fb "farebox"
+	"farebox/store/codec"
 
 	"modernc.org/sqlite"
 	sqlite3 "modernc.org/sqlite/lib"
@@ -244,7 +245,7 @@ func (t *writeTx) LoadAccounts(ctx context.Context, customers []string) (map[str
 		if err != nil {
 			return nil, err
 		}
-		a, err := decodeAccount(c, state)
+		a, err := codec.DecodeAccount(c, state)
 		if err != nil {
 			return nil, fmt.Errorf("account %s: %w", c, err)
 		}
@@ -294,7 +295,7 @@ func (t *writeTx) LookupHolds(ctx context.Context, ids []string) (map[string]*fb
 // holds) as one row; of the changed lots, those that died move to dead_lots;
 // changed holds are inserted or updated by id.
 func (t *writeTx) SaveAccount(ctx context.Context, a *fb.Account, lots []*fb.Lot, holds []*fb.Hold) error {
-	state, err := encodeAccount(a)
+	state, err := codec.EncodeAccount(a)
 	if err != nil {
 		return err
 	}
@@ -307,7 +308,7 @@ func (t *writeTx) SaveAccount(ctx context.Context, a *fb.Account, lots []*fb.Lot
 	}
 	for _, l := range lots {
 		if !l.Live() {
-			b, err := json.Marshal(lotToState(l))
+			b, err := json.Marshal(codec.LotToState(l))
 			if err != nil {
 				return err
 			}
@@ -316,7 +317,7 @@ func (t *writeTx) SaveAccount(ctx context.Context, a *fb.Account, lots []*fb.Lot
 			}
 		}
 		if !l.ExpiresAt.IsZero() && l.Remaining > l.Held {
-			_, err = t.stmt(ctx, "expiryOn").ExecContext(ctx, l.ID, l.Customer, nanos(l.ExpiresAt))
+			_, err = t.stmt(ctx, "expiryOn").ExecContext(ctx, l.ID, l.Customer, codec.Nanos(l.ExpiresAt))
 		} else if !l.ExpiresAt.IsZero() {
 			_, err = t.stmt(ctx, "expiryOff").ExecContext(ctx, l.ID)
 		}
@@ -325,11 +326,11 @@ func (t *writeTx) SaveAccount(ctx context.Context, a *fb.Account, lots []*fb.Lot
 		}
 	}
 	for _, h := range holds {
-		b, err := json.Marshal(holdToState(h))
+		b, err := json.Marshal(codec.HoldToState(h))
 		if err != nil {
 			return err
 		}
-		if _, err := t.stmt(ctx, "upsertHold").ExecContext(ctx, h.ID, h.Customer, string(h.Status), nanos(h.ExpiresAt), b); err != nil {
+		if _, err := t.stmt(ctx, "upsertHold").ExecContext(ctx, h.ID, h.Customer, string(h.Status), codec.Nanos(h.ExpiresAt), b); err != nil {
 			return fmt.Errorf("save hold %s: %w", h.ID, err)
 		}
 	}
@@ -387,7 +388,7 @@ func (s *Store) CreateCustomers(ctx context.Context, cs []fb.Customer) error {
 	}
 	defer tx.Rollback()
 	for _, c := range cs {
-		if _, err := tx.ExecContext(ctx, `INSERT INTO customers (id, name, created_at) VALUES (?,?,?)`, c.ID, c.Name, nanos(c.CreatedAt)); err != nil {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO customers (id, name, created_at) VALUES (?,?,?)`, c.ID, c.Name, codec.Nanos(c.CreatedAt)); err != nil {
 			if isConstraint(err) {
 				return fb.Errorf(fb.EConflict, "customer %q already exists", c.ID).WithCode("customer_exists")
 			}
@@ -408,7 +409,7 @@ func (s *Store) Customer(ctx context.Context, id string) (fb.Customer, error) {
 	if errors.Is(err, sql.ErrNoRows) {
 		return c, fb.Errorf(fb.ENotFound, "no customer %q", id)
 	}
-	c.CreatedAt = fromNanos(created)
+	c.CreatedAt = codec.FromNanos(created)
 	return c, err
 }
 
@@ -426,7 +427,7 @@ func (s *Store) Customers(ctx context.Context, after string, limit int) ([]fb.Cu
 		if err := rows.Scan(&c.ID, &c.Name, &created); err != nil {
 			return nil, err
 		}
-		c.CreatedAt = fromNanos(created)
+		c.CreatedAt = codec.FromNanos(created)
 		out = append(out, c)
 	}
 	return out, rows.Err()
@@ -442,7 +443,7 @@ func (s *Store) Account(ctx context.Context, customer string) (*fb.Account, erro
 	if err != nil {
 		return nil, err
 	}
-	return decodeAccount(customer, state)
+	return codec.DecodeAccount(customer, state)
 }
 
 // Hold reads one hold.
@@ -508,163 +509,65 @@ func (s *Store) Snapshot(ctx context.Context, journal func(*fb.JournalEntry) err
 	if err := rows.Close(); err != nil {
 		return nil, err
 	}
-	d := &fb.Dump{Accounts: map[string]*fb.Account{}}
-	rows, err = tx.QueryContext(ctx, `SELECT customer, state FROM accounts`)
-	if err != nil {
-		return nil, err
-	}
-	for rows.Next() {
+	d := codec.NewDumper()
+	if err := scanRows(ctx, tx, `SELECT customer, state FROM accounts`, func(r *sql.Rows) error {
 		var c string
 		var state []byte
-		if err := rows.Scan(&c, &state); err != nil {
-			rows.Close()
-			return nil, err
-		}
-		a, err := decodeAccount(c, state)
-		if err != nil {
-			rows.Close()
-			return nil, fmt.Errorf("account %s: %w", c, err)
-		}
-		d.Accounts[c] = a
-	}
-	if err := rows.Close(); err != nil {
-		return nil, err
-	}
-	rows, err = tx.QueryContext(ctx, `SELECT customer, lot FROM dead_lots`)
-	if err != nil {
-		return nil, err
-	}
-	for rows.Next() {
-		var c string
-		var b []byte
-		var ls lotState
-		if err := rows.Scan(&c, &b); err != nil {
-			rows.Close()
-			return nil, err
-		}
-		if err := json.Unmarshal(b, &ls); err != nil {
-			rows.Close()
-			return nil, fmt.Errorf("dead lot of %s: %w", c, err)
-		}
-		a := d.Accounts[c]
-		if a == nil {
-			d.Problems = append(d.Problems, fmt.Sprintf("dead lot %s belongs to account %s, which has no stored state", ls.ID, c))
-			continue
-		}
-		a.Lots = append(a.Lots, lotFromState(c, &ls))
-	}
-	if err := rows.Close(); err != nil {
-		return nil, err
-	}
-	rows, err = tx.QueryContext(ctx, `SELECT customer, hold, id, status, expires_at FROM holds`)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	for rows.Next() {
-		var id, status string
-		var expires int64
-		h, err := scanHold(rows, &id, &status, &expires)
-		if err != nil {
-			return nil, err
-		}
-		// The columns index the row for lookups and the expiry sweep; they
-		// must say what the row's hold says.
-		if id != h.ID || status != string(h.Status) || expires != nanos(h.ExpiresAt) {
-			d.Problems = append(d.Problems, fmt.Sprintf("hold %s: columns say id %s, status %s, expires_at %d; the row's hold says status %s, expires_at %d",
-				h.ID, id, status, expires, h.Status, nanos(h.ExpiresAt)))
-		}
-		a := d.Accounts[h.Customer]
-		if a == nil {
-			d.Problems = append(d.Problems, fmt.Sprintf("hold %s belongs to account %s, which has no stored state", h.ID, h.Customer))
-			continue
-		}
-		if h.Status == fb.HoldPending {
-			// The account's state is authoritative for pending holds; the
-			// row must agree with it.
-			if in, ok := a.Holds[h.ID]; !ok {
-				d.Problems = append(d.Problems, fmt.Sprintf("hold %s is pending in the holds table but not in account %s", h.ID, h.Customer))
-			} else if b1, b2 := mustJSON(holdToState(in)), mustJSON(holdToState(h)); b1 != b2 {
-				d.Problems = append(d.Problems, fmt.Sprintf("hold %s: row %s, account state %s", h.ID, b2, b1))
-			}
-			continue
-		}
-		if _, ok := a.Holds[h.ID]; ok {
-			d.Problems = append(d.Problems, fmt.Sprintf("hold %s is %s in the holds table but pending in account %s", h.ID, h.Status, h.Customer))
-		}
-		a.Closed[h.ID] = h
-	}
-	if err := rows.Err(); err != nil {
-		return nil, err
-	}
-	if err := lotExpiryProblems(ctx, tx, d); err != nil {
-		return nil, err
-	}
-	for c, a := range d.Accounts {
-		for id := range a.Holds {
-			var n int
-			if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM holds WHERE id = ?`, id).Scan(&n); err != nil {
-				return nil, err
-			}
-			if n != 1 {
-				d.Problems = append(d.Problems, fmt.Sprintf("account %s holds %s, which has no row in the holds table", c, id))
-			}
-		}
-	}
-	return d, nil
-}
-
-// lotExpiryProblems checks the expiry index: a row for exactly the lots
-// with free credit and an expiry, at that expiry.
-func lotExpiryProblems(ctx context.Context, tx *sql.Tx, d *fb.Dump) error {
-	rows, err := tx.QueryContext(ctx, `SELECT lot, customer, expires_at FROM lot_expiries`)
-	if err != nil {
-		return err
-	}
-	defer rows.Close()
-	type row struct {
-		customer string
-		expires  int64
-	}
-	index := map[string]row{}
-	for rows.Next() {
-		var lot string
-		var r row
-		if err := rows.Scan(&lot, &r.customer, &r.expires); err != nil {
+		if err := r.Scan(&c, &state); err != nil {
 			return err
 		}
-		index[lot] = r
+		return d.Account(c, state)
+	}); err != nil {
+		return nil, err
 	}
-	if err := rows.Err(); err != nil {
-		return err
-	}
-	for c, a := range d.Accounts {
-		for _, l := range a.Lots {
-			if l.ExpiresAt.IsZero() || l.Remaining <= l.Held {
-				continue
-			}
-			r, ok := index[l.ID]
-			switch {
-			case !ok:
-				d.Problems = append(d.Problems, fmt.Sprintf("lot %s of %s has free credit expiring at %s but no expiry index row", l.ID, c, l.ExpiresAt.UTC().Format(time.RFC3339Nano)))
-			case r.customer != c || r.expires != nanos(l.ExpiresAt):
-				d.Problems = append(d.Problems, fmt.Sprintf("lot %s: expiry index says %s at %d, the lot %s at %d", l.ID, r.customer, r.expires, c, nanos(l.ExpiresAt)))
-			}
-			delete(index, l.ID)
+	if err := scanRows(ctx, tx, `SELECT customer, lot FROM dead_lots`, func(r *sql.Rows) error {
+		var c string
+		var lot []byte
+		if err := r.Scan(&c, &lot); err != nil {
+			return err
 		}
+		return d.DeadLot(c, lot)
+	}); err != nil {
+		return nil, err
 	}
-	for lot, r := range index {
-		d.Problems = append(d.Problems, fmt.Sprintf("expiry index row for lot %s of %s, which has no free credit to expire", lot, r.customer))
+	if err := scanRows(ctx, tx, `SELECT customer, id, status, expires_at, hold FROM holds`, func(r *sql.Rows) error {
+		var c, id, status string
+		var expires int64
+		var hold []byte
+		if err := r.Scan(&c, &id, &status, &expires, &hold); err != nil {
+			return err
+		}
+		return d.Hold(c, id, status, expires, hold)
+	}); err != nil {
+		return nil, err
 	}
-	return nil
+	if err := scanRows(ctx, tx, `SELECT lot, customer, expires_at FROM lot_expiries`, func(r *sql.Rows) error {
+		var lot, c string
+		var expires int64
+		if err := r.Scan(&lot, &c, &expires); err != nil {
+			return err
+		}
+		d.LotExpiry(lot, c, expires)
+		return nil
+	}); err != nil {
+		return nil, err
+	}
+	return d.Dump(), nil
 }
 
-func mustJSON(v any) string {
-	b, err := json.Marshal(v)
+// scanRows runs a query and calls fn for each row.
+func scanRows(ctx context.Context, tx *sql.Tx, q string, fn func(*sql.Rows) error) error {
+	rows, err := tx.QueryContext(ctx, q)
 	if err != nil {
-		return err.Error()
+		return err
 	}
-	return string(b)
+	defer rows.Close()
+	for rows.Next() {
+		if err := fn(rows); err != nil {
+			return err
+		}
+	}
+	return rows.Err()
 }
 
 func decodeEntry(e *fb.JournalEntry, op, res string) error {
@@ -686,11 +589,11 @@ func scanHold(r scanner, more ...any) (*fb.Hold, error) {
 	if err := r.Scan(append([]any{&customer, &b}, more...)...); err != nil {
 		return nil, err
 	}
-	var hs holdState
+	var hs codec.HoldState
 	if err := json.Unmarshal(b, &hs); err != nil {
 		return nil, fmt.Errorf("hold of %s: %w", customer, err)
 	}
-	return holdFromState(customer, &hs), nil
+	return codec.HoldFromState(customer, &hs), nil
 }
 
 // PathFromURL turns "sqlite:///abs/path", "sqlite://rel/path" or a plain

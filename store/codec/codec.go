@@ -1,4 +1,9 @@
-package sqlite
+// Package codec is the stored form of ledger state shared by every store:
+// an account as one compact JSON document (integers and Unix nanoseconds),
+// lots and holds likewise, and the Dumper that assembles a store's rows
+// into a farebox.Dump while cross-checking its indexes. Stores keep their
+// SQL; what they store and how it is checked is decided once, here.
+package codec
 
 import (
 	"encoding/json"
@@ -7,9 +12,9 @@ import (
 	fb "farebox"
 )
 
-// accountState is the stored form of an account: integers and Unix
+// AccountState is the stored form of an account: integers and Unix
 // nanoseconds, compact and exact.
-type accountState struct {
+type AccountState struct {
 	OverdraftLimit    int64       `json:"ol,omitempty"`
 	Debt              int64       `json:"d,omitempty"`
 	OverdraftReserved int64       `json:"or,omitempty"`
@@ -17,11 +22,12 @@ type accountState struct {
 	Granted           int64       `json:"g,omitempty"`
 	Charged           int64       `json:"c,omitempty"`
 	Expired           int64       `json:"e,omitempty"`
-	Lots              []lotState  `json:"lots,omitempty"`
-	Holds             []holdState `json:"holds,omitempty"`
+	Lots              []LotState  `json:"lots,omitempty"`
+	Holds             []HoldState `json:"holds,omitempty"`
 }
 
-type lotState struct {
+// LotState is the stored form of a lot.
+type LotState struct {
 	ID          string `json:"id"`
 	Source      string `json:"src"`
 	Priority    int    `json:"p"`
@@ -36,16 +42,18 @@ type lotState struct {
 	CreatedAt   int64  `json:"ca"`
 }
 
-type allocState struct {
+// AllocState is the stored form of a hold's allocation on a lot.
+type AllocState struct {
 	Lot    string `json:"l"`
 	Amount int64  `json:"a"`
 }
 
-type holdState struct {
+// HoldState is the stored form of a hold.
+type HoldState struct {
 	ID          string       `json:"id"`
 	Amount      int64        `json:"a"`
 	Requested   int64        `json:"rq"`
-	Allocations []allocState `json:"al,omitempty"`
+	Allocations []AllocState `json:"al,omitempty"`
 	Overdraft   int64        `json:"od,omitempty"`
 	CreatedAt   int64        `json:"ca"`
 	ExpiresAt   int64        `json:"xa"`
@@ -55,23 +63,26 @@ type holdState struct {
 	Result      *fb.Result   `json:"result,omitempty"`
 }
 
-func encodeAccount(a *fb.Account) ([]byte, error) {
-	st := accountState{
+// EncodeAccount returns the stored form of a's totals, live lots and
+// pending holds.
+func EncodeAccount(a *fb.Account) ([]byte, error) {
+	st := AccountState{
 		OverdraftLimit: int64(a.OverdraftLimit), Debt: int64(a.Debt), OverdraftReserved: int64(a.OverdraftReserved),
 		Uncollected: int64(a.Uncollected), Granted: int64(a.Granted), Charged: int64(a.Charged), Expired: int64(a.Expired),
-		Lots: make([]lotState, 0, len(a.Lots)), Holds: make([]holdState, 0, len(a.Holds)),
+		Lots: make([]LotState, 0, len(a.Lots)), Holds: make([]HoldState, 0, len(a.Holds)),
 	}
 	for _, l := range a.Lots {
-		st.Lots = append(st.Lots, lotToState(l))
+		st.Lots = append(st.Lots, LotToState(l))
 	}
 	for _, h := range a.Holds {
-		st.Holds = append(st.Holds, holdToState(h))
+		st.Holds = append(st.Holds, HoldToState(h))
 	}
 	return json.Marshal(&st)
 }
 
-func decodeAccount(customer string, b []byte) (*fb.Account, error) {
-	var st accountState
+// DecodeAccount reads what EncodeAccount wrote.
+func DecodeAccount(customer string, b []byte) (*fb.Account, error) {
+	var st AccountState
 	if err := json.Unmarshal(b, &st); err != nil {
 		return nil, err
 	}
@@ -80,48 +91,52 @@ func decodeAccount(customer string, b []byte) (*fb.Account, error) {
 	a.Uncollected, a.Granted, a.Charged, a.Expired = fb.Amount(st.Uncollected), fb.Amount(st.Granted), fb.Amount(st.Charged), fb.Amount(st.Expired)
 	a.Lots = make([]*fb.Lot, 0, len(st.Lots))
 	for i := range st.Lots {
-		a.Lots = append(a.Lots, lotFromState(customer, &st.Lots[i]))
+		a.Lots = append(a.Lots, LotFromState(customer, &st.Lots[i]))
 	}
 	for i := range st.Holds {
-		h := holdFromState(customer, &st.Holds[i])
+		h := HoldFromState(customer, &st.Holds[i])
 		a.Holds[h.ID] = h
 	}
 	return a, nil
 }
 
-func lotToState(l *fb.Lot) lotState {
-	return lotState{
+// LotToState returns the stored form of a lot.
+func LotToState(l *fb.Lot) LotState {
+	return LotState{
 		ID: l.ID, Source: string(l.Source), Priority: l.Priority, Amount: int64(l.Amount), Remaining: int64(l.Remaining),
-		Held: int64(l.Held), Consumed: int64(l.Consumed), Expired: int64(l.Expired), EffectiveAt: nanos(l.EffectiveAt),
-		ExpiresAt: nanos(l.ExpiresAt), PaidUSD: int64(l.PaidUSD), CreatedAt: nanos(l.CreatedAt),
+		Held: int64(l.Held), Consumed: int64(l.Consumed), Expired: int64(l.Expired), EffectiveAt: Nanos(l.EffectiveAt),
+		ExpiresAt: Nanos(l.ExpiresAt), PaidUSD: int64(l.PaidUSD), CreatedAt: Nanos(l.CreatedAt),
 	}
 }
 
-func lotFromState(customer string, s *lotState) *fb.Lot {
+// LotFromState reads a stored lot of customer.
+func LotFromState(customer string, s *LotState) *fb.Lot {
 	return &fb.Lot{
 		ID: s.ID, Customer: customer, Source: fb.Source(s.Source), Priority: s.Priority, Amount: fb.Amount(s.Amount),
 		Remaining: fb.Amount(s.Remaining), Held: fb.Amount(s.Held), Consumed: fb.Amount(s.Consumed), Expired: fb.Amount(s.Expired),
-		EffectiveAt: fromNanos(s.EffectiveAt), ExpiresAt: fromNanos(s.ExpiresAt), PaidUSD: fb.USD(s.PaidUSD), CreatedAt: fromNanos(s.CreatedAt),
+		EffectiveAt: FromNanos(s.EffectiveAt), ExpiresAt: FromNanos(s.ExpiresAt), PaidUSD: fb.USD(s.PaidUSD), CreatedAt: FromNanos(s.CreatedAt),
 	}
 }
 
-func holdToState(h *fb.Hold) holdState {
-	s := holdState{
+// HoldToState returns the stored form of a hold.
+func HoldToState(h *fb.Hold) HoldState {
+	s := HoldState{
 		ID: h.ID, Amount: int64(h.Amount), Requested: int64(h.Requested), Overdraft: int64(h.Overdraft),
-		CreatedAt: nanos(h.CreatedAt), ExpiresAt: nanos(h.ExpiresAt), Status: string(h.Status), ResolvedAt: nanos(h.ResolvedAt),
+		CreatedAt: Nanos(h.CreatedAt), ExpiresAt: Nanos(h.ExpiresAt), Status: string(h.Status), ResolvedAt: Nanos(h.ResolvedAt),
 		Resolution: h.Resolution, Result: h.Result,
 	}
 	for _, al := range h.Allocations {
-		s.Allocations = append(s.Allocations, allocState{Lot: al.Lot, Amount: int64(al.Amount)})
+		s.Allocations = append(s.Allocations, AllocState{Lot: al.Lot, Amount: int64(al.Amount)})
 	}
 	return s
 }
 
-func holdFromState(customer string, s *holdState) *fb.Hold {
+// HoldFromState reads a stored hold of customer.
+func HoldFromState(customer string, s *HoldState) *fb.Hold {
 	h := &fb.Hold{
 		ID: s.ID, Customer: customer, Amount: fb.Amount(s.Amount), Requested: fb.Amount(s.Requested), Overdraft: fb.Amount(s.Overdraft),
-		CreatedAt: fromNanos(s.CreatedAt), ExpiresAt: fromNanos(s.ExpiresAt), Status: fb.HoldStatus(s.Status),
-		ResolvedAt: fromNanos(s.ResolvedAt), Resolution: s.Resolution, Result: s.Result,
+		CreatedAt: FromNanos(s.CreatedAt), ExpiresAt: FromNanos(s.ExpiresAt), Status: fb.HoldStatus(s.Status),
+		ResolvedAt: FromNanos(s.ResolvedAt), Resolution: s.Resolution, Result: s.Result,
 	}
 	for _, al := range s.Allocations {
 		h.Allocations = append(h.Allocations, fb.Allocation{Lot: al.Lot, Amount: fb.Amount(al.Amount)})
@@ -129,14 +144,16 @@ func holdFromState(customer string, s *holdState) *fb.Hold {
 	return h
 }
 
-func nanos(t time.Time) int64 {
+// Nanos is t in Unix nanoseconds, 0 for the zero time.
+func Nanos(t time.Time) int64 {
 	if t.IsZero() {
 		return 0
 	}
 	return t.UnixNano()
 }
 
-func fromNanos(n int64) time.Time {
+// FromNanos reads what Nanos wrote, in UTC.
+func FromNanos(n int64) time.Time {
 	if n == 0 {
 		return time.Time{}
 	}
