@@ -7,6 +7,7 @@ package codec
 
 import (
 	"encoding/json"
+	"fmt"
 	"time"
 
 	fb "farebox"
@@ -159,3 +160,37 @@ func FromNanos(n int64) time.Time {
 	}
 	return time.Unix(0, n).UTC()
 }
+
+// DecodeEntry reads a journal row's op and result into e.
+func DecodeEntry(e *fb.JournalEntry, op, res string) error {
+	if err := json.Unmarshal([]byte(op), &e.Op); err != nil {
+		return fmt.Errorf("journal %d: op: %w", e.Seq, err)
+	}
+	if err := json.Unmarshal([]byte(res), &e.Result); err != nil {
+		return fmt.Errorf("journal %d: result: %w", e.Seq, err)
+	}
+	return nil
+}
+
+// EncodeEntry returns the stored form of a journal entry's op and result.
+func EncodeEntry(e *fb.JournalEntry) (op, res []byte, err error) {
+	if op, err = json.Marshal(&e.Op); err != nil {
+		return nil, nil, err
+	}
+	if res, err = json.Marshal(&e.Result); err != nil {
+		return nil, nil, err
+	}
+	return op, res, nil
+}
+
+// DecodeHold reads a stored hold of customer.
+func DecodeHold(customer string, b []byte) (*fb.Hold, error) {
+	var hs HoldState
+	if err := json.Unmarshal(b, &hs); err != nil {
+		return nil, fmt.Errorf("hold of %s: %w", customer, err)
+	}
+	return HoldFromState(customer, &hs), nil
+}
+
+// Marshal encodes a stored form (LotState, HoldState) as JSON.
+func Marshal(v any) ([]byte, error) { return json.Marshal(v) }

@@ -267,7 +267,7 @@ func (t *writeTx) LookupKeys(ctx context.Context, keys []fb.KeyRef) (map[fb.KeyR
 		if err != nil {
 			return nil, err
 		}
-		if err := decodeEntry(&e, op, res); err != nil {
+		if err := codec.DecodeEntry(&e, op, res); err != nil {
 			return nil, err
 		}
 		out[k] = &e
@@ -497,7 +497,7 @@ func (s *Store) Snapshot(ctx context.Context, journal func(*fb.JournalEntry) err
 			rows.Close()
 			return nil, err
 		}
-		if err := decodeEntry(&e, op, res); err != nil {
+		if err := codec.DecodeEntry(&e, op, res); err != nil {
 			rows.Close()
 			return nil, err
 		}
@@ -570,30 +570,16 @@ func scanRows(ctx context.Context, tx *sql.Tx, q string, fn func(*sql.Rows) erro
 	return rows.Err()
 }
 
-func decodeEntry(e *fb.JournalEntry, op, res string) error {
-	if err := json.Unmarshal([]byte(op), &e.Op); err != nil {
-		return fmt.Errorf("journal %d: op: %w", e.Seq, err)
-	}
-	if err := json.Unmarshal([]byte(res), &e.Result); err != nil {
-		return fmt.Errorf("journal %d: result: %w", e.Seq, err)
-	}
-	return nil
-}
-
 type scanner interface{ Scan(...any) error }
 
-// scanHold reads a (customer, hold) row, and any further columns into more.
-func scanHold(r scanner, more ...any) (*fb.Hold, error) {
+// scanHold reads a (customer, hold) row.
+func scanHold(r scanner) (*fb.Hold, error) {
 	var customer string
 	var b []byte
-	if err := r.Scan(append([]any{&customer, &b}, more...)...); err != nil {
+	if err := r.Scan(&customer, &b); err != nil {
 		return nil, err
 	}
-	var hs codec.HoldState
-	if err := json.Unmarshal(b, &hs); err != nil {
-		return nil, fmt.Errorf("hold of %s: %w", customer, err)
-	}
-	return codec.HoldFromState(customer, &hs), nil
+	return codec.DecodeHold(customer, b)
 }
 
 // PathFromURL turns "sqlite:///abs/path", "sqlite://rel/path" or a plain
