@@ -280,7 +280,7 @@ func (e *Engine) run(batch []*request) {
 			e.evict(c)
 		}
 		e.log.Error("ledger batch failed", "ops", len(batch), "err", err)
-		fail := fb.Errorf(fb.EUnavailable, "the ledger could not commit; nothing was applied, retry with the same idempotency key").WithCode("store_unavailable")
+		fail := fb.Errorf(fb.EUnavailable, "the ledger could not commit the batch; retry with the same idempotency key").WithCode("store_unavailable")
 		for _, r := range batch {
 			r.err = fail
 			close(r.done)

@@ -22,7 +22,6 @@ import (
 	fb "farebox"
 	"farebox/api"
 	"farebox/ledger"
-	"farebox/store/sqlite"
 )
 
 // benchLedger measures hold+capture pairs per second and acknowledgement
@@ -35,6 +34,7 @@ func benchLedger(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	customers := fs.Int("customers", 10_000, "customers in the uniform runs")
 	callers := fs.String("callers", "1,256", "concurrent callers, comma-separated")
 	dir := fs.String("dir", "", "directory for the benchmark database (default: a new temp dir, removed after)")
+	dbURL := fs.String("db", "", "benchmark this database instead (postgres://…); its customers are named per run")
 	skipHTTP := fs.Bool("no-http", false, "skip the runs over HTTP")
 	batchModes := fs.String("batching", "both", "on, off or both (off is the one-op-per-transaction baseline)")
 	only := fs.String("only", "", "run only workloads whose name contains this (uniform, hot)")
@@ -51,27 +51,35 @@ func benchLedger(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		}
 		levels = append(levels, n)
 	}
-	if *dir == "" {
-		d, err := os.MkdirTemp("", "farebox-bench-")
-		if err != nil {
-			return err
+	dbName := "embedded SQLite (WAL, synchronous=FULL)"
+	prefix := ""
+	if *dbURL == "" {
+		if *dir == "" {
+			d, err := os.MkdirTemp("", "farebox-bench-")
+			if err != nil {
+				return err
+			}
+			defer os.RemoveAll(d)
+			*dir = d
 		}
-		defer os.RemoveAll(d)
-		*dir = d
+		*dbURL = "sqlite://" + filepath.Join(*dir, "bench.db")
+	} else {
+		dbName = "PostgreSQL (" + redact(*dbURL) + ")"
+		prefix = ledger.RandomBase62(6) + "-" // the database may hold earlier runs
 	}
-	store, err := sqlite.Open(ctx, filepath.Join(*dir, "bench.db"), sqlite.Options{})
+	store, _, soleWriter, err := openStore(ctx, *dbURL, "", false)
 	if err != nil {
 		return err
 	}
 	defer store.Close()
 
-	fmt.Fprintf(stdout, "farebox bench ledger: embedded SQLite (WAL, synchronous=FULL), GOMAXPROCS=%d, %s per run\n", runtime.GOMAXPROCS(0), *dur)
+	fmt.Fprintf(stdout, "farebox bench ledger: %s, GOMAXPROCS=%d, %s per run\n", dbName, runtime.GOMAXPROCS(0), *dur)
 	fmt.Fprintf(stdout, "setting up %d customers and one hot customer...\n", *customers)
-	uniform, err := benchCustomers(ctx, store, "u", *customers)
+	uniform, err := benchCustomers(ctx, store, prefix+"u", *customers, soleWriter)
 	if err != nil {
 		return err
 	}
-	hot, err := benchCustomers(ctx, store, "hot", 1)
+	hot, err := benchCustomers(ctx, store, prefix+"hot", 1, soleWriter)
 	if err != nil {
 		return err
 	}
@@ -130,7 +138,7 @@ func benchLedger(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		if !r.batching {
 			maxBatch = 1
 		}
-		engine := ledger.NewEngine(store, ledger.Config{MaxBatch: maxBatch, MaxWait: *maxWait, Cache: true})
+		engine := ledger.NewEngine(store, ledger.Config{MaxBatch: maxBatch, MaxWait: *maxWait, Cache: soleWriter})
 		var do pairFunc = enginePair(engine)
 		var stop func()
 		via := "in-process"
@@ -184,7 +192,7 @@ func fmtDur(d time.Duration) string {
 
 // benchCustomers creates n customers, each with far more credit than a run
 // can spend.
-func benchCustomers(ctx context.Context, store fb.Store, prefix string, n int) ([]string, error) {
+func benchCustomers(ctx context.Context, store fb.Store, prefix string, n int, soleWriter bool) ([]string, error) {
 	now := time.Now().UTC()
 	ids := make([]string, n)
 	cs := make([]fb.Customer, n)
@@ -195,7 +203,7 @@ func benchCustomers(ctx context.Context, store fb.Store, prefix string, n int) (
 	if err := store.CreateCustomers(ctx, cs); err != nil {
 		return nil, err
 	}
-	e := ledger.NewEngine(store, ledger.Config{Cache: true})
+	e := ledger.NewEngine(store, ledger.Config{Cache: soleWriter})
 	defer e.Close()
 	var wg sync.WaitGroup
 	errs := make(chan error, n)

@@ -29,6 +29,7 @@ const usage = `farebox sells AI by usage: a credits ledger, metering and an Open
 Usage:
   farebox serve [flags]          run the server (embedded SQLite in ./farebox-data)
   farebox ledger verify [flags]  replay the journal and compare it with stored state
+  farebox migrate [flags]        bring the database's schema up to date (serve does it too)
   farebox bench ledger [flags]   measure the ledger: hold+capture pairs per second
   farebox help                   this text
 
@@ -50,6 +51,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 			return &exitError{2, errors.New("usage: farebox ledger verify [--data-dir DIR | --db URL]")}
 		}
 		return verify(ctx, rest[1:], getenv, stdout, stderr)
+	case "migrate":
+		return migrate(ctx, rest, getenv, stdout, stderr)
 	case "bench":
 		if len(rest) == 0 || rest[0] != "ledger" {
 			return &exitError{2, errors.New("usage: farebox bench ledger [flags]")}

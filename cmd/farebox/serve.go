@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -17,6 +18,7 @@ import (
 	fb "farebox"
 	"farebox/api"
 	"farebox/ledger"
+	"farebox/store/postgres"
 	"farebox/store/sqlite"
 )
 
@@ -51,8 +53,10 @@ func envOr(getenv func(string) string, key, def string) string {
 	return def
 }
 
-// openStore opens the database a --db URL or data directory names.
-func openStore(ctx context.Context, dbURL, dataDir string, readOnly bool) (fb.Store, string, error) {
+// openStore opens the database a --db URL or data directory names. It
+// reports whether this process is the store's only writer (SQLite), which
+// lets the engine keep accounts in memory between batches.
+func openStore(ctx context.Context, dbURL, dataDir string, readOnly bool) (store fb.Store, where string, soleWriter bool, err error) {
 	if dbURL == "" {
 		dbURL = "sqlite://" + filepath.Join(dataDir, "farebox.db")
 	}
@@ -60,11 +64,27 @@ func openStore(ctx context.Context, dbURL, dataDir string, readOnly bool) (fb.St
 	case strings.HasPrefix(dbURL, "sqlite:"):
 		path := sqlite.PathFromURL(dbURL)
 		s, err := sqlite.Open(ctx, path, sqlite.Options{ReadOnly: readOnly})
-		return s, "sqlite://" + path, err
-	case strings.HasPrefix(dbURL, "postgres://"), strings.HasPrefix(dbURL, "postgresql://"):
-		return nil, "", errors.New("the PostgreSQL store is not built yet: use sqlite:// (the default)")
+		if err != nil {
+			return nil, "", false, err
+		}
+		return s, "sqlite://" + path, true, nil
+	case postgres.IsURL(dbURL):
+		s, err := postgres.Open(ctx, dbURL, postgres.Options{ReadOnly: readOnly})
+		if err != nil {
+			return nil, "", false, err
+		}
+		return s, redact(dbURL), false, nil
 	}
-	return nil, "", fmt.Errorf("--db %q: want sqlite:///path or postgres://…", dbURL)
+	return nil, "", false, fmt.Errorf("--db %q: want sqlite:///path or postgres://…", dbURL)
+}
+
+// redact hides a URL's password for logs.
+func redact(u string) string {
+	p, err := url.Parse(u)
+	if err != nil {
+		return "(unparsable URL)"
+	}
+	return p.Redacted()
 }
 
 func serve(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
@@ -73,7 +93,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		return err
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
-	store, where, err := openStore(ctx, cfg.db, cfg.dataDir, false)
+	store, where, soleWriter, err := openStore(ctx, cfg.db, cfg.dataDir, false)
 	if err != nil {
 		return err
 	}
@@ -82,7 +102,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	if err != nil {
 		return err
 	}
-	engine := ledger.NewEngine(store, ledger.Config{Cache: true, Logger: log})
+	engine := ledger.NewEngine(store, ledger.Config{Cache: soleWriter, Logger: log})
 	srv := &api.Server{Store: store, Engine: engine, AdminToken: token, Log: log}
 	ln, err := net.Listen("tcp", cfg.addr)
 	if err != nil {

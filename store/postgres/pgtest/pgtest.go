@@ -75,11 +75,7 @@ func Start(t testing.TB) *Cluster {
 		t.Fatalf("initdb: %v\n%s", err, out)
 	}
 	c.port = freePort(t)
-	opts := fmt.Sprintf("-p %d -k %s -c listen_addresses=127.0.0.1 -c fsync=off -c full_page_writes=off -c max_connections=200 -c shared_buffers=64MB", c.port, dir)
-	if out, err := c.run("pg_ctl", "-D", data, "-o", opts, "-l", filepath.Join(dir, "log"), "-w", "-t", "60", "start"); err != nil {
-		log, _ := os.ReadFile(filepath.Join(dir, "log"))
-		t.Fatalf("pg_ctl start: %v\n%s\n%s", err, out, log)
-	}
+	c.Resume(t)
 	t.Cleanup(func() { c.run("pg_ctl", "-D", data, "-m", "immediate", "-w", "stop") })
 	return c
 }
@@ -123,15 +119,20 @@ func (c *Cluster) NewDatabase(t testing.TB) string {
 	return c.URL(name)
 }
 
-// Restart stops the cluster abruptly and starts it again on the same port.
-func (c *Cluster) Restart(t testing.TB) {
+// Stop stops the server abruptly, as a crash would.
+func (c *Cluster) Stop(t testing.TB) {
 	t.Helper()
-	data := filepath.Join(c.dir, "data")
-	if out, err := c.run("pg_ctl", "-D", data, "-m", "immediate", "-w", "stop"); err != nil {
+	if out, err := c.run("pg_ctl", "-D", filepath.Join(c.dir, "data"), "-m", "immediate", "-w", "stop"); err != nil {
 		t.Fatalf("pg_ctl stop: %v\n%s", err, out)
 	}
-	opts := fmt.Sprintf("-p %d -k %s -c listen_addresses=127.0.0.1 -c fsync=off -c full_page_writes=off -c max_connections=200", c.port, c.dir)
-	if out, err := c.run("pg_ctl", "-D", data, "-o", opts, "-l", filepath.Join(c.dir, "log"), "-w", "-t", "60", "start"); err != nil {
-		t.Fatalf("pg_ctl start: %v\n%s", err, strings.TrimSpace(string(out)))
+}
+
+// Resume starts the server (again) on its port.
+func (c *Cluster) Resume(t testing.TB) {
+	t.Helper()
+	opts := fmt.Sprintf("-p %d -k %s -c listen_addresses=127.0.0.1 -c fsync=off -c full_page_writes=off -c max_connections=200 -c shared_buffers=64MB", c.port, c.dir)
+	if out, err := c.run("pg_ctl", "-D", filepath.Join(c.dir, "data"), "-o", opts, "-l", filepath.Join(c.dir, "log"), "-w", "-t", "60", "start"); err != nil {
+		log, _ := os.ReadFile(filepath.Join(c.dir, "log"))
+		t.Fatalf("pg_ctl start: %v\n%s\n%s", err, strings.TrimSpace(string(out)), log)
 	}
 }
