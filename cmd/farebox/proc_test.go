@@ -94,7 +94,13 @@ func (s *syncBuffer) String() string {
 // its "listening on" line.
 func startServe(t *testing.T, dataDir string, env ...string) *proc {
 	t.Helper()
-	cmd := exec.Command(binary(t), "serve", "--addr", "127.0.0.1:0", "--data-dir", dataDir)
+	return startServeArgs(t, []string{"--data-dir", dataDir}, env...)
+}
+
+// startServeArgs starts serve on a free port with args.
+func startServeArgs(t *testing.T, args []string, env ...string) *proc {
+	t.Helper()
+	cmd := exec.Command(binary(t), append([]string{"serve", "--addr", "127.0.0.1:0"}, args...)...)
 	cmd.Env = append(os.Environ(), "FAREBOX_ADMIN_TOKEN="+testToken)
 	cmd.Env = append(cmd.Env, env...)
 	p := &proc{t: t, cmd: cmd, stdout: &syncBuffer{}, stderr: &syncBuffer{}, exited: make(chan struct{})}
@@ -163,7 +169,13 @@ func (p *proc) wait() int {
 // code and output.
 func runVerify(t *testing.T, dataDir string) (int, string) {
 	t.Helper()
-	cmd := exec.Command(binary(t), "ledger", "verify", "--data-dir", dataDir)
+	return runVerifyArgs(t, "--data-dir", dataDir)
+}
+
+// runVerifyArgs runs `farebox ledger verify` with args.
+func runVerifyArgs(t *testing.T, args ...string) (int, string) {
+	t.Helper()
+	cmd := exec.Command(binary(t), append([]string{"ledger", "verify"}, args...)...)
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		if _, ok := err.(*exec.ExitError); !ok {
