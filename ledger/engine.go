@@ -26,6 +26,10 @@ type Config struct {
 	Cache bool
 	// MaxCached bounds the cached accounts; beyond it some are dropped.
 	MaxCached int
+	// WriteTimeout bounds one batch's transaction, so a database that
+	// stops answering fails the batch (503) instead of stalling the
+	// ledger; 30 s when zero.
+	WriteTimeout time.Duration
 	// Now is the clock; time.Now when nil.
 	Now func() time.Time
 	// NewID returns a fresh id with the given prefix; random when nil.
@@ -82,6 +86,9 @@ func NewEngine(store fb.Store, cfg Config) *Engine {
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
+	}
+	if cfg.WriteTimeout <= 0 {
+		cfg.WriteTimeout = 30 * time.Second
 	}
 	if cfg.NewID == nil {
 		cfg.NewID = RandomID
@@ -258,15 +265,17 @@ func (e *Engine) run(batch []*request) {
 	var accts map[string]*fb.Account
 	var loaded []string
 	var newHolds, closedHolds []*fb.Hold
-	err := e.store.Write(context.Background(), func(tx fb.WriteTx) error {
+	ctx, cancel := context.WithTimeout(context.Background(), e.cfg.WriteTimeout)
+	err := e.store.Write(ctx, func(tx fb.WriteTx) error {
 		var err error
-		accts, loaded, err = e.prepare(tx, batch)
+		accts, loaded, err = e.prepare(ctx, tx, batch)
 		if err != nil {
 			return err
 		}
-		newHolds, closedHolds, err = e.apply(tx, batch, accts, now)
+		newHolds, closedHolds, err = e.apply(ctx, tx, batch, accts, now)
 		return err
 	})
+	cancel()
 	e.statsMu.Lock()
 	e.stats.Batches++
 	e.stats.Ops += int64(len(batch))
@@ -345,8 +354,7 @@ func (e *Engine) shrink(keep []string) {
 
 // prepare resolves the customer of every hold op and loads the accounts the
 // batch touches. Ops that cannot be placed get their error here.
-func (e *Engine) prepare(tx fb.WriteTx, batch []*request) (map[string]*fb.Account, []string, error) {
-	ctx := context.Background()
+func (e *Engine) prepare(ctx context.Context, tx fb.WriteTx, batch []*request) (map[string]*fb.Account, []string, error) {
 	var lookup []string
 	for _, r := range batch {
 		op := &r.op
@@ -429,8 +437,7 @@ func (e *Engine) prepare(tx fb.WriteTx, batch []*request) (map[string]*fb.Accoun
 
 // apply runs the state machine over the batch, checks invariants and writes
 // the result. It returns the holds opened and closed.
-func (e *Engine) apply(tx fb.WriteTx, batch []*request, accts map[string]*fb.Account, now time.Time) (opened, closed []*fb.Hold, err error) {
-	ctx := context.Background()
+func (e *Engine) apply(ctx context.Context, tx fb.WriteTx, batch []*request, accts map[string]*fb.Account, now time.Time) (opened, closed []*fb.Hold, err error) {
 	// Idempotency: one lookup for every keyed op of the batch.
 	var keys []fb.KeyRef
 	for _, r := range batch {

@@ -547,3 +547,27 @@ func TestVerifyDetectsTampering(t *testing.T) {
 		})
 	}
 }
+
+// hanging is a store whose database stops answering.
+type hanging struct{ fb.Store }
+
+func (hanging) Write(ctx context.Context, fn func(fb.WriteTx) error) error {
+	<-ctx.Done()
+	return ctx.Err()
+}
+
+// TestWriteTimeout: a database that stops answering fails the batch with
+// 503 after WriteTimeout instead of stalling every caller.
+func TestWriteTimeout(t *testing.T) {
+	st, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "h.db"), sqlite.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	eng := ledger.NewEngine(hanging{st}, ledger.Config{WriteTimeout: 50 * time.Millisecond})
+	defer eng.Close()
+	_, err = eng.Submit(context.Background(), grant("cus_a", "1", "k"))
+	if fb.ErrorType(err) != fb.EUnavailable || fb.ErrorCode(err) != "store_unavailable" {
+		t.Fatalf("submit against a hanging store: %v", err)
+	}
+}
