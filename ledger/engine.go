@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"log/slog"
 	"slices"
 	"sync"
@@ -24,6 +25,12 @@ type Config struct {
 	// Cache keeps committed accounts in memory between batches. Only safe
 	// when this engine is the store's only writer (SQLite).
 	Cache bool
+	// Writers is how many batches may be in flight at once, each in its
+	// own transaction, with ops spread over them by customer (captures and
+	// releases by hold id). Above 1 only without Cache: the store's locks
+	// (PostgreSQL's row locks, taken in sorted order) keep two batches off
+	// one account. 1 when zero.
+	Writers int
 	// MaxCached bounds the cached accounts; beyond it some are dropped.
 	MaxCached int
 	// WriteTimeout bounds one batch's transaction, so a database that
@@ -51,12 +58,17 @@ type Engine struct {
 
 	mu     sync.RWMutex
 	closed bool
-	queue  chan *request
+	queues []chan *request
 	done   chan struct{}
 
 	// Touched only by the loop goroutine.
 	cache     map[string]*fb.Account
 	holdOwner map[string]string
+
+	// routes remembers whose holds this engine made, so a capture goes to
+	// the writer of its customer. A hint only: correctness never rests on it.
+	routeMu sync.Mutex
+	routes  map[string]string
 
 	statsMu sync.Mutex
 	stats   Stats
@@ -87,6 +99,9 @@ func NewEngine(store fb.Store, cfg Config) *Engine {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
+	if cfg.Writers <= 0 || cfg.Cache {
+		cfg.Writers = 1
+	}
 	if cfg.WriteTimeout <= 0 {
 		cfg.WriteTimeout = 30 * time.Second
 	}
@@ -98,13 +113,63 @@ func NewEngine(store fb.Store, cfg Config) *Engine {
 	}
 	e := &Engine{
 		store: store, cfg: cfg, log: cfg.Logger,
-		queue:     make(chan *request, 4*cfg.MaxBatch),
 		done:      make(chan struct{}),
 		cache:     map[string]*fb.Account{},
 		holdOwner: map[string]string{},
+		routes:    map[string]string{},
 	}
-	go e.loop()
+	var wg sync.WaitGroup
+	for range cfg.Writers {
+		q := make(chan *request, 4*cfg.MaxBatch)
+		e.queues = append(e.queues, q)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			e.loop(q)
+		}()
+	}
+	go func() {
+		wg.Wait()
+		close(e.done)
+	}()
 	return e
+}
+
+// maxRoutes bounds the routing hints kept; beyond it they start afresh.
+const maxRoutes = 1 << 20
+
+func (e *Engine) route(h *fb.HoldView) {
+	if h == nil {
+		return
+	}
+	e.routeMu.Lock()
+	if len(e.routes) >= maxRoutes {
+		clear(e.routes)
+	}
+	e.routes[h.ID] = h.Customer
+	e.routeMu.Unlock()
+}
+
+// queueFor spreads ops over the writers by customer, so one customer's ops
+// meet in one queue instead of waiting on each other's locks; captures and
+// releases go by their hold's customer when this engine made the hold,
+// else by hold id.
+func (e *Engine) queueFor(op *fb.Op) chan *request {
+	if len(e.queues) == 1 {
+		return e.queues[0]
+	}
+	key := op.Customer
+	if key == "" {
+		e.routeMu.Lock()
+		key = e.routes[op.HoldID]
+		e.routeMu.Unlock()
+	}
+	if key == "" {
+		key = op.HoldID
+	}
+	h := fnv.New32a()
+	h.Write([]byte(key))
+	return e.queues[h.Sum32()%uint32(len(e.queues))]
 }
 
 // Now is the engine's clock.
@@ -140,7 +205,7 @@ func (e *Engine) Submit(ctx context.Context, op fb.Op) (fb.Result, error) {
 		return fb.Result{}, ErrClosed
 	}
 	select {
-	case e.queue <- r:
+	case e.queueFor(&r.op) <- r:
 	case <-ctx.Done():
 		e.mu.RUnlock()
 		return fb.Result{}, ctx.Err()
@@ -148,6 +213,9 @@ func (e *Engine) Submit(ctx context.Context, op fb.Op) (fb.Result, error) {
 	e.mu.RUnlock()
 	select {
 	case <-r.done:
+		if r.err == nil && op.Kind == fb.OpHold && len(e.queues) > 1 {
+			e.route(r.res.Hold)
+		}
 		return r.res, r.err
 	case <-ctx.Done():
 		// The op may still commit; its idempotency key makes a retry safe.
@@ -160,7 +228,9 @@ func (e *Engine) Close() {
 	e.mu.Lock()
 	if !e.closed {
 		e.closed = true
-		close(e.queue)
+		for _, q := range e.queues {
+			close(q)
+		}
 	}
 	e.mu.Unlock()
 	<-e.done
@@ -199,20 +269,19 @@ func (e *Engine) Sweep(ctx context.Context) (int, error) {
 	}
 }
 
-func (e *Engine) loop() {
-	defer close(e.done)
+func (e *Engine) loop(queue chan *request) {
 	batch := make([]*request, 0, e.cfg.MaxBatch)
 	for {
-		r, ok := <-e.queue
+		r, ok := <-queue
 		if !ok {
 			return
 		}
 		batch = append(batch[:0], r)
-		open := e.fill(&batch)
+		open := e.fill(queue, &batch)
 		e.run(batch)
 		if !open {
 			// Drain what was queued before Close.
-			for r := range e.queue {
+			for r := range queue {
 				e.run([]*request{r})
 			}
 			return
@@ -222,7 +291,7 @@ func (e *Engine) loop() {
 
 // fill adds queued ops to the batch, waiting up to MaxWait for more. It
 // reports false when the queue has been closed.
-func (e *Engine) fill(batch *[]*request) bool {
+func (e *Engine) fill(queue chan *request, batch *[]*request) bool {
 	var timer <-chan time.Time
 	if e.cfg.MaxWait > 0 {
 		t := time.NewTimer(e.cfg.MaxWait)
@@ -231,7 +300,7 @@ func (e *Engine) fill(batch *[]*request) bool {
 	}
 	for len(*batch) < e.cfg.MaxBatch {
 		select {
-		case r, ok := <-e.queue:
+		case r, ok := <-queue:
 			if !ok {
 				return false
 			}
@@ -243,7 +312,7 @@ func (e *Engine) fill(batch *[]*request) bool {
 			return true
 		}
 		select {
-		case r, ok := <-e.queue:
+		case r, ok := <-queue:
 			if !ok {
 				return false
 			}
@@ -328,6 +397,9 @@ func (e *Engine) run(batch []*request) {
 }
 
 func (e *Engine) evict(customer string) {
+	if !e.cfg.Cache {
+		return // nothing cached; and several loops may be running
+	}
 	a, ok := e.cache[customer]
 	if !ok {
 		return

@@ -156,6 +156,7 @@ var batching = []struct {
 }{
 	{"batched", ledger.Config{Cache: true}},
 	{"unbatched", ledger.Config{MaxBatch: 1}},
+	{"four writers", ledger.Config{Writers: 4}},
 }
 
 // TestConcurrentHoldsNeverOverspend: 1,000 goroutines each hold 1 credit of

@@ -138,7 +138,9 @@ func benchLedger(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		if !r.batching {
 			maxBatch = 1
 		}
-		engine := ledger.NewEngine(store, ledger.Config{MaxBatch: maxBatch, MaxWait: *maxWait, Cache: soleWriter})
+		cfg := engineConfig(soleWriter, nil)
+		cfg.MaxBatch, cfg.MaxWait = maxBatch, *maxWait
+		engine := ledger.NewEngine(store, cfg)
 		var do pairFunc = enginePair(engine)
 		var stop func()
 		via := "in-process"
@@ -203,7 +205,7 @@ func benchCustomers(ctx context.Context, store fb.Store, prefix string, n int, s
 	if err := store.CreateCustomers(ctx, cs); err != nil {
 		return nil, err
 	}
-	e := ledger.NewEngine(store, ledger.Config{Cache: soleWriter})
+	e := ledger.NewEngine(store, engineConfig(soleWriter, nil))
 	defer e.Close()
 	var wg sync.WaitGroup
 	errs := make(chan error, n)

@@ -102,7 +102,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	if err != nil {
 		return err
 	}
-	engine := ledger.NewEngine(store, ledger.Config{Cache: soleWriter, Logger: log})
+	engine := ledger.NewEngine(store, engineConfig(soleWriter, log))
 	srv := &api.Server{Store: store, Engine: engine, AdminToken: token, Log: log}
 	ln, err := net.Listen("tcp", cfg.addr)
 	if err != nil {
@@ -212,4 +212,15 @@ func seedDemo(ctx context.Context, store fb.Store, e *ledger.Engine) error {
 	}
 	_, err = e.Submit(ctx, fb.Op{Kind: fb.OpGrant, Customer: demoCustomer, Key: "demo-seed", Amount: demoCredits, Source: fb.SourcePromo})
 	return err
+}
+
+// engineConfig tunes the engine to its store: a sole writer (SQLite) keeps
+// accounts in memory and commits one batch at a time; replicas on
+// PostgreSQL trust nothing in memory and keep several batches in flight,
+// each locking its own accounts.
+func engineConfig(soleWriter bool, log *slog.Logger) ledger.Config {
+	if soleWriter {
+		return ledger.Config{Cache: true, Logger: log}
+	}
+	return ledger.Config{Writers: 4, Logger: log}
 }

@@ -50,7 +50,7 @@ func TestReplicasNeverOverspend(t *testing.T) {
 	stores := []*postgres.Store{open(t, url), open(t, url)}
 	var engines []*ledger.Engine
 	for _, s := range stores {
-		e := ledger.NewEngine(s, ledger.Config{})
+		e := ledger.NewEngine(s, ledger.Config{Writers: 4})
 		t.Cleanup(e.Close)
 		engines = append(engines, e)
 	}
