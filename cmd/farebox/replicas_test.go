@@ -170,9 +170,10 @@ func TestReplicas(t *testing.T) {
 	}
 }
 
-// TestPostgresRestart: while PostgreSQL is down, ledger requests fail closed
-// with a clear 503 and /readyz says so; afterwards they succeed again, and
-// nothing refused was applied.
+// TestPostgresRestart restarts PostgreSQL under load: requests fail closed
+// with a clear 503 (never a 500, never free usage) and /readyz says so;
+// afterwards they succeed again. Retrying every failed request with its
+// key leaves exactly one hold per key.
 func TestPostgresRestart(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs PostgreSQL")
@@ -182,34 +183,90 @@ func TestPostgresRestart(t *testing.T) {
 	p := startServeArgs(t, []string{"--db", url, "--data-dir", t.TempDir()})
 	c := newClient(p.url)
 	c.must(t, "POST", "/api/v1/customers", `{"id":"acme"}`, "", 201)
-	c.must(t, "POST", "/api/v1/customers/acme/grants", `{"amount":"10"}`, "", 201)
+	c.must(t, "POST", "/api/v1/customers/acme/grants", `{"amount":"100000"}`, "", 201)
+
+	var mu sync.Mutex
+	var failed []string // keys answered 503
+	var ok, unavailable atomic.Int64
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for w := range 16 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for n := 0; ; n++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				key := fmt.Sprintf("w%d-%d", w, n)
+				st, body, err := c.call(context.Background(), "POST", "/api/v1/holds", `{"customer":"acme","amount":"1","ttl_seconds":3600}`, key)
+				switch {
+				case err != nil:
+					t.Error(err)
+					return
+				case st == 201:
+					ok.Add(1)
+				case st == 503:
+					if e, _ := body["error"].(map[string]any); e["code"] != "store_unavailable" {
+						t.Errorf("503 body %v", body)
+					}
+					unavailable.Add(1)
+					mu.Lock()
+					failed = append(failed, key)
+					mu.Unlock()
+					time.Sleep(50 * time.Millisecond) // a client backs off
+				default:
+					t.Errorf("hold during the restart: %d %v", st, body)
+					return
+				}
+			}
+		}()
+	}
+	time.Sleep(300 * time.Millisecond)
 	pg.Stop(t)
-	st, body, err := c.call(context.Background(), "POST", "/api/v1/holds", `{"customer":"acme","amount":"10"}`, "h1")
-	if err != nil || st != 503 {
-		t.Fatalf("hold with PostgreSQL down: %d %v %v", st, body, err)
-	}
-	if e, _ := body["error"].(map[string]any); e["type"] != "no_capacity" || e["code"] != "store_unavailable" {
-		t.Fatalf("error body %v", body)
-	}
+	time.Sleep(300 * time.Millisecond)
 	if st, _, _ := c.call(context.Background(), "GET", "/readyz", "", ""); st != 503 {
-		t.Fatalf("/readyz with PostgreSQL down: %d", st)
+		t.Errorf("/readyz with PostgreSQL down: %d", st)
 	}
 	pg.Resume(t)
+	before := ok.Load()
 	deadline := time.Now().Add(20 * time.Second)
-	for {
-		st, body, err = c.call(context.Background(), "POST", "/api/v1/holds", `{"customer":"acme","amount":"10"}`, "h1")
-		if err == nil && st == 201 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("hold after PostgreSQL came back: %d %v %v", st, body, err)
-		}
-		time.Sleep(100 * time.Millisecond)
+	for ok.Load() < before+100 && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
 	}
-	if b := c.must(t, "GET", "/api/v1/customers/acme/balance", "", "", 200); b["available"] != "0" || b["held"] != "10" {
-		t.Fatalf("balance %v", b)
+	close(stop)
+	wg.Wait()
+	if unavailable.Load() == 0 || ok.Load() < before+100 {
+		t.Fatalf("%d answered 503 while PostgreSQL was down, %d holds after it came back", unavailable.Load(), ok.Load()-before)
+	}
+	// Clients retry what failed, with the same keys.
+	keys := make(chan string)
+	for range 16 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for key := range keys {
+				st, body, err := c.call(context.Background(), "POST", "/api/v1/holds", `{"customer":"acme","amount":"1","ttl_seconds":3600}`, key)
+				if err != nil || st != 201 {
+					t.Errorf("retry %s: %d %v %v", key, st, body, err)
+				}
+			}
+		}()
+	}
+	for _, key := range failed {
+		keys <- key
+	}
+	close(keys)
+	wg.Wait()
+	total := ok.Load() + int64(len(failed))
+	b := c.must(t, "GET", "/api/v1/customers/acme/balance", "", "", 200)
+	if b["held"] != fmt.Sprint(total) {
+		t.Fatalf("held %v after %d distinct keys", b["held"], total)
 	}
 	c.must(t, "GET", "/readyz", "", "", 200)
+	t.Logf("%d holds, %d answered 503 during the restart and were retried", total, len(failed))
 	if code, out := runVerifyArgs(t, "--db", url); code != 0 {
 		t.Fatalf("verify: %d\n%s", code, out)
 	}
