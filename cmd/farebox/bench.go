@@ -40,8 +40,8 @@ func benchLedger(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	only := fs.String("only", "", "run only workloads whose name contains this (uniform, hot)")
 	maxWait := fs.Duration("max-wait", 0, "how long a batch may wait for more ops (engine MaxWait)")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the runs to this file")
-	if err := fs.Parse(args); err != nil {
-		return &exitError{2, err}
+	if err := parseFlags(fs, args); err != nil {
+		return err
 	}
 	var levels []int
 	for _, f := range bytes.Split([]byte(*callers), []byte(",")) {

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"path/filepath"
+	"slices"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -167,15 +169,20 @@ func TestCrashRecovery(t *testing.T) {
 			t.Fatalf("round %d: verify beside the live server: exit %d\n%s", round, code, out)
 		}
 		checkAcked(t, dir, ops, applied)
+		checkHolds(t, c, ops)
+		checkBalances(t, c, dir, customers)
 
 		// Replaying every acknowledged op answers the same and changes nothing.
-		before := snapshot(t, dir)
+		before, beforeBal := snapshot(t, dir), balances(t, c, customers)
 		replay(t, c, ops, true)
-		after := snapshot(t, dir)
+		after, afterBal := snapshot(t, dir), balances(t, c, customers)
 		for _, cus := range customers {
 			b, a := before.Accounts[cus], after.Accounts[cus]
 			if a.Granted != b.Granted || a.Charged != b.Charged {
 				t.Fatalf("%s: replaying acknowledged ops changed granted %s→%s charged %s→%s", cus, b.Granted, a.Granted, b.Charged, a.Charged)
+			}
+			if beforeBal[cus] != afterBal[cus] {
+				t.Fatalf("%s: replaying acknowledged ops changed the balance %s → %s", cus, beforeBal[cus], afterBal[cus])
 			}
 		}
 		// Retrying the ops that were in flight applies each exactly once:
@@ -201,6 +208,7 @@ func TestCrashRecovery(t *testing.T) {
 				t.Fatalf("%s after retries: granted %s charged %s, sent %s and %s", cus, a.Granted, a.Charged, applied[cus].granted, applied[cus].charged)
 			}
 		}
+		checkBalances(t, c, dir, customers)
 		if code, out := runVerify(t, dir); code != 0 {
 			t.Fatalf("round %d: verify after retries: exit %d\n%s", round, code, out)
 		}
@@ -340,4 +348,160 @@ func replay(t *testing.T, c *client, ops []*op, acked bool) {
 	if t.Failed() {
 		t.FailNow()
 	}
+}
+
+// amountField parses the decimal string m[k].
+func amountField(t *testing.T, m map[string]any, k string) fb.Amount {
+	t.Helper()
+	s, ok := m[k].(string)
+	if !ok {
+		t.Fatalf("%s is not a decimal string in %v", k, m)
+	}
+	a, err := fb.ParseAmount(s)
+	if err != nil {
+		t.Fatalf("%s = %q: %v", k, s, err)
+	}
+	return a
+}
+
+// balances reads each customer's available and held credit from the API.
+func balances(t *testing.T, c *client, customers []string) map[string]string {
+	t.Helper()
+	out := map[string]string{}
+	for _, cus := range customers {
+		b := c.must(t, "GET", "/api/v1/customers/"+cus+"/balance", "", "", 200)
+		out[cus] = fmt.Sprintf("available %s held %s, %d lots", str(b, "available"), str(b, "held"), len(b["lots"].([]any)))
+	}
+	return out
+}
+
+// checkBalances proves nothing is half-applied: in the balance endpoint
+// every listed lot's amount is remaining + consumed + expired, the held
+// total is what the lots hold and available is the rest of what remains;
+// and over the whole account (the endpoint lists live lots only, so the
+// totals of dead lots come from the store) granted = available + held +
+// consumed + expired.
+func checkBalances(t *testing.T, c *client, dir string, customers []string) {
+	t.Helper()
+	d := snapshot(t, dir)
+	for _, cus := range customers {
+		b := c.must(t, "GET", "/api/v1/customers/"+cus+"/balance", "", "", 200)
+		available, held := amountField(t, b, "available"), amountField(t, b, "held")
+		for _, k := range []string{"debt", "uncollected", "overdraft_limit"} {
+			if v := amountField(t, b, k); v != 0 {
+				t.Fatalf("%s: %s %s, want 0: %v", cus, k, v, b)
+			}
+		}
+		var remaining, lotHeld, amount fb.Amount
+		lots, _ := b["lots"].([]any)
+		for _, x := range lots {
+			l, _ := x.(map[string]any)
+			a, r, h := amountField(t, l, "amount"), amountField(t, l, "remaining"), amountField(t, l, "held")
+			cn, ex := amountField(t, l, "consumed"), amountField(t, l, "expired")
+			if a != r+cn+ex || h < 0 || h > r || r <= 0 && h <= 0 {
+				t.Fatalf("%s: lot half-applied: amount %s remaining %s held %s consumed %s expired %s", cus, a, r, h, cn, ex)
+			}
+			remaining += r
+			lotHeld += h
+			amount += a
+		}
+		if lotHeld != held || remaining-lotHeld != available {
+			t.Fatalf("%s: available %s held %s, but the lots have %s remaining of which %s held", cus, available, held, remaining, lotHeld)
+		}
+		acc := d.Accounts[cus]
+		if acc == nil {
+			t.Fatalf("%s: no stored account", cus)
+		}
+		var liveAmount, consumed, expired fb.Amount
+		for _, l := range acc.Lots {
+			if l.Live() {
+				liveAmount += l.Amount
+			}
+			consumed += l.Consumed
+			expired += l.Expired
+		}
+		if liveAmount != amount {
+			t.Fatalf("%s: the balance lists lots of %s, the store's live lots are %s", cus, amount, liveAmount)
+		}
+		if consumed != acc.Charged || expired != acc.Expired {
+			t.Fatalf("%s: lots consumed %s expired %s, account charged %s expired %s", cus, consumed, expired, acc.Charged, acc.Expired)
+		}
+		if acc.Granted != available+held+consumed+expired {
+			t.Fatalf("%s: granted %s != available %s + held %s + consumed %s + expired %s", cus, acc.Granted, available, held, consumed, expired)
+		}
+	}
+}
+
+// checkHolds reads every hold of the round through GET /api/v1/holds/{id}:
+// an acknowledged hold is there with its customer and amount, pending or
+// resolved; an acknowledged capture or release shows as such; a hold whose
+// resolution was in flight is pending or resolved that way, nothing else.
+func checkHolds(t *testing.T, c *client, ops []*op) {
+	t.Helper()
+	type want struct {
+		customer string
+		status   []string // allowed
+		captured string
+	}
+	holds := map[string]*want{}
+	for _, o := range ops {
+		if o.kind == "hold" && o.acked {
+			holds[str(o.answer, "id")] = &want{customer: o.customer, status: []string{"pending"}}
+		}
+	}
+	for _, o := range ops {
+		if o.kind != "capture" && o.kind != "release" {
+			continue
+		}
+		id := strings.Split(strings.TrimPrefix(o.path, "/api/v1/holds/"), "/")[0]
+		w := holds[id]
+		if w == nil {
+			t.Fatalf("%s %s of a hold never acknowledged", o.kind, o.key)
+		}
+		status := map[string]string{"capture": "captured", "release": "released"}[o.kind]
+		if o.acked {
+			w.status = []string{status}
+		} else {
+			w.status = append(w.status, status)
+		}
+		if o.kind == "capture" {
+			w.captured = captureAmount.String()
+		}
+	}
+	ids := make(chan string)
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for id := range ids {
+				w := holds[id]
+				st, h, err := c.call(context.Background(), "GET", "/api/v1/holds/"+id, "", "")
+				if err != nil || st != 200 {
+					t.Errorf("acknowledged hold %s: %d %v %v", id, st, h, err)
+					continue
+				}
+				got := str(h, "status")
+				if str(h, "customer") != w.customer || str(h, "amount") != holdAmount || !slices.Contains(w.status, got) {
+					t.Errorf("hold %s: %v, want customer %s amount %s status in %v", id, h, w.customer, holdAmount, w.status)
+				}
+				if got == "captured" && str(h, "captured") != w.captured {
+					t.Errorf("hold %s captured %q, want %s", id, str(h, "captured"), w.captured)
+				}
+			}
+		}()
+	}
+	for id := range holds {
+		ids <- id
+	}
+	close(ids)
+	wg.Wait()
+	if t.Failed() {
+		t.FailNow()
+	}
+	n := map[string]int{}
+	for _, w := range holds {
+		n[strings.Join(w.status, "|")]++
+	}
+	t.Logf("%d acknowledged holds read back by id; by allowed status: %v", len(holds), n)
 }

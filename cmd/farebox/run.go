@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 )
@@ -22,6 +23,18 @@ func exitCode(err error) int {
 		return ee.code
 	}
 	return 1
+}
+
+// parseFlags parses a command's flags; a usage error, and any argument
+// left over, exit 2.
+func parseFlags(fs *flag.FlagSet, args []string) error {
+	if err := fs.Parse(args); err != nil {
+		return &exitError{2, err}
+	}
+	if fs.NArg() > 0 {
+		return &exitError{2, fmt.Errorf("unexpected argument %q", fs.Arg(0))}
+	}
+	return nil
 }
 
 const usage = `farebox sells AI by usage: a credits ledger, metering and an OpenAI-compatible gateway.

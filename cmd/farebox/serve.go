@@ -37,13 +37,7 @@ func serveFlags(args []string, getenv func(string) string, stderr io.Writer) (se
 	fs.StringVar(&c.db, "db", getenv("FAREBOX_DB"), "database URL, default sqlite://<data-dir>/farebox.db [FAREBOX_DB]")
 	fs.DurationVar(&c.drain, "drain", 30*time.Second, "on SIGTERM, how long requests in flight may take to finish")
 	fs.BoolVar(&c.demo, "demo", false, "seed a demo customer with credits (idempotent)")
-	if err := fs.Parse(args); err != nil {
-		return c, &exitError{2, err}
-	}
-	if fs.NArg() > 0 {
-		return c, &exitError{2, fmt.Errorf("unexpected argument %q", fs.Arg(0))}
-	}
-	return c, nil
+	return c, parseFlags(fs, args)
 }
 
 func envOr(getenv func(string) string, key, def string) string {

@@ -1,18 +1,27 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"database/sql"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
 
+	fb "farebox"
 	_ "modernc.org/sqlite"
 )
 
@@ -100,8 +109,21 @@ func TestAdminTokenFile(t *testing.T) {
 	}
 	b, _ := os.ReadFile(path)
 	tok := strings.TrimSpace(string(b))
-	if len(tok) < 32 || strings.Count(s.stdout.String(), tok) != 1 {
+	if len(tok) < 32 || strings.Count(s.stdout.String(), tok) != 1 || !strings.Contains(s.stdout.String(), "admin token: "+tok) {
 		t.Fatalf("token %q printed %d times:\n%s", tok, strings.Count(s.stdout.String(), tok), s.stdout)
+	}
+	if strings.Contains(s.stderr.String(), tok) {
+		t.Fatalf("token in the log:\n%s", s.stderr)
+	}
+	// Without a token, or with another one: 401 with the error body.
+	resp, err := http.Get(s.url + "/api/v1/customers")
+	if err != nil {
+		t.Fatal(err)
+	}
+	eb, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 401 || !strings.Contains(string(eb), `"type":"unauthorized"`) {
+		t.Fatalf("without a token: %d %s", resp.StatusCode, eb)
 	}
 	c := newClient(s.url)
 	st, _, err := c.call(context.Background(), "GET", "/api/v1/customers", "", "")
@@ -129,6 +151,17 @@ func TestAdminTokenFile(t *testing.T) {
 	s.stop(t)
 	s = mustServe(t, []string{"--addr", "127.0.0.1:0", "--data-dir", dir}, map[string]string{"FAREBOX_ADMIN_TOKEN": testToken})
 	newClient(s.url).must(t, "GET", "/api/v1/customers", "", "", 200)
+	c = newClient(s.url)
+	c.http.Transport = authTransport(tok)
+	if st, _, err := c.call(context.Background(), "GET", "/api/v1/customers", "", ""); err != nil || st != 401 {
+		t.Fatalf("the file's token while FAREBOX_ADMIN_TOKEN is set: %d, %v", st, err)
+	}
+	if strings.Contains(s.stdout.String(), "admin token") {
+		t.Fatalf("a token printed with FAREBOX_ADMIN_TOKEN set:\n%s", s.stdout)
+	}
+	if b2, _ := os.ReadFile(path); string(b2) != string(b) {
+		t.Fatalf("admin-token rewritten: %q → %q", b, b2)
+	}
 }
 
 // authTransport replaces the Authorization header.
@@ -140,15 +173,37 @@ func (a authTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 	return http.DefaultTransport.RoundTrip(r)
 }
 
+// freeAddr returns a loopback address with a port nothing listens on now.
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
 func TestEnvAndFlags(t *testing.T) {
 	envDir, flagDir := t.TempDir(), t.TempDir()
-	vars := map[string]string{"FAREBOX_DATA_DIR": envDir, "FAREBOX_ADDR": "127.0.0.1:0", "FAREBOX_ADMIN_TOKEN": testToken}
+	addr := freeAddr(t)
+	vars := map[string]string{"FAREBOX_DATA_DIR": envDir, "FAREBOX_ADDR": addr, "FAREBOX_ADMIN_TOKEN": testToken}
 	s := mustServe(t, nil, vars)
+	if s.url != "http://"+addr {
+		t.Fatalf("FAREBOX_ADDR=%s ignored: %s", addr, s.url)
+	}
 	if _, err := os.Stat(filepath.Join(envDir, "farebox.db")); err != nil {
 		t.Fatalf("FAREBOX_DATA_DIR ignored: %v", err)
 	}
-	for _, p := range []string{"/healthz", "/readyz"} {
-		newClient(s.url).must(t, "GET", p, "", "", 200)
+	for _, p := range []string{"/healthz", "/readyz"} { // no auth needed
+		resp, err := http.Get(s.url + p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			t.Fatalf("%s: %d", p, resp.StatusCode)
+		}
 	}
 	s.stop(t)
 	// Flags override the environment.
@@ -157,7 +212,23 @@ func TestEnvAndFlags(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(flagDir, "farebox.db")); err != nil {
 		t.Fatalf("--data-dir ignored: %v", err)
 	}
+	// The data is flagDir's: the customer made there is not in envDir.
+	c := newClient(s.url)
+	c.must(t, "POST", "/api/v1/customers", `{"id":"flagged"}`, "", 201)
 	s.stop(t)
+	s = mustServe(t, nil, map[string]string{"FAREBOX_DATA_DIR": envDir, "FAREBOX_ADDR": "127.0.0.1:0", "FAREBOX_ADMIN_TOKEN": testToken})
+	newClient(s.url).must(t, "GET", "/api/v1/customers/flagged", "", "", 404)
+	s.stop(t)
+	// --addr wins over FAREBOX_ADDR.
+	vars["FAREBOX_ADDR"] = "127.0.0.1:0"
+	addr = freeAddr(t)
+	s = mustServe(t, []string{"--addr", addr, "--data-dir", flagDir}, vars)
+	if s.url != "http://"+addr {
+		t.Fatalf("--addr %s ignored: %s", addr, s.url)
+	}
+	newClient(s.url).must(t, "GET", "/api/v1/customers/flagged", "", "", 200)
+	s.stop(t)
+	vars["FAREBOX_ADDR"] = "not an address"
 	// A bad address is a clear error.
 	_, err := serveInProcess(t, []string{"--data-dir", flagDir}, vars)
 	if err == nil || exitCode(err) == 0 {
@@ -178,8 +249,25 @@ func TestSecondServerRefused(t *testing.T) {
 	vars := map[string]string{"FAREBOX_ADMIN_TOKEN": testToken}
 	mustServe(t, []string{"--addr", "127.0.0.1:0", "--data-dir", dir}, vars)
 	_, err := serveInProcess(t, []string{"--addr", "127.0.0.1:0", "--data-dir", dir}, vars)
-	if err == nil || !strings.Contains(err.Error(), "in use by another farebox process") || exitCode(err) == 0 {
+	if err == nil || !strings.Contains(err.Error(), "in use by another farebox process") || !strings.Contains(err.Error(), "locked") || exitCode(err) == 0 {
 		t.Fatalf("second server on one data dir: %v", err)
+	}
+	if testing.Short() {
+		return
+	}
+	// The binary says so on stderr and exits non-zero, without listening.
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, binary(t), "serve", "--addr", "127.0.0.1:0", "--data-dir", dir)
+	cmd.Env = append(os.Environ(), "FAREBOX_ADMIN_TOKEN="+testToken)
+	var stdout, stderr syncBuffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err = cmd.Run()
+	if _, ok := err.(*exec.ExitError); !ok || cmd.ProcessState.ExitCode() == 0 {
+		t.Fatalf("second serve binary: %v\nstdout: %s\nstderr: %s", err, stdout.String(), stderr.String())
+	}
+	if !strings.Contains(stderr.String(), "in use by another farebox process") || strings.Contains(stdout.String(), "listening on") {
+		t.Fatalf("second serve binary: exit %d\nstdout: %s\nstderr: %s", cmd.ProcessState.ExitCode(), stdout.String(), stderr.String())
 	}
 }
 
@@ -205,52 +293,126 @@ func TestDemo(t *testing.T) {
 	}
 }
 
-// TestGracefulShutdown: cancelling serve's context lets requests in flight
-// finish; every acknowledged op is durable.
+// TestGracefulShutdown: cancelling serve's context stops new connections,
+// waits for a request in flight (its body still arriving) to finish and be
+// answered, then run returns nil; every acknowledged op is durable.
 func TestGracefulShutdown(t *testing.T) {
 	dir := t.TempDir()
 	vars := map[string]string{"FAREBOX_ADMIN_TOKEN": testToken}
 	s := mustServe(t, []string{"--addr", "127.0.0.1:0", "--data-dir", dir}, vars)
 	c := newClient(s.url)
 	c.must(t, "POST", "/api/v1/customers", `{"id":"acme"}`, "", 201)
+
+	// Load from 16 clients until the server goes away.
 	var wg sync.WaitGroup
-	var mu sync.Mutex
-	acked := 0
-	for w := range 16 {
+	var acked atomic.Int64
+	for range 16 {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for i := 0; ; i++ {
+			for {
 				st, _, err := c.call(context.Background(), "POST", "/api/v1/customers/acme/grants", `{"amount":"1"}`, "")
 				if err != nil || st != 201 {
 					return // shut down: refused or connection closed
 				}
-				mu.Lock()
-				acked++
-				mu.Unlock()
-				_ = w
+				acked.Add(1)
 			}
 		}()
 	}
-	time.Sleep(200 * time.Millisecond) // let the load run
-	if err := s.stop(t); err != nil {
-		t.Fatalf("run returned %v on graceful shutdown", err)
+	deadline := time.Now().Add(20 * time.Second)
+	for acked.Load() < 50 && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
 	}
-	wg.Wait()
+	if acked.Load() < 50 {
+		t.Fatalf("only %d grants acknowledged before the shutdown", acked.Load())
+	}
+
+	// A request in flight: its handler is reading a body that is only half
+	// sent. Expect: 100-continue makes the server say when the handler
+	// has started reading, so the shutdown surely begins after that.
+	conn, err := net.Dial("tcp", strings.TrimPrefix(s.url, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(60 * time.Second))
+	body := `{"amount":"7","source":"purchase"}`
+	head := "POST /api/v1/customers/acme/grants HTTP/1.1\r\nHost: farebox\r\nAuthorization: Bearer " + testToken +
+		"\r\nContent-Type: application/json\r\nIdempotency-Key: slow-1\r\nExpect: 100-continue\r\nContent-Length: " + strconv.Itoa(len(body)) + "\r\n\r\n"
+	if _, err := io.WriteString(conn, head); err != nil {
+		t.Fatal(err)
+	}
+	br := bufio.NewReader(conn)
+	if resp, err := http.ReadResponse(br, nil); err != nil || resp.StatusCode != 100 {
+		t.Fatalf("want 100 Continue: %v %v", resp, err)
+	}
+	if _, err := io.WriteString(conn, body[:10]); err != nil {
+		t.Fatal(err)
+	}
+
+	s.cancel()
+	// The listener closes: new connections are refused.
+	for deadline := time.Now().Add(20 * time.Second); ; {
+		nc, err := net.Dial("tcp", strings.TrimPrefix(s.url, "http://"))
+		if err != nil {
+			break
+		}
+		nc.Close()
+		if time.Now().After(deadline) {
+			t.Fatal("still accepting connections after the context was cancelled")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	wg.Wait() // the load has stopped
+	select {
+	case err := <-s.done:
+		s.done <- err
+		t.Fatalf("run returned %v with a request still in flight\nstderr: %s", err, s.stderr)
+	case <-time.After(200 * time.Millisecond):
+	}
+	if _, err := io.WriteString(conn, body[10:]); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatalf("the request in flight got no answer: %v", err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 201 || !strings.Contains(string(b), `"amount":"7"`) {
+		t.Fatalf("the request in flight: %d %s", resp.StatusCode, b)
+	}
+	var lot struct{ Lot struct{ ID string } }
+	json.Unmarshal(b, &lot)
+	select {
+	case err := <-s.done:
+		s.done <- err
+		if err != nil {
+			t.Fatalf("run returned %v on graceful shutdown", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("run did not return after the last request finished")
+	}
+
 	if code, out := runVerify(t, dir); code != 0 {
 		t.Fatalf("verify: %d\n%s", code, out)
 	}
 	d := snapshot(t, dir)
-	if got := d.Accounts["acme"].Granted; int(got/1_000_000) < acked {
-		t.Fatalf("%d grants acknowledged, %s credits stored", acked, got)
+	want := fb.Amount(acked.Load()*1_000_000 + 7_000_000)
+	if got := d.Accounts["acme"].Granted; got < want || got > want+16*1_000_000 {
+		t.Fatalf("%d grants of 1 and one of 7 acknowledged, %s credits stored", acked.Load(), got)
 	}
-	if acked == 0 {
-		t.Fatal("no load ran")
+	var found bool
+	for _, l := range d.Accounts["acme"].Lots {
+		found = found || l.ID == lot.Lot.ID && l.Amount == 7_000_000
+	}
+	if !found {
+		t.Fatalf("the lot %q answered in the drain is not stored", lot.Lot.ID)
 	}
 }
 
-// TestSIGTERM: the real binary exits 0 on SIGTERM and what it acknowledged
-// is there after a restart.
+// TestSIGTERM: the real binary, under load from 8 clients, exits 0 on
+// SIGTERM; what it acknowledged is there after a restart, each grant once.
 func TestSIGTERM(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs the real binary")
@@ -262,10 +424,44 @@ func TestSIGTERM(t *testing.T) {
 	c.must(t, "POST", "/api/v1/customers/acme/grants", `{"amount":"10"}`, "g1", 201)
 	h := c.must(t, "POST", "/api/v1/holds", `{"customer":"acme","amount":"4","ttl_seconds":3600}`, "h1", 201)
 	c.must(t, "POST", "/api/v1/holds/"+h["id"].(string)+"/capture", `{"amount":"1.5"}`, "c1", 200)
+
+	var mu sync.Mutex
+	acked := map[string]string{} // idempotency key → lot id
+	var sent atomic.Int64
+	var wg sync.WaitGroup
+	for w := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for n := 0; ; n++ {
+				key := fmt.Sprintf("load-%d-%d", w, n)
+				sent.Add(1)
+				st, b, err := c.call(context.Background(), "POST", "/api/v1/customers/acme/grants", `{"amount":"1"}`, key)
+				if err != nil || st != 201 {
+					return
+				}
+				mu.Lock()
+				acked[key] = str(b, "lot", "id")
+				mu.Unlock()
+			}
+		}()
+	}
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+		mu.Lock()
+		n := len(acked)
+		mu.Unlock()
+		if n >= 50 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("only %d grants acknowledged", n)
+		}
+	}
 	p.cmd.Process.Signal(syscall.SIGTERM)
 	if code := p.wait(); code != 0 {
 		t.Fatalf("exit %d after SIGTERM\n%s", code, p.stderr)
 	}
+	wg.Wait()
 	if !strings.Contains(p.stderr.String(), "stopped") {
 		t.Fatalf("no orderly stop in the log:\n%s", p.stderr)
 	}
@@ -273,10 +469,53 @@ func TestSIGTERM(t *testing.T) {
 		t.Fatalf("verify: %d\n%s", code, out)
 	}
 	p = startServe(t, dir)
-	b := newClient(p.url).must(t, "GET", "/api/v1/customers/acme/balance", "", "", 200)
-	if b["available"] != "8.5" || b["held"] != "0" {
-		t.Fatalf("balance after restart %v", b)
+	c = newClient(p.url)
+	b := c.must(t, "GET", "/api/v1/customers/acme/balance", "", "", 200)
+	lo, hi := fb.Amount(8_500_000+int64(len(acked))*1_000_000), fb.Amount(8_500_000+sent.Load()*1_000_000)
+	if got := amountField(t, b, "available"); got < lo || got > hi || b["held"] != "0" {
+		t.Fatalf("balance after restart %v, want available in [%s, %s] and held 0", b, lo, hi)
 	}
+	// Every acknowledged grant is stored once: replayed, it answers the
+	// same lot and the balance does not move.
+	for key, lot := range acked {
+		if got := str(c.must(t, "POST", "/api/v1/customers/acme/grants", `{"amount":"1"}`, key, 201), "lot", "id"); got != lot {
+			t.Fatalf("replay of %s: lot %s, first answer %s", key, got, lot)
+		}
+	}
+	if b2 := c.must(t, "GET", "/api/v1/customers/acme/balance", "", "", 200); b2["available"] != b["available"] {
+		t.Fatalf("replaying acknowledged grants moved the balance %v → %v", b["available"], b2["available"])
+	}
+	t.Logf("%d grants acknowledged before SIGTERM, %d sent", len(acked), sent.Load())
+}
+
+// verifyInProcess runs `farebox ledger verify` through run and returns its
+// exit code and output.
+func verifyInProcess(args ...string) (int, string) {
+	var out syncBuffer
+	err := run(context.Background(), append([]string{"farebox", "ledger", "verify"}, args...), env(nil), &out, &out)
+	if err != nil {
+		return exitCode(err), out.String() + err.Error()
+	}
+	return 0, out.String()
+}
+
+// copyData copies a stopped server's database files into a new directory.
+func copyData(t *testing.T, from string) string {
+	t.Helper()
+	to := t.TempDir()
+	for _, suffix := range []string{"", "-wal", "-shm"} {
+		b, err := os.ReadFile(filepath.Join(from, "farebox.db"+suffix))
+		if os.IsNotExist(err) && suffix != "" {
+			continue
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(to, "farebox.db"+suffix), b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return to
 }
 
 func TestVerifyExitCodes(t *testing.T) {
@@ -286,56 +525,112 @@ func TestVerifyExitCodes(t *testing.T) {
 	c := newClient(s.url)
 	c.must(t, "POST", "/api/v1/customers", `{"id":"acme"}`, "", 201)
 	c.must(t, "POST", "/api/v1/customers/acme/grants", `{"amount":"10"}`, "", 201)
-	c.must(t, "POST", "/api/v1/holds", `{"customer":"acme","amount":"4"}`, "", 201)
-	verify := func(args ...string) (int, string) {
-		var out syncBuffer
-		err := run(context.Background(), append([]string{"farebox", "ledger", "verify"}, args...), env(nil), &out, &out)
-		if err != nil {
-			return exitCode(err), out.String() + err.Error()
-		}
-		return 0, out.String()
-	}
+	c.must(t, "POST", "/api/v1/holds", `{"customer":"acme","amount":"4","ttl_seconds":3600}`, "", 201)
 	// Live.
-	if code, out := verify("--data-dir", dir); code != 0 || !strings.Contains(out, "ok:") {
+	if code, out := verifyInProcess("--data-dir", dir); code != 0 || !strings.Contains(out, "ok:") {
 		t.Fatalf("live verify: %d %s", code, out)
 	}
-	s.stop(t)
-	if code, out := verify("--db", "sqlite://"+filepath.Join(dir, "farebox.db")); code != 0 {
+	if err := s.stop(t); err != nil {
+		t.Fatal(err)
+	}
+	if code, out := verifyInProcess("--data-dir", dir); code != 0 || !strings.Contains(out, "ok:") {
+		t.Fatalf("verify on stopped data: %d %s", code, out)
+	}
+	if code, out := verifyInProcess("--db", "sqlite://"+filepath.Join(dir, "farebox.db")); code != 0 {
 		t.Fatalf("verify --db: %d %s", code, out)
 	}
-	if code, out := verify("--data-dir", filepath.Join(dir, "missing")); code != 2 {
+	missing := filepath.Join(dir, "missing")
+	if code, out := verifyInProcess("--data-dir", missing); code != 2 {
 		t.Fatalf("missing data dir: %d %s", code, out)
 	}
-	if code, out := verify("--bogus"); code != 2 {
+	if _, err := os.Stat(missing); !os.IsNotExist(err) {
+		t.Fatalf("verify created the missing data dir: %v", err)
+	}
+	if code, out := verifyInProcess("--bogus"); code != 2 {
 		t.Fatalf("bad flag: %d %s", code, out)
 	}
-	// Tamper with a stored amount: exit 1 and the difference shown.
-	db, err := sql.Open("sqlite", filepath.Join(dir, "farebox.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := db.Exec(`UPDATE accounts SET state = json_set(state, '$.lots[0].r', json_extract(state, '$.lots[0].r') + 1000000, '$.lots[0].a', json_extract(state, '$.lots[0].a') + 1000000, '$.g', json_extract(state, '$.g') + 1000000)`); err != nil {
-		t.Fatal(err)
-	}
-	db.Close()
-	code, out := verify("--data-dir", dir)
-	if code != 1 || !strings.Contains(out, "MISMATCH") || !strings.Contains(out, "granted") {
-		t.Fatalf("tampered data: %d %s", code, out)
-	}
-}
 
-func TestUsage(t *testing.T) {
-	for _, c := range []struct {
+	// Tamper with a stored amount in the account's state JSON (see
+	// store/codec: g granted, lots[].a amount, lots[].r remaining,
+	// holds[].a reserved): exit 1 and the difference shown.
+	for _, tc := range []struct {
+		name, update, want string
+	}{
+		{"granted", `json_set(state, '$.lots[0].r', json_extract(state, '$.lots[0].r') + 1000000, '$.lots[0].a', json_extract(state, '$.lots[0].a') + 1000000, '$.g', json_extract(state, '$.g') + 1000000)`, "granted"},
+		{"remaining", `json_set(state, '$.lots[0].r', json_extract(state, '$.lots[0].r') + 1)`, "MISMATCH"},
+		{"hold", `json_set(state, '$.holds[0].a', json_extract(state, '$.holds[0].a') - 1000000)`, "MISMATCH"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			d := copyData(t, dir)
+			if code, out := verifyInProcess("--data-dir", d); code != 0 {
+				t.Fatalf("copy before tampering: %d %s", code, out)
+			}
+			db, err := sql.Open("sqlite", filepath.Join(d, "farebox.db"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			res, err := db.Exec(`UPDATE accounts SET state = ` + tc.update + ` WHERE customer = 'acme'`)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if n, _ := res.RowsAffected(); n != 1 {
+				t.Fatalf("%d rows tampered with", n)
+			}
+			db.Close()
+			code, out := verifyInProcess("--data-dir", d)
+			if code != 1 || !strings.Contains(out, "MISMATCH") || !strings.Contains(out, "acme") || !strings.Contains(out, tc.want) {
+				t.Fatalf("tampered data: exit %d\n%s", code, out)
+			}
+			t.Logf("verify on tampered data: exit 1\n%s", out)
+			if testing.Short() {
+				return
+			}
+			// The binary's exit codes are the same.
+			if code, out := runVerify(t, d); code != 1 || !strings.Contains(out, "MISMATCH") {
+				t.Fatalf("binary on tampered data: exit %d\n%s", code, out)
+			}
+		})
+	}
+	if testing.Short() {
+		return
+	}
+	for _, tc := range []struct {
 		args []string
 		code int
 	}{
-		{[]string{"farebox"}, 2},
-		{[]string{"farebox", "frobnicate"}, 2},
-		{[]string{"farebox", "ledger"}, 2},
-		{[]string{"farebox", "ledger", "fix"}, 2},
-		{[]string{"farebox", "bench"}, 2},
-		{[]string{"farebox", "help"}, 0},
-		{[]string{"farebox", "--help"}, 0},
+		{[]string{"--data-dir", dir}, 0},
+		{[]string{"--data-dir", missing}, 2},
+		{[]string{"--bogus"}, 2},
+	} {
+		if code, out := runVerifyArgs(t, tc.args...); code != tc.code {
+			t.Fatalf("binary ledger verify %v: exit %d, want %d\n%s", tc.args, code, tc.code, out)
+		}
+	}
+}
+
+// TestUsage: help prints the usage on stdout and exits 0; no command, an
+// unknown one or a bad subcommand prints it on stderr and exits 2; so do bad
+// serve flags and arguments. The binary maps them to the same exit codes.
+func TestUsage(t *testing.T) {
+	for _, c := range []struct {
+		args  []string
+		code  int
+		usage bool // the usage text is shown
+	}{
+		{[]string{"farebox"}, 2, true},
+		{[]string{"farebox", "frobnicate"}, 2, true},
+		{[]string{"farebox", "ledger"}, 2, true},
+		{[]string{"farebox", "ledger", "fix"}, 2, true},
+		{[]string{"farebox", "bench"}, 2, false},
+		{[]string{"farebox", "help"}, 0, true},
+		{[]string{"farebox", "-h"}, 0, true},
+		{[]string{"farebox", "--help"}, 0, true},
+		{[]string{"farebox", "serve", "--bogus"}, 2, false},
+		{[]string{"farebox", "serve", "extra"}, 2, false},
+		{[]string{"farebox", "ledger", "verify", "extra"}, 2, false},
+		{[]string{"farebox", "migrate", "extra"}, 2, false},
+		{[]string{"farebox", "bench", "ledger", "extra"}, 2, false},
+		{[]string{"farebox", "serve", "--drain", "soon"}, 2, false},
 	} {
 		var out, errOut syncBuffer
 		err := run(context.Background(), c.args, env(nil), &out, &errOut)
@@ -346,8 +641,38 @@ func TestUsage(t *testing.T) {
 		if code != c.code {
 			t.Errorf("%v: exit %d, want %d (%v)", c.args, code, c.code, err)
 		}
-		if !strings.Contains(out.String()+errOut.String(), "farebox serve") && c.args[len(c.args)-1] != "bench" {
-			t.Errorf("%v: no usage shown", c.args)
+		shown := out.String()
+		if c.code != 0 {
+			shown = errOut.String()
+			if out.String() != "" {
+				t.Errorf("%v: wrote %q on stdout", c.args, out.String())
+			}
+		} else if errOut.String() != "" {
+			t.Errorf("%v: wrote %q on stderr", c.args, errOut.String())
+		}
+		if c.usage && !strings.Contains(shown, "farebox serve") {
+			t.Errorf("%v: no usage shown:\n%s", c.args, shown)
+		}
+	}
+	if testing.Short() {
+		return
+	}
+	for _, c := range []struct {
+		args []string
+		code int
+		want string
+	}{
+		{[]string{"frobnicate"}, 2, `farebox: unknown command "frobnicate"`},
+		{[]string{}, 2, "farebox: no command given"},
+		{[]string{"help"}, 0, "Usage:"},
+	} {
+		cmd := exec.Command(binary(t), c.args...)
+		out, err := cmd.CombinedOutput()
+		if _, ok := err.(*exec.ExitError); err != nil && !ok {
+			t.Fatal(err)
+		}
+		if cmd.ProcessState.ExitCode() != c.code || !strings.Contains(string(out), c.want) {
+			t.Errorf("farebox %v: exit %d, want %d with %q:\n%s", c.args, cmd.ProcessState.ExitCode(), c.code, c.want, out)
 		}
 	}
 }

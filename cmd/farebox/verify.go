@@ -16,8 +16,8 @@ func verify(ctx context.Context, args []string, getenv func(string) string, stdo
 	fs.SetOutput(stderr)
 	dataDir := fs.String("data-dir", envOr(getenv, "FAREBOX_DATA_DIR", "./farebox-data"), "data directory [FAREBOX_DATA_DIR]")
 	db := fs.String("db", getenv("FAREBOX_DB"), "database URL [FAREBOX_DB]")
-	if err := fs.Parse(args); err != nil {
-		return &exitError{2, err}
+	if err := parseFlags(fs, args); err != nil {
+		return err
 	}
 	store, where, _, err := openStore(ctx, *db, *dataDir, true)
 	if err != nil {
@@ -47,8 +47,8 @@ func migrate(ctx context.Context, args []string, getenv func(string) string, std
 	fs.SetOutput(stderr)
 	dataDir := fs.String("data-dir", envOr(getenv, "FAREBOX_DATA_DIR", "./farebox-data"), "data directory [FAREBOX_DATA_DIR]")
 	db := fs.String("db", getenv("FAREBOX_DB"), "database URL [FAREBOX_DB]")
-	if err := fs.Parse(args); err != nil {
-		return &exitError{2, err}
+	if err := parseFlags(fs, args); err != nil {
+		return err
 	}
 	store, where, _, err := openStore(ctx, *db, *dataDir, false)
 	if err != nil {
