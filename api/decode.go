@@ -7,7 +7,9 @@ import (
 	"io"
 	"mime"
 	"net/http"
+	"reflect"
 	"strings"
+	"sync"
 	"time"
 
 	fb "farebox"
@@ -38,14 +40,19 @@ func readBody(r *http.Request, limit int64) ([]byte, error) {
 	return b, nil
 }
 
-// decodeStrict decodes one JSON object into v: unknown fields, wrong types,
-// trailing data and an empty body are errors naming the field.
+// decodeStrict decodes one JSON object into v, a pointer to a struct:
+// unknown fields, fields spelled in another case, repeated fields, wrong
+// types, trailing data, null and an empty body (unless allowEmpty) are
+// errors naming the field.
 func decodeStrict(body []byte, v any, allowEmpty bool) error {
 	if len(bytes.TrimSpace(body)) == 0 {
 		if allowEmpty {
 			return nil
 		}
 		return fb.Invalid("", "request body must be a JSON object")
+	}
+	if err := checkKeys(body, fieldNames(v)); err != nil {
+		return err
 	}
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
@@ -60,6 +67,65 @@ func decodeStrict(body []byte, v any, allowEmpty bool) error {
 	}
 	return nil
 }
+
+// checkKeys reads the top level of body, which must be a JSON object, and
+// refuses a key that is not exactly one of names or appears twice:
+// encoding/json would match it case-insensitively and keep the last of
+// repeated keys, so {"AMOUNT":"1"} or {"amount":"1","amount":"1000"} would
+// mean something the client may not have meant.
+func checkKeys(body []byte, names map[string]bool) error {
+	dec := json.NewDecoder(bytes.NewReader(body))
+	tok, err := dec.Token()
+	if err != nil {
+		return jsonError(err)
+	}
+	if d, ok := tok.(json.Delim); !ok || d != '{' {
+		return fb.Invalid("", "request body must be a JSON object")
+	}
+	seen := make(map[string]bool, len(names))
+	for dec.More() {
+		tok, err := dec.Token()
+		if err != nil {
+			return jsonError(err)
+		}
+		key, _ := tok.(string)
+		if !names[key] {
+			return fb.Invalid(key, "unknown field %q", key)
+		}
+		if seen[key] {
+			return fb.Invalid(key, "field %q appears twice", key)
+		}
+		seen[key] = true
+		var skip json.RawMessage
+		if err := dec.Decode(&skip); err != nil {
+			return jsonError(err)
+		}
+	}
+	return nil
+}
+
+// fieldNames lists the JSON names of the fields of the struct v points to.
+func fieldNames(v any) map[string]bool {
+	t := reflect.TypeOf(v).Elem()
+	if names, ok := fieldCache.Load(t); ok {
+		return names.(map[string]bool)
+	}
+	names := map[string]bool{}
+	for f := range t.Fields() {
+		name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+		switch {
+		case name == "-" || !f.IsExported():
+		case name == "":
+			names[f.Name] = true
+		default:
+			names[name] = true
+		}
+	}
+	fieldCache.Store(t, names)
+	return names
+}
+
+var fieldCache sync.Map // reflect.Type → map[string]bool
 
 func jsonError(err error) error {
 	var syn *json.SyntaxError

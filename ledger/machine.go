@@ -243,6 +243,9 @@ func Validate(op *fb.Op) error {
 		if op.PaidUSD < 0 {
 			return fb.Invalid("paid_usd", "paid_usd must not be negative")
 		}
+		if _, err := fb.MulDiv(int64(op.PaidUSD), fb.Micro, int64(op.Amount)); op.Amount > 0 && err != nil {
+			return fb.Invalid("paid_usd", "paid_usd per credit is too large to record")
+		}
 		if op.Priority < 0 || op.Priority > 1000 {
 			return fb.Invalid("priority", "priority must be between 0 and 1000")
 		}
@@ -398,7 +401,7 @@ func resolvable(a *fb.Account, op *fb.Op) (*fb.Hold, *fb.Result, error) {
 	if h.Status == fb.HoldExpired {
 		return nil, nil, fb.Errorf(fb.EConflict, "hold %s expired at %s and released its credit", h.ID, h.ExpiresAt.UTC().Format(time.RFC3339)).WithCode("hold_expired")
 	}
-	if h.Resolution == op.Fingerprint() && h.Result != nil {
+	if h.Resolution == resolution(h, op) && h.Result != nil {
 		r := *h.Result
 		return nil, &r, nil
 	}
@@ -459,10 +462,22 @@ func release(a *fb.Account, op *fb.Op, t *Touched) (fb.Result, error) {
 	return res, nil
 }
 
+// resolution is the fingerprint of a resolving op as a hold remembers it:
+// a capture of everything held is the capture of the held amount, so either
+// spelling of it, repeated, gets the first answer.
+func resolution(h *fb.Hold, op *fb.Op) string {
+	if op.Kind == fb.OpCapture && op.Full {
+		same := *op
+		same.Full, same.Amount = false, h.Amount
+		return same.Fingerprint()
+	}
+	return op.Fingerprint()
+}
+
 func closeHold(a *fb.Account, h *fb.Hold, st fb.HoldStatus, op *fb.Op, res *fb.Result, t *Touched) {
 	h.Status = st
 	h.ResolvedAt = op.At
-	h.Resolution = op.Fingerprint()
+	h.Resolution = resolution(h, op)
 	v := viewOf(h)
 	res.Hold = v
 	r := *res

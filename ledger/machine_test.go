@@ -363,6 +363,31 @@ func TestRelease(t *testing.T) {
 	x.fails(fb.Op{Kind: fb.OpRelease}, fb.EInvalid, fb.EInvalid)
 }
 
+// TestCaptureAllSpelledTwoWays: capturing everything held and capturing
+// the held amount are one request; either repeated gets the first answer,
+// another amount is refused.
+func TestCaptureAllSpelledTwoWays(t *testing.T) {
+	for _, first := range []bool{true, false} {
+		x := newAcct(t)
+		x.ok(grantOp("10", fb.SourcePurchase, 20, time.Time{}, "10"))
+		h := x.ok(holdOp("2", time.Minute, false, t0)).Hold
+		all := fb.Op{Kind: fb.OpCapture, HoldID: h.ID, Full: true}
+		two := fb.Op{Kind: fb.OpCapture, HoldID: h.ID, Amount: cr("2")}
+		a, b := all, two
+		if !first {
+			a, b = two, all
+		}
+		res := x.ok(a)
+		if again := x.ok(b); fmt.Sprint(again) != fmt.Sprint(res) || res.Captured != cr("2") {
+			t.Fatalf("capture %+v then %+v: %+v / %+v", a, b, res, again)
+		}
+		x.fails(fb.Op{Kind: fb.OpCapture, HoldID: h.ID, Amount: cr("1")}, fb.EConflict, "hold_resolved")
+		if x.available(t0) != cr("8") {
+			t.Fatalf("charged twice: %s", snapshot(x.a))
+		}
+	}
+}
+
 func TestDebit(t *testing.T) {
 	x := newAcct(t)
 	x.ok(grantOp("10", fb.SourcePurchase, 20, time.Time{}, "10"))

@@ -227,12 +227,21 @@ func (m *model) apply(op *fb.Op) outcome {
 		return outcome{hold: h.id, holdAmount: h.amount, holdRequested: h.requested}
 	case fb.OpCapture, fb.OpRelease:
 		h, ok := m.holds[op.HoldID]
+		// The model's own reading of "the same request": a capture of
+		// everything is a capture of the held amount.
+		what := string(op.Kind) + ":" + op.HoldID + ":" + op.Amount.String()
+		if ok && op.Full {
+			what = string(op.Kind) + ":" + op.HoldID + ":" + fb.Amount(h.amount).String()
+		}
+		if op.Kind == fb.OpRelease {
+			what = string(op.Kind) + ":" + op.HoldID
+		}
 		switch {
 		case !ok:
 			return refused(fb.ENotFound, fb.ENotFound)
 		case h.status == fb.HoldExpired:
 			return refused(fb.EConflict, "hold_expired")
-		case h.status != fb.HoldPending && h.fp == op.Fingerprint():
+		case h.status != fb.HoldPending && h.fp == what:
 			return h.outcome
 		case h.status != fb.HoldPending:
 			return refused(fb.EConflict, "hold_resolved")
@@ -258,7 +267,7 @@ func (m *model) apply(op *fb.Op) outcome {
 			m.charged += want
 			h.status = fb.HoldCaptured
 		}
-		h.fp = op.Fingerprint()
+		h.fp = what
 		h.outcome = o
 		return o
 	case fb.OpDebit:
