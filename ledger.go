@@ -67,6 +67,11 @@ type Lot struct {
 	ExpiresAt   time.Time `json:"expires_at"` // zero: never
 	PaidUSD     USD       `json:"paid_usd"`
 	CreatedAt   time.Time `json:"created_at"`
+	// Rollover: when ExpiresAt comes, up to RolloverMax of what remains
+	// stays, expiring at RolloverUntil instead; the rest expires. Zero
+	// RolloverUntil: no rollover.
+	RolloverMax   Amount    `json:"rollover_max,omitempty"`
+	RolloverUntil time.Time `json:"rollover_until,omitzero"`
 }
 
 // Live reports whether the lot can still matter to a hold or an expiry.
@@ -151,6 +156,9 @@ const (
 	OpRelease OpKind = "release"
 	OpDebit   OpKind = "debit"
 	OpExpire  OpKind = "expire"
+	// OpLimit sets the account's overdraft limit (a plan's), never below
+	// what is already drawn on it.
+	OpLimit OpKind = "limit"
 )
 
 // Op is one ledger operation, as journaled. IDs of what it creates are
@@ -169,6 +177,9 @@ type Op struct {
 	EffectiveAt time.Time `json:"effective_at,omitzero"` // zero: At
 	ExpiresAt   time.Time `json:"expires_at,omitzero"`   // zero: never
 	PaidUSD     USD       `json:"paid_usd,omitempty"`
+	// Rollover of the lot at ExpiresAt (see Lot).
+	RolloverMax   Amount    `json:"rollover_max,omitempty"`
+	RolloverUntil time.Time `json:"rollover_until,omitzero"`
 	// Hold, capture, release.
 	HoldID       string        `json:"hold_id,omitempty"`
 	TTL          time.Duration `json:"ttl,omitempty"`
@@ -177,6 +188,26 @@ type Op struct {
 	// Debit: take what is available and record the rest as uncollected
 	// instead of refusing.
 	AllowUncollected bool `json:"allow_uncollected,omitempty"`
+
+	// Event, when set, is the op's idempotency key in the global scope of
+	// metered events (source and id), instead of Key in the customer's.
+	// Digest is the canonical digest of the event's payload, compared when
+	// the event is sent again. Usage is stored with the op.
+	Event  string `json:"event,omitempty"`
+	Digest string `json:"digest,omitempty"`
+	Usage  *Usage `json:"usage,omitempty"`
+}
+
+// KeyRef returns the scope and key under which the op's result is kept,
+// and false for an op without one.
+func (op *Op) KeyRef() (KeyRef, bool) {
+	switch {
+	case op.Event != "":
+		return KeyRef{Key: op.Event}, true
+	case op.Key != "":
+		return KeyRef{Customer: op.Customer, Key: op.Key}, true
+	}
+	return KeyRef{}, false
 }
 
 // Fingerprint is the canonical form of what the client asked for, compared
@@ -194,6 +225,10 @@ func (op *Op) Fingerprint() string {
 		w(timeKey(op.EffectiveAt))
 		w(timeKey(op.ExpiresAt))
 		w(op.PaidUSD.String())
+		if !op.RolloverUntil.IsZero() {
+			w(op.RolloverMax.String())
+			w(timeKey(op.RolloverUntil))
+		}
 	case OpHold:
 		w(op.Amount.String())
 		w(op.TTL.String())
@@ -208,8 +243,17 @@ func (op *Op) Fingerprint() string {
 	case OpRelease:
 		w(op.HoldID)
 	case OpDebit:
+		if op.Event != "" {
+			// An event is the same event when its payload is: the price
+			// follows from it.
+			w(op.Customer)
+			w(op.Digest)
+			break
+		}
 		w(op.Amount.String())
 		w(strconv.FormatBool(op.AllowUncollected))
+	case OpLimit:
+		w(op.Amount.String())
 	}
 	return b.String()
 }

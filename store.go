@@ -38,8 +38,47 @@ type Store interface {
 	// whose expiry is at or before now, at most limit of them.
 	DueAccounts(ctx context.Context, now time.Time, limit int) ([]string, error)
 
+	Catalog
+
 	Ping(ctx context.Context) error
 	Close() error
+}
+
+// Catalog is the part of the store that keeps plans, subscriptions, rate
+// cards, API keys and usage rows. Missing rows are not_found errors.
+type Catalog interface {
+	// CreatePlan inserts a plan; a taken id is a conflict.
+	CreatePlan(ctx context.Context, p Plan) error
+	Plan(ctx context.Context, id string) (Plan, error)
+	Plans(ctx context.Context) ([]Plan, error)
+	// DeletePlan removes a plan no subscription is on or moving to, else
+	// it is a conflict.
+	DeletePlan(ctx context.Context, id string) error
+
+	// PutPrice stores a version of a model's rate card, replacing the one
+	// with the same effective_from.
+	PutPrice(ctx context.Context, p Price) error
+	// Prices lists every version of every model's card.
+	Prices(ctx context.Context) ([]Price, error)
+
+	CreateKey(ctx context.Context, k APIKey) error
+	// Keys lists a customer's keys, revoked ones included, oldest first.
+	Keys(ctx context.Context, customer string) ([]APIKey, error)
+	// KeyByHash finds a key, revoked or not, by the hash of its secret.
+	KeyByHash(ctx context.Context, hash []byte) (APIKey, error)
+	// RevokeKey marks a key revoked at at (once: a second revocation keeps
+	// the first time) and returns it.
+	RevokeKey(ctx context.Context, id string, at time.Time) (APIKey, error)
+
+	// PutSubscription inserts or replaces a customer's subscription.
+	PutSubscription(ctx context.Context, s Subscription) error
+	Subscription(ctx context.Context, customer string) (Subscription, error)
+	// DueSubscriptions lists subscriptions whose period ended at or before
+	// now, at most limit of them.
+	DueSubscriptions(ctx context.Context, now time.Time, limit int) ([]Subscription, error)
+
+	// Usage sums usage rows by f.GroupBy, ordered by key.
+	Usage(ctx context.Context, f UsageFilter) ([]UsageRow, error)
 }
 
 // WriteTx is the part of a write transaction the ledger engine uses.
@@ -59,11 +98,17 @@ type WriteTx interface {
 	// batch changed, including lots that died (left a.Lots) and holds that
 	// were resolved or expired (left a.Holds), so the store can keep them.
 	SaveAccount(ctx context.Context, a *Account, lots []*Lot, holds []*Hold) error
-	// AppendJournal appends entries in order and sets their Seq.
+	// AppendJournal appends entries in order and sets their Seq. An entry
+	// whose op has an Event key also records it in the global scope, where
+	// a second use is an error that rolls the transaction back.
 	AppendJournal(ctx context.Context, entries []*JournalEntry) error
+	// AppendUsage stores usage rows, after the journal entries that paid
+	// for them.
+	AppendUsage(ctx context.Context, rows []*Usage) error
 }
 
-// KeyRef is an idempotency key in its customer's scope.
+// KeyRef is an idempotency key in its customer's scope, or, with an empty
+// Customer, a metered event's key in the global scope.
 type KeyRef struct {
 	Customer string
 	Key      string

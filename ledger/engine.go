@@ -82,10 +82,11 @@ type Stats struct {
 }
 
 type request struct {
-	op   fb.Op
-	res  fb.Result
-	err  error
-	done chan struct{}
+	op     fb.Op
+	res    fb.Result
+	replay bool // res is the answer kept under the op's key
+	err    error
+	done   chan struct{}
 }
 
 // NewEngine returns a started engine writing through store.
@@ -185,8 +186,15 @@ func (e *Engine) Stats() Stats {
 // Submit validates op, queues it and waits for its committed result. The ids
 // of what it creates are chosen here unless the op names them.
 func (e *Engine) Submit(ctx context.Context, op fb.Op) (fb.Result, error) {
+	res, _, err := e.SubmitReplay(ctx, op)
+	return res, err
+}
+
+// SubmitReplay is Submit, also reporting whether the answer is the one kept
+// under the op's key from an earlier application (a duplicate).
+func (e *Engine) SubmitReplay(ctx context.Context, op fb.Op) (fb.Result, bool, error) {
 	if err := Validate(&op); err != nil {
-		return fb.Result{}, err
+		return fb.Result{}, false, err
 	}
 	switch op.Kind {
 	case fb.OpGrant:
@@ -202,13 +210,13 @@ func (e *Engine) Submit(ctx context.Context, op fb.Op) (fb.Result, error) {
 	e.mu.RLock()
 	if e.closed {
 		e.mu.RUnlock()
-		return fb.Result{}, ErrClosed
+		return fb.Result{}, false, ErrClosed
 	}
 	select {
 	case e.queueFor(&r.op) <- r:
 	case <-ctx.Done():
 		e.mu.RUnlock()
-		return fb.Result{}, ctx.Err()
+		return fb.Result{}, false, ctx.Err()
 	}
 	e.mu.RUnlock()
 	select {
@@ -216,10 +224,10 @@ func (e *Engine) Submit(ctx context.Context, op fb.Op) (fb.Result, error) {
 		if r.err == nil && op.Kind == fb.OpHold && len(e.queues) > 1 {
 			e.route(r.res.Hold)
 		}
-		return r.res, r.err
+		return r.res, r.replay, r.err
 	case <-ctx.Done():
 		// The op may still commit; its idempotency key makes a retry safe.
-		return fb.Result{}, ctx.Err()
+		return fb.Result{}, false, ctx.Err()
 	}
 }
 
@@ -329,7 +337,7 @@ func (e *Engine) run(batch []*request) {
 	now := e.cfg.Now().UTC()
 	for _, r := range batch {
 		r.op.At = now
-		r.err = nil
+		r.err, r.replay = nil, false
 	}
 	var accts map[string]*fb.Account
 	var loaded []string
@@ -513,8 +521,8 @@ func (e *Engine) apply(ctx context.Context, tx fb.WriteTx, batch []*request, acc
 	// Idempotency: one lookup for every keyed op of the batch.
 	var keys []fb.KeyRef
 	for _, r := range batch {
-		if r.err == nil && r.op.Key != "" {
-			keys = append(keys, fb.KeyRef{Customer: r.op.Customer, Key: r.op.Key})
+		if ref, ok := r.op.KeyRef(); ok && r.err == nil {
+			keys = append(keys, ref)
 		}
 	}
 	seen := map[fb.KeyRef]*fb.JournalEntry{}
@@ -525,6 +533,7 @@ func (e *Engine) apply(ctx context.Context, tx fb.WriteTx, batch []*request, acc
 	}
 	t := NewTouched()
 	var entries []*fb.JournalEntry
+	var usage []*fb.Usage
 	advanced := map[string]bool{}
 	dirty := map[string]bool{}
 	for _, r := range batch {
@@ -544,16 +553,17 @@ func (e *Engine) apply(ctx context.Context, tx fb.WriteTx, batch []*request, acc
 			continue
 		}
 		fp := op.Fingerprint()
-		if op.Key != "" {
-			ref := fb.KeyRef{Customer: op.Customer, Key: op.Key}
-			if prev, ok := seen[ref]; ok {
-				if prev.Fingerprint != fp {
-					r.err = fb.Errorf(fb.EIdempotencyConflict, "idempotency key %q was used with a different request", op.Key)
-				} else {
-					r.res = prev.Result
-				}
-				continue
+		ref, keyed := op.KeyRef()
+		if prev, ok := seen[ref]; keyed && ok {
+			switch {
+			case prev.Fingerprint != fp && op.Event != "":
+				r.err = fb.Errorf(fb.EIdempotencyConflict, "event %s was already accepted with a different payload", op.Event)
+			case prev.Fingerprint != fp:
+				r.err = fb.Errorf(fb.EIdempotencyConflict, "idempotency key %q was used with a different request", op.Key)
+			default:
+				r.res, r.replay = prev.Result, true
 			}
+			continue
 		}
 		res, err := Apply(a, op, t)
 		if err != nil {
@@ -568,8 +578,11 @@ func (e *Engine) apply(ctx context.Context, tx fb.WriteTx, batch []*request, acc
 		entry := &fb.JournalEntry{Op: *op, Fingerprint: fp, Result: res}
 		entries = append(entries, entry)
 		dirty[op.Customer] = true
-		if op.Key != "" {
-			seen[fb.KeyRef{Customer: op.Customer, Key: op.Key}] = entry
+		if keyed {
+			seen[ref] = entry
+		}
+		if op.Usage != nil {
+			usage = append(usage, op.Usage)
 		}
 	}
 	for _, a := range accts {
@@ -605,6 +618,11 @@ func (e *Engine) apply(ctx context.Context, tx fb.WriteTx, batch []*request, acc
 	}
 	if err := tx.AppendJournal(ctx, entries); err != nil {
 		return nil, nil, err
+	}
+	if len(usage) > 0 {
+		if err := tx.AppendUsage(ctx, usage); err != nil {
+			return nil, nil, err
+		}
 	}
 	return opened, closed, nil
 }

@@ -141,7 +141,12 @@ func Advance(a *fb.Account, now time.Time, t *Touched) (fb.Result, bool) {
 		t.hold(h)
 		res.HoldsDone = append(res.HoldsDone, h.ID)
 	}
+	rolled := false
 	for _, l := range a.Lots {
+		if l.ExpiredAt(now) && !l.RolloverUntil.IsZero() {
+			rollOver(a, l, t, &res)
+			rolled = true
+		}
 		if l.ExpiredAt(now) && l.Remaining > l.Held {
 			e := l.Remaining - l.Held
 			l.Remaining -= e
@@ -151,11 +156,31 @@ func Advance(a *fb.Account, now time.Time, t *Touched) (fb.Result, bool) {
 			res.Expired = append(res.Expired, fb.Consumption{Lot: l.ID, Amount: e})
 		}
 	}
-	changed := len(due) > 0 || len(res.Expired) > 0
+	changed := len(due) > 0 || len(res.Expired) > 0 || rolled
 	if changed {
 		dropDead(a)
 	}
+	if rolled {
+		SortLots(a.Lots) // a rolled-over lot's expiry moved
+	}
 	return res, changed
+}
+
+// rollOver handles a lot's rollover at its ExpiresAt: up to RolloverMax of
+// its remainder stays, now expiring at RolloverUntil; the rest of its free
+// credit expires. Credit that requests in flight hold is never expired under
+// them: if more than RolloverMax is held, the held credit stays with the
+// lot (and rolls over if it is released).
+func rollOver(a *fb.Account, l *fb.Lot, t *Touched, res *fb.Result) {
+	keep := max(min(l.Remaining, l.RolloverMax), l.Held)
+	if e := l.Remaining - keep; e > 0 {
+		l.Remaining -= e
+		l.Expired += e
+		a.Expired += e
+		res.Expired = append(res.Expired, fb.Consumption{Lot: l.ID, Amount: e})
+	}
+	l.ExpiresAt, l.RolloverUntil, l.RolloverMax = l.RolloverUntil, time.Time{}, 0
+	t.lot(l)
 }
 
 func compareStrings(a, b string) int {
@@ -223,6 +248,12 @@ func Apply(a *fb.Account, op *fb.Op, t *Touched) (fb.Result, error) {
 		return release(a, op, t)
 	case fb.OpDebit:
 		return debit(a, op, t)
+	case fb.OpLimit:
+		if err := Validate(op); err != nil {
+			return fb.Result{}, err
+		}
+		a.OverdraftLimit = max(op.Amount, a.Debt+a.OverdraftReserved)
+		return fb.Result{}, nil
 	}
 	return fb.Result{}, fb.Invalid("kind", "unknown ledger op %q", op.Kind)
 }
@@ -252,6 +283,12 @@ func Validate(op *fb.Op) error {
 		if !op.ExpiresAt.IsZero() && !op.EffectiveAt.IsZero() && !op.ExpiresAt.After(op.EffectiveAt) {
 			return fb.Invalid("expires_at", "expires_at must be after effective_at")
 		}
+		if !op.RolloverUntil.IsZero() && (op.ExpiresAt.IsZero() || !op.RolloverUntil.After(op.ExpiresAt)) {
+			return fb.Invalid("rollover_until", "rollover_until must be after expires_at")
+		}
+		if op.RolloverMax < 0 || op.RolloverMax > op.Amount {
+			return fb.Invalid("rollover_max", "rollover_max must be between 0 and the amount")
+		}
 	case fb.OpHold:
 		if op.Amount <= 0 {
 			return fb.Invalid("amount", "amount must be greater than 0")
@@ -277,11 +314,16 @@ func Validate(op *fb.Op) error {
 			return fb.Invalid("id", "hold id is required")
 		}
 	case fb.OpDebit:
-		if op.Amount <= 0 {
+		// A metered event may cost nothing; it is still recorded once.
+		if op.Amount < 0 || op.Amount == 0 && op.Event == "" {
 			return fb.Invalid("amount", "amount must be greater than 0")
 		}
 		if op.Amount > fb.MaxTotal {
 			return fb.Invalid("amount", "amount is too large")
+		}
+	case fb.OpLimit:
+		if op.Amount < 0 || op.Amount > fb.MaxTotal {
+			return fb.Invalid("overdraft_limit", "overdraft_limit must be between 0 and %s", fb.MaxTotal)
 		}
 	case fb.OpExpire:
 	default:
@@ -318,6 +360,7 @@ func grant(a *fb.Account, op *fb.Op, t *Touched) (fb.Result, error) {
 		ID: op.LotID, Customer: a.Customer, Source: op.Source, Priority: op.Priority,
 		Amount: op.Amount, Remaining: op.Amount,
 		EffectiveAt: eff, ExpiresAt: op.ExpiresAt, PaidUSD: op.PaidUSD, CreatedAt: op.At,
+		RolloverMax: op.RolloverMax, RolloverUntil: op.RolloverUntil,
 	}
 	a.Granted = granted
 	var res fb.Result

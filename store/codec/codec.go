@@ -41,6 +41,8 @@ type LotState struct {
 	ExpiresAt   int64  `json:"xa,omitempty"`
 	PaidUSD     int64  `json:"paid,omitempty"`
 	CreatedAt   int64  `json:"ca"`
+	RolloverMax int64  `json:"rm,omitempty"`
+	RollUntil   int64  `json:"ru,omitempty"`
 }
 
 // AllocState is the stored form of a hold's allocation on a lot.
@@ -107,6 +109,7 @@ func LotToState(l *fb.Lot) LotState {
 		ID: l.ID, Source: string(l.Source), Priority: l.Priority, Amount: int64(l.Amount), Remaining: int64(l.Remaining),
 		Held: int64(l.Held), Consumed: int64(l.Consumed), Expired: int64(l.Expired), EffectiveAt: Nanos(l.EffectiveAt),
 		ExpiresAt: Nanos(l.ExpiresAt), PaidUSD: int64(l.PaidUSD), CreatedAt: Nanos(l.CreatedAt),
+		RolloverMax: int64(l.RolloverMax), RollUntil: Nanos(l.RolloverUntil),
 	}
 }
 
@@ -116,6 +119,7 @@ func LotFromState(customer string, s *LotState) *fb.Lot {
 		ID: s.ID, Customer: customer, Source: fb.Source(s.Source), Priority: s.Priority, Amount: fb.Amount(s.Amount),
 		Remaining: fb.Amount(s.Remaining), Held: fb.Amount(s.Held), Consumed: fb.Amount(s.Consumed), Expired: fb.Amount(s.Expired),
 		EffectiveAt: FromNanos(s.EffectiveAt), ExpiresAt: FromNanos(s.ExpiresAt), PaidUSD: fb.USD(s.PaidUSD), CreatedAt: FromNanos(s.CreatedAt),
+		RolloverMax: fb.Amount(s.RolloverMax), RolloverUntil: FromNanos(s.RollUntil),
 	}
 }
 
@@ -194,3 +198,16 @@ func DecodeHold(customer string, b []byte) (*fb.Hold, error) {
 
 // Marshal encodes a stored form (LotState, HoldState) as JSON.
 func Marshal(v any) ([]byte, error) { return json.Marshal(v) }
+
+// UsageColumns lists the columns of a usage row, in the order UsageValues
+// gives their values.
+const UsageColumns = "id, source, customer, model, provider, at, day, input_tokens, output_tokens, cached_input_tokens, reasoning_tokens, images, audio_us, video_us, gpu_us, requests, credits, cost_usd"
+
+// UsageValues returns a usage row's column values; day is the UTC date of
+// its time, so every engine groups days the same way.
+func UsageValues(u *fb.Usage) []any {
+	q := u.Quantities
+	return []any{u.ID, u.Source, u.Customer, u.Model, u.Provider, Nanos(u.At), u.At.UTC().Format(time.DateOnly),
+		q.InputTokens, q.OutputTokens, q.CachedInputTokens, q.ReasoningTokens, q.Images, q.AudioMicros, q.VideoMicros, q.GPUMicros, q.Requests,
+		int64(u.Credits), int64(u.CostUSD)}
+}

@@ -8,6 +8,7 @@ package postgres
 
 import (
 	"context"
+	"database/sql"
 	_ "embed"
 	"errors"
 	"fmt"
@@ -16,18 +17,23 @@ import (
 
 	fb "farebox"
 	"farebox/store/codec"
+	"farebox/store/sqlcat"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/jackc/pgx/v5/stdlib"
 )
 
 //go:embed schema.sql
 var schemaV1 string
 
+//go:embed schema2.sql
+var schemaV2 string
+
 // migrations are applied in order; migration i brings the schema to
 // version i+1. Never edit one that has shipped: append.
-var migrations = []string{schemaV1}
+var migrations = []string{schemaV1, schemaV2}
 
 // SchemaVersion is the version this build needs.
 var SchemaVersion = len(migrations)
@@ -41,7 +47,10 @@ var _ fb.Store = (*Store)(nil)
 // Store is a PostgreSQL-backed farebox.Store.
 type Store struct {
 	pool *pgxpool.Pool
+	db   *sql.DB // database/sql over pool, for the catalog
 	ro   bool
+
+	*sqlcat.Catalog
 }
 
 // Options for Open.
@@ -74,7 +83,8 @@ func Open(ctx context.Context, url string, opts Options) (*Store, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Store{pool: pool, ro: opts.ReadOnly}
+	s := &Store{pool: pool, ro: opts.ReadOnly, db: stdlib.OpenDBFromPool(pool)}
+	s.Catalog = &sqlcat.Catalog{W: s.db, R: s.db, Dollar: true, IsUnique: isUnique}
 	if err := pool.Ping(ctx); err != nil {
 		pool.Close()
 		return nil, fmt.Errorf("connect to PostgreSQL: %w", err)
@@ -139,8 +149,9 @@ func (s *Store) Migrate(ctx context.Context) error {
 
 // Close closes the pool.
 func (s *Store) Close() error {
+	err := s.db.Close()
 	s.pool.Close()
-	return nil
+	return err
 }
 
 // Ping checks that the database answers.
@@ -207,15 +218,22 @@ func (t *writeTx) LoadAccounts(ctx context.Context, customers []string) (map[str
 }
 
 func (t *writeTx) LookupKeys(ctx context.Context, keys []fb.KeyRef) (map[fb.KeyRef]*fb.JournalEntry, error) {
-	cs := make([]string, len(keys))
-	ks := make([]string, len(keys))
-	for i, k := range keys {
-		cs[i], ks[i] = k.Customer, k.Key
+	var cs, ks, events []string
+	for _, k := range keys {
+		if k.Customer == "" {
+			events = append(events, k.Key)
+		} else {
+			cs, ks = append(cs, k.Customer), append(ks, k.Key)
+		}
 	}
 	rows, err := t.tx.Query(ctx, `
 		SELECT j.customer, j.idem_key, j.seq, j.op, j.fingerprint, j.result
 		FROM journal j JOIN unnest($1::text[], $2::text[]) AS k(customer, idem_key)
-		  ON j.customer = k.customer AND j.idem_key = k.idem_key`, cs, ks)
+		  ON j.customer = k.customer AND j.idem_key = k.idem_key
+		UNION ALL
+		SELECT '', e.event_key, j.seq, j.op, j.fingerprint, j.result
+		FROM events e JOIN journal j ON j.seq = e.seq
+		WHERE e.event_key = ANY($3)`, cs, ks, events)
 	if err != nil {
 		return nil, err
 	}
@@ -275,7 +293,7 @@ func (t *writeTx) SaveAccount(ctx context.Context, a *fb.Account, lots []*fb.Lot
 			t.batch.Queue(`INSERT INTO dead_lots (id, customer, lot) VALUES ($1, $2, $3)`, l.ID, l.Customer, b)
 		}
 		if !l.ExpiresAt.IsZero() && l.Remaining > l.Held {
-			t.batch.Queue(`INSERT INTO lot_expiries (lot, customer, expires_at) VALUES ($1, $2, $3) ON CONFLICT (lot) DO NOTHING`, l.ID, l.Customer, codec.Nanos(l.ExpiresAt))
+			t.batch.Queue(`INSERT INTO lot_expiries (lot, customer, expires_at) VALUES ($1, $2, $3) ON CONFLICT (lot) DO UPDATE SET expires_at = excluded.expires_at`, l.ID, l.Customer, codec.Nanos(l.ExpiresAt))
 		} else if !l.ExpiresAt.IsZero() {
 			t.batch.Queue(`DELETE FROM lot_expiries WHERE lot = $1`, l.ID)
 		}
@@ -305,12 +323,26 @@ func (t *writeTx) AppendJournal(ctx context.Context, entries []*fb.JournalEntry)
 			k := e.Op.Key
 			key = &k
 		}
-		t.batch.Queue(`INSERT INTO journal (customer, idem_key, op, fingerprint, result) VALUES ($1, $2, $3, $4, $5) RETURNING seq`,
-			e.Op.Customer, key, string(op), e.Fingerprint, string(res)).QueryRow(func(row pgx.Row) error {
+		q := `INSERT INTO journal (customer, idem_key, op, fingerprint, result) VALUES ($1, $2, $3, $4, $5) RETURNING seq`
+		args := []any{e.Op.Customer, key, string(op), e.Fingerprint, string(res)}
+		if e.Op.Event != "" {
+			// A second replica recording the same event fails here, on
+			// the primary key, and its whole batch rolls back.
+			q = `WITH j AS (` + q + `), ev AS (INSERT INTO events (event_key, seq) SELECT $6, seq FROM j) SELECT seq FROM j`
+			args = append(args, e.Op.Event)
+		}
+		t.batch.Queue(q, args...).QueryRow(func(row pgx.Row) error {
 			return row.Scan(&e.Seq)
 		})
 	}
 	return t.flush(ctx)
+}
+
+func (t *writeTx) AppendUsage(ctx context.Context, rows []*fb.Usage) error {
+	for _, u := range rows {
+		t.batch.Queue(`INSERT INTO usage_rows (`+codec.UsageColumns+`) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18)`, codec.UsageValues(u)...)
+	}
+	return nil
 }
 
 // CreateCustomer inserts a customer and its empty account.
@@ -502,4 +534,9 @@ func scanHold(r pgx.Row) (*fb.Hold, error) {
 func jsonString(v any) (string, error) {
 	b, err := codec.Marshal(v)
 	return string(b), err
+}
+
+func isUnique(err error) bool {
+	var pe *pgconn.PgError
+	return errors.As(err, &pe) && pe.Code == "23505"
 }

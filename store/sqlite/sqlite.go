@@ -19,15 +19,24 @@ import (
 
 	fb "farebox"
 	"farebox/store/codec"
+	"farebox/store/sqlcat"
 
 	"modernc.org/sqlite"
 	sqlite3 "modernc.org/sqlite/lib"
 )
 
 //go:embed schema.sql
-var schema string
+var schemaV1 string
 
-const schemaVersion = 1
+//go:embed schema2.sql
+var schemaV2 string
+
+// migrations are applied in order; migration i brings the schema to
+// version i+1 (PRAGMA user_version). Never edit one that has shipped:
+// append.
+var migrations = []string{schemaV1, schemaV2}
+
+var schemaVersion = len(migrations)
 
 var _ fb.Store = (*Store)(nil)
 
@@ -40,6 +49,8 @@ type Store struct {
 	ro   bool
 
 	stmts map[string]*sql.Stmt
+
+	*sqlcat.Catalog
 }
 
 // Options for Open.
@@ -114,7 +125,9 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 		s.Close()
 		return nil, err
 	}
+	s.Catalog = &sqlcat.Catalog{W: s.w, R: s.r, IsUnique: isConstraint}
 	if opts.ReadOnly {
+		s.Catalog.W = s.r // query_only: writes fail
 		var v int
 		if err := s.r.QueryRowContext(ctx, "PRAGMA user_version").Scan(&v); err != nil {
 			s.Close()
@@ -144,8 +157,10 @@ func (s *Store) migrate(ctx context.Context) error {
 		return err
 	}
 	defer tx.Rollback()
-	if _, err := tx.ExecContext(ctx, schema); err != nil {
-		return fmt.Errorf("migrate: %w", err)
+	for i := v; i < schemaVersion; i++ {
+		if _, err := tx.ExecContext(ctx, migrations[i]); err != nil {
+			return fmt.Errorf("migrate to version %d: %w", i+1, err)
+		}
 	}
 	if _, err := tx.ExecContext(ctx, fmt.Sprintf("PRAGMA user_version = %d", schemaVersion)); err != nil {
 		return err
@@ -159,10 +174,13 @@ var statements = map[string]string{
 	"key":         `SELECT seq, op, fingerprint, result FROM journal WHERE customer = ? AND idem_key = ?`,
 	"saveAccount": `UPDATE accounts SET state = ? WHERE customer = ?`,
 	"deadLot":     `INSERT INTO dead_lots (id, customer, lot) VALUES (?,?,?)`,
-	"expiryOn":    `INSERT OR IGNORE INTO lot_expiries (lot, customer, expires_at) VALUES (?,?,?)`,
+	"expiryOn":    `INSERT INTO lot_expiries (lot, customer, expires_at) VALUES (?,?,?) ON CONFLICT (lot) DO UPDATE SET expires_at = excluded.expires_at`,
 	"expiryOff":   `DELETE FROM lot_expiries WHERE lot = ?`,
 	"upsertHold":  `INSERT INTO holds (id, customer, status, expires_at, hold) VALUES (?,?,?,?,?) ON CONFLICT (id) DO UPDATE SET status = excluded.status, hold = excluded.hold`,
 	"journal":     `INSERT INTO journal (customer, idem_key, op, fingerprint, result) VALUES (?,?,?,?,?)`,
+	"eventKey":    `SELECT j.seq, j.op, j.fingerprint, j.result FROM events e JOIN journal j ON j.seq = e.seq WHERE e.event_key = ?`,
+	"event":       `INSERT INTO events (event_key, seq) VALUES (?,?)`,
+	"usage":       `INSERT INTO usage_rows (` + codec.UsageColumns + `) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)`,
 }
 
 func (s *Store) prepare(ctx context.Context) error {
@@ -256,11 +274,16 @@ func (t *writeTx) LoadAccounts(ctx context.Context, customers []string) (map[str
 
 func (t *writeTx) LookupKeys(ctx context.Context, keys []fb.KeyRef) (map[fb.KeyRef]*fb.JournalEntry, error) {
 	out := map[fb.KeyRef]*fb.JournalEntry{}
-	st := t.stmt(ctx, "key")
 	for _, k := range keys {
 		var e fb.JournalEntry
 		var op, res string
-		err := st.QueryRowContext(ctx, k.Customer, k.Key).Scan(&e.Seq, &op, &e.Fingerprint, &res)
+		var row *sql.Row
+		if k.Customer == "" {
+			row = t.stmt(ctx, "eventKey").QueryRowContext(ctx, k.Key)
+		} else {
+			row = t.stmt(ctx, "key").QueryRowContext(ctx, k.Customer, k.Key)
+		}
+		err := row.Scan(&e.Seq, &op, &e.Fingerprint, &res)
 		if errors.Is(err, sql.ErrNoRows) {
 			continue
 		}
@@ -361,6 +384,21 @@ func (t *writeTx) AppendJournal(ctx context.Context, entries []*fb.JournalEntry)
 		}
 		if e.Seq, err = r.LastInsertId(); err != nil {
 			return err
+		}
+		if e.Op.Event != "" {
+			if _, err := t.stmt(ctx, "event").ExecContext(ctx, e.Op.Event, e.Seq); err != nil {
+				return fmt.Errorf("journal: event %q recorded twice: %w", e.Op.Event, err)
+			}
+		}
+	}
+	return nil
+}
+
+func (t *writeTx) AppendUsage(ctx context.Context, rows []*fb.Usage) error {
+	st := t.stmt(ctx, "usage")
+	for _, u := range rows {
+		if _, err := st.ExecContext(ctx, codec.UsageValues(u)...); err != nil {
+			return fmt.Errorf("usage %s: %w", u.ID, err)
 		}
 	}
 	return nil

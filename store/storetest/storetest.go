@@ -1,6 +1,8 @@
 // Package storetest is the contract every farebox.Store passes: customers,
 // account state round trips, atomic writes, idempotency-key and hold
-// lookups, dead lots, the expiry index, snapshots and serialised writers.
+// lookups, dead lots, the expiry index, snapshots, serialised writers, and
+// the catalog: plans, subscriptions, rate cards, API keys, global event
+// keys and usage rows.
 // A store's own tests call Run with a function that opens a fresh, empty
 // store.
 package storetest
@@ -40,6 +42,11 @@ func Run(t *testing.T, open Opener) {
 		{"DueAccounts", testDueAccounts},
 		{"Snapshot", testSnapshot},
 		{"SerialWrites", testSerialWrites},
+		{"Plans", testPlans},
+		{"Subscriptions", testSubscriptions},
+		{"Prices", testPrices},
+		{"Keys", testKeys},
+		{"EventsAndUsage", testEventsAndUsage},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

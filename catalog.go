@@ -1,0 +1,135 @@
+package farebox
+
+import (
+	"time"
+)
+
+// Period is the length of a plan's billing period.
+type Period string
+
+// Billing periods. Periods are in UTC; a month or a year anchored on a day
+// a shorter month lacks ends on that month's last day.
+const (
+	PeriodDay   Period = "day"
+	PeriodWeek  Period = "week"
+	PeriodMonth Period = "month"
+	PeriodYear  Period = "year"
+)
+
+// Valid reports whether p is a known period.
+func (p Period) Valid() bool {
+	switch p {
+	case PeriodDay, PeriodWeek, PeriodMonth, PeriodYear:
+		return true
+	}
+	return false
+}
+
+// Plan is what a subscription buys each period: a credit allowance for a
+// price, how much unused credit rolls over, the overdraft allowed, the
+// models it may use and its rate limits.
+type Plan struct {
+	ID             string    `json:"id"`
+	Name           string    `json:"name"`
+	PriceUSD       USD       `json:"price_usd"`
+	Period         Period    `json:"period"`
+	Credits        Amount    `json:"credits"`
+	RolloverMax    Amount    `json:"rollover_max"`
+	OverdraftLimit Amount    `json:"overdraft_limit"`
+	Models         []string  `json:"models"` // globs; "*" is every model
+	RPM            int64     `json:"rpm"`    // 0: unlimited
+	TPM            int64     `json:"tpm"`    // 0: unlimited
+	CreatedAt      time.Time `json:"created_at"`
+}
+
+// Subscription is a customer's place on a plan: the current period, and a
+// plan change waiting for the period's end.
+type Subscription struct {
+	Customer    string    `json:"customer"`
+	Plan        string    `json:"plan"`
+	Anchor      time.Time `json:"anchor"` // periods are counted from here
+	PeriodStart time.Time `json:"current_period_start"`
+	PeriodEnd   time.Time `json:"current_period_end"`
+	NextPlan    string    `json:"next_plan,omitempty"` // takes effect at PeriodEnd
+	UpdatedAt   time.Time `json:"updated_at"`
+}
+
+// Rates is a rate card for one model, in credits: per 1M tokens of each
+// kind, per image, per second of audio, video and GPU, per request.
+type Rates struct {
+	InputPerMTok       Amount `json:"input_per_mtok"`
+	OutputPerMTok      Amount `json:"output_per_mtok"`
+	CachedInputPerMTok Amount `json:"cached_input_per_mtok"`
+	ReasoningPerMTok   Amount `json:"reasoning_per_mtok"`
+	PerImage           Amount `json:"per_image"`
+	PerAudioSecond     Amount `json:"per_audio_second"`
+	PerVideoSecond     Amount `json:"per_video_second"`
+	PerGPUSecond       Amount `json:"per_gpu_second"`
+	PerRequest         Amount `json:"per_request"`
+}
+
+// Price is one version of a model's rate card, in force from EffectiveFrom
+// until the next version's.
+type Price struct {
+	Model         string    `json:"model"`
+	Rates                   // inlined in JSON
+	EffectiveFrom time.Time `json:"effective_from"`
+	CreatedAt     time.Time `json:"created_at"`
+}
+
+// Quantities is what a usage consumed. Seconds are in micro-seconds (the
+// API takes them with up to 6 decimals, like amounts).
+type Quantities struct {
+	InputTokens       int64 `json:"input_tokens,omitempty"`
+	OutputTokens      int64 `json:"output_tokens,omitempty"`
+	CachedInputTokens int64 `json:"cached_input_tokens,omitempty"`
+	ReasoningTokens   int64 `json:"reasoning_tokens,omitempty"`
+	Images            int64 `json:"images,omitempty"`
+	AudioMicros       int64 `json:"audio_us,omitempty"`
+	VideoMicros       int64 `json:"video_us,omitempty"`
+	GPUMicros         int64 `json:"gpu_us,omitempty"`
+	Requests          int64 `json:"requests,omitempty"`
+}
+
+// Usage is one priced use of a model (a metered event, or later a gateway
+// request), stored with the debit that paid for it.
+type Usage struct {
+	ID       string    `json:"id"`     // the event's id or the request id
+	Source   string    `json:"source"` // the event's source, or "gateway"
+	Customer string    `json:"customer"`
+	Model    string    `json:"model"`
+	Provider string    `json:"provider,omitempty"`
+	At       time.Time `json:"at"`
+	Quantities
+	Credits Amount `json:"credits"`
+	CostUSD USD    `json:"cost_usd"`
+}
+
+// APIKey is a customer's key to the gateway. Only a hash of the secret is
+// kept; the secret is shown once, when the key is made.
+type APIKey struct {
+	ID        string    `json:"id"`
+	Customer  string    `json:"customer"`
+	Name      string    `json:"name"`
+	Prefix    string    `json:"prefix"`
+	Hash      []byte    `json:"-"`
+	CreatedAt time.Time `json:"created_at"`
+	RevokedAt time.Time `json:"revoked_at,omitzero"`
+}
+
+// UsageFilter selects usage rows and how to group them.
+type UsageFilter struct {
+	Customer string
+	From, To time.Time // [From, To); zero: unbounded
+	GroupBy  string    // model, day, provider or customer
+}
+
+// UsageRow is one group of usage. Requests counts its usages; it hides the
+// billable request units of Quantities, which a row does not report.
+type UsageRow struct {
+	Key      string `json:"key"`
+	Requests int64  `json:"requests"`
+	Quantities
+	Credits Amount `json:"credits"`
+	CostUSD USD    `json:"cost_usd"`
+}

@@ -1,0 +1,229 @@
+package plans
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"path"
+	"time"
+
+	fb "farebox"
+)
+
+// Submitter applies ledger ops (the ledger engine).
+type Submitter interface {
+	Submit(ctx context.Context, op fb.Op) (fb.Result, error)
+}
+
+// Service subscribes customers to plans and renews their periods.
+type Service struct {
+	Store  fb.Store
+	Ledger Submitter
+	Now    func() time.Time
+	Log    *slog.Logger
+}
+
+// Effective says when a plan change takes effect.
+const (
+	AtPeriodEnd = "period_end"
+	Now         = "now"
+)
+
+// AllowanceKey is the idempotency key of the grant of plan's allowance for
+// the period starting at start: whoever grants it, however often, the
+// ledger applies it once. It starts with a control character, which client
+// keys may not hold, so no client key can collide with it.
+func AllowanceKey(plan string, start time.Time) string {
+	return "\x1fsubscription\x1f" + plan + "\x1f" + start.UTC().Format(time.RFC3339Nano)
+}
+
+// Allowance is the grant of plan's credits for the period [start, end):
+// a subscription lot paid price_usd, effective at start, expiring at end,
+// of which up to rollover_max rolls over to the end of the next period
+// (rollover ends).
+func Allowance(customer string, p fb.Plan, start, end, next time.Time) fb.Op {
+	op := fb.Op{
+		Kind: fb.OpGrant, Customer: customer, Key: AllowanceKey(p.ID, start),
+		Amount: p.Credits, Source: fb.SourceSubscription, Priority: fb.SourceSubscription.DefaultPriority(),
+		EffectiveAt: start, ExpiresAt: end, PaidUSD: p.PriceUSD,
+	}
+	if p.RolloverMax > 0 {
+		op.RolloverMax, op.RolloverUntil = min(p.RolloverMax, p.Credits), next
+	}
+	return op
+}
+
+// Validate checks a plan's own fields.
+func Validate(p *fb.Plan) error {
+	switch {
+	case !p.Period.Valid():
+		return fb.Invalid("period", "period must be day, week, month or year")
+	case p.PriceUSD < 0:
+		return fb.Invalid("price_usd", "price_usd must not be negative")
+	case p.Credits < 0 || p.Credits > fb.MaxTotal:
+		return fb.Invalid("credits", "credits must be between 0 and %s", fb.MaxTotal)
+	case p.Credits == 0 && p.PriceUSD != 0:
+		return fb.Invalid("credits", "a plan with a price must include credits (a plan of 0 credits costs 0: pay-as-you-go)")
+	case p.RolloverMax < 0 || p.RolloverMax > p.Credits:
+		return fb.Invalid("rollover_max", "rollover_max must be between 0 and credits")
+	case p.OverdraftLimit < 0 || p.OverdraftLimit > fb.MaxTotal:
+		return fb.Invalid("overdraft_limit", "overdraft_limit must be between 0 and %s", fb.MaxTotal)
+	case p.RPM < 0:
+		return fb.Invalid("rpm", "rpm must not be negative (0 is unlimited)")
+	case p.TPM < 0:
+		return fb.Invalid("tpm", "tpm must not be negative (0 is unlimited)")
+	}
+	if p.Credits > 0 {
+		if _, err := fb.MulDiv(int64(p.PriceUSD), fb.Micro, int64(p.Credits)); err != nil {
+			return fb.Invalid("price_usd", "price_usd per credit is too large")
+		}
+	}
+	if len(p.Models) == 0 {
+		p.Models = []string{"*"}
+	}
+	for _, m := range p.Models {
+		if _, err := path.Match(m, ""); err != nil || m == "" {
+			return fb.Invalid("models", "model pattern %q is not a valid glob", m)
+		}
+	}
+	return nil
+}
+
+// Allows reports whether the plan's model globs admit model.
+func Allows(p fb.Plan, model string) bool {
+	for _, m := range p.Models {
+		if ok, _ := path.Match(m, model); ok {
+			return true
+		}
+	}
+	return false
+}
+
+// Subscribe puts a customer on a plan from now: the first period starts
+// now and its allowance is granted.
+func (s *Service) Subscribe(ctx context.Context, customer, planID string) (fb.Subscription, error) {
+	p, err := s.Store.Plan(ctx, planID)
+	if err != nil {
+		return fb.Subscription{}, err
+	}
+	now := s.Now().UTC()
+	sub := fb.Subscription{Customer: customer, Plan: p.ID, Anchor: now}
+	return sub, s.startPeriod(ctx, &sub, p, now, true)
+}
+
+// Change moves a customer to another plan. At the period's end (the
+// default) the current period runs out as it is and the next one is the
+// new plan's. Now: a new period of the new plan starts at once, with its
+// allowance; what is left of the old allowance stays with the customer
+// until its own expiry (it was paid for), and the overdraft limit becomes
+// the new plan's. A customer without a subscription starts one now.
+func (s *Service) Change(ctx context.Context, customer, planID, effective string) (fb.Subscription, error) {
+	if effective == "" {
+		effective = AtPeriodEnd
+	}
+	if effective != AtPeriodEnd && effective != Now {
+		return fb.Subscription{}, fb.Invalid("effective", "effective must be period_end or now")
+	}
+	p, err := s.Store.Plan(ctx, planID)
+	if err != nil {
+		return fb.Subscription{}, err
+	}
+	sub, err := s.Store.Subscription(ctx, customer)
+	switch {
+	case fb.ErrorType(err) == fb.ENotFound:
+		return s.Subscribe(ctx, customer, planID)
+	case err != nil:
+		return sub, err
+	}
+	now := s.Now().UTC()
+	if effective == AtPeriodEnd {
+		sub.NextPlan = p.ID
+		if p.ID == sub.Plan {
+			sub.NextPlan = ""
+		}
+		sub.UpdatedAt = now
+		return sub, s.Store.PutSubscription(ctx, sub)
+	}
+	sub.Plan, sub.NextPlan, sub.Anchor = p.ID, "", now
+	return sub, s.startPeriod(ctx, &sub, p, now, true)
+}
+
+// startPeriod grants the allowance of the period of sub's anchor that
+// contains now, sets the overdraft limit when asked, and stores sub.
+func (s *Service) startPeriod(ctx context.Context, sub *fb.Subscription, p fb.Plan, now time.Time, limit bool) error {
+	k, start, end := PeriodAt(sub.Anchor, p.Period, now)
+	if p.Credits > 0 {
+		next := PeriodStart(sub.Anchor, p.Period, k+2)
+		if _, err := s.Ledger.Submit(ctx, Allowance(sub.Customer, p, start, end, next)); err != nil {
+			return fmt.Errorf("grant the %s allowance of %s: %w", p.ID, sub.Customer, err)
+		}
+	}
+	if limit {
+		if _, err := s.Ledger.Submit(ctx, fb.Op{Kind: fb.OpLimit, Customer: sub.Customer, Amount: p.OverdraftLimit}); err != nil {
+			return fmt.Errorf("set the overdraft limit of %s: %w", sub.Customer, err)
+		}
+	}
+	sub.PeriodStart, sub.PeriodEnd, sub.UpdatedAt = start, end, now
+	return s.Store.PutSubscription(ctx, *sub)
+}
+
+// RenewDue renews every subscription whose period has ended: it grants the
+// allowance of the period that contains now (after downtime, only that
+// one) under its deterministic key, so a renewal repeated by a restart or
+// by another replica grants nothing twice. It returns how many it renewed.
+func (s *Service) RenewDue(ctx context.Context) (int, error) {
+	now := s.Now().UTC()
+	n := 0
+	for {
+		due, err := s.Store.DueSubscriptions(ctx, now, 100)
+		if err != nil || len(due) == 0 {
+			return n, err
+		}
+		for _, sub := range due {
+			if err := s.renew(ctx, sub, now); err != nil {
+				return n, err
+			}
+			n++
+		}
+	}
+}
+
+func (s *Service) renew(ctx context.Context, sub fb.Subscription, now time.Time) error {
+	planID, changed := sub.Plan, false
+	if sub.NextPlan != "" && sub.NextPlan != sub.Plan {
+		planID, changed = sub.NextPlan, true
+	}
+	p, err := s.Store.Plan(ctx, planID)
+	if err != nil {
+		return fmt.Errorf("renew %s: %w", sub.Customer, err)
+	}
+	if changed {
+		// The new plan's periods count from the old period's end.
+		sub.Anchor, sub.Plan = sub.PeriodEnd, p.ID
+	}
+	sub.NextPlan = ""
+	if err := s.startPeriod(ctx, &sub, p, now, changed); err != nil {
+		return err
+	}
+	if s.Log != nil {
+		s.Log.Info("subscription renewed", "customer", sub.Customer, "plan", p.ID, "period_start", sub.PeriodStart, "period_end", sub.PeriodEnd)
+	}
+	return nil
+}
+
+// Run renews due subscriptions every interval until ctx ends.
+func (s *Service) Run(ctx context.Context, every time.Duration) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		if _, err := s.RenewDue(ctx); err != nil && !errors.Is(err, context.Canceled) && s.Log != nil {
+			s.Log.Error("subscription renewal failed", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}

@@ -1,0 +1,317 @@
+// Package sqlcat implements farebox.Catalog (plans, subscriptions, rate
+// cards, API keys, usage queries) over database/sql, for every engine. The
+// SQL is plain and the same on SQLite and PostgreSQL; what differs (the
+// placeholder style, how a unique violation looks, which handle writes)
+// comes from the driver, and each driver owns the tables' schema.
+package sqlcat
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	fb "farebox"
+	"farebox/store/codec"
+)
+
+// Catalog is a farebox.Catalog on database handles.
+type Catalog struct {
+	W, R *sql.DB // writes go to W, reads to R (the same handle is fine)
+	// Dollar numbers placeholders $1, $2… (PostgreSQL) instead of ?.
+	Dollar bool
+	// IsUnique reports a unique-constraint violation.
+	IsUnique func(error) bool
+}
+
+var _ fb.Catalog = (*Catalog)(nil)
+
+// q rewrites ? placeholders for the driver.
+func (c *Catalog) q(query string) string {
+	if !c.Dollar {
+		return query
+	}
+	var b strings.Builder
+	n := 0
+	for _, r := range query {
+		if r == '?' {
+			n++
+			b.WriteByte('$')
+			b.WriteString(strconv.Itoa(n))
+			continue
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
+}
+
+func notFound(what, id string) error {
+	return fb.Errorf(fb.ENotFound, "no %s %q", what, id)
+}
+
+// CreatePlan inserts a plan.
+func (c *Catalog) CreatePlan(ctx context.Context, p fb.Plan) error {
+	b, err := json.Marshal(p)
+	if err != nil {
+		return err
+	}
+	_, err = c.W.ExecContext(ctx, c.q(`INSERT INTO plans (id, plan) VALUES (?, ?)`), p.ID, string(b))
+	if err != nil && c.IsUnique(err) {
+		return fb.Errorf(fb.EConflict, "plan %q already exists", p.ID).WithCode("plan_exists")
+	}
+	return err
+}
+
+// Plan reads a plan.
+func (c *Catalog) Plan(ctx context.Context, id string) (fb.Plan, error) {
+	var p fb.Plan
+	var doc string
+	err := c.R.QueryRowContext(ctx, c.q(`SELECT plan FROM plans WHERE id = ?`), id).Scan(&doc)
+	if errors.Is(err, sql.ErrNoRows) {
+		return p, notFound("plan", id)
+	}
+	if err != nil {
+		return p, err
+	}
+	return p, json.Unmarshal([]byte(doc), &p)
+}
+
+// Plans lists plans by id.
+func (c *Catalog) Plans(ctx context.Context) ([]fb.Plan, error) {
+	return list(ctx, c.R, c.q(`SELECT plan FROM plans ORDER BY id`), func(doc string) (fb.Plan, error) {
+		var p fb.Plan
+		return p, json.Unmarshal([]byte(doc), &p)
+	})
+}
+
+// DeletePlan removes a plan that no subscription is on or moving to.
+func (c *Catalog) DeletePlan(ctx context.Context, id string) error {
+	res, err := c.W.ExecContext(ctx, c.q(`DELETE FROM plans WHERE id = ?
+		AND NOT EXISTS (SELECT 1 FROM subscriptions WHERE plan = ?)
+		AND NOT EXISTS (SELECT 1 FROM subscriptions WHERE next_plan = ?)`), id, id, id)
+	if err != nil {
+		return err
+	}
+	if n, err := res.RowsAffected(); err != nil || n == 1 {
+		return err
+	}
+	if _, err := c.Plan(ctx, id); err != nil {
+		return err
+	}
+	return fb.Errorf(fb.EConflict, "plan %q is in use by a subscription", id).WithCode("plan_in_use")
+}
+
+// PutPrice stores one version of a model's card.
+func (c *Catalog) PutPrice(ctx context.Context, p fb.Price) error {
+	b, err := json.Marshal(p)
+	if err != nil {
+		return err
+	}
+	_, err = c.W.ExecContext(ctx, c.q(`INSERT INTO prices (model, effective_from, price) VALUES (?, ?, ?)
+		ON CONFLICT (model, effective_from) DO UPDATE SET price = excluded.price`),
+		p.Model, codec.Nanos(p.EffectiveFrom), string(b))
+	return err
+}
+
+// Prices lists every version of every card.
+func (c *Catalog) Prices(ctx context.Context) ([]fb.Price, error) {
+	return list(ctx, c.R, c.q(`SELECT price FROM prices ORDER BY model, effective_from`), func(doc string) (fb.Price, error) {
+		var p fb.Price
+		return p, json.Unmarshal([]byte(doc), &p)
+	})
+}
+
+// CreateKey stores a key (its hash, never its secret).
+func (c *Catalog) CreateKey(ctx context.Context, k fb.APIKey) error {
+	b, err := json.Marshal(k)
+	if err != nil {
+		return err
+	}
+	_, err = c.W.ExecContext(ctx, c.q(`INSERT INTO api_keys (id, customer, hash, api_key) VALUES (?, ?, ?, ?)`), k.ID, k.Customer, k.Hash, string(b))
+	if err != nil && c.IsUnique(err) {
+		return fb.Errorf(fb.EConflict, "key %q already exists", k.ID)
+	}
+	return err
+}
+
+func scanKey(doc string, hash []byte) (fb.APIKey, error) {
+	var k fb.APIKey
+	err := json.Unmarshal([]byte(doc), &k)
+	k.Hash = hash
+	return k, err
+}
+
+// Keys lists a customer's keys, oldest first.
+func (c *Catalog) Keys(ctx context.Context, customer string) ([]fb.APIKey, error) {
+	rows, err := c.R.QueryContext(ctx, c.q(`SELECT api_key, hash FROM api_keys WHERE customer = ? ORDER BY id`), customer)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []fb.APIKey
+	for rows.Next() {
+		var doc string
+		var hash []byte
+		if err := rows.Scan(&doc, &hash); err != nil {
+			return nil, err
+		}
+		k, err := scanKey(doc, hash)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, k)
+	}
+	return out, rows.Err()
+}
+
+// KeyByHash finds a key by the hash of its secret.
+func (c *Catalog) KeyByHash(ctx context.Context, hash []byte) (fb.APIKey, error) {
+	var doc string
+	var got []byte
+	err := c.R.QueryRowContext(ctx, c.q(`SELECT api_key, hash FROM api_keys WHERE hash = ?`), hash).Scan(&doc, &got)
+	if errors.Is(err, sql.ErrNoRows) {
+		return fb.APIKey{}, fb.Errorf(fb.ENotFound, "no such key")
+	}
+	if err != nil {
+		return fb.APIKey{}, err
+	}
+	return scanKey(doc, got)
+}
+
+// RevokeKey marks a key revoked, once.
+func (c *Catalog) RevokeKey(ctx context.Context, id string, at time.Time) (fb.APIKey, error) {
+	tx, err := c.W.BeginTx(ctx, nil)
+	if err != nil {
+		return fb.APIKey{}, err
+	}
+	defer tx.Rollback()
+	var doc string
+	var hash []byte
+	err = tx.QueryRowContext(ctx, c.q(`SELECT api_key, hash FROM api_keys WHERE id = ?`), id).Scan(&doc, &hash)
+	if errors.Is(err, sql.ErrNoRows) {
+		return fb.APIKey{}, notFound("key", id)
+	}
+	if err != nil {
+		return fb.APIKey{}, err
+	}
+	k, err := scanKey(doc, hash)
+	if err != nil || !k.RevokedAt.IsZero() {
+		return k, err
+	}
+	k.RevokedAt = at
+	b, err := json.Marshal(k)
+	if err != nil {
+		return k, err
+	}
+	if _, err := tx.ExecContext(ctx, c.q(`UPDATE api_keys SET api_key = ? WHERE id = ?`), string(b), id); err != nil {
+		return k, err
+	}
+	return k, tx.Commit()
+}
+
+// PutSubscription inserts or replaces a customer's subscription.
+func (c *Catalog) PutSubscription(ctx context.Context, s fb.Subscription) error {
+	b, err := json.Marshal(s)
+	if err != nil {
+		return err
+	}
+	_, err = c.W.ExecContext(ctx, c.q(`INSERT INTO subscriptions (customer, plan, next_plan, period_end, sub) VALUES (?, ?, ?, ?, ?)
+		ON CONFLICT (customer) DO UPDATE SET plan = excluded.plan, next_plan = excluded.next_plan, period_end = excluded.period_end, sub = excluded.sub`),
+		s.Customer, s.Plan, s.NextPlan, codec.Nanos(s.PeriodEnd), string(b))
+	return err
+}
+
+// Subscription reads a customer's subscription.
+func (c *Catalog) Subscription(ctx context.Context, customer string) (fb.Subscription, error) {
+	var s fb.Subscription
+	var doc string
+	err := c.R.QueryRowContext(ctx, c.q(`SELECT sub FROM subscriptions WHERE customer = ?`), customer).Scan(&doc)
+	if errors.Is(err, sql.ErrNoRows) {
+		return s, notFound("subscription of customer", customer)
+	}
+	if err != nil {
+		return s, err
+	}
+	return s, json.Unmarshal([]byte(doc), &s)
+}
+
+// DueSubscriptions lists subscriptions whose period has ended.
+func (c *Catalog) DueSubscriptions(ctx context.Context, now time.Time, limit int) ([]fb.Subscription, error) {
+	return list(ctx, c.R, c.q(`SELECT sub FROM subscriptions WHERE period_end <= ? ORDER BY period_end LIMIT ?`), func(doc string) (fb.Subscription, error) {
+		var s fb.Subscription
+		return s, json.Unmarshal([]byte(doc), &s)
+	}, codec.Nanos(now), limit)
+}
+
+var groupColumns = map[string]string{"model": "model", "day": "day", "provider": "provider", "customer": "customer"}
+
+// Usage sums usage rows by f.GroupBy.
+func (c *Catalog) Usage(ctx context.Context, f fb.UsageFilter) ([]fb.UsageRow, error) {
+	col, ok := groupColumns[f.GroupBy]
+	if !ok {
+		return nil, fb.Invalid("group_by", "group_by must be model, day, provider or customer")
+	}
+	var where []string
+	var args []any
+	if f.Customer != "" {
+		where, args = append(where, "customer = ?"), append(args, f.Customer)
+	}
+	if !f.From.IsZero() {
+		where, args = append(where, "at >= ?"), append(args, codec.Nanos(f.From))
+	}
+	if !f.To.IsZero() {
+		where, args = append(where, "at < ?"), append(args, codec.Nanos(f.To))
+	}
+	q := `SELECT ` + col + `, count(*)`
+	for _, c := range []string{"input_tokens", "output_tokens", "cached_input_tokens", "reasoning_tokens", "images", "audio_us", "video_us", "gpu_us", "credits", "cost_usd"} {
+		q += `, CAST(sum(` + c + `) AS BIGINT)`
+	}
+	q += ` FROM usage_rows`
+	if len(where) > 0 {
+		q += " WHERE " + strings.Join(where, " AND ")
+	}
+	q += " GROUP BY " + col + " ORDER BY " + col
+	rows, err := c.R.QueryContext(ctx, c.q(q), args...)
+	if err != nil {
+		return nil, fmt.Errorf("usage query: %w", err)
+	}
+	defer rows.Close()
+	out := []fb.UsageRow{}
+	for rows.Next() {
+		var r fb.UsageRow
+		var credits, cost int64
+		q := &r.Quantities
+		if err := rows.Scan(&r.Key, &r.Requests, &q.InputTokens, &q.OutputTokens, &q.CachedInputTokens, &q.ReasoningTokens,
+			&q.Images, &q.AudioMicros, &q.VideoMicros, &q.GPUMicros, &credits, &cost); err != nil {
+			return nil, err
+		}
+		r.Credits, r.CostUSD = fb.Amount(credits), fb.USD(cost)
+		out = append(out, r)
+	}
+	return out, rows.Err()
+}
+
+func list[T any](ctx context.Context, db *sql.DB, q string, decode func(string) (T, error), args ...any) ([]T, error) {
+	rows, err := db.QueryContext(ctx, q, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := []T{}
+	for rows.Next() {
+		var doc string
+		if err := rows.Scan(&doc); err != nil {
+			return nil, err
+		}
+		v, err := decode(doc)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, v)
+	}
+	return out, rows.Err()
+}
