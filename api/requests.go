@@ -14,6 +14,7 @@ import (
 type customerRequest struct {
 	ID   string `json:"id"`
 	Name string `json:"name"`
+	Plan string `json:"plan"`
 }
 
 func parseCustomer(body []byte) (customerRequest, error) {
@@ -28,6 +29,11 @@ func parseCustomer(body []byte) (customerRequest, error) {
 	}
 	if len(req.Name) > 200 {
 		return req, fb.Invalid("name", "name is at most 200 characters")
+	}
+	if req.Plan != "" {
+		if err := validID("plan", req.Plan); err != nil {
+			return req, err
+		}
 	}
 	return req, nil
 }

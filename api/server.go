@@ -15,12 +15,17 @@ import (
 
 	fb "farebox"
 	"farebox/ledger"
+	"farebox/metering"
+	"farebox/plans"
 )
 
 // Server holds what the handlers need.
 type Server struct {
 	Store      fb.Store
 	Engine     *ledger.Engine
+	Plans      *plans.Service
+	Meter      *metering.Service
+	Cards      *metering.Cards
 	AdminToken string
 	Now        func() time.Time
 	NewID      func(prefix string) string
@@ -40,6 +45,15 @@ func (s *Server) Handler() http.Handler {
 	if s.Log == nil {
 		s.Log = slog.New(slog.DiscardHandler)
 	}
+	if s.Cards == nil {
+		s.Cards = &metering.Cards{Store: s.Store, Log: s.Log}
+	}
+	if s.Meter == nil {
+		s.Meter = &metering.Service{Ledger: s.Engine, Card: s.Cards.Card, Now: s.Now}
+	}
+	if s.Plans == nil {
+		s.Plans = &plans.Service{Store: s.Store, Ledger: s.Engine, Now: s.Now, Log: s.Log}
+	}
 	routes := []struct {
 		method, path string
 		admin        bool
@@ -56,6 +70,19 @@ func (s *Server) Handler() http.Handler {
 		{"GET", "/api/v1/holds/{id}", true, s.getHold},
 		{"POST", "/api/v1/holds/{id}/capture", true, s.captureHold},
 		{"POST", "/api/v1/holds/{id}/release", true, s.releaseHold},
+		{"POST", "/api/v1/plans", true, s.createPlan},
+		{"GET", "/api/v1/plans", true, s.listPlans},
+		{"GET", "/api/v1/plans/{id}", true, s.getPlan},
+		{"DELETE", "/api/v1/plans/{id}", true, s.deletePlan},
+		{"PUT", "/api/v1/customers/{id}/subscription", true, s.changeSubscription},
+		{"POST", "/api/v1/customers/{id}/keys", true, s.createKey},
+		{"GET", "/api/v1/customers/{id}/keys", true, s.listKeys},
+		{"DELETE", "/api/v1/keys/{key_id}", true, s.revokeKey},
+		{"PUT", "/api/v1/prices/{model}", true, s.putPrice},
+		{"GET", "/api/v1/prices", true, s.listPrices},
+		{"POST", "/api/v1/events", true, s.events},
+		{"GET", "/api/v1/usage", true, s.usage},
+		{"GET", "/v1/account/usage", false, s.accountUsage},
 	}
 	mux := http.NewServeMux()
 	allowed := map[string][]string{}
@@ -140,19 +167,43 @@ func (s *Server) createCustomer(w http.ResponseWriter, r *http.Request) error {
 	if c.ID == "" {
 		c.ID = s.NewID("cus_")
 	}
+	if req.Plan != "" {
+		if _, err := s.Store.Plan(r.Context(), req.Plan); err != nil {
+			return err
+		}
+	}
+	status := http.StatusCreated
 	if err := s.Store.CreateCustomer(r.Context(), c); err != nil {
 		if fb.ErrorCode(err) != "customer_exists" {
 			return err
 		}
-		// The same create repeated is answered with what exists.
+		// The same create repeated is answered with what exists (and
+		// finishes what a failed first attempt left undone).
 		got, gerr := s.Store.Customer(r.Context(), c.ID)
 		if gerr != nil || got.Name != c.Name {
 			return err
 		}
-		writeJSON(w, http.StatusOK, got)
-		return nil
+		sub, serr := s.Store.Subscription(r.Context(), c.ID)
+		switch {
+		case serr == nil && req.Plan != "" && sub.Plan != req.Plan:
+			return err // on another plan: not the same create
+		case serr == nil:
+			req.Plan = "" // subscribed already
+		case fb.ErrorType(serr) != fb.ENotFound:
+			return serr
+		}
+		c, status = got, http.StatusOK
 	}
-	writeJSON(w, http.StatusCreated, c)
+	if req.Plan != "" {
+		if _, err := s.Plans.Subscribe(r.Context(), c.ID, req.Plan); err != nil {
+			return err
+		}
+	}
+	v, err := s.customerView(r, c)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, status, v)
 	return nil
 }
 
@@ -185,7 +236,11 @@ func (s *Server) getCustomer(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, c)
+	v, err := s.customerView(r, c)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, v)
 	return nil
 }
 

@@ -38,6 +38,12 @@ func (c *fakeClock) Now() time.Time {
 	return c.t
 }
 
+func (c *fakeClock) Set(t time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.t = t
+}
+
 func (c *fakeClock) Advance(d time.Duration) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -50,6 +56,8 @@ type harness struct {
 	handler http.Handler
 	clk     *fakeClock
 	eng     *ledger.Engine
+	srv     *Server
+	store   fb.Store
 	client  *http.Client
 }
 
@@ -72,7 +80,7 @@ func newHarness(t *testing.T) *harness {
 		eng.Close()
 		st.Close()
 	})
-	return &harness{t: t, url: hs.URL, handler: h, clk: clk, eng: eng, client: &http.Client{Transport: tr}}
+	return &harness{t: t, url: hs.URL, handler: h, clk: clk, eng: eng, srv: srv, store: st, client: &http.Client{Transport: tr}}
 }
 
 type reply struct {

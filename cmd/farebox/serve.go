@@ -12,12 +12,14 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
 	fb "farebox"
 	"farebox/api"
 	"farebox/ledger"
+	"farebox/pricing"
 	"farebox/store/postgres"
 	"farebox/store/sqlite"
 )
@@ -26,6 +28,8 @@ type serveConfig struct {
 	addr, dataDir, db string
 	drain             time.Duration
 	demo              bool
+	creditsPerUSD     int64
+	markup            string
 }
 
 func serveFlags(args []string, getenv func(string) string, stderr io.Writer) (serveConfig, error) {
@@ -37,7 +41,20 @@ func serveFlags(args []string, getenv func(string) string, stderr io.Writer) (se
 	fs.StringVar(&c.db, "db", getenv("FAREBOX_DB"), "database URL, default sqlite://<data-dir>/farebox.db [FAREBOX_DB]")
 	fs.DurationVar(&c.drain, "drain", 30*time.Second, "on SIGTERM, how long requests in flight may take to finish")
 	fs.BoolVar(&c.demo, "demo", false, "seed a demo customer with credits (idempotent)")
-	return c, parseFlags(fs, args)
+	perUSD := fs.String("credits-per-usd", envOr(getenv, "FAREBOX_CREDITS_PER_USD", strconv.Itoa(pricing.DefaultCreditsPerUSD)), "credits one US dollar buys, for the default rate card [FAREBOX_CREDITS_PER_USD]")
+	fs.StringVar(&c.markup, "markup", envOr(getenv, "FAREBOX_MARKUP", pricing.DefaultMarkup), "factor on providers' list prices in the default rate card, such as 1.25 [FAREBOX_MARKUP]")
+	if err := parseFlags(fs, args); err != nil {
+		return c, err
+	}
+	n, err := strconv.ParseInt(*perUSD, 10, 64)
+	if err != nil || n < 1 {
+		return c, &exitError{2, fmt.Errorf("--credits-per-usd %q must be a positive integer", *perUSD)}
+	}
+	if _, err := pricing.DefaultPrices(n, c.markup, pricing.DefaultEffective); err != nil {
+		return c, &exitError{2, fmt.Errorf("--markup: %w", err)}
+	}
+	c.creditsPerUSD = n
+	return c, nil
 }
 
 func envOr(getenv func(string) string, key, def string) string {
@@ -97,6 +114,10 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		return err
 	}
 	engine := ledger.NewEngine(store, engineConfig(soleWriter, log))
+	if err := seedPrices(ctx, store, cfg.creditsPerUSD, cfg.markup, log); err != nil {
+		engine.Close()
+		return err
+	}
 	srv := &api.Server{Store: store, Engine: engine, AdminToken: token, Log: log}
 	ln, err := net.Listen("tcp", cfg.addr)
 	if err != nil {
@@ -111,6 +132,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	swept := make(chan struct{})
 	go func() {
 		defer close(swept)
+		go srv.Plans.Run(sweepCtx, time.Second) // renewals; idempotent across replicas
 		sweep(sweepCtx, engine, log)
 	}()
 
@@ -150,6 +172,26 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	<-swept
 	engine.Close() // finishes the batch in flight and everything queued
 	log.Info("stopped")
+	return nil
+}
+
+// seedPrices stores the default rate card when the store has none, so a
+// new install prices the listed models at once.
+func seedPrices(ctx context.Context, store fb.Store, creditsPerUSD int64, markup string, log *slog.Logger) error {
+	have, err := store.Prices(ctx)
+	if err != nil || len(have) > 0 {
+		return err
+	}
+	prices, err := pricing.DefaultPrices(creditsPerUSD, markup, pricing.DefaultEffective)
+	if err != nil {
+		return err
+	}
+	for _, p := range prices {
+		if err := store.PutPrice(ctx, p); err != nil {
+			return err
+		}
+	}
+	log.Info("default rate card stored", "models", len(prices), "credits_per_usd", creditsPerUSD, "markup", markup)
 	return nil
 }
 

@@ -1,0 +1,425 @@
+package api
+
+import (
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/json"
+	"mime"
+	"net/http"
+	"strings"
+	"time"
+
+	fb "farebox"
+	"farebox/ledger"
+	"farebox/metering"
+	"farebox/plans"
+)
+
+// Plans.
+
+type planRequest struct {
+	ID             string          `json:"id"`
+	Name           string          `json:"name"`
+	PriceUSD       json.RawMessage `json:"price_usd"`
+	Period         string          `json:"period"`
+	Credits        json.RawMessage `json:"credits"`
+	RolloverMax    json.RawMessage `json:"rollover_max"`
+	OverdraftLimit json.RawMessage `json:"overdraft_limit"`
+	Models         []string        `json:"models"`
+	RPM            int64           `json:"rpm"`
+	TPM            int64           `json:"tpm"`
+}
+
+func parsePlan(body []byte) (fb.Plan, error) {
+	var req planRequest
+	if err := decodeStrict(body, &req, false); err != nil {
+		return fb.Plan{}, err
+	}
+	if err := validID("id", req.ID); err != nil {
+		return fb.Plan{}, err
+	}
+	p := fb.Plan{ID: req.ID, Name: req.Name, Period: fb.Period(req.Period), Models: req.Models, RPM: req.RPM, TPM: req.TPM}
+	if p.Name == "" {
+		p.Name = p.ID
+	}
+	var err error
+	if p.PriceUSD, _, err = usdField("price_usd", req.PriceUSD); err != nil {
+		return p, err
+	}
+	for _, f := range []struct {
+		name string
+		raw  json.RawMessage
+		dst  *fb.Amount
+	}{{"credits", req.Credits, &p.Credits}, {"rollover_max", req.RolloverMax, &p.RolloverMax}, {"overdraft_limit", req.OverdraftLimit, &p.OverdraftLimit}} {
+		if *f.dst, _, err = amountField(f.name, f.raw); err != nil {
+			return p, err
+		}
+	}
+	if p.Period == "" {
+		p.Period = fb.PeriodMonth
+	}
+	return p, plans.Validate(&p)
+}
+
+func (s *Server) createPlan(w http.ResponseWriter, r *http.Request) error {
+	body, err := readBody(r, MaxBodyBytes)
+	if err != nil {
+		return err
+	}
+	p, err := parsePlan(body)
+	if err != nil {
+		return err
+	}
+	p.CreatedAt = s.Now().UTC()
+	if err := s.Store.CreatePlan(r.Context(), p); err != nil {
+		// The same plan created again is answered with what exists.
+		if got, gerr := s.Store.Plan(r.Context(), p.ID); gerr == nil && fb.ErrorType(err) == fb.EConflict {
+			got.CreatedAt = p.CreatedAt
+			if mustJSON(got) == mustJSON(p) {
+				writeJSON(w, http.StatusOK, got)
+				return nil
+			}
+		}
+		return err
+	}
+	writeJSON(w, http.StatusCreated, p)
+	return nil
+}
+
+func mustJSON(v any) string {
+	b, _ := json.Marshal(v)
+	return string(b)
+}
+
+func (s *Server) listPlans(w http.ResponseWriter, r *http.Request) error {
+	ps, err := s.Store.Plans(r.Context())
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"data": ps, "has_more": false})
+	return nil
+}
+
+func (s *Server) getPlan(w http.ResponseWriter, r *http.Request) error {
+	p, err := s.Store.Plan(r.Context(), r.PathValue("id"))
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, p)
+	return nil
+}
+
+func (s *Server) deletePlan(w http.ResponseWriter, r *http.Request) error {
+	if err := s.Store.DeletePlan(r.Context(), r.PathValue("id")); err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"id": r.PathValue("id"), "deleted": true})
+	return nil
+}
+
+// Subscriptions.
+
+type subscriptionRequest struct {
+	Plan      string `json:"plan"`
+	Effective string `json:"effective"`
+}
+
+func (s *Server) changeSubscription(w http.ResponseWriter, r *http.Request) error {
+	body, err := readBody(r, MaxBodyBytes)
+	if err != nil {
+		return err
+	}
+	var req subscriptionRequest
+	if err := decodeStrict(body, &req, false); err != nil {
+		return err
+	}
+	if err := validID("plan", req.Plan); err != nil {
+		return err
+	}
+	id := r.PathValue("id")
+	if _, err := s.Store.Customer(r.Context(), id); err != nil {
+		return err
+	}
+	sub, err := s.Plans.Change(r.Context(), id, req.Plan, req.Effective)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, sub)
+	return nil
+}
+
+// customerView is a customer with its plan and subscription.
+type customerView struct {
+	fb.Customer
+	Plan         *string          `json:"plan"`
+	Subscription *fb.Subscription `json:"subscription"`
+}
+
+func (s *Server) customerView(r *http.Request, c fb.Customer) (customerView, error) {
+	v := customerView{Customer: c}
+	sub, err := s.Store.Subscription(r.Context(), c.ID)
+	switch {
+	case err == nil:
+		v.Plan, v.Subscription = &sub.Plan, &sub
+	case fb.ErrorType(err) != fb.ENotFound:
+		return v, err
+	}
+	return v, nil
+}
+
+// API keys.
+
+// KeyPrefix starts every customer API key.
+const KeyPrefix = "fbk_"
+
+// HashKey is what is stored of a key.
+func HashKey(key string) []byte {
+	h := sha256.Sum256([]byte(key))
+	return h[:]
+}
+
+func (s *Server) createKey(w http.ResponseWriter, r *http.Request) error {
+	body, err := readBody(r, MaxBodyBytes)
+	if err != nil {
+		return err
+	}
+	var req struct {
+		Name string `json:"name"`
+	}
+	if err := decodeStrict(body, &req, true); err != nil {
+		return err
+	}
+	if len(req.Name) > 200 {
+		return fb.Invalid("name", "name is at most 200 characters")
+	}
+	c, err := s.Store.Customer(r.Context(), r.PathValue("id"))
+	if err != nil {
+		return err
+	}
+	secret := KeyPrefix + ledger.RandomBase62(40)
+	k := fb.APIKey{ID: s.NewID("key_"), Customer: c.ID, Name: req.Name, Prefix: secret[:len(KeyPrefix)+4], Hash: HashKey(secret), CreatedAt: s.Now().UTC()}
+	if err := s.Store.CreateKey(r.Context(), k); err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusCreated, map[string]any{"id": k.ID, "key": secret, "prefix": k.Prefix, "customer": k.Customer, "name": k.Name, "created_at": k.CreatedAt})
+	return nil
+}
+
+func (s *Server) listKeys(w http.ResponseWriter, r *http.Request) error {
+	c, err := s.Store.Customer(r.Context(), r.PathValue("id"))
+	if err != nil {
+		return err
+	}
+	keys, err := s.Store.Keys(r.Context(), c.ID)
+	if err != nil {
+		return err
+	}
+	if keys == nil {
+		keys = []fb.APIKey{}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"data": keys, "has_more": false})
+	return nil
+}
+
+func (s *Server) revokeKey(w http.ResponseWriter, r *http.Request) error {
+	k, err := s.Store.RevokeKey(r.Context(), r.PathValue("key_id"), s.Now().UTC())
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, k)
+	return nil
+}
+
+// customerKey authenticates a customer API key (Bearer or x-api-key) and
+// returns its customer. A revoked key fails at once: keys are read from the
+// store on every request.
+func (s *Server) customerKey(r *http.Request) (string, error) {
+	key := r.Header.Get("x-api-key")
+	if tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer "); ok {
+		key = tok
+	}
+	if !strings.HasPrefix(key, KeyPrefix) {
+		return "", fb.Errorf(fb.EInvalidAPIKey, "an API key (Authorization: Bearer fbk_…) is required")
+	}
+	want := HashKey(key)
+	k, err := s.Store.KeyByHash(r.Context(), want)
+	if fb.ErrorType(err) == fb.ENotFound {
+		return "", fb.Errorf(fb.EInvalidAPIKey, "the API key is not valid")
+	}
+	if err != nil {
+		return "", err
+	}
+	if subtle.ConstantTimeCompare(k.Hash, want) != 1 || !k.RevokedAt.IsZero() {
+		return "", fb.Errorf(fb.EInvalidAPIKey, "the API key is not valid")
+	}
+	return k.Customer, nil
+}
+
+// Prices.
+
+type priceRequest struct {
+	InputPerMTok       json.RawMessage `json:"input_per_mtok"`
+	OutputPerMTok      json.RawMessage `json:"output_per_mtok"`
+	CachedInputPerMTok json.RawMessage `json:"cached_input_per_mtok"`
+	ReasoningPerMTok   json.RawMessage `json:"reasoning_per_mtok"`
+	PerImage           json.RawMessage `json:"per_image"`
+	PerAudioSecond     json.RawMessage `json:"per_audio_second"`
+	PerVideoSecond     json.RawMessage `json:"per_video_second"`
+	PerGPUSecond       json.RawMessage `json:"per_gpu_second"`
+	PerRequest         json.RawMessage `json:"per_request"`
+	EffectiveFrom      *string         `json:"effective_from"`
+}
+
+func (s *Server) putPrice(w http.ResponseWriter, r *http.Request) error {
+	model := r.PathValue("model")
+	if model == "" || len(model) > 128 || strings.ContainsAny(model, " \t\n") {
+		return fb.Invalid("model", "model must be 1 to 128 characters without blanks")
+	}
+	body, err := readBody(r, MaxBodyBytes)
+	if err != nil {
+		return err
+	}
+	var req priceRequest
+	if err := decodeStrict(body, &req, false); err != nil {
+		return err
+	}
+	now := s.Now().UTC()
+	p := fb.Price{Model: model, EffectiveFrom: now, CreatedAt: now}
+	for _, f := range []struct {
+		name string
+		raw  json.RawMessage
+		dst  *fb.Amount
+	}{
+		{"input_per_mtok", req.InputPerMTok, &p.InputPerMTok}, {"output_per_mtok", req.OutputPerMTok, &p.OutputPerMTok},
+		{"cached_input_per_mtok", req.CachedInputPerMTok, &p.CachedInputPerMTok}, {"reasoning_per_mtok", req.ReasoningPerMTok, &p.ReasoningPerMTok},
+		{"per_image", req.PerImage, &p.PerImage}, {"per_audio_second", req.PerAudioSecond, &p.PerAudioSecond},
+		{"per_video_second", req.PerVideoSecond, &p.PerVideoSecond}, {"per_gpu_second", req.PerGPUSecond, &p.PerGPUSecond},
+		{"per_request", req.PerRequest, &p.PerRequest},
+	} {
+		if *f.dst, _, err = amountField(f.name, f.raw); err != nil {
+			return err
+		}
+		if *f.dst < 0 || *f.dst > fb.MaxTotal {
+			return fb.Invalid(f.name, "%s must be between 0 and %s", f.name, fb.MaxTotal)
+		}
+	}
+	if req.EffectiveFrom != nil {
+		if p.EffectiveFrom, err = parseTime("effective_from", *req.EffectiveFrom); err != nil {
+			return err
+		}
+	}
+	if err := s.Store.PutPrice(r.Context(), p); err != nil {
+		return err
+	}
+	s.Cards.Invalidate()
+	writeJSON(w, http.StatusOK, p)
+	return nil
+}
+
+func (s *Server) listPrices(w http.ResponseWriter, r *http.Request) error {
+	card, err := s.Cards.Load(r.Context())
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"data": card.Current(s.Now().UTC()), "has_more": false})
+	return nil
+}
+
+// Events.
+
+func (s *Server) events(w http.ResponseWriter, r *http.Request) error {
+	batch := false
+	ct := r.Header.Get("Content-Type")
+	mt, _, err := mime.ParseMediaType(ct)
+	switch {
+	case err != nil && ct != "":
+		return fb.Errorf(fb.EUnsupportedMedia, "Content-Type %q is not valid", ct)
+	case mt == "application/cloudevents-batch+json":
+		batch = true
+	case mt == "application/json", mt == "application/cloudevents+json", ct == "":
+	default:
+		return fb.Errorf(fb.EUnsupportedMedia, "Content-Type must be application/json, application/cloudevents+json or application/cloudevents-batch+json, got %q", ct)
+	}
+	body, err := readBody(r, metering.MaxBodySize)
+	if err != nil {
+		return err
+	}
+	raw, err := metering.Parse(body, batch)
+	if err != nil {
+		return err
+	}
+	results, err := s.Meter.Meter(r.Context(), raw)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"results": results})
+	return nil
+}
+
+// Usage.
+
+func (s *Server) usageFilter(r *http.Request) (fb.UsageFilter, error) {
+	q := r.URL.Query()
+	f := fb.UsageFilter{Customer: q.Get("customer"), GroupBy: q.Get("group_by")}
+	if f.GroupBy == "" {
+		f.GroupBy = "model"
+	}
+	var err error
+	if v := q.Get("from"); v != "" {
+		if f.From, err = parseTime("from", v); err != nil {
+			return f, err
+		}
+	}
+	if v := q.Get("to"); v != "" {
+		if f.To, err = parseTime("to", v); err != nil {
+			return f, err
+		}
+	}
+	if !f.From.IsZero() && !f.To.IsZero() && !f.To.After(f.From) {
+		return f, fb.Invalid("to", "to must be after from")
+	}
+	return f, nil
+}
+
+func (s *Server) usage(w http.ResponseWriter, r *http.Request) error {
+	f, err := s.usageFilter(r)
+	if err != nil {
+		return err
+	}
+	rows, err := s.Store.Usage(r.Context(), f)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"rows": rows})
+	return nil
+}
+
+// accountUsage is GET /v1/account/usage: the key's own customer only.
+func (s *Server) accountUsage(w http.ResponseWriter, r *http.Request) error {
+	customer, err := s.customerKey(r)
+	if err != nil {
+		return err
+	}
+	f, err := s.usageFilter(r)
+	if err != nil {
+		return err
+	}
+	if f.Customer != "" && f.Customer != customer {
+		return fb.Errorf(fb.EForbidden, "an API key reads its own customer's usage only")
+	}
+	f.Customer = customer
+	rows, err := s.Store.Usage(r.Context(), f)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"customer": customer, "rows": rows})
+	return nil
+}
+
+func parseTime(param, v string) (time.Time, error) {
+	t, err := time.Parse(time.RFC3339Nano, v)
+	if err != nil {
+		return t, fb.Invalid(param, "%s must be an RFC 3339 time such as 2026-11-01T00:00:00Z", param)
+	}
+	return t.UTC(), nil
+}

@@ -1,0 +1,303 @@
+// Package metering turns usage events (CloudEvents 1.0) into debits:
+// it validates each event, prices it with the rate card in force at the
+// event's time, and debits the customer through the ledger exactly once per
+// (source, id), forever, with a usage row written in the same transaction.
+// One bad event never sinks the others of its batch.
+package metering
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"sync"
+	"time"
+
+	fb "farebox"
+	"farebox/pricing"
+)
+
+// Limits of one request.
+const (
+	MaxEvents   = 1000
+	MaxBodySize = 4 << 20
+	maxIDLength = 256
+)
+
+// Ledger applies debits and says whether an answer is a replay.
+type Ledger interface {
+	SubmitReplay(ctx context.Context, op fb.Op) (fb.Result, bool, error)
+}
+
+// Service meters events.
+type Service struct {
+	Ledger Ledger
+	// Card returns the rate card to price with (it may change over time).
+	Card func() *pricing.Card
+	Now  func() time.Time
+}
+
+// Event is a CloudEvents 1.0 usage event.
+type Event struct {
+	SpecVersion string          `json:"specversion"`
+	ID          string          `json:"id"`
+	Source      string          `json:"source"`
+	Type        string          `json:"type"`
+	Subject     string          `json:"subject"`
+	Time        string          `json:"time"`
+	DataType    string          `json:"datacontenttype"`
+	Data        json.RawMessage `json:"data"`
+}
+
+// Result is one event's outcome.
+type Result struct {
+	ID      string     `json:"id"`
+	Source  string     `json:"source,omitempty"`
+	Status  string     `json:"status"` // accepted, duplicate, rejected
+	Cost    *fb.Amount `json:"cost,omitempty"`
+	Error   string     `json:"error,omitempty"` // a code, when rejected
+	Message string     `json:"message,omitempty"`
+}
+
+// Statuses.
+const (
+	Accepted  = "accepted"
+	Duplicate = "duplicate"
+	Rejected  = "rejected"
+)
+
+// Parse reads a request body: one event (a JSON object) or a batch (an
+// array). batch says the content type was the batch one, which must hold an
+// array. Events that are not objects become placeholders that Meter
+// rejects; an unreadable body is an error.
+func Parse(body []byte, batch bool) ([]json.RawMessage, error) {
+	body = bytes.TrimSpace(body)
+	if len(body) == 0 {
+		return nil, fb.Invalid("", "the body must be a CloudEvent or an array of them")
+	}
+	if body[0] != '[' {
+		if batch {
+			return nil, fb.Invalid("", "application/cloudevents-batch+json takes a JSON array of events")
+		}
+		return []json.RawMessage{json.RawMessage(body)}, nil
+	}
+	var raw []json.RawMessage
+	if err := json.Unmarshal(body, &raw); err != nil {
+		return nil, fb.Invalid("", "malformed JSON: %v", err)
+	}
+	if len(raw) == 0 {
+		return nil, fb.Invalid("", "the batch holds no events")
+	}
+	if len(raw) > MaxEvents {
+		return nil, fb.Errorf(fb.ETooLarge, "the batch holds %d events; the limit is %d", len(raw), MaxEvents)
+	}
+	return raw, nil
+}
+
+// Meter prices and debits each event and returns one result per event, in
+// order. An error is returned only when the ledger could not commit (the
+// client should retry the whole request; duplicates are safe).
+func (s *Service) Meter(ctx context.Context, raw []json.RawMessage) ([]Result, error) {
+	results := make([]Result, len(raw))
+	card := s.Card()
+	now := s.Now().UTC()
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var failure error
+	for i, r := range raw {
+		op, res, ok := s.prepare(r, card, now)
+		results[i] = res
+		if !ok {
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			got, replay, err := s.Ledger.SubmitReplay(ctx, op)
+			res := &results[i]
+			switch {
+			case err == nil:
+				res.Status, res.Cost = Accepted, &got.Captured
+				if replay {
+					res.Status = Duplicate
+				}
+			case isClientError(err):
+				res.Status, res.Error, res.Message = Rejected, code(err), message(err)
+			default:
+				mu.Lock()
+				failure = err
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	if failure != nil {
+		return nil, failure
+	}
+	return results, nil
+}
+
+func isClientError(err error) bool {
+	switch fb.ErrorType(err) {
+	case fb.EInvalid, fb.ENotFound, fb.EInsufficientCredits, fb.EIdempotencyConflict:
+		return true
+	}
+	return false
+}
+
+func code(err error) string {
+	switch fb.ErrorType(err) {
+	case fb.ENotFound:
+		return "unknown_customer"
+	case fb.EInsufficientCredits:
+		return "insufficient_credits"
+	case fb.EIdempotencyConflict:
+		return "idempotency_conflict"
+	}
+	return "invalid"
+}
+
+func message(err error) string {
+	var fe *fb.Error
+	if errors.As(err, &fe) {
+		return fe.Message
+	}
+	return err.Error()
+}
+
+func reject(res Result, code, format string, args ...any) (fb.Op, Result, bool) {
+	res.Status, res.Error, res.Message = Rejected, code, fmt.Sprintf(format, args...)
+	return fb.Op{}, res, false
+}
+
+// prepare validates and prices one event and builds its debit.
+func (s *Service) prepare(raw json.RawMessage, card *pricing.Card, now time.Time) (fb.Op, Result, bool) {
+	var res Result
+	ev, err := decodeEvent(raw)
+	if ev != nil {
+		res.ID, res.Source = ev.ID, ev.Source
+	}
+	if err != nil {
+		return reject(res, "invalid", "%s", message(err))
+	}
+	at := now
+	if ev.Time != "" {
+		if at, err = time.Parse(time.RFC3339Nano, ev.Time); err != nil {
+			return reject(res, "invalid", "time must be an RFC 3339 time such as 2026-11-23T10:00:00Z")
+		}
+		at = at.UTC()
+	}
+	model, q, err := decodeData(ev.Data)
+	if err != nil {
+		return reject(res, "invalid", "%s", message(err))
+	}
+	price, ok := card.At(model, at)
+	if !ok {
+		return reject(res, "unknown_model", "no price for model %q at %s; unknown models are never free", model, at.Format(time.RFC3339))
+	}
+	cost, err := pricing.Cost(price.Rates, q)
+	if err != nil {
+		return reject(res, "invalid", "the event's price overflows")
+	}
+	key := ev.Source + "\x1f" + ev.ID
+	op := fb.Op{
+		Kind: fb.OpDebit, Customer: ev.Subject, Amount: cost, Event: key, Digest: digest(ev, at, model, q),
+		Usage: &fb.Usage{ID: ev.ID, Source: ev.Source, Customer: ev.Subject, Model: model, At: at, Quantities: q, Credits: cost},
+	}
+	return op, res, true
+}
+
+func decodeEvent(raw json.RawMessage) (*Event, error) {
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	var ev Event
+	if err := dec.Decode(&ev); err != nil {
+		var partial struct {
+			ID     any `json:"id"`
+			Source any `json:"source"`
+		}
+		json.Unmarshal(raw, &partial)
+		id, _ := partial.ID.(string)
+		src, _ := partial.Source.(string)
+		return &Event{ID: id, Source: src}, fb.Invalid("", "the event is not a CloudEvent object: %v", err)
+	}
+	switch {
+	case ev.SpecVersion != "1.0":
+		return &ev, fb.Invalid("specversion", "specversion must be \"1.0\"")
+	case ev.ID == "" || len(ev.ID) > maxIDLength:
+		return &ev, fb.Invalid("id", "id is required (at most %d characters)", maxIDLength)
+	case ev.Source == "" || len(ev.Source) > maxIDLength:
+		return &ev, fb.Invalid("source", "source is required (at most %d characters)", maxIDLength)
+	case ev.Type == "":
+		return &ev, fb.Invalid("type", "type is required")
+	case ev.Subject == "":
+		return &ev, fb.Invalid("subject", "subject (the customer id) is required")
+	case ev.DataType != "" && ev.DataType != "application/json":
+		return &ev, fb.Invalid("datacontenttype", "data must be application/json")
+	case len(ev.Data) == 0 || ev.Data[0] != '{':
+		return &ev, fb.Invalid("data", "data must be an object naming the model and its quantities")
+	}
+	return &ev, nil
+}
+
+// decodeData reads the model and quantities. Tokens, images and requests
+// are non-negative integers; seconds are non-negative decimals with at most
+// 6 places. Anything else is an error naming the field.
+func decodeData(data json.RawMessage) (string, fb.Quantities, error) {
+	var q fb.Quantities
+	var fields map[string]json.RawMessage
+	if err := json.Unmarshal(data, &fields); err != nil {
+		return "", q, fb.Invalid("data", "data must be a JSON object: %v", err)
+	}
+	var model string
+	if raw, ok := fields["model"]; !ok || json.Unmarshal(raw, &model) != nil || model == "" {
+		return "", q, fb.Invalid("data.model", "data.model must name a priced model")
+	}
+	counts := map[string]*int64{
+		"input_tokens": &q.InputTokens, "output_tokens": &q.OutputTokens, "cached_input_tokens": &q.CachedInputTokens,
+		"reasoning_tokens": &q.ReasoningTokens, "images": &q.Images, "requests": &q.Requests,
+	}
+	seconds := map[string]*int64{"audio_seconds": &q.AudioMicros, "video_seconds": &q.VideoMicros, "gpu_seconds": &q.GPUMicros}
+	for name, raw := range fields {
+		if name == "model" {
+			continue
+		}
+		s := string(bytes.Trim(raw, `"`))
+		if dst, ok := counts[name]; ok {
+			n, err := strconv.ParseInt(s, 10, 64)
+			if err != nil || n < 0 {
+				return "", q, fb.Invalid("data."+name, "data.%s must be a non-negative integer", name)
+			}
+			*dst = n
+			continue
+		}
+		if dst, ok := seconds[name]; ok {
+			a, err := fb.ParseAmount(s)
+			if err != nil || a < 0 || s == "" {
+				return "", q, fb.Invalid("data."+name, "data.%s must be a non-negative number of seconds with at most 6 decimals", name)
+			}
+			*dst = int64(a)
+			continue
+		}
+		return "", q, fb.Invalid("data."+name, "data.%s is not a quantity the rate card knows", name)
+	}
+	return model, q, nil
+}
+
+// digest is the canonical digest of what an event says (its key aside):
+// the same event sent again matches it, a changed one does not. Parsed
+// values are used, so "12" and 12 agree. An event without a time is
+// priced at its arrival, which a resend does not change.
+func digest(ev *Event, at time.Time, model string, q fb.Quantities) string {
+	when := "-"
+	if ev.Time != "" {
+		when = strconv.FormatInt(at.UnixNano(), 10)
+	}
+	h := sha256.New()
+	fmt.Fprintf(h, "%s\x00%s\x00%s\x00%s\x00%d,%d,%d,%d,%d,%d,%d,%d,%d", ev.Subject, ev.Type, when, model,
+		q.InputTokens, q.OutputTokens, q.CachedInputTokens, q.ReasoningTokens, q.Images, q.AudioMicros, q.VideoMicros, q.GPUMicros, q.Requests)
+	return hex.EncodeToString(h.Sum(nil)[:16])
+}
