@@ -224,3 +224,199 @@ func amt(t *testing.T, s string) fb.Amount {
 	}
 	return a
 }
+
+// TestEventsExactlyOnce: 10,000 events sent twice, concurrently, over many
+// connections, in batches of 100: each is debited once, the second sending
+// reports duplicates, and the totals are exact.
+func TestEventsExactlyOnce(t *testing.T) {
+	h := newHarness(t)
+	h.expect(h.call("PUT", "/api/v1/prices/sora-1", `{"per_video_second":"0.5","effective_from":"2026-11-01T00:00:00Z"}`), 200)
+	h.newCustomer("acme")
+	h.grant("acme", `{"amount":"100000"}`)
+	const n, batch = 10_000, 100
+	bodies := make([]string, 0, n/batch)
+	for i := 0; i < n; i += batch {
+		var evs []string
+		for j := i; j < i+batch; j++ {
+			evs = append(evs, event(fmt.Sprintf("evt-%d", j), "acme", "2026-11-23T09:00:00Z", `{"model":"sora-1","video_seconds":"0.000002"}`))
+		}
+		bodies = append(bodies, "["+strings.Join(evs, ",")+"]")
+	}
+	var mu sync.Mutex
+	count := map[string]int{}
+	var wg sync.WaitGroup
+	for round := range 2 {
+		for _, body := range bodies {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				r := h.call("POST", "/api/v1/events", body, "Content-Type", "application/cloudevents-batch+json")
+				if r.status != 200 {
+					t.Errorf("round %d: %d %s", round, r.status, r.raw)
+					return
+				}
+				mu.Lock()
+				defer mu.Unlock()
+				for _, res := range results(t, r) {
+					count[res["status"].(string)]++
+					if res["cost"] != "0.000001" {
+						t.Errorf("cost %v", res)
+					}
+				}
+			}()
+		}
+	}
+	wg.Wait()
+	if count["accepted"] != n || count["duplicate"] != n || len(count) != 2 {
+		t.Fatalf("statuses %v, want %d accepted and %d duplicate", count, n, n)
+	}
+	// 10,000 × 0.000001 = 0.01 debited, once.
+	h.expectBalance("acme", "99999.99", "0")
+	u := h.expect(h.call("GET", "/api/v1/usage?group_by=customer", ""), 200)
+	if !strings.Contains(u.raw, `"requests":10000`) || !strings.Contains(u.raw, `"credits":"0.01"`) {
+		t.Fatalf("usage: %s", u.raw)
+	}
+}
+
+// TestEventsBadInput: per-event errors never sink the batch; request
+// errors are clear.
+func TestEventsBadInput(t *testing.T) {
+	h := newHarness(t)
+	h.expect(h.call("PUT", "/api/v1/prices/gpt-4o", `{"input_per_mtok":"250","output_per_mtok":"1000","effective_from":"2026-11-01T00:00:00Z"}`), 200)
+	h.newCustomer("acme")
+	h.grant("acme", `{"amount":"1"}`)
+	good := `{"model":"gpt-4o","input_tokens":1000}`
+	cases := []struct {
+		ev, code, msg string
+	}{
+		{event("", "acme", "2026-11-23T09:00:00Z", good), "invalid", "id"},
+		{event("b1", "", "2026-11-23T09:00:00Z", good), "invalid", "subject"},
+		{`{"specversion":"1.0","id":"b2","type":"usage","subject":"acme","data":` + good + `}`, "invalid", "source"},
+		{`{"specversion":"0.3","id":"b3","source":"s","type":"usage","subject":"acme","data":` + good + `}`, "invalid", "specversion"},
+		{event("b4", "acme", "2026-11-23T09:00:00Z", `{"model":"gpt-9","input_tokens":1}`), "unknown_model", "never free"},
+		{event("b5", "acme", "2026-11-23T09:00:00Z", `{"model":"gpt-4o","input_tokens":-5}`), "invalid", "input_tokens"},
+		{event("b6", "acme", "2026-11-23T09:00:00Z", `{"model":"gpt-4o","input_tokens":"many"}`), "invalid", "input_tokens"},
+		{event("b7", "acme", "2026-11-23T09:00:00Z", `{"model":"gpt-4o","input_tokens":1.5}`), "invalid", "input_tokens"},
+		{event("b8", "acme", "2026-11-23T09:00:00Z", `{"model":"gpt-4o","video_seconds":"0.0000001"}`), "invalid", "video_seconds"},
+		{event("b9", "acme", "2026-11-23T09:00:00Z", `{"model":"gpt-4o","colour_tokens":1}`), "invalid", "colour_tokens"},
+		{event("b10", "acme", "yesterday", good), "invalid", "time"},
+		{event("b11", "nobody", "2026-11-23T09:00:00Z", good), "unknown_customer", "nobody"},
+		{event("b12", "acme", "2026-11-23T09:00:00Z", `{"model":"gpt-4o","input_tokens":100000}`), "insufficient_credits", ""},
+		{event("b13", "acme", "2026-11-23T09:00:00Z", `{"input_tokens":1}`), "invalid", "model"},
+		{`"not an object"`, "invalid", "CloudEvent"},
+		{event("b14", "acme", "2026-11-01T00:00:00Z", `{"model":"gpt-4o","input_tokens":1}`), "", ""}, // accepted: the card is in force
+		{event("b15", "acme", "2026-10-31T23:59:59Z", `{"model":"gpt-4o","input_tokens":1}`), "unknown_model", "no price"},
+	}
+	var evs []string
+	for _, c := range cases {
+		evs = append(evs, c.ev)
+	}
+	evs = append(evs, event("ok", "acme", "2026-11-23T09:00:00Z", good))
+	res := results(t, h.expect(h.call("POST", "/api/v1/events", "["+strings.Join(evs, ",")+"]"), 200))
+	if len(res) != len(evs) {
+		t.Fatalf("%d results for %d events", len(res), len(evs))
+	}
+	for i, c := range cases {
+		if c.code == "" {
+			if res[i]["status"] != "accepted" {
+				t.Errorf("event %d: %v, want accepted", i, res[i])
+			}
+			continue
+		}
+		msg, _ := res[i]["message"].(string)
+		if res[i]["status"] != "rejected" || res[i]["error"] != c.code || !strings.Contains(msg, c.msg) {
+			t.Errorf("event %d (%s): %v, want rejected %s mentioning %q", i, c.ev, res[i], c.code, c.msg)
+		}
+	}
+	if last := res[len(res)-1]; last["status"] != "accepted" || last["cost"] != "0.25" {
+		t.Fatalf("the good event: %v", last)
+	}
+	// A rejected event does not use up its id: after a top-up, b12 passes.
+	h.grant("acme", `{"amount":"1000"}`)
+	h.send(cases[12].ev, "accepted", "25")
+	// A used id with another payload → conflict; the same payload → duplicate.
+	h.send(event("ok", "acme", "2026-11-23T09:00:00Z", `{"model":"gpt-4o","input_tokens":1001}`), "rejected", "")
+	h.send(event("ok", "acme", "2026-11-23T09:00:00Z", `{"model":"gpt-4o","input_tokens":"1000"}`), "duplicate", "0.25")
+	h.send(event("ok", "beta", "2026-11-23T09:00:00Z", good), "rejected", "")
+
+	// Request errors.
+	h.expectErr(h.call("POST", "/api/v1/events", event("x", "acme", "2026-11-23T09:00:00Z", good), "Content-Type", "text/plain"), 415, fb.EUnsupportedMedia, "", "")
+	h.expectErr(h.call("POST", "/api/v1/events", event("x", "acme", "2026-11-23T09:00:00Z", good), "Content-Type", "application/cloudevents-batch+json"), 400, fb.EInvalid, "", "")
+	h.expectErr(h.call("POST", "/api/v1/events", `[`), 400, fb.EInvalid, "", "")
+	h.expectErr(h.call("POST", "/api/v1/events", `[]`), 400, fb.EInvalid, "", "")
+	many := strings.Repeat(event("x", "acme", "2026-11-23T09:00:00Z", good)+",", 1001)
+	h.expectErr(h.call("POST", "/api/v1/events", "["+strings.TrimSuffix(many, ",")+"]"), 413, fb.ETooLarge, "", "")
+	huge := event("x", "acme", "2026-11-23T09:00:00Z", `{"model":"gpt-4o","input_tokens":1,"pad":"`+strings.Repeat("x", 5<<20)+`"}`)
+	h.expectErr(h.call("POST", "/api/v1/events", huge), 413, fb.ETooLarge, "", "")
+	h.expectBalance("acme", "975.74975", "0") // 1001 − 0.25 − 25 − 0.00025
+}
+
+// TestKeysAndPlans: a key is shown once, listed by prefix only, reads its
+// own customer's usage only and fails at once when revoked; a plan in use
+// cannot be deleted; a plan change waits for the period's end unless asked
+// for now, which starts a new period with the new allowance and keeps what
+// is left of the old one.
+func TestKeysAndPlans(t *testing.T) {
+	h := newHarness(t)
+	h.expect(h.call("POST", "/api/v1/plans", `{"id":"pro","price_usd":"20","credits":"2000","overdraft_limit":"5"}`), 201)
+	h.expect(h.call("POST", "/api/v1/plans", `{"id":"payg","price_usd":"0","credits":"0"}`), 201)
+	h.expectErr(h.call("POST", "/api/v1/plans", `{"id":"bad","price_usd":"20","credits":"0"}`), 400, fb.EInvalid, "", "credits")
+	h.expectErr(h.call("POST", "/api/v1/plans", `{"id":"bad","period":"fortnight"}`), 400, fb.EInvalid, "", "period")
+	h.expectErr(h.call("POST", "/api/v1/customers", `{"id":"acme","plan":"gold"}`), 404, fb.ENotFound, "", "")
+	h.expect(h.call("POST", "/api/v1/customers", `{"id":"acme","plan":"pro"}`), 201)
+	h.expect(h.call("POST", "/api/v1/customers", `{"id":"beta","plan":"payg"}`), 201)
+	h.expectBalance("beta", "0", "0") // pay-as-you-go: no lot
+	r := h.expect(h.call("GET", "/api/v1/customers/acme/balance", ""), 200)
+	if r.get("overdraft_limit") != "5" || r.get("available") != "2005" {
+		t.Fatalf("acme on pro: %s", r.raw)
+	}
+	h.expectErr(h.call("DELETE", "/api/v1/plans/pro", ""), 409, fb.EConflict, "plan_in_use", "")
+
+	k := h.expect(h.call("POST", "/api/v1/customers/acme/keys", `{"name":"ci"}`), 201)
+	key := k.get("key")
+	if !strings.HasPrefix(key, "fbk_") || len(key) < 36 || !strings.HasPrefix(key, k.get("prefix")) {
+		t.Fatalf("key: %s", k.raw)
+	}
+	kb := h.expect(h.call("POST", "/api/v1/customers/beta/keys", ""), 201)
+	list := h.expect(h.call("GET", "/api/v1/customers/acme/keys", ""), 200)
+	if strings.Contains(list.raw, key) || !strings.Contains(list.raw, k.get("prefix")) {
+		t.Fatalf("key list shows the secret or no prefix: %s", list.raw)
+	}
+	mine := h.expect(h.call("GET", "/v1/account/usage", "", "Authorization", "Bearer "+key), 200)
+	if mine.get("customer") != "acme" {
+		t.Fatalf("own usage: %s", mine.raw)
+	}
+	h.expect(h.call("GET", "/v1/account/usage", "", "Authorization", "", "x-api-key", kb.get("key")), 200)
+	h.expectErr(h.call("GET", "/v1/account/usage?customer=beta", "", "Authorization", "Bearer "+key), 403, fb.EForbidden, "", "")
+	h.expectErr(h.call("GET", "/v1/account/usage", "", "Authorization", "Bearer fbk_nope"), 401, fb.EInvalidAPIKey, "", "")
+	h.expectErr(h.call("GET", "/v1/account/usage", "", "Authorization", "Bearer "+adminTok), 401, fb.EInvalidAPIKey, "", "")
+	h.expect(h.call("DELETE", "/api/v1/keys/"+k.get("id"), ""), 200)
+	h.expectErr(h.call("GET", "/v1/account/usage", "", "Authorization", "Bearer "+key), 401, fb.EInvalidAPIKey, "", "")
+
+	// Period end: nothing changes until then.
+	h.expect(h.call("PUT", "/api/v1/customers/acme/subscription", `{"plan":"payg"}`), 200)
+	h.expectErr(h.call("DELETE", "/api/v1/plans/payg", ""), 409, fb.EConflict, "plan_in_use", "")
+	h.expectBalance("acme", "2005", "0")
+	h.clk.Set(day("2026-12-23T10:00:00Z"))
+	if n, err := h.srv.Plans.RenewDue(context.Background()); err != nil || n != 2 { // acme and beta
+		t.Fatalf("renew: %d %v", n, err)
+	}
+	c := h.expect(h.call("GET", "/api/v1/customers/acme", ""), 200)
+	if c.get("plan") != "payg" || c.get("subscription", "current_period_end") != "2027-01-23T10:00:00Z" {
+		t.Fatalf("after the period end: %s", c.raw)
+	}
+	h.expectBalance("acme", "0", "0") // the allowance expired, no new one, no overdraft
+	h.expect(h.call("DELETE", "/api/v1/plans/pro", ""), 200)
+
+	// Now: beta moves to a new plan at once and gets its allowance; its
+	// top-up stays.
+	h.expect(h.call("POST", "/api/v1/plans", `{"id":"pro2","price_usd":"10","credits":"500","period":"week"}`), 201)
+	h.grant("beta", `{"amount":"7","paid_usd":"0.07"}`)
+	s := h.expect(h.call("PUT", "/api/v1/customers/beta/subscription", `{"plan":"pro2","effective":"now"}`), 200)
+	if s.get("plan") != "pro2" || s.get("current_period_start") != "2026-12-23T10:00:00Z" || s.get("current_period_end") != "2026-12-30T10:00:00Z" {
+		t.Fatalf("change now: %s", s.raw)
+	}
+	h.expectBalance("beta", "507", "0")
+	h.expectErr(h.call("PUT", "/api/v1/customers/beta/subscription", `{"plan":"pro2","effective":"tomorrow"}`), 400, fb.EInvalid, "", "effective")
+	h.expectErr(h.call("PUT", "/api/v1/customers/nobody/subscription", `{"plan":"pro2"}`), 404, fb.ENotFound, "", "")
+}
