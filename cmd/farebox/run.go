@@ -44,6 +44,7 @@ Usage:
   farebox ledger verify [flags]  replay the journal and compare it with stored state
   farebox migrate [flags]        bring the database's schema up to date (serve does it too)
   farebox bench ledger [flags]   measure the ledger: hold+capture pairs per second
+  farebox bench events [flags]   measure metering: accepted events per second
   farebox help                   this text
 
 Run 'farebox <command> -h' for a command's flags.
@@ -67,13 +68,19 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	case "migrate":
 		return migrate(ctx, rest, getenv, stdout, stderr)
 	case "bench":
-		if len(rest) == 0 || rest[0] != "ledger" {
-			return &exitError{2, errors.New("usage: farebox bench ledger [flags]")}
+		switch {
+		case len(rest) > 0 && rest[0] == "ledger":
+			return benchLedger(ctx, rest[1:], stdout, stderr)
+		case len(rest) > 0 && rest[0] == "events":
+			return benchEvents(ctx, rest[1:], stdout, stderr)
 		}
-		return benchLedger(ctx, rest[1:], stdout, stderr)
+		return &exitError{2, errors.New("usage: farebox bench ledger|events [flags]")}
 	case "help", "-h", "--help":
-		fmt.Fprint(stdout, usage)
+		fmt.Fprint(stdout, usage+"\n"+cliUsage)
 		return nil
+	}
+	if cliCommands[args[1]] {
+		return cli(ctx, args[1], rest, getenv, stdout, stderr)
 	}
 	fmt.Fprint(stderr, usage)
 	return &exitError{2, fmt.Errorf("unknown command %q", args[1])}
