@@ -271,3 +271,66 @@ func TestPostgresRestart(t *testing.T) {
 		t.Fatalf("verify: %d\n%s", code, out)
 	}
 }
+
+// TestReplicasEventsOnce: the same 500 events sent to both replicas at once
+// (each event to both, concurrently): each is debited exactly once in all.
+func TestReplicasEventsOnce(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs PostgreSQL and two servers")
+	}
+	pg := pgtest.Start(t)
+	url := pg.NewDatabase(t)
+	reps := []*proc{
+		startServeArgs(t, []string{"--db", url, "--data-dir", t.TempDir()}),
+		startServeArgs(t, []string{"--db", url, "--data-dir", t.TempDir()}),
+	}
+	cs := []*client{newClient(reps[0].url), newClient(reps[1].url)}
+	cs[0].must(t, "POST", "/api/v1/customers", `{"id":"acme"}`, "", 201)
+	cs[1].must(t, "POST", "/api/v1/customers/acme/grants", `{"amount":"1000"}`, "", 201)
+	const n = 500
+	var mu sync.Mutex
+	count := map[string]int{}
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, 64)
+	for i := range 2 * n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			ev := fmt.Sprintf(`{"specversion":"1.0","id":"evt-%d","source":"replicas","type":"usage","subject":"acme","data":{"model":"gpt-4o","input_tokens":4000}}`, i/2)
+			for {
+				st, body, err := cs[i%2].call(context.Background(), "POST", "/api/v1/events", ev, "")
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				if st == 503 { // two replicas raced on one event key: retry
+					continue
+				}
+				res, _ := body["results"].([]any)
+				if st != 200 || len(res) != 1 {
+					t.Errorf("%d %v", st, body)
+					return
+				}
+				r, _ := res[0].(map[string]any)
+				mu.Lock()
+				count[fmt.Sprint(r["status"])]++
+				mu.Unlock()
+				return
+			}
+		}()
+	}
+	wg.Wait()
+	if count["accepted"] != n || count["duplicate"] != n {
+		t.Fatalf("statuses %v, want %d accepted and %d duplicates", count, n, n)
+	}
+	// 500 × 4000 tokens × 250 credits per 1M = 500 credits, once.
+	b := cs[0].must(t, "GET", "/api/v1/customers/acme/balance", "", "", 200)
+	if b["available"] != "500" {
+		t.Fatalf("available %v, want 500", b["available"])
+	}
+	if code, out := runVerifyArgs(t, "--db", url); code != 0 {
+		t.Fatalf("verify: %d\n%s", code, out)
+	}
+}
