@@ -201,7 +201,10 @@ func (s *Service) prepare(raw json.RawMessage, card *pricing.Card, now time.Time
 	}
 	cost, err := pricing.Cost(price.Rates, q)
 	if err != nil {
-		return reject(res, "invalid", "the event's price overflows")
+		if errors.Is(err, fb.ErrOverflow) {
+			return reject(res, "invalid", "the event's price overflows")
+		}
+		return reject(res, "invalid", "%s", err.Error())
 	}
 	key := ev.Source + "\x1f" + ev.ID
 	op := fb.Op{
