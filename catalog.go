@@ -103,6 +103,14 @@ type Usage struct {
 	Quantities
 	Credits Amount `json:"credits"`
 	CostUSD USD    `json:"cost_usd"`
+	// Of a gateway request: the key that made it, the deployment that
+	// served it, its latency and time to first token, and how it ended
+	// (see gateway's Status values).
+	KeyID      string        `json:"key_id,omitempty"`
+	Deployment string        `json:"deployment,omitempty"`
+	Latency    time.Duration `json:"latency,omitempty"`
+	TTFT       time.Duration `json:"ttft,omitempty"`
+	Status     string        `json:"status,omitempty"`
 }
 
 // APIKey is a customer's key to the gateway. Only a hash of the secret is

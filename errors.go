@@ -77,3 +77,10 @@ func ErrorCode(err error) string {
 	}
 	return EInternal
 }
+
+// WithParam returns a copy of e naming the offending field.
+func (e *Error) WithParam(param string) *Error {
+	c := *e
+	c.Param = param
+	return &c
+}

@@ -283,6 +283,10 @@ type Result struct {
 	Consumed    []Consumption `json:"consumed,omitempty"`
 	Expired     []Consumption `json:"expired,omitempty"` // expire: credit moved to breakage per lot
 	HoldsDone   []string      `json:"holds_expired,omitempty"`
+	// Balance is the account's available credit right after the op. The
+	// engine fills it in for the caller; it is not journaled, and a
+	// replayed answer leaves it zero.
+	Balance Amount `json:"-"`
 }
 
 // HoldView is a hold as its creator sees it.

@@ -1,8 +1,6 @@
 package api
 
 import (
-	"crypto/sha256"
-	"crypto/subtle"
 	"encoding/json"
 	"mime"
 	"net/http"
@@ -10,6 +8,7 @@ import (
 	"time"
 
 	fb "farebox"
+	"farebox/gateway"
 	"farebox/ledger"
 	"farebox/metering"
 	"farebox/plans"
@@ -169,15 +168,6 @@ func (s *Server) customerView(r *http.Request, c fb.Customer) (customerView, err
 
 // API keys.
 
-// KeyPrefix starts every customer API key.
-const KeyPrefix = "fbk_"
-
-// HashKey is what is stored of a key.
-func HashKey(key string) []byte {
-	h := sha256.Sum256([]byte(key))
-	return h[:]
-}
-
 func (s *Server) createKey(w http.ResponseWriter, r *http.Request) error {
 	body, err := readBody(r, MaxBodyBytes)
 	if err != nil {
@@ -196,8 +186,8 @@ func (s *Server) createKey(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	secret := KeyPrefix + ledger.RandomBase62(40)
-	k := fb.APIKey{ID: s.NewID("key_"), Customer: c.ID, Name: req.Name, Prefix: secret[:len(KeyPrefix)+4], Hash: HashKey(secret), CreatedAt: s.Now().UTC()}
+	secret := gateway.KeyPrefix + ledger.RandomBase62(40)
+	k := fb.APIKey{ID: s.NewID("key_"), Customer: c.ID, Name: req.Name, Prefix: secret[:len(gateway.KeyPrefix)+4], Hash: gateway.HashKey(secret), CreatedAt: s.Now().UTC()}
 	if err := s.Store.CreateKey(r.Context(), k); err != nil {
 		return err
 	}
@@ -228,31 +218,6 @@ func (s *Server) revokeKey(w http.ResponseWriter, r *http.Request) error {
 	}
 	writeJSON(w, http.StatusOK, k)
 	return nil
-}
-
-// customerKey authenticates a customer API key (Bearer or x-api-key) and
-// returns its customer. A revoked key fails at once: keys are read from the
-// store on every request.
-func (s *Server) customerKey(r *http.Request) (string, error) {
-	key := r.Header.Get("x-api-key")
-	if tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer "); ok {
-		key = tok
-	}
-	if !strings.HasPrefix(key, KeyPrefix) {
-		return "", fb.Errorf(fb.EInvalidAPIKey, "an API key (Authorization: Bearer fbk_…) is required")
-	}
-	want := HashKey(key)
-	k, err := s.Store.KeyByHash(r.Context(), want)
-	if fb.ErrorType(err) == fb.ENotFound {
-		return "", fb.Errorf(fb.EInvalidAPIKey, "the API key is not valid")
-	}
-	if err != nil {
-		return "", err
-	}
-	if subtle.ConstantTimeCompare(k.Hash, want) != 1 || !k.RevokedAt.IsZero() {
-		return "", fb.Errorf(fb.EInvalidAPIKey, "the API key is not valid")
-	}
-	return k.Customer, nil
 }
 
 // Prices.
@@ -396,10 +361,11 @@ func (s *Server) usage(w http.ResponseWriter, r *http.Request) error {
 
 // accountUsage is GET /v1/account/usage: the key's own customer only.
 func (s *Server) accountUsage(w http.ResponseWriter, r *http.Request) error {
-	customer, err := s.customerKey(r)
+	k, err := s.Gateway.Authenticate(r)
 	if err != nil {
 		return err
 	}
+	customer := k.Customer
 	f, err := s.usageFilter(r)
 	if err != nil {
 		return err

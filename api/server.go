@@ -14,6 +14,7 @@ import (
 	"time"
 
 	fb "farebox"
+	"farebox/gateway"
 	"farebox/ledger"
 	"farebox/metering"
 	"farebox/plans"
@@ -26,6 +27,7 @@ type Server struct {
 	Plans      *plans.Service
 	Meter      *metering.Service
 	Cards      *metering.Cards
+	Gateway    *gateway.Gateway
 	AdminToken string
 	Now        func() time.Time
 	NewID      func(prefix string) string
@@ -50,6 +52,15 @@ func (s *Server) Handler() http.Handler {
 	}
 	if s.Meter == nil {
 		s.Meter = &metering.Service{Ledger: s.Engine, Card: s.Cards.Card, Now: s.Now}
+	}
+	if s.Gateway == nil {
+		s.Gateway = &gateway.Gateway{}
+	}
+	if g := s.Gateway; g.Store == nil {
+		g.Store, g.Ledger, g.Card, g.Now, g.NewID = s.Store, s.Engine, s.Cards.Load, s.Now, s.NewID
+		if g.Log == nil {
+			g.Log = s.Log
+		}
 	}
 	if s.Plans == nil {
 		s.Plans = &plans.Service{Store: s.Store, Ledger: s.Engine, Now: s.Now, Log: s.Log}
@@ -83,6 +94,10 @@ func (s *Server) Handler() http.Handler {
 		{"POST", "/api/v1/events", true, s.events},
 		{"GET", "/api/v1/usage", true, s.usage},
 		{"GET", "/v1/account/usage", false, s.accountUsage},
+		{"GET", "/v1/account/balance", false, s.accountBalance},
+		{"POST", "/v1/chat/completions", false, s.Gateway.Chat},
+		{"POST", "/v1/embeddings", false, s.Gateway.Embeddings},
+		{"GET", "/v1/models", false, s.Gateway.Models},
 	}
 	mux := http.NewServeMux()
 	allowed := map[string][]string{}
@@ -263,7 +278,20 @@ func (s *Server) grant(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (s *Server) balance(w http.ResponseWriter, r *http.Request) error {
-	a, err := s.Store.Account(r.Context(), r.PathValue("id"))
+	return s.writeBalance(w, r, r.PathValue("id"))
+}
+
+// accountBalance is GET /v1/account/balance: the key's own customer only.
+func (s *Server) accountBalance(w http.ResponseWriter, r *http.Request) error {
+	k, err := s.Gateway.Authenticate(r)
+	if err != nil {
+		return err
+	}
+	return s.writeBalance(w, r, k.Customer)
+}
+
+func (s *Server) writeBalance(w http.ResponseWriter, r *http.Request, customer string) error {
+	a, err := s.Store.Account(r.Context(), customer)
 	if err != nil {
 		return err
 	}

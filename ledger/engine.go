@@ -574,8 +574,9 @@ func (e *Engine) apply(ctx context.Context, tx fb.WriteTx, batch []*request, acc
 			r.err = err
 			continue
 		}
-		r.res = res
 		entry := &fb.JournalEntry{Op: *op, Fingerprint: fp, Result: res}
+		res.Balance = Available(a, op.At)
+		r.res = res
 		entries = append(entries, entry)
 		dirty[op.Customer] = true
 		if keyed {

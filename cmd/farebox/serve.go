@@ -18,7 +18,9 @@ import (
 
 	fb "farebox"
 	"farebox/api"
+	"farebox/gateway"
 	"farebox/ledger"
+	"farebox/plans"
 	"farebox/pricing"
 	"farebox/store/postgres"
 	"farebox/store/sqlite"
@@ -26,6 +28,7 @@ import (
 
 type serveConfig struct {
 	addr, dataDir, db string
+	config            string
 	drain             time.Duration
 	demo              bool
 	creditsPerUSD     int64
@@ -39,8 +42,9 @@ func serveFlags(args []string, getenv func(string) string, stderr io.Writer) (se
 	fs.StringVar(&c.addr, "addr", envOr(getenv, "FAREBOX_ADDR", "127.0.0.1:8080"), "listen address (port 0 picks a free one) [FAREBOX_ADDR]")
 	fs.StringVar(&c.dataDir, "data-dir", envOr(getenv, "FAREBOX_DATA_DIR", "./farebox-data"), "data directory [FAREBOX_DATA_DIR]")
 	fs.StringVar(&c.db, "db", getenv("FAREBOX_DB"), "database URL, default sqlite://<data-dir>/farebox.db [FAREBOX_DB]")
+	fs.StringVar(&c.config, "config", getenv("FAREBOX_CONFIG"), "YAML config file: providers, gateway limits [FAREBOX_CONFIG]")
 	fs.DurationVar(&c.drain, "drain", 30*time.Second, "on SIGTERM, how long requests in flight may take to finish")
-	fs.BoolVar(&c.demo, "demo", false, "seed a demo customer with credits (idempotent)")
+	fs.BoolVar(&c.demo, "demo", false, "seed a demo plan, customer, key and (without configured providers) a simulator (idempotent)")
 	perUSD := fs.String("credits-per-usd", envOr(getenv, "FAREBOX_CREDITS_PER_USD", strconv.Itoa(pricing.DefaultCreditsPerUSD)), "credits one US dollar buys, for the default rate card [FAREBOX_CREDITS_PER_USD]")
 	fs.StringVar(&c.markup, "markup", envOr(getenv, "FAREBOX_MARKUP", pricing.DefaultMarkup), "factor on providers' list prices in the default rate card, such as 1.25 [FAREBOX_MARKUP]")
 	if err := parseFlags(fs, args); err != nil {
@@ -104,11 +108,31 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		return err
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	file, err := loadConfig(cfg.config)
+	if err != nil {
+		return &exitError{2, err}
+	}
+	gwConfig, err := file.Gateway.config()
+	if err != nil {
+		return &exitError{2, fmt.Errorf("--config %s: %w", cfg.config, err)}
+	}
+	providers := file.Providers
+	if len(providers) == 0 && cfg.demo {
+		providers = demoProviders
+	}
+	ups, err := buildUpstreams(providers, getenv, log)
+	if err != nil {
+		return &exitError{2, fmt.Errorf("--config %s: %w", cfg.config, err)}
+	}
+	defer ups.close()
 	store, where, soleWriter, err := openStore(ctx, cfg.db, cfg.dataDir, false)
 	if err != nil {
 		return err
 	}
 	defer store.Close()
+	if file.AdminToken != "" && getenv("FAREBOX_ADMIN_TOKEN") == "" {
+		getenv = withEnv(getenv, "FAREBOX_ADMIN_TOKEN", file.AdminToken)
+	}
 	token, generated, err := adminToken(getenv, cfg.dataDir)
 	if err != nil {
 		return err
@@ -119,6 +143,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		return err
 	}
 	srv := &api.Server{Store: store, Engine: engine, AdminToken: token, Log: log}
+	srv.Gateway = &gateway.Gateway{Router: ups.router, Config: gwConfig, Log: log}
 	ln, err := net.Listen("tcp", cfg.addr)
 	if err != nil {
 		engine.Close()
@@ -141,15 +166,17 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		fmt.Fprintf(stdout, "admin token: %s (saved in %s)\n", token, filepath.Join(cfg.dataDir, "admin-token"))
 	}
 	if cfg.demo {
-		if err := seedDemo(ctx, store, engine); err != nil {
+		key, err := seedDemo(ctx, store, engine, srv.Plans, cfg.dataDir)
+		if err != nil {
 			hs.Close()
 			stopSweep()
 			<-swept
 			engine.Close()
 			return fmt.Errorf("seeding demo data: %w", err)
 		}
-		fmt.Fprintf(stdout, "demo: customer %q, granted %s promo credits once; try\n  curl -s http://%s/api/v1/customers/%s/balance -H 'Authorization: Bearer %s'\n",
-			demoCustomer, demoCredits, ln.Addr(), demoCustomer, token)
+		fmt.Fprintf(stdout, "demo: customer %q on plan %q, key %s (saved in %s); try\n"+
+			"  curl -s http://%s/v1/chat/completions -H 'Authorization: Bearer %s' -H 'Content-Type: application/json' -d '{\"model\": \"gpt-4o-mini\", \"messages\": [{\"role\": \"user\", \"content\": \"Hello\"}]}'\n",
+			demoCustomer, demoPlan.ID, key, filepath.Join(cfg.dataDir, "demo-key"), ln.Addr(), key)
 	}
 	fmt.Fprintf(stdout, "listening on http://%s\n", ln.Addr())
 
@@ -239,15 +266,58 @@ const demoCustomer = "demo"
 
 var demoCredits = fb.Amount(1000 * fb.Micro)
 
-// seedDemo creates the demo customer and its promo credits once; later
-// starts find them and change nothing.
-func seedDemo(ctx context.Context, store fb.Store, e *ledger.Engine) error {
+// demoPlan is the demo's plan: $20 a month buys 2,000 credits, any model.
+var demoPlan = fb.Plan{ID: "demo", Name: "Demo", PriceUSD: 20 * fb.Micro, Period: fb.PeriodMonth, Credits: 2000 * fb.Micro, Models: []string{"*"}, RPM: 600}
+
+// seedDemo creates the demo plan, customer (subscribed, with promo credits
+// too) and key once; later starts find them and change nothing. The key is
+// kept in <data-dir>/demo-key, since only its hash is stored.
+func seedDemo(ctx context.Context, store fb.Store, e *ledger.Engine, ps *plans.Service, dataDir string) (string, error) {
+	p := demoPlan
+	p.CreatedAt = e.Now().UTC()
+	if err := store.CreatePlan(ctx, p); err != nil && fb.ErrorType(err) != fb.EConflict {
+		return "", err
+	}
 	err := store.CreateCustomer(ctx, fb.Customer{ID: demoCustomer, Name: "Demo customer", CreatedAt: e.Now().UTC()})
 	if err != nil && fb.ErrorType(err) != fb.EConflict {
-		return err
+		return "", err
 	}
-	_, err = e.Submit(ctx, fb.Op{Kind: fb.OpGrant, Customer: demoCustomer, Key: "demo-seed", Amount: demoCredits, Source: fb.SourcePromo})
-	return err
+	if _, err := store.Subscription(ctx, demoCustomer); fb.ErrorType(err) == fb.ENotFound {
+		if _, err := ps.Subscribe(ctx, demoCustomer, demoPlan.ID); err != nil {
+			return "", err
+		}
+	} else if err != nil {
+		return "", err
+	}
+	if _, err := e.Submit(ctx, fb.Op{Kind: fb.OpGrant, Customer: demoCustomer, Key: "demo-seed", Amount: demoCredits, Source: fb.SourcePromo}); err != nil {
+		return "", err
+	}
+	path := filepath.Join(dataDir, "demo-key")
+	if b, err := os.ReadFile(path); err == nil {
+		key := strings.TrimSpace(string(b))
+		if k, err := store.KeyByHash(ctx, gateway.HashKey(key)); err == nil && k.RevokedAt.IsZero() && k.Customer == demoCustomer {
+			return key, nil
+		}
+	}
+	key := gateway.KeyPrefix + ledger.RandomBase62(40)
+	k := fb.APIKey{ID: ledger.RandomID("key_"), Customer: demoCustomer, Name: "demo", Prefix: key[:len(gateway.KeyPrefix)+4], Hash: gateway.HashKey(key), CreatedAt: e.Now().UTC()}
+	if err := store.CreateKey(ctx, k); err != nil {
+		return "", err
+	}
+	if err := os.MkdirAll(dataDir, 0o700); err != nil {
+		return "", err
+	}
+	return key, os.WriteFile(path, []byte(key+"\n"), 0o600)
+}
+
+// withEnv overlays one variable on getenv.
+func withEnv(getenv func(string) string, key, value string) func(string) string {
+	return func(k string) string {
+		if k == key {
+			return value
+		}
+		return getenv(k)
+	}
 }
 
 // engineConfig tunes the engine to its store: a sole writer (SQLite) keeps

@@ -1,0 +1,260 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+
+	fb "farebox"
+	"farebox/gateway"
+	"farebox/pricing"
+	"farebox/routing"
+)
+
+// fileConfig is the --config YAML file. Every field is optional.
+type fileConfig struct {
+	AdminToken string          `yaml:"admin_token"`
+	Gateway    gatewayConfig   `yaml:"gateway"`
+	Providers  []providerEntry `yaml:"providers"`
+}
+
+type gatewayConfig struct {
+	MinOutputTokens  int64  `yaml:"min_output_tokens"`
+	RequestTimeout   string `yaml:"request_timeout"`
+	FirstByteTimeout string `yaml:"first_byte_timeout"`
+}
+
+type providerEntry struct {
+	Name      string `yaml:"name"`
+	Type      string `yaml:"type"`        // openai | simulated
+	BaseURL   string `yaml:"base_url"`    // openai
+	APIKeyEnv string `yaml:"api_key_env"` // openai: the env var holding the key
+	// simulated
+	TTFT            string       `yaml:"ttft"`
+	TokensPerSecond int          `yaml:"tokens_per_second"`
+	Models          []modelEntry `yaml:"models"`
+}
+
+type modelEntry struct {
+	Model           string    `yaml:"model"`
+	Upstream        string    `yaml:"upstream"`
+	MaxOutputTokens int64     `yaml:"max_output_tokens"`
+	Embeddings      *bool     `yaml:"embeddings"`
+	Cost            costEntry `yaml:"cost"`
+}
+
+type costEntry struct {
+	InputUSDPerMTok       string `yaml:"input_usd_per_mtok"`
+	OutputUSDPerMTok      string `yaml:"output_usd_per_mtok"`
+	CachedInputUSDPerMTok string `yaml:"cached_input_usd_per_mtok"`
+}
+
+// loadConfig reads a config file strictly: unknown keys are errors, with
+// their line.
+func loadConfig(path string) (fileConfig, error) {
+	var c fileConfig
+	if path == "" {
+		return c, nil
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return c, fmt.Errorf("--config: %w", err)
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(b))
+	dec.KnownFields(true)
+	if err := dec.Decode(&c); err != nil && !errors.Is(err, io.EOF) {
+		return c, fmt.Errorf("--config %s: %w", path, err)
+	}
+	return c, nil
+}
+
+func (c gatewayConfig) config() (gateway.Config, error) {
+	g := gateway.Config{MinOutputTokens: c.MinOutputTokens}
+	for _, d := range []struct {
+		name, v string
+		to      *time.Duration
+	}{{"request_timeout", c.RequestTimeout, &g.RequestTimeout}, {"first_byte_timeout", c.FirstByteTimeout, &g.FirstByteTimeout}} {
+		if d.v == "" {
+			continue
+		}
+		v, err := time.ParseDuration(d.v)
+		if err != nil || v <= 0 {
+			return g, fmt.Errorf("gateway.%s %q must be a duration such as 30s", d.name, d.v)
+		}
+		*d.to = v
+	}
+	if c.MinOutputTokens < 0 {
+		return g, fmt.Errorf("gateway.min_output_tokens must not be negative")
+	}
+	return g, nil
+}
+
+// upstreams are the gateway's deployments and the in-process simulators
+// serving the simulated ones.
+type upstreams struct {
+	router *routing.Router
+	sims   []*http.Server
+}
+
+func (u *upstreams) close() {
+	for _, s := range u.sims {
+		s.Close()
+	}
+}
+
+// buildUpstreams turns the providers into deployments, starting a
+// simulator on a loopback port for each simulated provider.
+func buildUpstreams(providers []providerEntry, getenv func(string) string, log *slog.Logger) (*upstreams, error) {
+	list, err := listPrices()
+	if err != nil {
+		return nil, err
+	}
+	u := &upstreams{}
+	var deps []*routing.Deployment
+	seen := map[string]bool{}
+	for i, p := range providers {
+		where := fmt.Sprintf("providers[%d]", i)
+		if p.Name == "" {
+			return nil, fmt.Errorf("%s: name is required", where)
+		}
+		if seen[p.Name] {
+			return nil, fmt.Errorf("%s: provider %q is configured twice", where, p.Name)
+		}
+		seen[p.Name] = true
+		where = fmt.Sprintf("provider %q", p.Name)
+		if len(p.Models) == 0 {
+			return nil, fmt.Errorf("%s: no models", where)
+		}
+		var baseURL, apiKey string
+		switch p.Type {
+		case routing.TypeOpenAI:
+			if !strings.HasPrefix(p.BaseURL, "http://") && !strings.HasPrefix(p.BaseURL, "https://") {
+				return nil, fmt.Errorf("%s: base_url %q must be an http(s) URL such as https://api.openai.com/v1", where, p.BaseURL)
+			}
+			baseURL = strings.TrimSuffix(p.BaseURL, "/")
+			if p.APIKeyEnv != "" {
+				if apiKey = getenv(p.APIKeyEnv); apiKey == "" {
+					log.Warn("the provider's API key variable is empty", "provider", p.Name, "env", p.APIKeyEnv)
+				}
+			}
+		case routing.TypeSimulated:
+			sim := &routing.Simulator{TokensPerSecond: p.TokensPerSecond}
+			if p.TTFT != "" {
+				if sim.TTFT, err = time.ParseDuration(p.TTFT); err != nil || sim.TTFT < 0 {
+					return nil, fmt.Errorf("%s: ttft %q must be a duration such as 200ms", where, p.TTFT)
+				}
+			}
+			for _, m := range p.Models {
+				sim.Models = append(sim.Models, or(m.Upstream, m.Model))
+			}
+			addr, srv, err := startSimulator(sim)
+			if err != nil {
+				u.close()
+				return nil, err
+			}
+			u.sims = append(u.sims, srv)
+			baseURL = "http://" + addr + "/v1"
+		default:
+			return nil, fmt.Errorf("%s: type %q must be openai or simulated", where, p.Type)
+		}
+		for j, m := range p.Models {
+			mw := fmt.Sprintf("%s models[%d]", where, j)
+			if m.Model == "" {
+				return nil, fmt.Errorf("%s: model is required", mw)
+			}
+			d := &routing.Deployment{
+				Name: p.Name + "/" + m.Model, Provider: p.Name, Type: p.Type, Model: m.Model, Upstream: or(m.Upstream, m.Model),
+				BaseURL: baseURL, APIKey: apiKey, MaxOutputTokens: m.MaxOutputTokens,
+				Embeddings: strings.Contains(m.Model, "embedding"),
+			}
+			if m.Embeddings != nil {
+				d.Embeddings = *m.Embeddings
+			}
+			if d.Cost, err = m.Cost.card(list[m.Model]); err != nil {
+				return nil, fmt.Errorf("%s (%s): %w", mw, m.Model, err)
+			}
+			deps = append(deps, d)
+		}
+	}
+	if u.router, err = routing.NewRouter(deps); err != nil {
+		u.close()
+		return nil, err
+	}
+	return u, nil
+}
+
+// card is the cost card of a model: the configured one, else the model's
+// 2025 list price, else an error (an unknown cost would hide a loss).
+func (c costEntry) card(list *fb.Price) (routing.CostCard, error) {
+	var card routing.CostCard
+	if c == (costEntry{}) {
+		if list == nil {
+			return card, errors.New("no cost card, and the model is not in the built-in list prices: set cost.input_usd_per_mtok and cost.output_usd_per_mtok")
+		}
+		return routing.CostCard{InputPerMTok: fb.USD(list.InputPerMTok), OutputPerMTok: fb.USD(list.OutputPerMTok), CachedInputPerMTok: fb.USD(list.CachedInputPerMTok)}, nil
+	}
+	for _, f := range []struct {
+		name, v string
+		to      *fb.USD
+	}{{"input_usd_per_mtok", c.InputUSDPerMTok, &card.InputPerMTok}, {"output_usd_per_mtok", c.OutputUSDPerMTok, &card.OutputPerMTok}, {"cached_input_usd_per_mtok", c.CachedInputUSDPerMTok, &card.CachedInputPerMTok}} {
+		if f.v == "" {
+			continue
+		}
+		v, err := fb.ParseUSD(f.v)
+		if err != nil || v < 0 {
+			return card, fmt.Errorf("cost.%s %q must be a non-negative dollar amount such as 0.15", f.name, f.v)
+		}
+		*f.to = v
+	}
+	if c.CachedInputUSDPerMTok == "" {
+		card.CachedInputPerMTok = card.InputPerMTok
+	}
+	return card, nil
+}
+
+// listPrices are the built-in list prices in micro-dollars per 1M tokens
+// (a card at one credit per dollar).
+func listPrices() (map[string]*fb.Price, error) {
+	ps, err := pricing.DefaultPrices(1, "1", pricing.DefaultEffective)
+	if err != nil {
+		return nil, err
+	}
+	m := make(map[string]*fb.Price, len(ps))
+	for i := range ps {
+		m[ps[i].Model] = &ps[i]
+	}
+	return m, nil
+}
+
+// startSimulator serves sim on a free loopback port.
+func startSimulator(sim *routing.Simulator) (string, *http.Server, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", nil, fmt.Errorf("starting the simulator: %w", err)
+	}
+	srv := &http.Server{Handler: sim, ReadHeaderTimeout: 10 * time.Second}
+	go srv.Serve(ln)
+	return ln.Addr().String(), srv, nil
+}
+
+// demoProviders serve the demo's models from an in-process simulator.
+var demoProviders = []providerEntry{{
+	Name: "simulator", Type: routing.TypeSimulated, TTFT: "100ms", TokensPerSecond: 50,
+	Models: []modelEntry{{Model: "gpt-4o-mini", MaxOutputTokens: 16384}, {Model: "text-embedding-3-small"}},
+}}
+
+func or(a, b string) string {
+	if a != "" {
+		return a
+	}
+	return b
+}

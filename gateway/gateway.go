@@ -1,0 +1,176 @@
+// Package gateway is the OpenAI-compatible proxy. For every request it
+// authenticates the customer's key, checks the plan's entitlement and rate
+// limits, holds the worst case the request could cost before it reaches a
+// model (lowering max_tokens to what the balance pays for), forwards it,
+// relays the answer (streams event by event), and settles what the request
+// really cost from the upstream's usage, or from its own count where the
+// upstream reported none. Handlers return errors; the api package maps them
+// to HTTP.
+package gateway
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/subtle"
+	"io"
+	"log/slog"
+	"mime"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	fb "farebox"
+	"farebox/ledger"
+	"farebox/plans"
+	"farebox/pricing"
+	"farebox/routing"
+)
+
+// Config tunes the gateway; zero fields take the defaults.
+type Config struct {
+	// MinOutputTokens: when the balance pays for fewer output tokens than
+	// this (and than the client asked for), the request is refused with
+	// 402 instead of being cut short. 16 when 0.
+	MinOutputTokens int64
+	// RequestTimeout bounds a request from hold to settlement, streams
+	// included; the hold lives a minute longer, so it never expires under
+	// a running request. 10 minutes when 0.
+	RequestTimeout time.Duration
+	// FirstByteTimeout bounds the wait for an upstream's response headers;
+	// past it the next deployment is tried, or 504. 60 s when 0.
+	FirstByteTimeout time.Duration
+	// MaxBodyBytes bounds a request body. 16 MiB when 0.
+	MaxBodyBytes int64
+}
+
+func (c Config) withDefaults() Config {
+	if c.MinOutputTokens <= 0 {
+		c.MinOutputTokens = 16
+	}
+	if c.RequestTimeout <= 0 {
+		c.RequestTimeout = 10 * time.Minute
+	}
+	if c.FirstByteTimeout <= 0 {
+		c.FirstByteTimeout = 60 * time.Second
+	}
+	if c.MaxBodyBytes <= 0 {
+		c.MaxBodyBytes = 16 << 20
+	}
+	return c
+}
+
+// Gateway holds what the proxy needs. Set the fields, then serve.
+type Gateway struct {
+	Store  fb.Store
+	Ledger *ledger.Engine
+	// Card returns the rate card in force (credits per token).
+	Card   func(context.Context) (*pricing.Card, error)
+	Router *routing.Router
+	Config Config
+	Now    func() time.Time
+	NewID  func(prefix string) string
+	Log    *slog.Logger
+
+	once   sync.Once
+	cfg    Config
+	limits *limiter
+}
+
+func (g *Gateway) setup() {
+	g.once.Do(func() {
+		g.cfg = g.Config.withDefaults()
+		if g.Now == nil {
+			g.Now = time.Now
+		}
+		if g.NewID == nil {
+			g.NewID = ledger.RandomID
+		}
+		if g.Log == nil {
+			g.Log = slog.New(slog.DiscardHandler)
+		}
+		if g.Router == nil {
+			g.Router, _ = routing.NewRouter(nil)
+		}
+		g.limits = newLimiter()
+	})
+}
+
+// KeyPrefix starts every customer API key.
+const KeyPrefix = "fbk_"
+
+// HashKey is what is stored of a key.
+func HashKey(key string) []byte {
+	h := sha256.Sum256([]byte(key))
+	return h[:]
+}
+
+// Authenticate finds the key a request carries (Authorization: Bearer, or
+// x-api-key). Keys are read from the store on every request, so a revoked
+// key fails at once, on every replica.
+func (g *Gateway) Authenticate(r *http.Request) (fb.APIKey, error) {
+	key := r.Header.Get("x-api-key")
+	if tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer "); ok {
+		key = tok
+	}
+	if !strings.HasPrefix(key, KeyPrefix) {
+		return fb.APIKey{}, fb.Errorf(fb.EInvalidAPIKey, "an API key (Authorization: Bearer fbk_…) is required")
+	}
+	want := HashKey(key)
+	k, err := g.Store.KeyByHash(r.Context(), want)
+	if fb.ErrorType(err) == fb.ENotFound {
+		return fb.APIKey{}, fb.Errorf(fb.EInvalidAPIKey, "the API key is not valid")
+	}
+	if err != nil {
+		return fb.APIKey{}, err
+	}
+	if subtle.ConstantTimeCompare(k.Hash, want) != 1 || !k.RevokedAt.IsZero() {
+		return fb.APIKey{}, fb.Errorf(fb.EInvalidAPIKey, "the API key is not valid")
+	}
+	return k, nil
+}
+
+// plan returns the customer's plan, or nil for a customer without one (who
+// may use every priced model, without rate limits).
+func (g *Gateway) plan(ctx context.Context, customer string) (*fb.Plan, error) {
+	sub, err := g.Store.Subscription(ctx, customer)
+	if fb.ErrorType(err) == fb.ENotFound {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	p, err := g.Store.Plan(ctx, sub.Plan)
+	if err != nil {
+		return nil, err
+	}
+	return &p, nil
+}
+
+// entitled checks the plan allows model.
+func entitled(p *fb.Plan, model string) error {
+	if p != nil && !plans.Allows(*p, model) {
+		return fb.Errorf(fb.EModelNotAllowed, "the plan %s does not include the model %s", p.ID, model).WithParam("model")
+	}
+	return nil
+}
+
+func readBody(r *http.Request, limit int64) ([]byte, error) {
+	if ct := r.Header.Get("Content-Type"); ct != "" {
+		mt, _, err := mime.ParseMediaType(ct)
+		if err != nil || mt != "application/json" {
+			return nil, fb.Errorf(fb.EUnsupportedMedia, "Content-Type must be application/json, got %q", ct)
+		}
+	}
+	if r.ContentLength > limit {
+		return nil, fb.Errorf(fb.ETooLarge, "the request body is %d bytes; the limit is %d", r.ContentLength, limit)
+	}
+	b, err := io.ReadAll(io.LimitReader(r.Body, limit+1))
+	if err != nil {
+		return nil, fb.Invalid("", "could not read the request body: %v", err)
+	}
+	if int64(len(b)) > limit {
+		return nil, fb.Errorf(fb.ETooLarge, "the request body is over the limit of %d bytes", limit)
+	}
+	return b, nil
+}

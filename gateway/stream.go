@@ -1,0 +1,289 @@
+package gateway
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"mime"
+	"net/http"
+
+	fb "farebox"
+	"farebox/pricing"
+)
+
+// chunk is what the gateway reads of a stream event.
+type chunk struct {
+	ID      string `json:"id"`
+	Created int64  `json:"created"`
+	Choices []struct {
+		Index int `json:"index"`
+		Delta struct {
+			Content          string `json:"content"`
+			ReasoningContent string `json:"reasoning_content"`
+			Refusal          string `json:"refusal"`
+			ToolCalls        []struct {
+				Function struct {
+					Arguments string `json:"arguments"`
+				} `json:"function"`
+			} `json:"tool_calls"`
+		} `json:"delta"`
+	} `json:"choices"`
+	Usage json.RawMessage `json:"usage"`
+	Error json.RawMessage `json:"error"`
+}
+
+// tokens is the gateway's count of the output a chunk delivers.
+func (c *chunk) tokens() int64 {
+	var n int64
+	for i := range c.Choices {
+		d := &c.Choices[i].Delta
+		n += pricing.CountTokens(d.Content) + pricing.CountTokens(d.ReasoningContent) + pricing.CountTokens(d.Refusal)
+		for _, t := range d.ToolCalls {
+			n += pricing.CountTokens(t.Function.Arguments)
+		}
+	}
+	return n
+}
+
+// relayStream relays a stream event by event as it arrives, counting the
+// output it delivers. It ends the stream itself, cleanly, where the output
+// would pass the held cap; it keeps the upstream's usage chunk (asked for
+// on the client's behalf) and, when the client asked for usage too, sends
+// it after settlement with cost and balance added. Cost and balance also
+// go out as HTTP trailers.
+func (g *Gateway) relayStream(ctx context.Context, w http.ResponseWriter, resp *http.Response, x *exchange) {
+	if mt, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type")); mt != "text/event-stream" {
+		// The upstream answered in one piece after all.
+		if err := g.relayBody(w, resp, x); err != nil {
+			g.writeStreamError(w, err)
+		}
+		return
+	}
+	h := w.Header()
+	h.Set("Content-Type", "text/event-stream")
+	h.Set("Cache-Control", "no-cache")
+	h.Set("X-Accel-Buffering", "no")
+	h.Set("Trailer", "X-Farebox-Cost, X-Farebox-Balance")
+	w.WriteHeader(http.StatusOK)
+	rc := http.NewResponseController(w)
+	_ = rc.Flush()
+
+	var (
+		rd         = bufio.NewReaderSize(resp.Body, 16<<10)
+		line       []byte
+		usage      *usageJSON
+		usageChunk []byte // the upstream's usage chunk
+		delivered  int64  // output tokens, counted
+		forwarded  bool   // any event reached the client
+		status     = StatusOK
+		done       bool
+		last       chunk
+		indices    = map[int]bool{}
+		capTotal   = x.capTok * x.req.n
+		upModel    []byte
+		pubModel   []byte
+	)
+	if x.dep.Upstream != x.req.model {
+		upModel, _ = json.Marshal(x.dep.Upstream)
+		pubModel, _ = json.Marshal(x.req.model)
+		upModel = append([]byte(`"model":`), upModel...)
+		pubModel = append([]byte(`"model":`), pubModel...)
+	}
+	write := func(b ...[]byte) bool {
+		for _, p := range b {
+			if _, err := w.Write(p); err != nil {
+				return false
+			}
+		}
+		return rc.Flush() == nil
+	}
+read:
+	for {
+		var err error
+		line, err = readLine(rd, line[:0])
+		if err != nil {
+			switch {
+			case x.client.Context().Err() != nil:
+				status = StatusClientGone
+			case ctx.Err() != nil:
+				status = StatusTimeout
+			default:
+				status = StatusDisconnected
+			}
+			break
+		}
+		payload, ok := bytes.CutPrefix(line, []byte("data:"))
+		if !ok {
+			if len(line) > 0 && line[0] == ':' { // a comment, such as a keep-alive
+				if !write(line, []byte("\n\n")) {
+					status = StatusClientGone
+					break
+				}
+			}
+			continue // blank lines end events; other fields are not OpenAI's
+		}
+		payload = bytes.TrimPrefix(payload, []byte(" "))
+		if string(payload) == "[DONE]" {
+			done = true
+			break
+		}
+		var c chunk
+		if err := json.Unmarshal(payload, &c); err != nil {
+			status = StatusMalformed
+			break
+		}
+		if len(c.Error) > 0 && !isNull(c.Error) {
+			write([]byte("data: "), payload, []byte("\n\n"))
+			forwarded = true
+			status = StatusUpstream
+			break
+		}
+		n := c.tokens()
+		if delivered+n > capTotal && !x.req.embedding {
+			status = StatusCapped
+			break
+		}
+		if len(c.Usage) > 0 && !isNull(c.Usage) {
+			u := new(usageJSON)
+			if json.Unmarshal(c.Usage, u) == nil {
+				usage = u
+			}
+			if len(c.Choices) == 0 {
+				usageChunk = append([]byte(nil), payload...)
+				continue
+			}
+			// Usage riding on a content chunk: sent at the end instead.
+			payload = withoutUsage(payload)
+		}
+		if upModel != nil {
+			payload = bytes.Replace(payload, upModel, pubModel, 1)
+		}
+		if n > 0 && x.ttft == 0 {
+			x.ttft = g.Now().Sub(x.start)
+		}
+		delivered += n
+		last.ID, last.Created = c.ID, c.Created
+		for _, ch := range c.Choices {
+			indices[ch.Index] = true
+		}
+		if !write([]byte("data: "), payload, []byte("\n\n")) {
+			status = StatusClientGone
+			break read
+		}
+		forwarded = true
+	}
+	resp.Body.Close()
+
+	q := fb.Quantities{Requests: 1, InputTokens: x.req.promptEstimate(), OutputTokens: delivered}
+	if usage != nil && status == StatusOK {
+		q = usage.quantities()
+	}
+	if status == StatusOK && !done {
+		status = StatusDisconnected
+	}
+	// Charged: a stream that ran its course, or anything that reached the
+	// client. Not charged: a stream that broke before delivering anything.
+	charge := status == StatusOK || status == StatusCapped || forwarded && delivered > 0
+	err := g.settle(x, &q, status, charge)
+	if charge {
+		h.Set("X-Farebox-Cost", x.cost.String())
+	} else {
+		h.Set("X-Farebox-Cost", "0")
+	}
+	h.Set("X-Farebox-Balance", x.balance.String())
+	switch {
+	case status == StatusClientGone:
+		return
+	case err != nil:
+		g.writeStreamError(w, err)
+		return
+	case status == StatusCapped:
+		for i := range indices {
+			fin := map[string]any{"id": last.ID, "object": "chat.completion.chunk", "created": last.Created, "model": x.req.model,
+				"choices": []any{map[string]any{"index": i, "delta": map[string]any{}, "finish_reason": "length"}}}
+			b, _ := json.Marshal(fin)
+			write([]byte("data: "), b, []byte("\n\n"))
+		}
+	case status != StatusOK:
+		g.writeStreamError(w, fb.Errorf(fb.EUpstream, "the model %s broke off the stream (%s)", x.req.model, status).WithCode(status))
+		return
+	}
+	if x.req.usageAsked {
+		write([]byte("data: "), usageEvent(usageChunk, q, x, last), []byte("\n\n"))
+	}
+	write([]byte("data: [DONE]\n\n"))
+}
+
+// usageEvent is the usage chunk the client asked for: the upstream's, with
+// cost and balance added, or one made from the gateway's own count.
+func usageEvent(upstream []byte, q fb.Quantities, x *exchange, last chunk) []byte {
+	var c map[string]json.RawMessage
+	if upstream != nil && json.Unmarshal(upstream, &c) == nil {
+		var u map[string]json.RawMessage
+		if json.Unmarshal(c["usage"], &u) == nil && u != nil {
+			u["cost"], _ = json.Marshal(x.cost.String())
+			u["balance"], _ = json.Marshal(x.balance.String())
+			c["usage"], _ = json.Marshal(u)
+			c["model"], _ = json.Marshal(x.req.model)
+			b, _ := json.Marshal(c)
+			return b
+		}
+	}
+	in, out := q.InputTokens+q.CachedInputTokens, q.OutputTokens+q.ReasoningTokens
+	b, _ := json.Marshal(map[string]any{
+		"id": last.ID, "object": "chat.completion.chunk", "created": last.Created, "model": x.req.model, "choices": []any{},
+		"usage": map[string]any{"prompt_tokens": in, "completion_tokens": out, "total_tokens": in + out, "cost": x.cost.String(), "balance": x.balance.String()},
+	})
+	return b
+}
+
+func withoutUsage(payload []byte) []byte {
+	var c map[string]json.RawMessage
+	if json.Unmarshal(payload, &c) != nil {
+		return payload
+	}
+	delete(c, "usage")
+	b, err := json.Marshal(c)
+	if err != nil {
+		return payload
+	}
+	return b
+}
+
+// writeStreamError ends a stream with an error event, as OpenAI does.
+func (g *Gateway) writeStreamError(w http.ResponseWriter, err error) {
+	var fe *fb.Error
+	if !errors.As(err, &fe) {
+		fe = fb.Errorf(fb.EInternal, "internal error; see the server log")
+	}
+	b, _ := json.Marshal(map[string]any{"error": map[string]any{"type": fe.Type, "code": fe.Code, "message": fe.Message, "param": nil}})
+	w.Write([]byte("data: "))
+	w.Write(b)
+	w.Write([]byte("\n\n"))
+	http.NewResponseController(w).Flush()
+}
+
+// readLine reads one line without its end (\n or \r\n) into buf.
+func readLine(rd *bufio.Reader, buf []byte) ([]byte, error) {
+	for {
+		part, err := rd.ReadSlice('\n')
+		buf = append(buf, part...)
+		if err == bufio.ErrBufferFull {
+			if len(buf) > 8<<20 {
+				return nil, errors.New("an SSE line over 8 MiB")
+			}
+			continue
+		}
+		if err != nil {
+			if err == io.EOF && len(buf) > 0 {
+				err = io.ErrUnexpectedEOF
+			}
+			return nil, err
+		}
+		buf = bytes.TrimSuffix(buf[:len(buf)-1], []byte("\r"))
+		return buf, nil
+	}
+}
