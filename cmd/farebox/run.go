@@ -45,6 +45,8 @@ Usage:
   farebox migrate [flags]        bring the database's schema up to date (serve does it too)
   farebox bench ledger [flags]   measure the ledger: hold+capture pairs per second
   farebox bench events [flags]   measure metering: accepted events per second
+  farebox bench gateway [flags]  measure the gateway against the simulator and a bare reverse proxy
+  farebox simulate [flags]       run the simulator: an OpenAI-compatible upstream with fault modes
   farebox help                   this text
 
 Run 'farebox <command> -h' for a command's flags.
@@ -65,6 +67,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 			return &exitError{2, errors.New("usage: farebox ledger verify [--data-dir DIR | --db URL]")}
 		}
 		return verify(ctx, rest[1:], getenv, stdout, stderr)
+	case "simulate":
+		return simulate(ctx, rest, getenv, stdout, stderr)
 	case "migrate":
 		return migrate(ctx, rest, getenv, stdout, stderr)
 	case "bench":
@@ -73,8 +77,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 			return benchLedger(ctx, rest[1:], stdout, stderr)
 		case len(rest) > 0 && rest[0] == "events":
 			return benchEvents(ctx, rest[1:], stdout, stderr)
+		case len(rest) > 0 && rest[0] == "gateway":
+			return benchGateway(ctx, rest[1:], stdout, stderr)
 		}
-		return &exitError{2, errors.New("usage: farebox bench ledger|events [flags]")}
+		return &exitError{2, errors.New("usage: farebox bench ledger|events|gateway [flags]")}
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage+"\n"+cliUsage)
 		return nil

@@ -271,25 +271,54 @@ func TestSecondServerRefused(t *testing.T) {
 	}
 }
 
+// TestDemo: serve --demo seeds a plan, a subscribed customer with promo
+// credits too, a key and a simulator; the key it prints answers a chat
+// completion at once, with its cost; a second start seeds nothing again.
 func TestDemo(t *testing.T) {
 	dir := t.TempDir()
 	args := []string{"--addr", "127.0.0.1:0", "--data-dir", dir, "--demo"}
 	vars := map[string]string{"FAREBOX_ADMIN_TOKEN": testToken}
 	s := mustServe(t, args, vars)
-	if !strings.Contains(s.stdout.String(), "curl -s http://") {
-		t.Fatalf("no curl line:\n%s", s.stdout)
+	b, err := os.ReadFile(filepath.Join(dir, "demo-key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	key := strings.TrimSpace(string(b))
+	if !strings.Contains(s.stdout.String(), "curl -s http://") || !strings.Contains(s.stdout.String(), key) {
+		t.Fatalf("no curl line with the key:\n%s", s.stdout)
 	}
 	c := newClient(s.url)
-	if b := c.must(t, "GET", "/api/v1/customers/demo/balance", "", "", 200); b["available"] != "1000" {
-		t.Fatalf("demo balance %v", b)
+	if b := c.must(t, "GET", "/api/v1/customers/demo/balance", "", "", 200); b["available"] != "3000" {
+		t.Fatalf("demo balance %v (want 2000 of the plan and 1000 promo)", b)
 	}
-	h := c.must(t, "POST", "/api/v1/holds", `{"customer":"demo","amount":"1"}`, "", 201)
-	c.must(t, "POST", "/api/v1/holds/"+h["id"].(string)+"/capture", "", "", 200)
+	chat := func() string {
+		req, _ := http.NewRequest("POST", s.url+"/v1/chat/completions", strings.NewReader(`{"model":"gpt-4o-mini","messages":[{"role":"user","content":"Hello"}]}`))
+		req.Header.Set("Authorization", "Bearer "+key)
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := c.http.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 || !strings.Contains(string(body), `"cost":"`) {
+			t.Fatalf("demo chat: %d %s", resp.StatusCode, body)
+		}
+		return resp.Header.Get("X-Farebox-Cost")
+	}
+	cost, err := fb.ParseAmount(chat())
+	if err != nil || cost <= 0 {
+		t.Fatalf("cost %v %v", cost, err)
+	}
 	s.stop(t)
-	// Seeding again changes nothing.
+	// Seeding again changes nothing: same key, no second grant.
 	s = mustServe(t, args, vars)
-	if b := newClient(s.url).must(t, "GET", "/api/v1/customers/demo/balance", "", "", 200); b["available"] != "999" {
-		t.Fatalf("demo balance after a second --demo start %v", b)
+	if !strings.Contains(s.stdout.String(), key) {
+		t.Fatalf("second start printed another key:\n%s", s.stdout)
+	}
+	want := fb.Amount(3000*fb.Micro) - cost
+	if b := newClient(s.url).must(t, "GET", "/api/v1/customers/demo/balance", "", "", 200); b["available"] != want.String() {
+		t.Fatalf("demo balance after a second --demo start %v, want %s", b["available"], want)
 	}
 }
 

@@ -1,0 +1,293 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"os"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"text/tabwriter"
+	"time"
+
+	fb "farebox"
+	"farebox/api"
+	"farebox/gateway"
+	"farebox/ledger"
+	"farebox/pricing"
+	"farebox/routing"
+	"farebox/store/sqlite"
+)
+
+// benchGateway measures requests per second and latency of chat
+// completions, non-stream and stream, at several concurrency levels, in
+// the same run for three targets: the simulator directly, a bare
+// httputil.ReverseProxy in front of it (no auth, no billing: the floor any
+// gateway stands on), and Farebox (key, plan, hold, forward, count, settle,
+// usage row, all durable in SQLite).
+func benchGateway(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("bench gateway", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	dur := fs.Duration("duration", 2*time.Second, "how long each run lasts")
+	levels := fs.String("concurrency", "1,16,64", "concurrency levels, comma-separated")
+	rounds := fs.Int("rounds", 3, "runs of each target per row, interleaved; the median is reported")
+	tokens := fs.Int("tokens", 16, "completion tokens per answer")
+	customers := fs.Int("customers", 64, "customers (each with a key) the requests are spread over")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	var conc []int
+	for _, s := range strings.Split(*levels, ",") {
+		var n int
+		if _, err := fmt.Sscan(strings.TrimSpace(s), &n); err != nil || n < 1 {
+			return &exitError{2, fmt.Errorf("--concurrency %q: want positive integers such as 1,16,64", *levels)}
+		}
+		conc = append(conc, n)
+	}
+	if *rounds < 1 || *tokens < 1 || *customers < 1 {
+		return &exitError{2, fmt.Errorf("--rounds, --tokens and --customers must be positive")}
+	}
+
+	// The simulator, answering at once.
+	simAddr, simSrv, err := startSimulator(&routing.Simulator{})
+	if err != nil {
+		return err
+	}
+	defer simSrv.Close()
+	simURL := "http://" + simAddr
+
+	// A bare reverse proxy.
+	target, _ := url.Parse(simURL)
+	rp := httputil.NewSingleHostReverseProxy(target)
+	rp.FlushInterval = -1
+	rp.Transport = &http.Transport{MaxIdleConns: 1024, MaxIdleConnsPerHost: 512}
+	proxyURL, closeProxy, err := serveLoopback(rp)
+	if err != nil {
+		return err
+	}
+	defer closeProxy()
+
+	// Farebox on a temporary SQLite database.
+	dir, err := os.MkdirTemp("", "farebox-bench-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	store, err := sqlite.Open(ctx, filepath.Join(dir, "bench.db"), sqlite.Options{})
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+	engine := ledger.NewEngine(store, engineConfig(true, nil))
+	defer engine.Close()
+	if err := seedPrices(ctx, store, pricing.DefaultCreditsPerUSD, pricing.DefaultMarkup, slog.New(slog.DiscardHandler)); err != nil {
+		return err
+	}
+	router, err := routing.NewRouter([]*routing.Deployment{{Name: "sim/gpt-4o-mini", Provider: "sim", Type: routing.TypeSimulated,
+		Model: "gpt-4o-mini", Upstream: "gpt-4o-mini", BaseURL: simURL + "/v1", MaxOutputTokens: 16384,
+		Cost: routing.CostCard{InputPerMTok: 150_000, OutputPerMTok: 600_000, CachedInputPerMTok: 75_000}}})
+	if err != nil {
+		return err
+	}
+	srv := &api.Server{Store: store, Engine: engine, AdminToken: "fba_" + ledger.RandomBase62(40), Gateway: &gateway.Gateway{Router: router}}
+	fbURL, closeFB, err := serveLoopback(srv.Handler())
+	if err != nil {
+		return err
+	}
+	defer closeFB()
+	keys := make([]string, *customers)
+	prefix := ledger.RandomBase62(6)
+	for i := range keys {
+		id := fmt.Sprintf("%s-c%d", prefix, i)
+		if err := store.CreateCustomer(ctx, fb.Customer{ID: id, Name: id, CreatedAt: time.Now().UTC()}); err != nil {
+			return err
+		}
+		if _, err := engine.Submit(ctx, fb.Op{Kind: fb.OpGrant, Customer: id, Amount: 1_000_000 * fb.Micro, Source: fb.SourcePurchase, PaidUSD: 10_000 * fb.Micro}); err != nil {
+			return err
+		}
+		keys[i] = gateway.KeyPrefix + ledger.RandomBase62(40)
+		if err := store.CreateKey(ctx, fb.APIKey{ID: ledger.RandomID("key_"), Customer: id, Name: "bench", Prefix: keys[i][:8], Hash: gateway.HashKey(keys[i]), CreatedAt: time.Now().UTC()}); err != nil {
+			return err
+		}
+	}
+
+	fmt.Fprintf(stdout, "farebox bench gateway: GOMAXPROCS=%d, %d tokens per answer, %s per run, median of %d interleaved rounds, %d customers\n",
+		runtime.GOMAXPROCS(0), *tokens, *dur, *rounds, *customers)
+	fmt.Fprintln(stdout, "Farebox: key lookup, plan, hold of the worst case, forward, count, capture, usage row; SQLite WAL synchronous=FULL.")
+	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "mode\tconc\ttarget\treq/s\tp50\tp99\tadded p50\tvs proxy\terrors\t")
+	for _, stream := range []bool{false, true} {
+		mode := "non-stream"
+		if stream {
+			mode = "stream"
+		}
+		for _, c := range conc {
+			targets := []struct {
+				name, url string
+				keys      []string
+			}{{"direct", simURL, nil}, {"bare proxy", proxyURL, nil}, {"farebox", fbURL, keys}}
+			results := make([][]loadResult, len(targets))
+			for range *rounds {
+				for i, tg := range targets {
+					r := runLoad(ctx, tg.url, tg.keys, c, *dur, *tokens, stream)
+					results[i] = append(results[i], r)
+				}
+			}
+			med := make([]loadResult, len(targets))
+			for i := range targets {
+				med[i] = medianResult(results[i])
+			}
+			for i, tg := range targets {
+				m := med[i]
+				added, vs := "", ""
+				if i > 0 {
+					added = fmtMS(m.p50 - med[0].p50)
+				}
+				if i == 2 {
+					vs = fmt.Sprintf("%.0f%%, %s p50", 100*m.rps/med[1].rps, fmtMS(m.p50-med[1].p50))
+				}
+				fmt.Fprintf(tw, "%s\t%d\t%s\t%.0f\t%s\t%s\t%s\t%s\t%d\t\n", mode, c, tg.name, m.rps, fmtMS(m.p50), fmtMS(m.p99), added, vs, m.errors)
+			}
+			tw.Flush()
+		}
+	}
+	st := engine.Stats()
+	fmt.Fprintf(stdout, "ledger: %d ops in %d commits (%.1f ops/commit)\n", st.Ops, st.Batches, float64(st.Ops)/float64(max(st.Batches, 1)))
+	rep, err := ledger.Verify(ctx, store)
+	if err != nil {
+		return err
+	}
+	if len(rep.Problems) > 0 {
+		return fmt.Errorf("ledger verify after the bench: %v", rep.Problems)
+	}
+	fmt.Fprintf(stdout, "ledger verified after the bench: %d journal entries replayed\n", rep.Entries)
+	return nil
+}
+
+type loadResult struct {
+	rps      float64
+	p50, p99 time.Duration
+	errors   int64
+}
+
+// runLoad sends chat completions from c workers for d and measures each
+// until its last byte.
+func runLoad(ctx context.Context, base string, keys []string, c int, d time.Duration, tokens int, stream bool) loadResult {
+	tr := &http.Transport{MaxIdleConns: c * 2, MaxIdleConnsPerHost: c * 2, DisableCompression: true}
+	defer tr.CloseIdleConnections()
+	client := &http.Client{Transport: tr}
+	body := `{"model":"gpt-4o-mini","messages":[{"role":"user","content":"Write one sentence about the sea."}],"max_tokens":256`
+	if stream {
+		body += `,"stream":true`
+	}
+	body += "}"
+	var (
+		mu     sync.Mutex
+		lat    []time.Duration
+		errs   atomic.Int64
+		wg     sync.WaitGroup
+		start  = time.Now()
+		cutoff = start.Add(d)
+	)
+	for w := range c {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var mine []time.Duration
+			for i := 0; time.Now().Before(cutoff); i++ {
+				req, _ := http.NewRequestWithContext(ctx, http.MethodPost, base+"/v1/chat/completions", strings.NewReader(body))
+				req.Header.Set("Content-Type", "application/json")
+				req.Header.Set(routing.SimulateTokensHeader, fmt.Sprint(tokens))
+				if keys != nil {
+					req.Header.Set("Authorization", "Bearer "+keys[(w+i*c)%len(keys)])
+				}
+				t0 := time.Now()
+				resp, err := client.Do(req)
+				if err != nil {
+					errs.Add(1)
+					continue
+				}
+				ok := resp.StatusCode == http.StatusOK
+				if stream {
+					ok = drainSSE(resp.Body) && ok
+				} else {
+					_, err = io.Copy(io.Discard, resp.Body)
+					ok = ok && err == nil
+				}
+				resp.Body.Close()
+				if !ok {
+					errs.Add(1)
+					continue
+				}
+				mine = append(mine, time.Since(t0))
+			}
+			mu.Lock()
+			lat = append(lat, mine...)
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	slices.Sort(lat)
+	r := loadResult{rps: float64(len(lat)) / elapsed.Seconds(), errors: errs.Load()}
+	if len(lat) > 0 {
+		r.p50, r.p99 = lat[len(lat)/2], lat[len(lat)*99/100]
+	}
+	return r
+}
+
+// drainSSE reads a stream to its end and reports whether it ended with
+// [DONE].
+func drainSSE(r io.Reader) bool {
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	done := false
+	for sc.Scan() {
+		if sc.Text() == "data: [DONE]" {
+			done = true
+		}
+	}
+	return done && sc.Err() == nil
+}
+
+// medianResult is the round with the median throughput.
+func medianResult(rs []loadResult) loadResult {
+	s := slices.Clone(rs)
+	slices.SortFunc(s, func(a, b loadResult) int {
+		switch {
+		case a.rps < b.rps:
+			return -1
+		case a.rps > b.rps:
+			return 1
+		}
+		return 0
+	})
+	return s[len(s)/2]
+}
+
+// fmtMS shows a duration, or a difference, in milliseconds.
+func fmtMS(d time.Duration) string {
+	return fmt.Sprintf("%.2fms", float64(d)/float64(time.Millisecond))
+}
+
+// serveLoopback serves h on a free loopback port.
+func serveLoopback(h http.Handler) (string, func(), error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", nil, err
+	}
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+	go srv.Serve(ln)
+	return "http://" + ln.Addr().String(), func() { srv.Close() }, nil
+}
