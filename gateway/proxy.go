@@ -150,7 +150,7 @@ func (g *Gateway) admit(ctx context.Context, w http.ResponseWriter, x *exchange)
 	if err != nil {
 		return fb.Invalid("", "the request's worst-case price overflows")
 	}
-	res, err := g.Ledger.Submit(ctx, fb.Op{
+	res, err := g.Ledger.Reserve(ctx, fb.Op{
 		Kind: fb.OpHold, Customer: x.key.Customer, Amount: max(worst, 1),
 		TTL: g.cfg.RequestTimeout + time.Minute, AllowPartial: true,
 	})
@@ -418,8 +418,9 @@ func (g *Gateway) settle(x *exchange, q *fb.Quantities, status string, delivered
 	var err error
 	for wait := 50 * time.Millisecond; ; wait *= 2 {
 		res, err = g.Ledger.Submit(ctx, op)
-		if fb.ErrorCode(err) == "hold_expired" && op.Kind == fb.OpCapture {
-			// The hold outlived its TTL: charge what was used as a debit.
+		if (fb.ErrorCode(err) == "hold_expired" || fb.ErrorType(err) == fb.ENotFound) && op.Kind == fb.OpCapture {
+			// The hold outlived its TTL, or its commit failed (see
+			// ledger.Engine.Reserve): charge what was used as a debit.
 			op = fb.Op{Kind: fb.OpDebit, Customer: x.key.Customer, Key: "settle-" + x.id, Amount: op.Amount, AllowUncollected: true, Usage: u}
 			continue
 		}

@@ -87,6 +87,9 @@ type request struct {
 	replay bool // res is the answer kept under the op's key
 	err    error
 	done   chan struct{}
+	// early: answer once applied, before the commit (Reserve); answered:
+	// it was, and the request is no longer the engine's to touch.
+	early, answered bool
 }
 
 // NewEngine returns a started engine writing through store.
@@ -193,6 +196,26 @@ func (e *Engine) Submit(ctx context.Context, op fb.Op) (fb.Result, error) {
 // SubmitReplay is Submit, also reporting whether the answer is the one kept
 // under the op's key from an earlier application (a duplicate).
 func (e *Engine) SubmitReplay(ctx context.Context, op fb.Op) (fb.Result, bool, error) {
+	return e.submit(ctx, op, false)
+}
+
+// Reserve is Submit for a hold that answers as soon as the hold is applied,
+// before its batch's commit is durable, when the engine is the store's only
+// writer (Cache); otherwise it is Submit. The reservation is in force at
+// once, since every later op of the account is applied after it; and it
+// can only matter to this process: a hold lost with a crash before its
+// commit reserved credit for a request that died with it. When the commit
+// fails instead, the hold is gone and its capture answers not_found. Any
+// op that follows the hold (its capture) commits after it.
+func (e *Engine) Reserve(ctx context.Context, op fb.Op) (fb.Result, error) {
+	if op.Kind != fb.OpHold {
+		return fb.Result{}, fmt.Errorf("ledger: Reserve takes a hold, not a %s", op.Kind)
+	}
+	res, _, err := e.submit(ctx, op, e.cfg.Cache)
+	return res, err
+}
+
+func (e *Engine) submit(ctx context.Context, op fb.Op, early bool) (fb.Result, bool, error) {
 	if err := Validate(&op); err != nil {
 		return fb.Result{}, false, err
 	}
@@ -206,7 +229,7 @@ func (e *Engine) SubmitReplay(ctx context.Context, op fb.Op) (fb.Result, bool, e
 			op.HoldID = e.cfg.NewID("hold_")
 		}
 	}
-	r := &request{op: op, done: make(chan struct{})}
+	r := &request{op: op, done: make(chan struct{}), early: early}
 	e.mu.RLock()
 	if e.closed {
 		e.mu.RUnlock()
@@ -350,6 +373,14 @@ func (e *Engine) run(batch []*request) {
 			return err
 		}
 		newHolds, closedHolds, err = e.apply(ctx, tx, batch, accts, now)
+		if err == nil && e.cfg.Cache {
+			for _, r := range batch {
+				if r.early {
+					r.answered = true
+					close(r.done)
+				}
+			}
+		}
 		return err
 	})
 	cancel()
@@ -368,8 +399,10 @@ func (e *Engine) run(batch []*request) {
 		e.log.Error("ledger batch failed", "ops", len(batch), "err", err)
 		fail := fb.Errorf(fb.EUnavailable, "the ledger could not commit the batch; retry with the same idempotency key").WithCode("store_unavailable")
 		for _, r := range batch {
-			r.err = fail
-			close(r.done)
+			if !r.answered {
+				r.err = fail
+				close(r.done)
+			}
 		}
 		return
 	}
@@ -400,7 +433,9 @@ func (e *Engine) run(batch []*request) {
 		}
 	}
 	for _, r := range batch {
-		close(r.done)
+		if !r.answered {
+			close(r.done)
+		}
 	}
 }
 

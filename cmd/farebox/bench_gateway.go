@@ -14,6 +14,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"runtime/pprof"
 	"slices"
 	"strings"
 	"sync"
@@ -44,8 +45,20 @@ func benchGateway(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	rounds := fs.Int("rounds", 3, "runs of each target per row, interleaved; the median is reported")
 	tokens := fs.Int("tokens", 16, "completion tokens per answer")
 	customers := fs.Int("customers", 64, "customers (each with a key) the requests are spread over")
+	profile := fs.String("cpuprofile", "", "write a CPU profile of the whole run (every target) to this file")
 	if err := parseFlags(fs, args); err != nil {
 		return err
+	}
+	if *profile != "" {
+		f, err := os.Create(*profile)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
 	}
 	var conc []int
 	for _, s := range strings.Split(*levels, ",") {
