@@ -109,7 +109,9 @@ func (s *Server) getPlan(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (s *Server) deletePlan(w http.ResponseWriter, r *http.Request) error {
-	if err := s.Store.DeletePlan(r.Context(), r.PathValue("id")); err != nil {
+	err := s.Store.DeletePlan(r.Context(), r.PathValue("id"))
+	s.Gateway.Forget()
+	if err != nil {
 		return err
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"id": r.PathValue("id"), "deleted": true})
@@ -140,6 +142,7 @@ func (s *Server) changeSubscription(w http.ResponseWriter, r *http.Request) erro
 		return err
 	}
 	sub, err := s.Plans.Change(r.Context(), id, req.Plan, req.Effective)
+	s.Gateway.Forget()
 	if err != nil {
 		return err
 	}
@@ -213,6 +216,7 @@ func (s *Server) listKeys(w http.ResponseWriter, r *http.Request) error {
 
 func (s *Server) revokeKey(w http.ResponseWriter, r *http.Request) error {
 	k, err := s.Store.RevokeKey(r.Context(), r.PathValue("key_id"), s.Now().UTC())
+	s.Gateway.Forget()
 	if err != nil {
 		return err
 	}

@@ -210,7 +210,9 @@ func (s *Server) createCustomer(w http.ResponseWriter, r *http.Request) error {
 		c, status = got, http.StatusOK
 	}
 	if req.Plan != "" {
-		if _, err := s.Plans.Subscribe(r.Context(), c.ID, req.Plan); err != nil {
+		_, err := s.Plans.Subscribe(r.Context(), c.ID, req.Plan)
+		s.Gateway.Forget()
+		if err != nil {
 			return err
 		}
 	}

@@ -42,6 +42,11 @@ type Config struct {
 	FirstByteTimeout time.Duration
 	// MaxBodyBytes bounds a request body. 16 MiB when 0.
 	MaxBodyBytes int64
+	// CacheTTL > 0 keeps keys and plans in memory that long. Only for a
+	// process that makes every change to them (embedded SQLite), which
+	// calls Forget after each; with several replicas each request reads
+	// the store, so a key revoked anywhere fails at once everywhere.
+	CacheTTL time.Duration
 }
 
 func (c Config) withDefaults() Config {
@@ -75,6 +80,7 @@ type Gateway struct {
 	once   sync.Once
 	cfg    Config
 	limits *limiter
+	cache  *catalogCache // nil: no caching
 }
 
 func (g *Gateway) setup() {
@@ -93,6 +99,9 @@ func (g *Gateway) setup() {
 			g.Router, _ = routing.NewRouter(nil)
 		}
 		g.limits = newLimiter()
+		if g.cfg.CacheTTL > 0 {
+			g.cache = &catalogCache{ttl: g.cfg.CacheTTL}
+		}
 	})
 }
 
@@ -106,8 +115,9 @@ func HashKey(key string) []byte {
 }
 
 // Authenticate finds the key a request carries (Authorization: Bearer, or
-// x-api-key). Keys are read from the store on every request, so a revoked
-// key fails at once, on every replica.
+// x-api-key). Keys are read from the store on every request (or from a
+// cache the revocation drops, see Config.CacheTTL), so a revoked key fails
+// at once, on every replica.
 func (g *Gateway) Authenticate(r *http.Request) (fb.APIKey, error) {
 	key := r.Header.Get("x-api-key")
 	if tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer "); ok {
@@ -117,7 +127,7 @@ func (g *Gateway) Authenticate(r *http.Request) (fb.APIKey, error) {
 		return fb.APIKey{}, fb.Errorf(fb.EInvalidAPIKey, "an API key (Authorization: Bearer fbk_…) is required")
 	}
 	want := HashKey(key)
-	k, err := g.Store.KeyByHash(r.Context(), want)
+	k, err := g.lookupKey(r.Context(), want)
 	if fb.ErrorType(err) == fb.ENotFound {
 		return fb.APIKey{}, fb.Errorf(fb.EInvalidAPIKey, "the API key is not valid")
 	}
@@ -133,6 +143,21 @@ func (g *Gateway) Authenticate(r *http.Request) (fb.APIKey, error) {
 // plan returns the customer's plan, or nil for a customer without one (who
 // may use every priced model, without rate limits).
 func (g *Gateway) plan(ctx context.Context, customer string) (*fb.Plan, error) {
+	if g.cache == nil {
+		return g.readPlan(ctx, customer)
+	}
+	now := g.Now()
+	if p, ok := g.cache.plan(customer, now); ok {
+		return p, nil
+	}
+	p, err := g.readPlan(ctx, customer)
+	if err == nil {
+		g.cache.putPlan(customer, p, now)
+	}
+	return p, err
+}
+
+func (g *Gateway) readPlan(ctx context.Context, customer string) (*fb.Plan, error) {
 	sub, err := g.Store.Subscription(ctx, customer)
 	if fb.ErrorType(err) == fb.ENotFound {
 		return nil, nil

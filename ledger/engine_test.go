@@ -463,6 +463,100 @@ func TestCommitFailure(t *testing.T) {
 	}
 }
 
+// TestReserve: on a sole-writer engine a reserved hold is answered before
+// its commit (the store is still writing when the answer comes) and is in
+// force at once; when that commit fails the hold is gone, nothing of it is
+// stored, and its capture answers not_found.
+func TestReserve(t *testing.T) {
+	st, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "r.db"), sqlite.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	f := &gated{failing: failing{Store: st}, gate: make(chan struct{}), passed: make(chan struct{}, 1)}
+	eng := ledger.NewEngine(f, ledger.Config{Cache: true, Now: func() time.Time { return t0 }})
+	defer eng.Close()
+	ctx := context.Background()
+	if err := st.CreateCustomer(ctx, fb.Customer{ID: "cus_a", Name: "a", CreatedAt: t0}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := eng.Submit(ctx, grant("cus_a", "10", "g")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := eng.Reserve(ctx, grant("cus_a", "1", "x")); err == nil {
+		t.Fatal("Reserve took a grant")
+	}
+	// The reservation is answered while its commit waits for the gate, and
+	// is in force at once: a hold queued behind it finds nothing left.
+	f.hold.Store(true)
+	res, err := eng.Reserve(ctx, hold("cus_a", "10", ""))
+	if err != nil || res.Hold.Amount != cr("10") {
+		t.Fatalf("reserve: %+v %v", res, err)
+	}
+	late := make(chan error, 1)
+	go func() {
+		_, err := eng.Submit(ctx, hold("cus_a", "1", ""))
+		late <- err
+	}()
+	f.open()
+	if err := <-late; fb.ErrorType(err) != fb.EInsufficientCredits {
+		t.Fatalf("a hold behind the reservation: %v", err)
+	}
+	if _, err := eng.Submit(ctx, fb.Op{Kind: fb.OpRelease, Customer: "cus_a", HoldID: res.Hold.ID}); err != nil {
+		t.Fatal(err)
+	}
+	// Its commit fails: the reservation is gone and its capture not_found.
+	f.gate = make(chan struct{})
+	f.hold.Store(true)
+	f.on.Store(true)
+	res, err = eng.Reserve(ctx, hold("cus_a", "10", ""))
+	if err != nil {
+		t.Fatalf("reserve: %v", err)
+	}
+	f.open()
+	f.on.Store(false)
+	_, err = eng.Submit(ctx, fb.Op{Kind: fb.OpCapture, Customer: "cus_a", HoldID: res.Hold.ID, Amount: cr("1")})
+	if fb.ErrorType(err) != fb.ENotFound {
+		t.Fatalf("capture of a reservation whose commit failed: %v", err)
+	}
+	// Nothing of it stayed: all 10 can be held again.
+	if res, err := eng.Submit(ctx, hold("cus_a", "10", "")); err != nil || res.Hold.Amount != cr("10") {
+		t.Fatalf("hold after: %+v %v", res, err)
+	}
+	rep, err := ledger.Verify(ctx, st)
+	if err != nil || len(rep.Problems) != 0 {
+		t.Fatalf("verify: %+v, %v", rep, err)
+	}
+}
+
+// gated is failing whose next commit, while hold is on, waits for open.
+type gated struct {
+	failing
+	hold   atomic.Bool
+	gate   chan struct{}
+	passed chan struct{}
+}
+
+func (g *gated) Write(ctx context.Context, fn func(fb.WriteTx) error) error {
+	return g.failing.Write(ctx, func(tx fb.WriteTx) error {
+		if err := fn(tx); err != nil {
+			return err
+		}
+		if g.hold.Load() {
+			<-g.gate
+			g.passed <- struct{}{}
+		}
+		return nil
+	})
+}
+
+// open lets the waiting commit go on and waits until it has.
+func (g *gated) open() {
+	g.hold.Store(false)
+	close(g.gate)
+	<-g.passed
+}
+
 // TestCloseDrains: Close answers everything already queued, and later
 // submissions get ErrClosed.
 func TestCloseDrains(t *testing.T) {

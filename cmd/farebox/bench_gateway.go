@@ -45,6 +45,8 @@ func benchGateway(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	rounds := fs.Int("rounds", 3, "runs of each target per row, interleaved; the median is reported")
 	tokens := fs.Int("tokens", 16, "completion tokens per answer")
 	customers := fs.Int("customers", 64, "customers (each with a key) the requests are spread over")
+	only := fs.String("targets", "direct,proxy,farebox", "targets measured, comma-separated (for profiling one)")
+	modes := fs.String("modes", "non-stream,stream", "modes measured, comma-separated")
 	profile := fs.String("cpuprofile", "", "write a CPU profile of the whole run (every target) to this file")
 	if err := parseFlags(fs, args); err != nil {
 		return err
@@ -113,7 +115,7 @@ func benchGateway(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	if err != nil {
 		return err
 	}
-	srv := &api.Server{Store: store, Engine: engine, AdminToken: "fba_" + ledger.RandomBase62(40), Gateway: &gateway.Gateway{Router: router}}
+	srv := &api.Server{Store: store, Engine: engine, AdminToken: "fba_" + ledger.RandomBase62(40), Gateway: &gateway.Gateway{Router: router, Config: gateway.Config{CacheTTL: 10 * time.Second}}}
 	fbURL, closeFB, err := serveLoopback(srv.Handler())
 	if err != nil {
 		return err
@@ -140,16 +142,22 @@ func benchGateway(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	fmt.Fprintln(stdout, "Farebox: key lookup, plan, hold of the worst case, forward, count, capture, usage row; SQLite WAL synchronous=FULL.")
 	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "mode\tconc\ttarget\treq/s\tp50\tp99\tadded p50\tvs proxy\terrors\t")
-	for _, stream := range []bool{false, true} {
-		mode := "non-stream"
-		if stream {
-			mode = "stream"
+	for _, mode := range strings.Split(*modes, ",") {
+		stream := mode == "stream"
+		if !stream && mode != "non-stream" {
+			return &exitError{2, fmt.Errorf("--modes %q: want non-stream, stream or both", *modes)}
 		}
 		for _, c := range conc {
-			targets := []struct {
+			type target struct {
 				name, url string
 				keys      []string
-			}{{"direct", simURL, nil}, {"bare proxy", proxyURL, nil}, {"farebox", fbURL, keys}}
+			}
+			var targets []target
+			for _, tg := range []target{{"direct", simURL, nil}, {"bare proxy", proxyURL, nil}, {"farebox", fbURL, keys}} {
+				if strings.Contains(","+*only+",", ","+strings.Fields(tg.name)[len(strings.Fields(tg.name))-1]+",") {
+					targets = append(targets, tg)
+				}
+			}
 			results := make([][]loadResult, len(targets))
 			for range *rounds {
 				for i, tg := range targets {
@@ -164,11 +172,11 @@ func benchGateway(ctx context.Context, args []string, stdout, stderr io.Writer) 
 			for i, tg := range targets {
 				m := med[i]
 				added, vs := "", ""
-				if i > 0 {
+				if i > 0 && targets[0].name == "direct" {
 					added = fmtMS(m.p50 - med[0].p50)
 				}
-				if i == 2 {
-					vs = fmt.Sprintf("%.0f%%, %s p50", 100*m.rps/med[1].rps, fmtMS(m.p50-med[1].p50))
+				if tg.name == "farebox" && i > 0 && targets[i-1].name == "bare proxy" {
+					vs = fmt.Sprintf("%.0f%%, %s p50", 100*m.rps/med[i-1].rps, fmtMS(m.p50-med[i-1].p50))
 				}
 				fmt.Fprintf(tw, "%s\t%d\t%s\t%.0f\t%s\t%s\t%s\t%s\t%d\t\n", mode, c, tg.name, m.rps, fmtMS(m.p50), fmtMS(m.p99), added, vs, m.errors)
 			}

@@ -143,6 +143,10 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		return err
 	}
 	srv := &api.Server{Store: store, Engine: engine, AdminToken: token, Log: log}
+	if soleWriter {
+		// Every change to keys and plans passes through this process.
+		gwConfig.CacheTTL = 10 * time.Second
+	}
 	srv.Gateway = &gateway.Gateway{Router: ups.router, Config: gwConfig, Log: log}
 	ln, err := net.Listen("tcp", cfg.addr)
 	if err != nil {
