@@ -469,7 +469,15 @@ func TestEntitlementAndRateLimits(t *testing.T) {
 }
 
 func TestIsolationAndRevocation(t *testing.T) {
-	e := newEnv(t, gateway.Config{})
+	for _, ttl := range []time.Duration{0, time.Hour} {
+		t.Run(fmt.Sprintf("cache=%s", ttl), func(t *testing.T) { testIsolation(t, ttl) })
+	}
+}
+
+// testIsolation runs with and without the key cache: a revocation through
+// the API takes effect at once either way.
+func testIsolation(t *testing.T, ttl time.Duration) {
+	e := newEnv(t, gateway.Config{CacheTTL: ttl})
 	keyA, idA := e.customer("a", "10", nil)
 	keyB, _ := e.customer("b", "10", nil)
 	if a := e.do("POST", "/v1/chat/completions", keyA, chatBody(false, false, "")); a.status != 200 {
@@ -672,5 +680,29 @@ func TestZeroOverspend(t *testing.T) {
 				t.Errorf("ledger verify: %v %+v", err, rep)
 			}
 		})
+	}
+}
+
+// A plan change through the API takes effect at once, cache or not.
+func TestPlanChangeTakesEffect(t *testing.T) {
+	e := newEnv(t, gateway.Config{CacheTTL: time.Hour})
+	key, _ := e.customer("acme", "10", &fb.Plan{ID: "chat", Name: "Chat", Period: fb.PeriodMonth, Models: []string{"gpt-4o*"}})
+	if err := e.store.CreatePlan(context.Background(), fb.Plan{ID: "all", Name: "All", Period: fb.PeriodMonth, Models: []string{"*"}, CreatedAt: time.Now().UTC()}); err != nil {
+		t.Fatal(err)
+	}
+	embed := `{"model":"text-embedding-3-small","input":"x"}`
+	if a := e.do("POST", "/v1/embeddings", key, embed); a.status != 403 {
+		t.Fatalf("before: %d %s", a.status, a.raw)
+	}
+	req, _ := http.NewRequest("PUT", e.url+"/api/v1/customers/acme/subscription", strings.NewReader(`{"plan":"all","effective":"now"}`))
+	req.Header.Set("Authorization", "Bearer "+adminToken)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := e.client.Do(req)
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("change plan: %v %v", resp, err)
+	}
+	resp.Body.Close()
+	if a := e.do("POST", "/v1/embeddings", key, embed); a.status != 200 {
+		t.Fatalf("after the change: %d %s", a.status, a.raw)
 	}
 }

@@ -62,7 +62,10 @@ func (g *Gateway) Models(w http.ResponseWriter, r *http.Request) error {
 		}
 		data = append(data, v)
 	}
-	b, err := json.Marshal(map[string]any{"object": "list", "data": data})
+	b, err := json.Marshal(struct {
+		Object string      `json:"object"`
+		Data   []modelJSON `json:"data"`
+	}{"list", data})
 	if err != nil {
 		return err
 	}

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -721,5 +722,33 @@ func TestBenchSmoke(t *testing.T) {
 		if !strings.Contains(text, want) {
 			t.Fatalf("bench output lacks %q:\n%s", want, text)
 		}
+	}
+}
+
+// The example config file in the repository loads and builds as it is.
+func TestExampleConfig(t *testing.T) {
+	c, err := loadConfig(filepath.Join("..", "..", "farebox.example.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Gateway.config(); err != nil {
+		t.Fatal(err)
+	}
+	ups, err := buildUpstreams(c.Providers, func(string) string { return "" }, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ups.close()
+	if got := ups.router.Deployments("gpt-4o-mini"); len(got) != 2 || got[0].Provider != "local" || got[1].Provider != "simulator" {
+		t.Errorf("gpt-4o-mini deployments %+v", got)
+	}
+	if got := ups.router.Deployments("text-embedding-3-small"); len(got) != 1 || !got[0].Embeddings || got[0].Cost.InputPerMTok != 20_000 {
+		t.Errorf("embedding deployment %+v", got)
+	}
+	// Unknown keys are refused, with their line.
+	bad := filepath.Join(t.TempDir(), "bad.yaml")
+	os.WriteFile(bad, []byte("gateway:\n  min_output_token: 3\n"), 0o600)
+	if _, err := loadConfig(bad); err == nil || !strings.Contains(err.Error(), "line 2") {
+		t.Errorf("unknown key: %v", err)
 	}
 }
