@@ -106,6 +106,12 @@ type Usage struct {
 	// Of a gateway request: the key that made it, the deployment that
 	// served it, its latency and time to first token, and how it ended
 	// (see gateway's Status values).
+	// RevenueUSD is what the credits it took had been paid for (each
+	// lot's cost basis, recognised exactly: see ledger.Recognize);
+	// Uncollected the part of its price no credit covered. The engine
+	// fills both in.
+	RevenueUSD  USD    `json:"revenue_usd"`
+	Uncollected Amount `json:"uncollected"`
 	KeyID      string        `json:"key_id,omitempty"`
 	Deployment string        `json:"deployment,omitempty"`
 	Latency    time.Duration `json:"latency,omitempty"`
@@ -140,4 +146,34 @@ type UsageRow struct {
 	Quantities
 	Credits Amount `json:"credits"`
 	CostUSD USD    `json:"cost_usd"`
+}
+
+// Breakage is credit that expired unused, with what it had been paid for.
+type Breakage struct {
+	Customer string
+	At       time.Time
+	Credits  Amount
+	USD      USD
+}
+
+// EconFilter selects the daily sums an economics report reads: whole UTC
+// days from From (inclusive) to To (exclusive), grouped by GroupBy
+// (customer, model, provider or day) and always by model.
+type EconFilter struct {
+	From, To time.Time
+	GroupBy  string
+	Customer string // "": all
+}
+
+// EconRow is one group's sums, of one model ("" holds breakage).
+type EconRow struct {
+	Key             string
+	Model           string
+	Requests        int64
+	Credits         Amount
+	RevenueUSD      USD
+	CostUSD         USD
+	Uncollected     Amount
+	BreakageCredits Amount
+	BreakageUSD     USD
 }

@@ -270,6 +270,9 @@ func timeKey(t time.Time) string {
 type Consumption struct {
 	Lot    string `json:"lot,omitempty"`
 	Amount Amount `json:"amount"`
+	// USD is the revenue (consumed) or breakage (expired) it recognises
+	// at the lot's cost basis; see ledger.Recognize.
+	USD USD `json:"usd,omitempty"`
 }
 
 // Result is what an op answered. Kept forever with the op in the journal so a

@@ -79,6 +79,8 @@ type Catalog interface {
 
 	// Usage sums usage rows by f.GroupBy, ordered by key.
 	Usage(ctx context.Context, f UsageFilter) ([]UsageRow, error)
+	// Economics sums the daily rollups of usage and breakage.
+	Economics(ctx context.Context, f EconFilter) ([]EconRow, error)
 }
 
 // WriteTx is the part of a write transaction the ledger engine uses.
@@ -105,6 +107,9 @@ type WriteTx interface {
 	// AppendUsage stores usage rows, after the journal entries that paid
 	// for them.
 	AppendUsage(ctx context.Context, rows []*Usage) error
+	// AppendBreakage records expired credit. Both keep the daily sums
+	// reports read, in the same transaction.
+	AppendBreakage(ctx context.Context, b []Breakage) error
 }
 
 // KeyRef is an idempotency key in its customer's scope, or, with an empty

@@ -618,6 +618,10 @@ func (e *Engine) apply(ctx context.Context, tx fb.WriteTx, batch []*request, acc
 			seen[ref] = entry
 		}
 		if op.Usage != nil {
+			op.Usage.RevenueUSD, op.Usage.Uncollected = 0, res.Uncollected
+			for _, c := range res.Consumed {
+				op.Usage.RevenueUSD += c.USD
+			}
 			usage = append(usage, op.Usage)
 		}
 	}
@@ -657,6 +661,17 @@ func (e *Engine) apply(ctx context.Context, tx fb.WriteTx, batch []*request, acc
 	}
 	if len(usage) > 0 {
 		if err := tx.AppendUsage(ctx, usage); err != nil {
+			return nil, nil, err
+		}
+	}
+	var breakage []fb.Breakage
+	for _, e := range entries {
+		for _, x := range e.Result.Expired {
+			breakage = append(breakage, fb.Breakage{Customer: e.Op.Customer, At: e.Op.At, Credits: x.Amount, USD: x.USD})
+		}
+	}
+	if len(breakage) > 0 {
+		if err := tx.AppendBreakage(ctx, breakage); err != nil {
 			return nil, nil, err
 		}
 	}

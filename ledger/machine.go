@@ -5,6 +5,7 @@ package ledger
 
 import (
 	"fmt"
+	"math/bits"
 	"slices"
 	"time"
 
@@ -149,11 +150,12 @@ func Advance(a *fb.Account, now time.Time, t *Touched) (fb.Result, bool) {
 		}
 		if l.ExpiredAt(now) && l.Remaining > l.Held {
 			e := l.Remaining - l.Held
+			usd := Recognize(l, e)
 			l.Remaining -= e
 			l.Expired += e
 			a.Expired += e
 			t.lot(l)
-			res.Expired = append(res.Expired, fb.Consumption{Lot: l.ID, Amount: e})
+			res.Expired = append(res.Expired, fb.Consumption{Lot: l.ID, Amount: e, USD: usd})
 		}
 	}
 	changed := len(due) > 0 || len(res.Expired) > 0 || rolled
@@ -174,10 +176,11 @@ func Advance(a *fb.Account, now time.Time, t *Touched) (fb.Result, bool) {
 func rollOver(a *fb.Account, l *fb.Lot, t *Touched, res *fb.Result) {
 	keep := max(min(l.Remaining, l.RolloverMax), l.Held)
 	if e := l.Remaining - keep; e > 0 {
+		usd := Recognize(l, e)
 		l.Remaining -= e
 		l.Expired += e
 		a.Expired += e
-		res.Expired = append(res.Expired, fb.Consumption{Lot: l.ID, Amount: e})
+		res.Expired = append(res.Expired, fb.Consumption{Lot: l.ID, Amount: e, USD: usd})
 	}
 	l.ExpiresAt, l.RolloverUntil, l.RolloverMax = l.RolloverUntil, time.Time{}, 0
 	t.lot(l)
@@ -205,18 +208,20 @@ func releaseAllocations(a *fb.Account, h *fb.Hold, take fb.Amount, now time.Time
 			panic(fmt.Sprintf("ledger: hold %s allocates on unknown lot %s", h.ID, al.Lot))
 		}
 		x := min(al.Amount, take-consumed)
+		usd := Recognize(l, x)
 		l.Held -= al.Amount
 		l.Remaining -= x
 		l.Consumed += x
 		consumed += x
 		if x > 0 {
-			res.Consumed = append(res.Consumed, fb.Consumption{Lot: l.ID, Amount: x})
+			res.Consumed = append(res.Consumed, fb.Consumption{Lot: l.ID, Amount: x, USD: usd})
 		}
 		if r := al.Amount - x; r > 0 && l.ExpiredAt(now) {
+			usd := Recognize(l, r)
 			l.Remaining -= r
 			l.Expired += r
 			a.Expired += r
-			res.Expired = append(res.Expired, fb.Consumption{Lot: l.ID, Amount: r})
+			res.Expired = append(res.Expired, fb.Consumption{Lot: l.ID, Amount: r, USD: usd})
 		}
 		t.lot(l)
 	}
@@ -367,10 +372,11 @@ func grant(a *fb.Account, op *fb.Op, t *Touched) (fb.Result, error) {
 	// A new lot repays debt first; those credits are consumed now.
 	if a.Debt > 0 && !eff.After(op.At) {
 		r := min(a.Debt, l.Remaining)
+		usd := Recognize(l, r)
 		l.Remaining -= r
 		l.Consumed += r
 		a.Debt -= r
-		res.Consumed = append(res.Consumed, fb.Consumption{Lot: l.ID, Amount: r})
+		res.Consumed = append(res.Consumed, fb.Consumption{Lot: l.ID, Amount: r, USD: usd})
 	}
 	if l.Live() {
 		insertLot(a, l)
@@ -565,10 +571,11 @@ func take(a *fb.Account, want fb.Amount, now time.Time, t *Touched, res *fb.Resu
 			continue
 		}
 		x := min(l.Remaining-l.Held, left)
+		usd := Recognize(l, x)
 		l.Remaining -= x
 		l.Consumed += x
 		left -= x
-		res.Consumed = append(res.Consumed, fb.Consumption{Lot: l.ID, Amount: x})
+		res.Consumed = append(res.Consumed, fb.Consumption{Lot: l.ID, Amount: x, USD: usd})
 		t.lot(l)
 	}
 	if left > 0 {
@@ -641,4 +648,26 @@ func Check(a *fb.Account) error {
 			a.Granted, a.Debt, a.Uncollected, remaining, a.Charged, a.Expired)
 	}
 	return nil
+}
+
+// Recognize is the revenue (or, expiring, breakage) in micro-dollars of x
+// credits leaving lot l, called before l's consumed and expired totals
+// count them. It is recognised cumulatively: once u of the lot's credits
+// have left, floor(u × paid ÷ amount) has been recognised in all. Each
+// part is exact to the micro-dollar, their sum never drifts, and a lot
+// that is all gone has recognised exactly what was paid for it.
+func Recognize(l *fb.Lot, x fb.Amount) fb.USD {
+	if x <= 0 || l.PaidUSD <= 0 || l.Amount <= 0 {
+		return 0
+	}
+	u := l.Consumed + l.Expired
+	return fb.USD(basis(u+x, l.PaidUSD, l.Amount) - basis(u, l.PaidUSD, l.Amount))
+}
+
+// basis is floor(u × paid ÷ amount) for 0 ≤ u ≤ amount, so the quotient is
+// at most paid.
+func basis(u fb.Amount, paid fb.USD, amount fb.Amount) int64 {
+	hi, lo := bits.Mul64(uint64(u), uint64(paid))
+	q, _ := bits.Div64(hi, lo, uint64(amount))
+	return int64(q)
 }

@@ -2,6 +2,7 @@ package ledger
 
 import (
 	"fmt"
+	"math/rand/v2"
 	"strings"
 	"testing"
 	"time"
@@ -134,7 +135,7 @@ func TestWorkedExample(t *testing.T) {
 	// 2. Capture 12 → P consumes 10, S consumes 2, S releases 13; available 1998.
 	capture := fb.Op{Kind: fb.OpCapture, HoldID: h.ID, Amount: cr("12"), At: t0.Add(time.Second), Key: "cap"}
 	res := x.ok(capture)
-	want := []fb.Consumption{{Lot: p.ID, Amount: cr("10")}, {Lot: s.ID, Amount: cr("2")}}
+	want := []fb.Consumption{{Lot: p.ID, Amount: cr("10")}, {Lot: s.ID, Amount: cr("2"), USD: 20_000}} // $0.02 recognised
 	if fmt.Sprint(res.Consumed) != fmt.Sprint(want) || res.Captured != cr("12") || res.Released != cr("13") {
 		t.Fatalf("capture: %+v", res)
 	}
@@ -494,4 +495,34 @@ func clone(a *fb.Account) *fb.Account {
 	}
 	c.Closed = map[string]*fb.Hold{}
 	return &c
+}
+
+// TestRecognizeExact: consumed and expired in any pieces, a lot recognises
+// exactly what was paid for it once it is all gone, and never more before.
+func TestRecognizeExact(t *testing.T) {
+	rng := rand.New(rand.NewPCG(7, 11))
+	for i := range 2000 {
+		amount := fb.Amount(1 + rng.Int64N(int64(5000*fb.Micro)))
+		paid := fb.USD(rng.Int64N(int64(100 * fb.Micro)))
+		if i%3 == 0 {
+			amount, paid = 3, 20*fb.Micro // $20 for 0.000003 credits: thirds of a micro-dollar
+		}
+		l := &fb.Lot{Amount: amount, PaidUSD: paid}
+		var sum fb.USD
+		for l.Consumed+l.Expired < amount {
+			x := min(1+fb.Amount(rng.Int64N(int64(amount)/3+1)), amount-l.Consumed-l.Expired)
+			sum += Recognize(l, x)
+			if rng.IntN(4) == 0 {
+				l.Expired += x
+			} else {
+				l.Consumed += x
+			}
+			if sum > paid {
+				t.Fatalf("lot %s for $%s: recognised %s before the end", amount, paid, sum)
+			}
+		}
+		if sum != paid {
+			t.Fatalf("lot %s for $%s: recognised %s in all", amount, paid, sum)
+		}
+	}
 }

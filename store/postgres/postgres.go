@@ -343,9 +343,36 @@ func (t *writeTx) AppendJournal(ctx context.Context, entries []*fb.JournalEntry)
 
 func (t *writeTx) AppendUsage(ctx context.Context, rows []*fb.Usage) error {
 	for _, u := range rows {
-		t.batch.Queue(`INSERT INTO usage_rows (`+codec.UsageColumns+`) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18,$19,$20,$21,$22,$23)`, codec.UsageValues(u)...)
+		t.batch.Queue(`INSERT INTO usage_rows (`+codec.UsageColumns+`) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18,$19,$20,$21,$22,$23,$24,$25)`, codec.UsageValues(u)...)
 	}
+	t.daily(codec.DailyOfUsage(rows))
 	return nil
+}
+
+func (t *writeTx) AppendBreakage(ctx context.Context, bs []fb.Breakage) error {
+	t.daily(codec.DailyOfBreakage(bs))
+	return nil
+}
+
+// dailyUpsert is codec.DailyUpsert with PostgreSQL's placeholders.
+var dailyUpsert = func() string {
+	var b strings.Builder
+	n := 0
+	for _, r := range codec.DailyUpsert {
+		if r == '?' {
+			n++
+			fmt.Fprintf(&b, "$%d", n)
+			continue
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
+}()
+
+func (t *writeTx) daily(ds []*codec.Daily) {
+	for _, d := range ds {
+		t.batch.Queue(dailyUpsert, d.Values()...)
+	}
 }
 
 // CreateCustomer inserts a customer and its empty account.

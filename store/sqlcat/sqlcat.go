@@ -315,3 +315,48 @@ func list[T any](ctx context.Context, db *sql.DB, q string, decode func(string) 
 	}
 	return out, rows.Err()
 }
+
+// Economics sums usage_daily over whole days, by the group and model.
+func (c *Catalog) Economics(ctx context.Context, f fb.EconFilter) ([]fb.EconRow, error) {
+	col, ok := map[string]string{"customer": "customer", "model": "model", "provider": "provider", "day": "day"}[f.GroupBy]
+	if !ok {
+		return nil, fb.Invalid("group_by", "group_by must be customer, model, provider or day")
+	}
+	var where []string
+	var args []any
+	if !f.From.IsZero() {
+		where, args = append(where, "day >= ?"), append(args, f.From.UTC().Format(time.DateOnly))
+	}
+	if !f.To.IsZero() {
+		where, args = append(where, "day < ?"), append(args, f.To.UTC().Format(time.DateOnly))
+	}
+	if f.Customer != "" {
+		where, args = append(where, "customer = ?"), append(args, f.Customer)
+	}
+	q := `SELECT ` + col + `, model`
+	for _, s := range []string{"requests", "credits", "revenue_usd", "cost_usd", "uncollected", "breakage_credits", "breakage_usd"} {
+		q += `, CAST(sum(` + s + `) AS BIGINT)`
+	}
+	q += ` FROM usage_daily`
+	if len(where) > 0 {
+		q += " WHERE " + strings.Join(where, " AND ")
+	}
+	q += " GROUP BY " + col + ", model ORDER BY " + col + ", model"
+	rows, err := c.R.QueryContext(ctx, c.q(q), args...)
+	if err != nil {
+		return nil, fmt.Errorf("economics query: %w", err)
+	}
+	defer rows.Close()
+	var out []fb.EconRow
+	for rows.Next() {
+		var r fb.EconRow
+		var credits, rev, cost, unc, brc, bru int64
+		if err := rows.Scan(&r.Key, &r.Model, &r.Requests, &credits, &rev, &cost, &unc, &brc, &bru); err != nil {
+			return nil, err
+		}
+		r.Credits, r.RevenueUSD, r.CostUSD, r.Uncollected = fb.Amount(credits), fb.USD(rev), fb.USD(cost), fb.Amount(unc)
+		r.BreakageCredits, r.BreakageUSD = fb.Amount(brc), fb.USD(bru)
+		out = append(out, r)
+	}
+	return out, rows.Err()
+}

@@ -183,7 +183,8 @@ var statements = map[string]string{
 	"journal":     `INSERT INTO journal (customer, idem_key, op, fingerprint, result) VALUES (?,?,?,?,?)`,
 	"eventKey":    `SELECT j.seq, j.op, j.fingerprint, j.result FROM events e JOIN journal j ON j.seq = e.seq WHERE e.event_key = ?`,
 	"event":       `INSERT INTO events (event_key, seq) VALUES (?,?)`,
-	"usage":       `INSERT INTO usage_rows (` + codec.UsageColumns + `) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)`,
+	"usage":       `INSERT INTO usage_rows (` + codec.UsageColumns + `) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)`,
+	"daily":       codec.DailyUpsert,
 }
 
 func (s *Store) prepare(ctx context.Context) error {
@@ -402,6 +403,20 @@ func (t *writeTx) AppendUsage(ctx context.Context, rows []*fb.Usage) error {
 	for _, u := range rows {
 		if _, err := st.ExecContext(ctx, codec.UsageValues(u)...); err != nil {
 			return fmt.Errorf("usage %s: %w", u.ID, err)
+		}
+	}
+	return t.daily(ctx, codec.DailyOfUsage(rows))
+}
+
+func (t *writeTx) AppendBreakage(ctx context.Context, bs []fb.Breakage) error {
+	return t.daily(ctx, codec.DailyOfBreakage(bs))
+}
+
+func (t *writeTx) daily(ctx context.Context, ds []*codec.Daily) error {
+	st := t.stmt(ctx, "daily")
+	for _, d := range ds {
+		if _, err := st.ExecContext(ctx, d.Values()...); err != nil {
+			return fmt.Errorf("daily usage: %w", err)
 		}
 	}
 	return nil

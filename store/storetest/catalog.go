@@ -3,6 +3,7 @@ package storetest
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"testing"
 	"time"
 
@@ -166,8 +167,8 @@ func testEventsAndUsage(t *testing.T, s fb.Store) {
 	day2 := t0.Add(24 * time.Hour)
 	usage := []*fb.Usage{
 		{ID: "e1", Source: "video", Customer: "acme", Model: "sora-1", At: t0, Quantities: fb.Quantities{VideoMicros: 12_000_000}, Credits: amt("6")},
-		{ID: "e2", Source: "video", Customer: "acme", Model: "gpt-4o", Provider: "openai", At: day2, Quantities: fb.Quantities{InputTokens: 1000, OutputTokens: 500}, Credits: amt("0.75"), CostUSD: 7500},
-		{ID: "e3", Source: "video", Customer: "beta", Model: "gpt-4o", Provider: "openai", At: day2, Quantities: fb.Quantities{InputTokens: 10}, Credits: amt("0.0025"), CostUSD: 25},
+		{ID: "e2", Source: "video", Customer: "acme", Model: "gpt-4o", Provider: "openai", At: day2, Quantities: fb.Quantities{InputTokens: 1000, OutputTokens: 500}, Credits: amt("0.75"), CostUSD: 7500, RevenueUSD: 5000, Uncollected: amt("0.25")},
+		{ID: "e3", Source: "video", Customer: "beta", Model: "gpt-4o", Provider: "openai", At: day2, Quantities: fb.Quantities{InputTokens: 10}, Credits: amt("0.0025"), CostUSD: 25, RevenueUSD: 20},
 	}
 	write := func(c string, u *fb.Usage) error {
 		return s.Write(ctx, func(tx fb.WriteTx) error {
@@ -239,6 +240,39 @@ func testEventsAndUsage(t *testing.T, s fb.Store) {
 	check(fb.UsageFilter{GroupBy: "provider", To: day2},
 		`{"key":"","requests":1,"video_us":12000000,"credits":"6","cost_usd":"0"}`+"\n")
 	if _, err := s.Usage(ctx, fb.UsageFilter{GroupBy: "colour"}); fb.ErrorType(err) != fb.EInvalid {
+		t.Fatalf("bad group_by: %v", err)
+	}
+
+	// The daily sums economics reads, kept with the usage rows, and
+	// breakage (model "").
+	if err := s.Write(ctx, func(tx fb.WriteTx) error {
+		return tx.AppendBreakage(ctx, []fb.Breakage{{Customer: "acme", At: day2, Credits: amt("3"), USD: 30_000}, {Customer: "acme", At: day2, Credits: amt("1"), USD: 10_000}})
+	}); err != nil {
+		t.Fatal(err)
+	}
+	econ := func(f fb.EconFilter, want string) {
+		t.Helper()
+		rows, err := s.Economics(ctx, f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var b bytes.Buffer
+		for _, r := range rows {
+			fmt.Fprintf(&b, "%s/%s req=%d cr=%s rev=%s cost=%s unc=%s brk=%s/%s\n", r.Key, r.Model, r.Requests, r.Credits, r.RevenueUSD, r.CostUSD, r.Uncollected, r.BreakageCredits, r.BreakageUSD)
+		}
+		if b.String() != want {
+			t.Errorf("economics %+v:\n%s\nwant\n%s", f, b.String(), want)
+		}
+	}
+	econ(fb.EconFilter{GroupBy: "customer"},
+		"acme/ req=0 cr=0 rev=0 cost=0 unc=0 brk=4/0.04\n"+
+			"acme/gpt-4o req=1 cr=0.75 rev=0.005 cost=0.0075 unc=0.25 brk=0/0\n"+
+			"acme/sora-1 req=1 cr=6 rev=0 cost=0 unc=0 brk=0/0\n"+
+			"beta/gpt-4o req=1 cr=0.0025 rev=0.00002 cost=0.000025 unc=0 brk=0/0\n")
+	econ(fb.EconFilter{GroupBy: "day", From: day2, To: day2.Add(24 * time.Hour), Customer: "acme"},
+		"2026-11-02/ req=0 cr=0 rev=0 cost=0 unc=0 brk=4/0.04\n"+
+			"2026-11-02/gpt-4o req=1 cr=0.75 rev=0.005 cost=0.0075 unc=0.25 brk=0/0\n")
+	if _, err := s.Economics(ctx, fb.EconFilter{GroupBy: "colour"}); fb.ErrorType(err) != fb.EInvalid {
 		t.Fatalf("bad group_by: %v", err)
 	}
 }
