@@ -110,13 +110,13 @@ type Usage struct {
 	// lot's cost basis, recognised exactly: see ledger.Recognize);
 	// Uncollected the part of its price no credit covered. The engine
 	// fills both in.
-	RevenueUSD  USD    `json:"revenue_usd"`
-	Uncollected Amount `json:"uncollected"`
-	KeyID      string        `json:"key_id,omitempty"`
-	Deployment string        `json:"deployment,omitempty"`
-	Latency    time.Duration `json:"latency,omitempty"`
-	TTFT       time.Duration `json:"ttft,omitempty"`
-	Status     string        `json:"status,omitempty"`
+	RevenueUSD  USD           `json:"revenue_usd"`
+	Uncollected Amount        `json:"uncollected"`
+	KeyID       string        `json:"key_id,omitempty"`
+	Deployment  string        `json:"deployment,omitempty"`
+	Latency     time.Duration `json:"latency,omitempty"`
+	TTFT        time.Duration `json:"ttft,omitempty"`
+	Status      string        `json:"status,omitempty"`
 }
 
 // APIKey is a customer's key to the gateway. Only a hash of the secret is

@@ -217,10 +217,10 @@ func UsageValues(u *fb.Usage) []any {
 
 // Daily is one row of the daily sums (usage_daily), as an increment.
 type Daily struct {
-	Day, Customer, Model, Provider string
-	Requests                       int64
+	Day, Customer, Model, Provider  string
+	Requests                        int64
 	Credits, Uncollected, BrCredits fb.Amount
-	Revenue, Cost, BrUSD           fb.USD
+	Revenue, Cost, BrUSD            fb.USD
 }
 
 // DailyUpsert adds a Daily to its row; placeholders are ? (the driver
