@@ -14,6 +14,7 @@ import (
 	"time"
 
 	fb "farebox"
+	"farebox/economics"
 	"farebox/gateway"
 	"farebox/ledger"
 	"farebox/metering"
@@ -28,6 +29,7 @@ type Server struct {
 	Meter      *metering.Service
 	Cards      *metering.Cards
 	Gateway    *gateway.Gateway
+	Economics  economics.Config
 	AdminToken string
 	Now        func() time.Time
 	NewID      func(prefix string) string
@@ -93,6 +95,9 @@ func (s *Server) Handler() http.Handler {
 		{"GET", "/api/v1/prices", true, s.listPrices},
 		{"POST", "/api/v1/events", true, s.events},
 		{"GET", "/api/v1/usage", true, s.usage},
+		{"GET", "/api/v1/reports/economics", true, s.economicsReport},
+		{"GET", "/api/v1/reports/forecast", true, s.forecastReport},
+		{"GET", "/api/v1/deployments", true, s.deployments},
 		{"GET", "/v1/account/usage", false, s.accountUsage},
 		{"GET", "/v1/account/balance", false, s.accountBalance},
 		{"POST", "/v1/chat/completions", false, s.Gateway.Chat},

@@ -42,7 +42,8 @@ type exchange struct {
 	tpmEst   int64     // tokens admitted by the rate limiter
 	start    time.Time
 	ttft     time.Duration
-	dep      *routing.Deployment
+	dep      *routing.Deployment   // the one serving (or last tried)
+	order    []*routing.Deployment // those to try, in order
 	settled  bool
 	cost     fb.Amount
 	balance  fb.Amount
@@ -118,17 +119,22 @@ func (g *Gateway) admit(ctx context.Context, w http.ResponseWriter, x *exchange)
 	if err := entitled(plan, q.model); err != nil {
 		return err
 	}
-	deps := g.Router.Deployments(q.model)
+	all := g.Router.Deployments(q.model)
 	card, err := g.Card(ctx)
 	if card == nil {
 		return err
 	}
 	price, priced := card.At(q.model, x.start)
-	if len(deps) == 0 || !priced || deps[0].Embeddings != q.embedding {
+	if len(all) == 0 || !priced || all[0].Embeddings != q.embedding {
 		return fb.Errorf(fb.ENotFound, "the model %s does not exist or is not served here; GET /v1/models lists yours", q.model).WithCode("model_not_found").WithParam("model")
 	}
 	x.price = price
-	x.capTok = deps[0].MaxOutputTokens
+	// Without a cap from the client, the smallest of the deployments'
+	// output limits, so that whichever serves stays within the hold.
+	x.capTok = all[0].MaxOutputTokens
+	for _, d := range all {
+		x.capTok = min(x.capTok, d.MaxOutputTokens)
+	}
 	if q.embedding {
 		x.capTok = 0
 	} else if q.capField != "" {
@@ -146,6 +152,7 @@ func (g *Gateway) admit(ctx context.Context, w http.ResponseWriter, x *exchange)
 			return fb.Errorf(fb.ERateLimited, "the plan %s allows %d requests and %d tokens per minute; retry in %s", plan.ID, plan.RPM, plan.TPM, wait.Round(time.Millisecond))
 		}
 	}
+	x.order = g.Router.Order(q.model, fb.Quantities{InputTokens: (int64(q.size) + 3) / 4, OutputTokens: out})
 	worst, err := worstCase(price.Rates, in, out)
 	if err != nil {
 		return fb.Invalid("", "the request's worst-case price overflows")
@@ -182,15 +189,17 @@ func (g *Gateway) admit(ctx context.Context, w http.ResponseWriter, x *exchange)
 func (g *Gateway) send(ctx context.Context, x *exchange) (*http.Response, error) {
 	var last error
 	status := StatusUpstream
-	for _, d := range g.Router.Deployments(x.req.model) {
+	for _, d := range x.order {
 		x.dep = d
 		body, err := x.req.upstreamBody(d.Upstream, x.capTok)
 		if err != nil {
 			g.settle(x, nil, StatusRejected, false)
 			return nil, err
 		}
+		t0 := g.Now()
 		resp, err := g.post(ctx, d, x, body)
 		if err == nil && resp.StatusCode < 300 {
+			g.Router.Success(d, g.Now().Sub(t0))
 			return resp, nil
 		}
 		if ctx.Err() != nil && x.client.Context().Err() != nil {
@@ -199,6 +208,9 @@ func (g *Gateway) send(ctx context.Context, x *exchange) (*http.Response, error)
 			}
 			g.settle(x, nil, StatusClientGone, false)
 			return nil, fb.Errorf(fb.EUpstream, "the client went away")
+		}
+		if err != nil || resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode >= 500 {
+			g.Router.Failure(d)
 		}
 		switch {
 		case errors.Is(err, errFirstByte) || (err != nil && ctx.Err() != nil):

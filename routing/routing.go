@@ -2,8 +2,8 @@ package routing
 
 import (
 	"fmt"
+	"math/big"
 	"net/http"
-	"slices"
 	"time"
 
 	fb "farebox"
@@ -54,68 +54,53 @@ type Deployment struct {
 	MaxOutputTokens int64
 	// Embeddings marks an embedding model (served on /v1/embeddings).
 	Embeddings bool
-	Client     *http.Client
+	// Priority: lower is tried first, before cost is compared. Weight
+	// splits traffic between deployments of equal priority and cost (1
+	// when 0).
+	Priority int
+	Weight   int
+	Client   *http.Client
+
+	health health
 }
 
 // DefaultMaxOutputTokens caps the output of a model whose limit is not
 // configured.
 const DefaultMaxOutputTokens = 4096
 
-// Router knows every deployment of every public model.
-type Router struct {
-	byModel map[string][]*Deployment
-}
-
-// NewRouter checks the deployments and indexes them by public model, in
-// the given order of preference.
-func NewRouter(ds []*Deployment) (*Router, error) {
-	r := &Router{byModel: map[string][]*Deployment{}}
-	names := map[string]bool{}
-	for _, d := range ds {
-		switch {
-		case d.Name == "" || d.Model == "" || d.Upstream == "":
-			return nil, fmt.Errorf("routing: deployment %q needs a name, a model and an upstream model", d.Name)
-		case names[d.Name]:
-			return nil, fmt.Errorf("routing: deployment %q is configured twice", d.Name)
-		case d.BaseURL == "":
-			return nil, fmt.Errorf("routing: deployment %q has no base URL", d.Name)
-		case d.MaxOutputTokens < 0 || d.Cost.InputPerMTok < 0 || d.Cost.OutputPerMTok < 0 || d.Cost.CachedInputPerMTok < 0:
-			return nil, fmt.Errorf("routing: deployment %q has a negative limit or cost", d.Name)
-		}
-		names[d.Name] = true
-		if d.MaxOutputTokens == 0 {
-			d.MaxOutputTokens = DefaultMaxOutputTokens
-		}
-		if d.Client == nil {
-			d.Client = DefaultClient
-		}
-		r.byModel[d.Model] = append(r.byModel[d.Model], d)
-	}
-	return r, nil
-}
-
-// Deployments returns the deployments of a public model, preferred first.
-func (r *Router) Deployments(model string) []*Deployment {
-	return r.byModel[model]
-}
-
-// Models lists the public models, sorted.
-func (r *Router) Models() []string {
-	ms := make([]string, 0, len(r.byModel))
-	for m := range r.byModel {
-		ms = append(ms, m)
-	}
-	slices.Sort(ms)
-	return ms
-}
-
 // DefaultClient is the upstream client: many idle connections per host,
 // since a gateway sends all its traffic to a few hosts. Deadlines come from
 // each request's context.
 var DefaultClient = &http.Client{Transport: &http.Transport{
-	Proxy:               nil, // upstreams are named in the config; no environment proxy
+	Proxy:               http.ProxyFromEnvironment,
 	MaxIdleConns:        1024,
 	MaxIdleConnsPerHost: 512,
 	IdleConnTimeout:     90 * time.Second,
 	ForceAttemptHTTP2:   false,
 }}
+
+// GPUCost turns an own GPU pool's cost into a per-token cost card:
+//
+//	USD per 1M tokens = USD per GPU-hour × GPUs × 10⁶ ÷ (tokens per second × 3600 × utilisation)
+//
+// where tokens per second is the pool's measured throughput (input and
+// output tokens together) at full load and utilisation the share of the
+// time it is busy (0 < u ≤ 1): an idle GPU costs the same. Input, cached
+// and output tokens cost the same; the rate is rounded up to the
+// micro-dollar.
+func GPUCost(usdPerGPUHour fb.USD, gpus, tokensPerSecond int64, utilisation fb.Amount) (CostCard, error) {
+	if usdPerGPUHour < 0 || gpus <= 0 || tokensPerSecond <= 0 || utilisation <= 0 || utilisation > fb.Micro {
+		return CostCard{}, fmt.Errorf("a GPU cost needs usd_per_gpu_hour ≥ 0, gpus > 0, tokens_per_second > 0 and 0 < utilisation ≤ 1")
+	}
+	// utilisation is in millionths: × 10⁶ once more on top.
+	n := new(big.Int).Mul(big.NewInt(int64(usdPerGPUHour)), big.NewInt(gpus))
+	n.Mul(n, big.NewInt(fb.Micro*fb.Micro))
+	d := new(big.Int).Mul(big.NewInt(tokensPerSecond*3600), big.NewInt(int64(utilisation)))
+	n.Add(n, new(big.Int).Sub(d, big.NewInt(1)))
+	n.Quo(n, d)
+	if !n.IsInt64() {
+		return CostCard{}, fb.ErrOverflow
+	}
+	r := fb.USD(n.Int64())
+	return CostCard{InputPerMTok: r, OutputPerMTok: r, CachedInputPerMTok: r}, nil
+}

@@ -33,6 +33,8 @@ const cliUsage = `Management commands (they talk to a running server):
   farebox events send FILE|-        (one CloudEvent, or a JSON array of them)
   farebox prices list | set MODEL --input-per-mtok 250 --output-per-mtok 1000 [...]
   farebox usage [--customer C] [--from T] [--to T] [--group-by model|day|provider|customer]
+  farebox report economics [--from DAY] [--to DAY] [--group-by customer|model|provider|day]
+  farebox report forecast [--customer C] [--days 7]
 Flags for all: --server URL [FAREBOX_SERVER, default http://127.0.0.1:8080]
   --token T [FAREBOX_ADMIN_TOKEN, else ~/.config/farebox/config.json {"server","token"},
   else ./farebox-data/admin-token], --json (print the API's JSON).
@@ -45,7 +47,7 @@ type cliConfig struct {
 }
 
 // cliCommands are the resources the CLI knows.
-var cliCommands = map[string]bool{"plans": true, "customers": true, "keys": true, "grants": true, "balance": true, "events": true, "usage": true, "prices": true}
+var cliCommands = map[string]bool{"plans": true, "customers": true, "keys": true, "grants": true, "balance": true, "events": true, "usage": true, "prices": true, "report": true}
 
 func cli(ctx context.Context, resource string, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	verb := ""
@@ -63,7 +65,7 @@ func cli(ctx context.Context, resource string, args []string, getenv func(string
 	for _, name := range []string{"id", "name", "plan", "price-usd", "credits", "period", "rollover-max", "overdraft-limit", "models",
 		"amount", "source", "paid-usd", "expires-at", "idempotency-key", "customer", "from", "to", "group-by",
 		"input-per-mtok", "output-per-mtok", "cached-input-per-mtok", "reasoning-per-mtok", "per-image", "per-audio-second",
-		"per-video-second", "per-gpu-second", "per-request", "effective-from"} {
+		"per-video-second", "per-gpu-second", "per-request", "effective-from", "days"} {
 		str[name] = fs.String(name, "", "")
 	}
 	rpm := fs.Int64("rpm", 0, "")
@@ -187,6 +189,14 @@ func cli(ctx context.Context, resource string, args []string, getenv func(string
 		}
 		method, path, payload = "PUT", "/api/v1/prices/"+model, body("input-per-mtok", "output-per-mtok", "cached-input-per-mtok", "reasoning-per-mtok",
 			"per-image", "per-audio-second", "per-video-second", "per-gpu-second", "per-request", "effective-from")
+	case "report economics", "report forecast":
+		q := url.Values{}
+		for _, f := range []string{"customer", "from", "to", "group-by", "days"} {
+			if v := *str[f]; v != "" {
+				q.Set(strings.ReplaceAll(f, "-", "_"), v)
+			}
+		}
+		method, path = "GET", "/api/v1/reports/"+verb+"?"+q.Encode()
 	case "usage ":
 		q := url.Values{}
 		for _, f := range []string{"customer", "from", "to", "group-by"} {
@@ -285,13 +295,15 @@ func (c *cliConfig) do(ctx context.Context, method, path string, payload any, wh
 
 // columns chooses what each listing shows.
 var columns = map[string][]string{
-	"plans":     {"id", "name", "price_usd", "period", "credits", "rollover_max", "overdraft_limit", "models", "rpm", "tpm"},
-	"customers": {"id", "name", "created_at"},
-	"keys":      {"id", "prefix", "name", "created_at", "revoked_at"},
-	"prices":    {"model", "input_per_mtok", "output_per_mtok", "cached_input_per_mtok", "reasoning_per_mtok", "per_image", "per_video_second", "per_gpu_second", "effective_from"},
-	"usage":     {"key", "requests", "input_tokens", "output_tokens", "credits", "cost_usd"},
-	"events":    {"id", "status", "cost", "error", "message"},
-	"lots":      {"id", "source", "priority", "amount", "remaining", "held", "expires_at", "cost_basis_usd"},
+	"plans":           {"id", "name", "price_usd", "period", "credits", "rollover_max", "overdraft_limit", "models", "rpm", "tpm"},
+	"customers":       {"id", "name", "created_at"},
+	"keys":            {"id", "prefix", "name", "created_at", "revoked_at"},
+	"prices":          {"model", "input_per_mtok", "output_per_mtok", "cached_input_per_mtok", "reasoning_per_mtok", "per_image", "per_video_second", "per_gpu_second", "effective_from"},
+	"usage":           {"key", "requests", "input_tokens", "output_tokens", "credits", "cost_usd"},
+	"report forecast": {"customer", "available", "consumed", "burn_per_day", "days_left", "runs_out_at"},
+	"report":          {"key", "requests", "revenue_usd", "cost_usd", "margin_usd", "margin_pct", "credits_consumed", "breakage_usd", "uncollected_usd", "partner_share_usd"},
+	"events":          {"id", "status", "cost", "error", "message"},
+	"lots":            {"id", "source", "priority", "amount", "remaining", "held", "expires_at", "cost_basis_usd"},
 }
 
 // printTable shows a list as a table and an object as name: value lines
@@ -299,9 +311,16 @@ var columns = map[string][]string{
 func printTable(w io.Writer, what string, v any) {
 	resource := strings.Fields(what)[0]
 	m, _ := v.(map[string]any)
+	cols, ok := columns[what]
+	if !ok {
+		cols = columns[resource]
+	}
 	for _, k := range []string{"data", "rows", "results"} {
 		if list, ok := m[k].([]any); ok {
-			table(w, columns[resource], list)
+			if t, ok := m["totals"]; ok {
+				list = append(list, t)
+			}
+			table(w, cols, list)
 			return
 		}
 	}

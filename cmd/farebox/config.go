@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
@@ -15,6 +16,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	fb "farebox"
+	"farebox/economics"
 	"farebox/gateway"
 	"farebox/pricing"
 	"farebox/routing"
@@ -25,6 +27,27 @@ type fileConfig struct {
 	AdminToken string          `yaml:"admin_token"`
 	Gateway    gatewayConfig   `yaml:"gateway"`
 	Providers  []providerEntry `yaml:"providers"`
+	// RevenueShares: percentages of revenue owed to partners, by model.
+	RevenueShares []shareEntry `yaml:"revenue_shares"`
+}
+
+type shareEntry struct {
+	Partner string   `yaml:"partner"`
+	Percent string   `yaml:"percent"`
+	Models  []string `yaml:"models"`
+}
+
+// shares checks the revenue shares.
+func (c fileConfig) shares() ([]economics.Share, error) {
+	var out []economics.Share
+	for i, e := range c.RevenueShares {
+		sh, err := economics.ParseShare(e.Partner + ":" + e.Percent + ":" + strings.Join(e.Models, ","))
+		if err != nil {
+			return nil, fmt.Errorf("revenue_shares[%d]: %w", i, err)
+		}
+		out = append(out, sh)
+	}
+	return out, nil
 }
 
 type gatewayConfig struct {
@@ -49,13 +72,21 @@ type modelEntry struct {
 	Upstream        string    `yaml:"upstream"`
 	MaxOutputTokens int64     `yaml:"max_output_tokens"`
 	Embeddings      *bool     `yaml:"embeddings"`
+	Priority        int       `yaml:"priority"` // lower first; default 0
+	Weight          int       `yaml:"weight"`   // among equals; default 1
 	Cost            costEntry `yaml:"cost"`
 }
 
+// costEntry is USD per 1M tokens, or an own GPU pool's cost (see
+// routing.GPUCost).
 type costEntry struct {
 	InputUSDPerMTok       string `yaml:"input_usd_per_mtok"`
 	OutputUSDPerMTok      string `yaml:"output_usd_per_mtok"`
 	CachedInputUSDPerMTok string `yaml:"cached_input_usd_per_mtok"`
+	USDPerGPUHour         string `yaml:"usd_per_gpu_hour"`
+	GPUs                  int64  `yaml:"gpus"`
+	TokensPerSecond       int64  `yaml:"tokens_per_second"`
+	Utilisation           string `yaml:"utilisation"` // 0 < u ≤ 1; default 1
 }
 
 // loadConfig reads a config file strictly: unknown keys are errors, with
@@ -173,7 +204,7 @@ func buildUpstreams(providers []providerEntry, getenv func(string) string, log *
 			}
 			d := &routing.Deployment{
 				Name: p.Name + "/" + m.Model, Provider: p.Name, Type: p.Type, Model: m.Model, Upstream: or(m.Upstream, m.Model),
-				BaseURL: baseURL, APIKey: apiKey, MaxOutputTokens: m.MaxOutputTokens,
+				BaseURL: baseURL, APIKey: apiKey, MaxOutputTokens: m.MaxOutputTokens, Priority: m.Priority, Weight: m.Weight,
 				Embeddings: strings.Contains(m.Model, "embedding"),
 			}
 			if m.Embeddings != nil {
@@ -189,6 +220,7 @@ func buildUpstreams(providers []providerEntry, getenv func(string) string, log *
 		u.close()
 		return nil, err
 	}
+	u.router.Rand = rand.IntN
 	return u, nil
 }
 
@@ -196,6 +228,25 @@ func buildUpstreams(providers []providerEntry, getenv func(string) string, log *
 // 2025 list price, else an error (an unknown cost would hide a loss).
 func (c costEntry) card(list *fb.Price) (routing.CostCard, error) {
 	var card routing.CostCard
+	if c.USDPerGPUHour != "" {
+		if c.InputUSDPerMTok != "" || c.OutputUSDPerMTok != "" || c.CachedInputUSDPerMTok != "" {
+			return card, errors.New("cost: give either USD per 1M tokens or a GPU cost, not both")
+		}
+		usd, err := fb.ParseUSD(c.USDPerGPUHour)
+		if err != nil {
+			return card, fmt.Errorf("cost.usd_per_gpu_hour %q must be a dollar amount such as 1.9", c.USDPerGPUHour)
+		}
+		util := fb.Amount(fb.Micro)
+		if c.Utilisation != "" {
+			if util, err = fb.ParseAmount(c.Utilisation); err != nil {
+				return card, fmt.Errorf("cost.utilisation %q must be a decimal such as 0.6", c.Utilisation)
+			}
+		}
+		return routing.GPUCost(usd, c.GPUs, c.TokensPerSecond, util)
+	}
+	if c.GPUs != 0 || c.TokensPerSecond != 0 || c.Utilisation != "" {
+		return card, errors.New("cost: gpus, tokens_per_second and utilisation need usd_per_gpu_hour")
+	}
 	if c == (costEntry{}) {
 		if list == nil {
 			return card, errors.New("no cost card, and the model is not in the built-in list prices: set cost.input_usd_per_mtok and cost.output_usd_per_mtok")

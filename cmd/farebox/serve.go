@@ -18,6 +18,7 @@ import (
 
 	fb "farebox"
 	"farebox/api"
+	"farebox/economics"
 	"farebox/gateway"
 	"farebox/ledger"
 	"farebox/plans"
@@ -116,6 +117,10 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	if err != nil {
 		return &exitError{2, fmt.Errorf("--config %s: %w", cfg.config, err)}
 	}
+	shares, err := file.shares()
+	if err != nil {
+		return &exitError{2, fmt.Errorf("--config %s: %w", cfg.config, err)}
+	}
 	providers := file.Providers
 	if len(providers) == 0 && cfg.demo {
 		providers = demoProviders
@@ -142,7 +147,8 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		engine.Close()
 		return err
 	}
-	srv := &api.Server{Store: store, Engine: engine, AdminToken: token, Log: log}
+	srv := &api.Server{Store: store, Engine: engine, AdminToken: token, Log: log,
+		Economics: economics.Config{CreditsPerUSD: cfg.creditsPerUSD, Shares: shares}}
 	if soleWriter {
 		// Every change to keys and plans passes through this process.
 		gwConfig.CacheTTL = 10 * time.Second

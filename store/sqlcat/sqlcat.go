@@ -247,13 +247,13 @@ func (c *Catalog) DueSubscriptions(ctx context.Context, now time.Time, limit int
 	}, codec.Nanos(now), limit)
 }
 
-var groupColumns = map[string]string{"model": "model", "day": "day", "provider": "provider", "customer": "customer"}
+var groupColumns = map[string]string{"model": "model", "day": "day", "provider": "provider", "customer": "customer", "deployment": "deployment", "status": "status"}
 
 // Usage sums usage rows by f.GroupBy.
 func (c *Catalog) Usage(ctx context.Context, f fb.UsageFilter) ([]fb.UsageRow, error) {
 	col, ok := groupColumns[f.GroupBy]
 	if !ok {
-		return nil, fb.Invalid("group_by", "group_by must be model, day, provider or customer")
+		return nil, fb.Invalid("group_by", "group_by must be model, day, provider, customer, deployment or status")
 	}
 	var where []string
 	var args []any
