@@ -197,7 +197,7 @@ type Forecast struct {
 	Window     string     `json:"window"`
 	Consumed   fb.Amount  `json:"consumed"`
 	BurnPerDay fb.Amount  `json:"burn_per_day"`
-	DaysLeft   *string    `json:"days_left"`    // null: no burn
+	DaysLeft   *string    `json:"days_left"`   // null: no burn
 	RunsOutAt  *time.Time `json:"runs_out_at"` // null: no burn
 }
 
