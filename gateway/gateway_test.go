@@ -17,6 +17,7 @@ import (
 
 	fb "farebox"
 	"farebox/api"
+	"farebox/economics"
 	"farebox/gateway"
 	"farebox/ledger"
 	"farebox/pricing"
@@ -42,13 +43,9 @@ type env struct {
 
 func newEnv(t *testing.T, cfg gateway.Config) *env {
 	t.Helper()
-	ctx := context.Background()
-	st, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "farebox.db"), sqlite.Options{})
-	if err != nil {
-		t.Fatalf("open store: %v", err)
-	}
 	sim := &routing.Simulator{}
 	simSrv := httptest.NewServer(sim)
+	t.Cleanup(simSrv.Close)
 	router, err := routing.NewRouter([]*routing.Deployment{
 		{Name: "sim/gpt-4o-mini", Provider: "sim", Type: routing.TypeSimulated, Model: "gpt-4o-mini", Upstream: "gpt-4o-mini", BaseURL: simSrv.URL + "/v1", MaxOutputTokens: 4096,
 			Cost: routing.CostCard{InputPerMTok: 150_000, OutputPerMTok: 600_000, CachedInputPerMTok: 75_000}},
@@ -57,23 +54,37 @@ func newEnv(t *testing.T, cfg gateway.Config) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	eng := ledger.NewEngine(st, ledger.Config{Cache: true})
+	e := newEnvRouter(t, cfg, router, nil)
+	e.sim = sim
+	return e
+}
+
+// newEnvRouter is an env whose gateway routes with router; now, when set,
+// is the clock of the ledger and the gateway.
+func newEnvRouter(t *testing.T, cfg gateway.Config, router *routing.Router, now func() time.Time) *env {
+	t.Helper()
+	ctx := context.Background()
+	st, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "farebox.db"), sqlite.Options{})
+	if err != nil {
+		t.Fatalf("open store: %v", err)
+	}
+	eng := ledger.NewEngine(st, ledger.Config{Cache: true, Now: now})
 	for _, m := range []string{"gpt-4o-mini", "text-embedding-3-small"} {
 		if err := st.PutPrice(ctx, fb.Price{Model: m, Rates: testRates, EffectiveFrom: pricing.DefaultEffective, CreatedAt: pricing.DefaultEffective}); err != nil {
 			t.Fatal(err)
 		}
 	}
-	srv := &api.Server{Store: st, Engine: eng, AdminToken: adminToken, Gateway: &gateway.Gateway{Router: router, Config: cfg}}
+	srv := &api.Server{Store: st, Engine: eng, AdminToken: adminToken, Now: now, Gateway: &gateway.Gateway{Router: router, Config: cfg},
+		Economics: economics.Config{CreditsPerUSD: 100, Shares: shares}}
 	hs := httptest.NewServer(srv.Handler())
 	tr := &http.Transport{MaxIdleConns: 1024, MaxIdleConnsPerHost: 1024}
 	t.Cleanup(func() {
 		tr.CloseIdleConnections()
 		hs.Close()
-		simSrv.Close()
 		eng.Close()
 		st.Close()
 	})
-	return &env{t: t, url: hs.URL, store: st, engine: eng, sim: sim, client: &http.Client{Transport: tr}}
+	return &env{t: t, url: hs.URL, store: st, engine: eng, client: &http.Client{Transport: tr}}
 }
 
 // customer creates a customer with credits (promo, never expiring) and a
