@@ -46,6 +46,7 @@ Usage:
   farebox bench ledger [flags]   measure the ledger: hold+capture pairs per second
   farebox bench events [flags]   measure metering: accepted events per second
   farebox bench gateway [flags]  measure the gateway against the simulator and a bare reverse proxy
+  farebox bench report [flags]   measure the economics report over 1,000,000 usage rows
   farebox simulate [flags]       run the simulator: an OpenAI-compatible upstream with fault modes
   farebox help                   this text
 
@@ -79,8 +80,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 			return benchEvents(ctx, rest[1:], stdout, stderr)
 		case len(rest) > 0 && rest[0] == "gateway":
 			return benchGateway(ctx, rest[1:], stdout, stderr)
+		case len(rest) > 0 && rest[0] == "report":
+			return benchReport(ctx, rest[1:], stdout, stderr)
 		}
-		return &exitError{2, errors.New("usage: farebox bench ledger|events|gateway [flags]")}
+		return &exitError{2, errors.New("usage: farebox bench ledger|events|gateway|report [flags]")}
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage+"\n"+cliUsage)
 		return nil

@@ -745,6 +745,12 @@ func TestExampleConfig(t *testing.T) {
 	if got := ups.router.Deployments("text-embedding-3-small"); len(got) != 1 || !got[0].Embeddings || got[0].Cost.InputPerMTok != 20_000 {
 		t.Errorf("embedding deployment %+v", got)
 	}
+	if got := ups.router.Deployments("llama-3.3-70b-instruct-turbo"); len(got) != 1 || got[0].Cost.OutputPerMTok != 2_222_223 {
+		t.Errorf("GPU pool deployment %+v", got)
+	}
+	if sh, err := c.shares(); err != nil || len(sh) != 1 || sh[0].Percent != 20*fb.Micro {
+		t.Errorf("revenue shares %+v %v", sh, err)
+	}
 	// Unknown keys are refused, with their line.
 	bad := filepath.Join(t.TempDir(), "bad.yaml")
 	os.WriteFile(bad, []byte("gateway:\n  min_output_token: 3\n"), 0o600)
