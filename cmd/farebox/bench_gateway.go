@@ -180,9 +180,10 @@ func benchGateway(ctx context.Context, args []string, stdout, stderr io.Writer) 
 				}
 				fmt.Fprintf(tw, "%s\t%d\t%s\t%.0f\t%s\t%s\t%s\t%s\t%d\t\n", mode, c, tg.name, m.rps, fmtMS(m.p50), fmtMS(m.p99), added, vs, m.errors)
 			}
-			tw.Flush()
+			fmt.Fprintf(stderr, "  %s at concurrency %d measured\n", mode, c)
 		}
 	}
+	tw.Flush() // one table, aligned as a whole
 	st := engine.Stats()
 	fmt.Fprintf(stdout, "ledger: %d ops in %d commits (%.1f ops/commit)\n", st.Ops, st.Batches, float64(st.Ops)/float64(max(st.Batches, 1)))
 	rep, err := ledger.Verify(ctx, store)

@@ -725,6 +725,40 @@ func TestBenchSmoke(t *testing.T) {
 	}
 }
 
+// TestBenchGatewayAndReportSmoke runs tiny `farebox bench gateway` and
+// `farebox bench report` runs and checks their tables.
+func TestBenchGatewayAndReportSmoke(t *testing.T) {
+	if testing.Short() {
+		t.Skip("benchmark smoke test")
+	}
+	for _, c := range []struct {
+		args []string
+		want []string
+	}{
+		{[]string{"gateway", "--duration", "100ms", "--rounds", "1", "--concurrency", "2", "--customers", "4"},
+			[]string{"bare proxy", "farebox", "vs proxy", "stream", "ledger verified after the bench"}},
+		{[]string{"report", "--rows", "3000", "--customers", "20", "--days", "3", "--runs", "1"},
+			[]string{"3000 rows written", "customer", "provider", "baseline (raw rows)"}},
+	} {
+		var out, errOut syncBuffer
+		if err := run(context.Background(), append([]string{"farebox", "bench"}, c.args...), env(nil), &out, &errOut); err != nil {
+			t.Fatalf("bench %s: %v\n%s%s", c.args[0], err, out.String(), errOut.String())
+		}
+		for _, w := range c.want {
+			if !strings.Contains(out.String(), w) {
+				t.Fatalf("bench %s output lacks %q:\n%s", c.args[0], w, out.String())
+			}
+		}
+		// Every request of every target succeeded: the errors column is 0.
+		for _, line := range strings.Split(out.String(), "\n") {
+			f := strings.Fields(line)
+			if len(f) > 0 && (f[0] == "non-stream" || f[0] == "stream") && f[len(f)-1] != "0" {
+				t.Errorf("errors in %q", line)
+			}
+		}
+	}
+}
+
 // The example config file in the repository loads and builds as it is.
 func TestExampleConfig(t *testing.T) {
 	c, err := loadConfig(filepath.Join("..", "..", "farebox.example.yaml"))
