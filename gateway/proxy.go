@@ -200,6 +200,9 @@ func (g *Gateway) send(ctx context.Context, x *exchange) (*http.Response, error)
 		resp, err := g.post(ctx, d, x, body)
 		if err == nil && resp.StatusCode < 300 {
 			g.Router.Success(d, g.Now().Sub(t0))
+			if !x.req.stream {
+				x.ttft = g.Now().Sub(x.start) // the answer's first byte; a stream's is its first token
+			}
 			return resp, nil
 		}
 		if ctx.Err() != nil && x.client.Context().Err() != nil {
@@ -310,7 +313,6 @@ func (g *Gateway) relayBody(w http.ResponseWriter, resp *http.Response, x *excha
 		g.settle(x, nil, status, false)
 		return fb.Errorf(fb.EUpstream, "the model %s broke off its answer", x.req.model).WithCode("upstream_disconnected")
 	}
-	x.ttft = g.Now().Sub(x.start)
 	var body map[string]json.RawMessage
 	if err := json.Unmarshal(b, &body); err != nil || body == nil {
 		g.settle(x, nil, StatusMalformed, false)
