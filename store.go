@@ -72,6 +72,11 @@ type Catalog interface {
 
 	// PutSubscription inserts or replaces a customer's subscription.
 	PutSubscription(ctx context.Context, s Subscription) error
+	// SwapSubscription replaces old with s only if the stored
+	// subscription still has old's plan, next plan and period end (a
+	// compare-and-swap); otherwise it changes nothing and answers a
+	// conflict with code subscription_changed.
+	SwapSubscription(ctx context.Context, old, s Subscription) error
 	Subscription(ctx context.Context, customer string) (Subscription, error)
 	// DueSubscriptions lists subscriptions whose period ended at or before
 	// now, at most limit of them.

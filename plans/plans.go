@@ -109,8 +109,15 @@ func (s *Service) Subscribe(ctx context.Context, customer, planID string) (fb.Su
 	}
 	now := s.Now().UTC()
 	sub := fb.Subscription{Customer: customer, Plan: p.ID, Anchor: now}
-	return sub, s.startPeriod(ctx, &sub, p, now, true)
+	if err := s.startPeriod(ctx, &sub, p, now, true); err != nil {
+		return sub, err
+	}
+	return sub, s.Store.PutSubscription(ctx, sub)
 }
+
+// maxSwaps bounds the retries of a subscription change that raced with
+// another (a renewal, another change).
+const maxSwaps = 8
 
 // Change moves a customer to another plan. At the period's end (the
 // default) the current period runs out as it is and the next one is the
@@ -129,28 +136,44 @@ func (s *Service) Change(ctx context.Context, customer, planID, effective string
 	if err != nil {
 		return fb.Subscription{}, err
 	}
-	sub, err := s.Store.Subscription(ctx, customer)
-	switch {
-	case fb.ErrorType(err) == fb.ENotFound:
-		return s.Subscribe(ctx, customer, planID)
-	case err != nil:
-		return sub, err
-	}
+	// now is fixed across retries: the allowance of a change effective
+	// now is keyed by it, so a retry grants nothing twice.
 	now := s.Now().UTC()
-	if effective == AtPeriodEnd {
-		sub.NextPlan = p.ID
-		if p.ID == sub.Plan {
-			sub.NextPlan = ""
+	for range maxSwaps {
+		old, err := s.Store.Subscription(ctx, customer)
+		switch {
+		case fb.ErrorType(err) == fb.ENotFound:
+			return s.Subscribe(ctx, customer, planID)
+		case err != nil:
+			return old, err
 		}
-		sub.UpdatedAt = now
-		return sub, s.Store.PutSubscription(ctx, sub)
+		sub := old
+		if effective == AtPeriodEnd {
+			sub.NextPlan = p.ID
+			if p.ID == sub.Plan {
+				sub.NextPlan = ""
+			}
+			sub.UpdatedAt = now
+		} else {
+			sub.Plan, sub.NextPlan, sub.Anchor = p.ID, "", now
+			if err := s.startPeriod(ctx, &sub, p, now, true); err != nil {
+				return sub, err
+			}
+		}
+		// Compare-and-swap: a renewal or another change that wrote
+		// meanwhile is not overwritten; this change is made again on
+		// top of it.
+		err = s.Store.SwapSubscription(ctx, old, sub)
+		if fb.ErrorCode(err) != "subscription_changed" {
+			return sub, err
+		}
 	}
-	sub.Plan, sub.NextPlan, sub.Anchor = p.ID, "", now
-	return sub, s.startPeriod(ctx, &sub, p, now, true)
+	return fb.Subscription{}, fb.Errorf(fb.EUnavailable, "the subscription of %s keeps changing; retry", customer)
 }
 
 // startPeriod grants the allowance of the period of sub's anchor that
-// contains now, sets the overdraft limit when asked, and stores sub.
+// contains now, sets the overdraft limit when asked, and moves sub to that
+// period; the caller stores it.
 func (s *Service) startPeriod(ctx context.Context, sub *fb.Subscription, p fb.Plan, now time.Time, limit bool) error {
 	k, start, end := PeriodAt(sub.Anchor, p.Period, now)
 	if p.Credits > 0 {
@@ -165,7 +188,7 @@ func (s *Service) startPeriod(ctx context.Context, sub *fb.Subscription, p fb.Pl
 		}
 	}
 	sub.PeriodStart, sub.PeriodEnd, sub.UpdatedAt = start, end, now
-	return s.Store.PutSubscription(ctx, *sub)
+	return nil
 }
 
 // RenewDue renews every subscription whose period has ended: it grants the
@@ -190,6 +213,7 @@ func (s *Service) RenewDue(ctx context.Context) (int, error) {
 }
 
 func (s *Service) renew(ctx context.Context, sub fb.Subscription, now time.Time) error {
+	old := sub
 	planID, changed := sub.Plan, false
 	if sub.NextPlan != "" && sub.NextPlan != sub.Plan {
 		planID, changed = sub.NextPlan, true
@@ -204,6 +228,9 @@ func (s *Service) renew(ctx context.Context, sub fb.Subscription, now time.Time)
 	}
 	sub.NextPlan = ""
 	if err := s.startPeriod(ctx, &sub, p, now, changed); err != nil {
+		return err
+	}
+	if err := s.store(ctx, old, sub); err != nil {
 		return err
 	}
 	if s.Log != nil {
@@ -226,4 +253,31 @@ func (s *Service) Run(ctx context.Context, every time.Duration) {
 		case <-t.C:
 		}
 	}
+}
+
+// store writes a renewed subscription over old with a compare-and-swap.
+// When the stored one changed meanwhile: if its period moved on, another
+// replica renewed it (the allowance is keyed, so granted once) and there
+// is nothing to do; if a plan change came in after the period had ended,
+// it is kept for the next period's end.
+func (s *Service) store(ctx context.Context, old, renewed fb.Subscription) error {
+	for range maxSwaps {
+		err := s.Store.SwapSubscription(ctx, old, renewed)
+		if fb.ErrorCode(err) != "subscription_changed" {
+			return err
+		}
+		fresh, err := s.Store.Subscription(ctx, old.Customer)
+		if err != nil {
+			return err
+		}
+		if !fresh.PeriodEnd.Equal(old.PeriodEnd) {
+			return nil
+		}
+		renewed.NextPlan = fresh.NextPlan
+		if renewed.NextPlan == renewed.Plan {
+			renewed.NextPlan = ""
+		}
+		old = fresh
+	}
+	return fb.Errorf(fb.EUnavailable, "the subscription of %s keeps changing; the renewal is retried", old.Customer)
 }

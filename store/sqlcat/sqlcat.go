@@ -225,6 +225,28 @@ func (c *Catalog) PutSubscription(ctx context.Context, s fb.Subscription) error 
 	return err
 }
 
+// SwapSubscription replaces old with s if plan, next plan and period end
+// are still old's.
+func (c *Catalog) SwapSubscription(ctx context.Context, old, s fb.Subscription) error {
+	b, err := json.Marshal(s)
+	if err != nil {
+		return err
+	}
+	res, err := c.W.ExecContext(ctx, c.q(`UPDATE subscriptions SET plan = ?, next_plan = ?, period_end = ?, sub = ?
+		WHERE customer = ? AND plan = ? AND next_plan = ? AND period_end = ?`),
+		s.Plan, s.NextPlan, codec.Nanos(s.PeriodEnd), string(b), old.Customer, old.Plan, old.NextPlan, codec.Nanos(old.PeriodEnd))
+	if err != nil {
+		return err
+	}
+	if n, err := res.RowsAffected(); err != nil || n != 1 {
+		if err != nil {
+			return err
+		}
+		return fb.Errorf(fb.EConflict, "the subscription of %s changed meanwhile", old.Customer).WithCode("subscription_changed")
+	}
+	return nil
+}
+
 // Subscription reads a customer's subscription.
 func (c *Catalog) Subscription(ctx context.Context, customer string) (fb.Subscription, error) {
 	var s fb.Subscription

@@ -89,6 +89,25 @@ func testSubscriptions(t *testing.T, s fb.Store) {
 	if err != nil || len(due) != 1 || due[0].Customer != "b" {
 		t.Fatalf("due after renewal: %s, %v", js(due), err)
 	}
+	// Compare-and-swap: from the stored state it applies; from a stale
+	// one (the period or the next plan moved on) it changes nothing.
+	b := due[0]
+	changed := b
+	changed.NextPlan = "max"
+	if err := s.SwapSubscription(ctx, b, changed); err != nil {
+		t.Fatalf("swap from the stored state: %v", err)
+	}
+	stale := b
+	stale.PeriodStart, stale.PeriodEnd = b.PeriodEnd, b.PeriodEnd.AddDate(0, 0, 7)
+	if err := s.SwapSubscription(ctx, b, stale); fb.ErrorCode(err) != "subscription_changed" {
+		t.Fatalf("swap from a stale state: %v", err)
+	}
+	if got, err := s.Subscription(ctx, "b"); err != nil || js(got) != js(changed) {
+		t.Fatalf("after the refused swap: %s, %v", js(got), err)
+	}
+	if err := s.SwapSubscription(ctx, fb.Subscription{Customer: "nobody"}, b); fb.ErrorCode(err) != "subscription_changed" {
+		t.Fatalf("swap of no subscription: %v", err)
+	}
 }
 
 func testPrices(t *testing.T, s fb.Store) {
