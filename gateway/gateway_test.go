@@ -446,6 +446,13 @@ func TestMaxTokensLowered(t *testing.T) {
 	if acct := e2.account("poor"); acct.Charged != 0 || ledger.Held(acct) != 0 {
 		t.Errorf("a refused request charged %s held %s", acct.Charged, ledger.Held(acct))
 	}
+	// A cap above the model's limit (4096 here) is lowered to it, not held.
+	e3 := newEnv(t, gateway.Config{})
+	key3, _ := e3.customer("rich", "1000", nil)
+	a3 := e3.do("POST", "/v1/chat/completions", key3, chatBody(false, false, `,"max_tokens":1000000000000`), routing.SimulateTokensHeader, "5000")
+	if a3.status != 200 || a3.get("usage", "completion_tokens") != "4096" || !strings.Contains(a3.raw, `"finish_reason":"length"`) {
+		t.Errorf("a cap above the model's limit: %d %.300s", a3.status, a3.raw)
+	}
 	// A client asking for fewer tokens than the minimum is served.
 	a = e2.do("POST", "/v1/chat/completions", key2, chatBody(false, false, `,"max_tokens":8`))
 	if a.status != 200 {

@@ -129,8 +129,9 @@ func (g *Gateway) admit(ctx context.Context, w http.ResponseWriter, x *exchange)
 		return fb.Errorf(fb.ENotFound, "the model %s does not exist or is not served here; GET /v1/models lists yours", q.model).WithCode("model_not_found").WithParam("model")
 	}
 	x.price = price
-	// Without a cap from the client, the smallest of the deployments'
-	// output limits, so that whichever serves stays within the hold.
+	// The output cap: the client's, but never above the smallest of the
+	// deployments' output limits, so that whichever serves stays within
+	// the hold.
 	x.capTok = all[0].MaxOutputTokens
 	for _, d := range all {
 		x.capTok = min(x.capTok, d.MaxOutputTokens)
@@ -138,7 +139,7 @@ func (g *Gateway) admit(ctx context.Context, w http.ResponseWriter, x *exchange)
 	if q.embedding {
 		x.capTok = 0
 	} else if q.capField != "" {
-		x.capTok = q.capTokens
+		x.capTok = min(x.capTok, q.capTokens)
 	}
 	in := q.inputBound()
 	out, overflow := mulInt(x.capTok, q.n)
