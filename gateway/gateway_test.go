@@ -529,7 +529,7 @@ func testIsolation(t *testing.T, ttl time.Duration) {
 
 // Each fault of the simulator: what the client gets and what is charged.
 func TestFaults(t *testing.T) {
-	e := newEnv(t, gateway.Config{FirstByteTimeout: 300 * time.Millisecond})
+	e := newEnv(t, gateway.Config{FirstByteTimeout: time.Second})
 	key, _ := e.customer("acme", "100", nil)
 	full, half := cost(promptTokens, 40), cost(promptTokens, 20)
 	for _, c := range []struct {

@@ -473,7 +473,7 @@ func TestReserve(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer st.Close()
-	f := &gated{failing: failing{Store: st}, gate: make(chan struct{}), passed: make(chan struct{}, 1)}
+	f := &gated{failing: failing{Store: st}, parked: make(chan struct{}, 1), gate: make(chan struct{}), passed: make(chan struct{}, 1)}
 	eng := ledger.NewEngine(f, ledger.Config{Cache: true, Now: func() time.Time { return t0 }})
 	defer eng.Close()
 	ctx := context.Background()
@@ -488,7 +488,7 @@ func TestReserve(t *testing.T) {
 	}
 	// The reservation is answered while its commit waits for the gate, and
 	// is in force at once: a hold queued behind it finds nothing left.
-	f.hold.Store(true)
+	f.armed.Store(true)
 	res, err := eng.Reserve(ctx, hold("cus_a", "10", ""))
 	if err != nil || res.Hold.Amount != cr("10") {
 		t.Fatalf("reserve: %+v %v", res, err)
@@ -507,8 +507,8 @@ func TestReserve(t *testing.T) {
 	}
 	// Its commit fails: the reservation is gone and its capture not_found.
 	f.gate = make(chan struct{})
-	f.hold.Store(true)
 	f.on.Store(true)
+	f.armed.Store(true)
 	res, err = eng.Reserve(ctx, hold("cus_a", "10", ""))
 	if err != nil {
 		t.Fatalf("reserve: %v", err)
@@ -529,30 +529,39 @@ func TestReserve(t *testing.T) {
 	}
 }
 
-// gated is failing whose next commit, while hold is on, waits for open.
+// gated is failing whose next commit, once armed, parks at a gate (after
+// the batch is applied, before its commit) until open.
 type gated struct {
 	failing
-	hold   atomic.Bool
+	armed  atomic.Bool
+	parked chan struct{}
 	gate   chan struct{}
 	passed chan struct{}
 }
 
 func (g *gated) Write(ctx context.Context, fn func(fb.WriteTx) error) error {
-	return g.failing.Write(ctx, func(tx fb.WriteTx) error {
+	parked := false
+	err := g.failing.Write(ctx, func(tx fb.WriteTx) error {
 		if err := fn(tx); err != nil {
 			return err
 		}
-		if g.hold.Load() {
+		if g.armed.CompareAndSwap(true, false) {
+			parked = true
+			g.parked <- struct{}{}
 			<-g.gate
-			g.passed <- struct{}{}
 		}
 		return nil
 	})
+	if parked {
+		g.passed <- struct{}{} // committed, or failed
+	}
+	return err
 }
 
-// open lets the waiting commit go on and waits until it has.
+// open waits until a commit is parked, lets it go on, and waits until it
+// has committed or failed.
 func (g *gated) open() {
-	g.hold.Store(false)
+	<-g.parked
 	close(g.gate)
 	<-g.passed
 }
