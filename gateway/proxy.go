@@ -146,14 +146,15 @@ func (g *Gateway) admit(ctx context.Context, w http.ResponseWriter, x *exchange)
 	if overflow {
 		return fb.Invalid(q.capField, "the output cap × n overflows")
 	}
+	guess := (int64(q.size) + 3) / 4 // input tokens, for limits and routing (not the held bound)
 	if plan != nil && (plan.RPM > 0 || plan.TPM > 0) {
-		x.tpmEst = (int64(q.size)+3)/4 + out
+		x.tpmEst = guess + out
 		if ok, wait := g.limits.admit(x.key.Customer, plan.RPM, plan.TPM, x.tpmEst, x.start); !ok {
 			w.Header().Set("Retry-After", strconv.FormatInt(int64((wait+time.Second-1)/time.Second), 10))
 			return fb.Errorf(fb.ERateLimited, "the plan %s allows %d requests and %d tokens per minute; retry in %s", plan.ID, plan.RPM, plan.TPM, wait.Round(time.Millisecond))
 		}
 	}
-	x.order = g.Router.Order(q.model, fb.Quantities{InputTokens: (int64(q.size) + 3) / 4, OutputTokens: out})
+	x.order = g.Router.Order(q.model, fb.Quantities{InputTokens: guess, OutputTokens: out})
 	worst, err := worstCase(price.Rates, in, out)
 	if err != nil {
 		return fb.Invalid("", "the request's worst-case price overflows")
@@ -435,8 +436,10 @@ func (g *Gateway) settle(x *exchange, q *fb.Quantities, status string, delivered
 		res, err = g.Ledger.Submit(ctx, op)
 		if (fb.ErrorCode(err) == "hold_expired" || fb.ErrorType(err) == fb.ENotFound) && op.Kind == fb.OpCapture {
 			// The hold outlived its TTL, or its commit failed (see
-			// ledger.Engine.Reserve): charge what was used as a debit.
-			op = fb.Op{Kind: fb.OpDebit, Customer: x.key.Customer, Key: "settle-" + x.id, Amount: op.Amount, AllowUncollected: true, Usage: u}
+			// ledger.Engine.Reserve): charge what was used as a debit,
+			// keyed by the hold (the engine's id, unique, unlike a
+			// client's X-Request-Id) so that a retry charges once.
+			op = fb.Op{Kind: fb.OpDebit, Customer: x.key.Customer, Key: "settle-" + x.hold, Amount: op.Amount, AllowUncollected: true, Usage: u}
 			continue
 		}
 		if fb.ErrorType(err) != fb.EUnavailable || ctx.Err() != nil {

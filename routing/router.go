@@ -120,14 +120,18 @@ func (r *Router) Order(model string, q fb.Quantities) []*Deployment {
 		cost fb.USD
 		key  int // weighted random tie-break
 	}
-	r.mu.Lock()
 	cs := make([]cand, len(ds))
-	for i, d := range ds {
+	for i, d := range ds { // costs outside the lock: they need no state
 		c, err := d.Cost.Cost(q)
 		if err != nil {
 			c = 1<<63 - 1
 		}
-		cs[i] = cand{d: d, down: now.Before(d.health.downUntil), cost: c, key: r.weighted(d.Weight)}
+		cs[i] = cand{d: d, cost: c}
+	}
+	r.mu.Lock()
+	for i := range cs {
+		cs[i].down = now.Before(cs[i].d.health.downUntil)
+		cs[i].key = r.weighted(cs[i].d.Weight)
 	}
 	r.mu.Unlock()
 	slices.SortStableFunc(cs, func(a, b cand) int {

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/http/httputil"
 	"net/url"
@@ -75,7 +74,7 @@ func benchGateway(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	}
 
 	// The simulator, answering at once.
-	simAddr, simSrv, err := startSimulator(&routing.Simulator{})
+	simAddr, simSrv, err := serveLoopback(&routing.Simulator{})
 	if err != nil {
 		return err
 	}
@@ -87,11 +86,12 @@ func benchGateway(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	rp := httputil.NewSingleHostReverseProxy(target)
 	rp.FlushInterval = -1
 	rp.Transport = &http.Transport{MaxIdleConns: 1024, MaxIdleConnsPerHost: 512}
-	proxyURL, closeProxy, err := serveLoopback(rp)
+	proxyAddr, proxySrv, err := serveLoopback(rp)
 	if err != nil {
 		return err
 	}
-	defer closeProxy()
+	defer proxySrv.Close()
+	proxyURL := "http://" + proxyAddr
 
 	// Farebox on a temporary SQLite database.
 	dir, err := os.MkdirTemp("", "farebox-bench-")
@@ -116,11 +116,12 @@ func benchGateway(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		return err
 	}
 	srv := &api.Server{Store: store, Engine: engine, AdminToken: "fba_" + ledger.RandomBase62(40), Gateway: &gateway.Gateway{Router: router, Config: gateway.Config{CacheTTL: 10 * time.Second}}}
-	fbURL, closeFB, err := serveLoopback(srv.Handler())
+	fbAddr, fbSrv, err := serveLoopback(srv.Handler())
 	if err != nil {
 		return err
 	}
-	defer closeFB()
+	defer fbSrv.Close()
+	fbURL := "http://" + fbAddr
 	keys := make([]string, *customers)
 	prefix := ledger.RandomBase62(6)
 	for i := range keys {
@@ -301,15 +302,4 @@ func medianResult(rs []loadResult) loadResult {
 // fmtMS shows a duration, or a difference, in milliseconds.
 func fmtMS(d time.Duration) string {
 	return fmt.Sprintf("%.2fms", float64(d)/float64(time.Millisecond))
-}
-
-// serveLoopback serves h on a free loopback port.
-func serveLoopback(h http.Handler) (string, func(), error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", nil, err
-	}
-	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
-	go srv.Serve(ln)
-	return "http://" + ln.Addr().String(), func() { srv.Close() }, nil
 }

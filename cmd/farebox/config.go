@@ -187,7 +187,7 @@ func buildUpstreams(providers []providerEntry, getenv func(string) string, log *
 			for _, m := range p.Models {
 				sim.Models = append(sim.Models, or(m.Upstream, m.Model))
 			}
-			addr, srv, err := startSimulator(sim)
+			addr, srv, err := serveLoopback(sim)
 			if err != nil {
 				u.close()
 				return nil, err
@@ -286,13 +286,14 @@ func listPrices() (map[string]*fb.Price, error) {
 	return m, nil
 }
 
-// startSimulator serves sim on a free loopback port.
-func startSimulator(sim *routing.Simulator) (string, *http.Server, error) {
+// serveLoopback serves h on a free loopback port: the in-process
+// simulators, and the benchmarks' targets.
+func serveLoopback(h http.Handler) (addr string, srv *http.Server, err error) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		return "", nil, fmt.Errorf("starting the simulator: %w", err)
+		return "", nil, fmt.Errorf("listening on loopback: %w", err)
 	}
-	srv := &http.Server{Handler: sim, ReadHeaderTimeout: 10 * time.Second}
+	srv = &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
 	go srv.Serve(ln)
 	return ln.Addr().String(), srv, nil
 }
