@@ -159,6 +159,10 @@ const (
 	// OpLimit sets the account's overdraft limit (a plan's), never below
 	// what is already drawn on it.
 	OpLimit OpKind = "limit"
+	// OpExtend moves a pending hold's expiry later, to ExpiresAt (never
+	// earlier): the gateway keeps a running stream's hold alive with it,
+	// and a lease its hold until the lease ends.
+	OpExtend OpKind = "extend"
 )
 
 // Op is one ledger operation, as journaled. IDs of what it creates are
@@ -175,7 +179,7 @@ type Op struct {
 	Source      Source    `json:"source,omitempty"`
 	Priority    int       `json:"priority,omitempty"`
 	EffectiveAt time.Time `json:"effective_at,omitzero"` // zero: At
-	ExpiresAt   time.Time `json:"expires_at,omitzero"`   // zero: never
+	ExpiresAt   time.Time `json:"expires_at,omitzero"`   // zero: never; of an extend, the hold's new expiry
 	PaidUSD     USD       `json:"paid_usd,omitempty"`
 	// Rollover of the lot at ExpiresAt (see Lot).
 	RolloverMax   Amount    `json:"rollover_max,omitempty"`
@@ -242,6 +246,9 @@ func (op *Op) Fingerprint() string {
 		}
 	case OpRelease:
 		w(op.HoldID)
+	case OpExtend:
+		w(op.HoldID)
+		w(timeKey(op.ExpiresAt))
 	case OpDebit:
 		if op.Event != "" {
 			// An event is the same event when its payload is: the price

@@ -2,8 +2,15 @@ package farebox
 
 import (
 	"context"
+	"errors"
 	"time"
 )
+
+// ErrRejected marks a write the database refused because of what an op
+// carries (a unique key another writer took first, a value it cannot
+// store), not because it is unavailable. Stores wrap such errors with it;
+// the ledger engine then commits the rest of the batch without that op.
+var ErrRejected = errors.New("the database refused the data")
 
 // Store is the storage contract. Every engine (store/sqlite, store/postgres)
 // implements it and passes store/storetest. A store keeps data; the rules

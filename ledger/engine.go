@@ -44,6 +44,9 @@ type Config struct {
 	Logger *slog.Logger
 }
 
+// errInvariant marks a batch the state machine left breaking an invariant.
+var errInvariant = errors.New("ledger invariant broken")
+
 // ErrClosed is returned by Submit after Close.
 var ErrClosed = fb.Errorf(fb.EUnavailable, "the ledger is shutting down").WithCode("shutting_down")
 
@@ -79,17 +82,38 @@ type Stats struct {
 	Batches int64
 	Ops     int64
 	Failed  int64 // batches whose commit failed
+	Lost    int64 // holds answered early whose commit failed (see Reserve)
 }
 
 type request struct {
-	op     fb.Op
+	op fb.Op
+	// The answer, written once, just before done is closed; after that
+	// the request is the caller's.
 	res    fb.Result
 	replay bool // res is the answer kept under the op's key
 	err    error
 	done   chan struct{}
-	// early: answer once applied, before the commit (Reserve); answered:
-	// it was, and the request is no longer the engine's to touch.
-	early, answered bool
+
+	// The engine's side, touched only by the loop that runs the op: the
+	// outcome of its last application, and whether it was answered.
+	out       fb.Result
+	outReplay bool
+	outErr    error
+	answered  bool
+	retried   bool // a lone op the store refused, run once more
+
+	// early: answer once applied, before the commit (Reserve). acked is
+	// that answer; lost is called when it does not become durable as
+	// answered.
+	early bool
+	acked fb.Result
+	lost  func()
+}
+
+func (r *request) answer() {
+	r.res, r.replay, r.err = r.out, r.outReplay, r.outErr
+	r.answered = true
+	close(r.done)
 }
 
 // NewEngine returns a started engine writing through store.
@@ -186,6 +210,15 @@ func (e *Engine) Stats() Stats {
 	return e.stats
 }
 
+// Queued is how many ops wait in the engine's queues for a batch.
+func (e *Engine) Queued() int {
+	n := 0
+	for _, q := range e.queues {
+		n += len(q)
+	}
+	return n
+}
+
 // Submit validates op, queues it and waits for its committed result. The ids
 // of what it creates are chosen here unless the op names them.
 func (e *Engine) Submit(ctx context.Context, op fb.Op) (fb.Result, error) {
@@ -196,26 +229,31 @@ func (e *Engine) Submit(ctx context.Context, op fb.Op) (fb.Result, error) {
 // SubmitReplay is Submit, also reporting whether the answer is the one kept
 // under the op's key from an earlier application (a duplicate).
 func (e *Engine) SubmitReplay(ctx context.Context, op fb.Op) (fb.Result, bool, error) {
-	return e.submit(ctx, op, false)
+	return e.submit(ctx, op, false, nil)
 }
 
 // Reserve is Submit for a hold that answers as soon as the hold is applied,
 // before its batch's commit is durable, when the engine is the store's only
 // writer (Cache); otherwise it is Submit. The reservation is in force at
-// once, since every later op of the account is applied after it; and it
-// can only matter to this process: a hold lost with a crash before its
-// commit reserved credit for a request that died with it. When the commit
-// fails instead, the hold is gone and its capture answers not_found. Any
+// once, since every later op of the account is applied after it, and any
 // op that follows the hold (its capture) commits after it.
-func (e *Engine) Reserve(ctx context.Context, op fb.Op) (fb.Result, error) {
+//
+// The price is that a commit can still fail after the answer. Then lost is
+// called (once, from the engine's goroutine: it must not block): the hold
+// is not in the ledger, or not as it was answered, and the caller must stop
+// relying on it — cancel the request it guards and release the hold, which
+// answers not_found when it was never committed. The engine itself forgets
+// everything the failed batch applied and goes on from the durable state,
+// so nothing is spent twice.
+func (e *Engine) Reserve(ctx context.Context, op fb.Op, lost func()) (fb.Result, error) {
 	if op.Kind != fb.OpHold {
 		return fb.Result{}, fmt.Errorf("ledger: Reserve takes a hold, not a %s", op.Kind)
 	}
-	res, _, err := e.submit(ctx, op, e.cfg.Cache)
+	res, _, err := e.submit(ctx, op, e.cfg.Cache, lost)
 	return res, err
 }
 
-func (e *Engine) submit(ctx context.Context, op fb.Op, early bool) (fb.Result, bool, error) {
+func (e *Engine) submit(ctx context.Context, op fb.Op, early bool, lost func()) (fb.Result, bool, error) {
 	if err := Validate(&op); err != nil {
 		return fb.Result{}, false, err
 	}
@@ -229,7 +267,10 @@ func (e *Engine) submit(ctx context.Context, op fb.Op, early bool) (fb.Result, b
 			op.HoldID = e.cfg.NewID("hold_")
 		}
 	}
-	r := &request{op: op, done: make(chan struct{}), early: early}
+	if lost == nil {
+		lost = func() {}
+	}
+	r := &request{op: op, done: make(chan struct{}), early: early, lost: lost}
 	e.mu.RLock()
 	if e.closed {
 		e.mu.RUnlock()
@@ -309,11 +350,11 @@ func (e *Engine) loop(queue chan *request) {
 		}
 		batch = append(batch[:0], r)
 		open := e.fill(queue, &batch)
-		e.run(batch)
+		e.run(batch, e.cfg.Now().UTC())
 		if !open {
 			// Drain what was queued before Close.
 			for r := range queue {
-				e.run([]*request{r})
+				e.run([]*request{r}, e.cfg.Now().UTC())
 			}
 			return
 		}
@@ -355,12 +396,24 @@ func (e *Engine) fill(queue chan *request, batch *[]*request) bool {
 	return true
 }
 
-// run applies and commits one batch and answers its callers.
-func (e *Engine) run(batch []*request) {
-	now := e.cfg.Now().UTC()
+// run applies and commits one batch at now and answers its callers.
+//
+// When the store refuses the batch because of what one op carries
+// (farebox.ErrRejected, or an invariant the batch would break), the batch
+// is split in halves and each is run again at the same instant, until the
+// op that was refused stands alone: it fails by itself and the others
+// commit. A lone refused op is run once more (another replica may have
+// taken its key first: run again it finds the key and answers the kept
+// result) before it is answered with the refusal. Any other failure of a
+// commit (the database is unavailable) fails the whole batch.
+//
+// Ops answered early (Reserve) are not the engine's to answer again: if
+// they do not end up committed with the answer they were given, their
+// lost callback is called.
+func (e *Engine) run(batch []*request, now time.Time) {
 	for _, r := range batch {
 		r.op.At = now
-		r.err, r.replay = nil, false
+		r.out, r.outErr, r.outReplay = fb.Result{}, nil, false
 	}
 	var accts map[string]*fb.Account
 	var loaded []string
@@ -375,9 +428,9 @@ func (e *Engine) run(batch []*request) {
 		newHolds, closedHolds, err = e.apply(ctx, tx, batch, accts, now)
 		if err == nil && e.cfg.Cache {
 			for _, r := range batch {
-				if r.early {
-					r.answered = true
-					close(r.done)
+				if r.early && !r.answered {
+					r.acked = r.out
+					r.answer()
 				}
 			}
 		}
@@ -392,17 +445,40 @@ func (e *Engine) run(batch []*request) {
 	}
 	e.statsMu.Unlock()
 	if err != nil {
-		// Nothing was committed: forget whatever the batch changed in memory.
+		// Nothing was committed: forget whatever the batch changed in
+		// memory; the accounts are read again from the durable state.
 		for c := range accts {
 			e.evict(c)
 		}
-		e.log.Error("ledger batch failed", "ops", len(batch), "err", err)
-		fail := fb.Errorf(fb.EUnavailable, "the ledger could not commit the batch; retry with the same idempotency key").WithCode("store_unavailable")
-		for _, r := range batch {
-			if !r.answered {
-				r.err = fail
-				close(r.done)
+		if errors.Is(err, fb.ErrRejected) {
+			if len(batch) > 1 {
+				e.log.Warn("ledger batch refused by the store; splitting it to find the op", "ops", len(batch), "err", err)
+				mid := len(batch) / 2
+				e.run(batch[:mid], now)
+				e.run(batch[mid:], now)
+				return
 			}
+			if r := batch[0]; !r.retried {
+				r.retried = true
+				e.run(batch, now)
+				return
+			}
+		}
+		e.log.Error("ledger batch failed", "ops", len(batch), "err", err)
+		var fail error = fb.Errorf(fb.EUnavailable, "the ledger could not commit the batch; retry with the same idempotency key").WithCode("store_unavailable")
+		switch {
+		case errors.Is(err, errInvariant):
+			fail = err // internal: logged, shown as internal_error
+		case errors.Is(err, fb.ErrRejected):
+			fail = fb.Errorf(fb.EInvalid, "the database refused what this operation records").WithCode("store_rejected")
+		}
+		for _, r := range batch {
+			if r.answered {
+				e.lose(r)
+				continue
+			}
+			r.out, r.outReplay, r.outErr = fb.Result{}, false, fail
+			r.answer()
 		}
 		return
 	}
@@ -433,10 +509,31 @@ func (e *Engine) run(batch []*request) {
 		}
 	}
 	for _, r := range batch {
-		if !r.answered {
-			close(r.done)
+		switch {
+		case !r.answered:
+			r.answer()
+		case r.outErr != nil || !sameHold(r.acked.Hold, r.out.Hold):
+			// Run again after a split, the hold came out otherwise than
+			// it was answered (an op before it, on the same account,
+			// was the one refused).
+			e.lose(r)
 		}
 	}
+}
+
+// sameHold reports whether two answers of a hold reserve the same.
+func sameHold(a, b *fb.HoldView) bool {
+	return a != nil && b != nil && a.ID == b.ID && a.Amount == b.Amount
+}
+
+// lose tells the caller of an early-answered op that its answer did not
+// become durable as given.
+func (e *Engine) lose(r *request) {
+	e.statsMu.Lock()
+	e.stats.Lost++
+	e.statsMu.Unlock()
+	e.log.Error("a hold answered before its commit was not committed as answered; its request is cancelled", "hold", r.op.HoldID, "customer", r.op.Customer)
+	r.lost()
 }
 
 func (e *Engine) evict(customer string) {
@@ -467,13 +564,18 @@ func (e *Engine) shrink(keep []string) {
 	}
 }
 
+// byHold reports whether ops of kind name their account by a hold id.
+func byHold(k fb.OpKind) bool {
+	return k == fb.OpCapture || k == fb.OpRelease || k == fb.OpExtend
+}
+
 // prepare resolves the customer of every hold op and loads the accounts the
 // batch touches. Ops that cannot be placed get their error here.
 func (e *Engine) prepare(ctx context.Context, tx fb.WriteTx, batch []*request) (map[string]*fb.Account, []string, error) {
 	var lookup []string
 	for _, r := range batch {
 		op := &r.op
-		if op.Kind != fb.OpCapture && op.Kind != fb.OpRelease {
+		if !byHold(op.Kind) {
 			continue
 		}
 		if c, ok := e.holdOwner[op.HoldID]; ok && e.cfg.Cache {
@@ -490,12 +592,12 @@ func (e *Engine) prepare(ctx context.Context, tx fb.WriteTx, batch []*request) (
 		}
 		for _, r := range batch {
 			op := &r.op
-			if (op.Kind != fb.OpCapture && op.Kind != fb.OpRelease) || op.Customer != "" {
+			if !byHold(op.Kind) || op.Customer != "" {
 				continue
 			}
 			h, ok := closed[op.HoldID]
 			if !ok {
-				r.err = fb.Errorf(fb.ENotFound, "no hold %s", op.HoldID)
+				r.outErr = fb.Errorf(fb.ENotFound, "no hold %s", op.HoldID)
 				continue
 			}
 			op.Customer = h.Customer
@@ -505,7 +607,7 @@ func (e *Engine) prepare(ctx context.Context, tx fb.WriteTx, batch []*request) (
 	var missing []string
 	for _, r := range batch {
 		c := r.op.Customer
-		if r.err != nil || c == "" {
+		if r.outErr != nil || c == "" {
 			continue
 		}
 		if _, ok := accts[c]; ok {
@@ -534,12 +636,12 @@ func (e *Engine) prepare(ctx context.Context, tx fb.WriteTx, batch []*request) (
 		}
 	}
 	for _, r := range batch {
-		if r.err != nil {
+		if r.outErr != nil {
 			continue
 		}
 		a, ok := accts[r.op.Customer]
 		if !ok {
-			r.err = fb.Errorf(fb.ENotFound, "no customer %q", r.op.Customer).WithCode("unknown_customer")
+			r.outErr = fb.Errorf(fb.ENotFound, "no customer %q", r.op.Customer).WithCode("unknown_customer")
 			continue
 		}
 		// A resolved or expired hold answers from its stored resolution.
@@ -556,7 +658,7 @@ func (e *Engine) apply(ctx context.Context, tx fb.WriteTx, batch []*request, acc
 	// Idempotency: one lookup for every keyed op of the batch.
 	var keys []fb.KeyRef
 	for _, r := range batch {
-		if ref, ok := r.op.KeyRef(); ok && r.err == nil {
+		if ref, ok := r.op.KeyRef(); ok && r.outErr == nil {
 			keys = append(keys, ref)
 		}
 	}
@@ -572,7 +674,7 @@ func (e *Engine) apply(ctx context.Context, tx fb.WriteTx, batch []*request, acc
 	advanced := map[string]bool{}
 	dirty := map[string]bool{}
 	for _, r := range batch {
-		if r.err != nil {
+		if r.outErr != nil {
 			continue
 		}
 		op := &r.op
@@ -592,11 +694,11 @@ func (e *Engine) apply(ctx context.Context, tx fb.WriteTx, batch []*request, acc
 		if prev, ok := seen[ref]; keyed && ok {
 			switch {
 			case prev.Fingerprint != fp && op.Event != "":
-				r.err = fb.Errorf(fb.EIdempotencyConflict, "event %s was already accepted with a different payload", op.Event)
+				r.outErr = fb.Errorf(fb.EIdempotencyConflict, "event %s was already accepted with a different payload", op.Event)
 			case prev.Fingerprint != fp:
-				r.err = fb.Errorf(fb.EIdempotencyConflict, "idempotency key %q was used with a different request", op.Key)
+				r.outErr = fb.Errorf(fb.EIdempotencyConflict, "idempotency key %q was used with a different request", op.Key)
 			default:
-				r.res, r.replay = prev.Result, true
+				r.out, r.outReplay = prev.Result, true
 			}
 			continue
 		}
@@ -606,12 +708,12 @@ func (e *Engine) apply(ctx context.Context, tx fb.WriteTx, batch []*request, acc
 			if !errors.As(err, &fe) {
 				return nil, nil, err
 			}
-			r.err = err
+			r.outErr = err
 			continue
 		}
 		entry := &fb.JournalEntry{Op: *op, Fingerprint: fp, Result: res}
 		res.Balance = Available(a, op.At)
-		r.res = res
+		r.out = res
 		entries = append(entries, entry)
 		dirty[op.Customer] = true
 		if keyed {
@@ -627,7 +729,9 @@ func (e *Engine) apply(ctx context.Context, tx fb.WriteTx, batch []*request, acc
 	}
 	for _, a := range accts {
 		if err := Check(a); err != nil {
-			return nil, nil, fmt.Errorf("ledger invariant broken on %s, batch not committed: %w", a.Customer, err)
+			// A bug of the state machine, caught before it is committed:
+			// refused like bad data, so the op that broke it fails alone.
+			return nil, nil, fmt.Errorf("%w on %s, batch not committed: %w: %w", errInvariant, a.Customer, fb.ErrRejected, err)
 		}
 	}
 	if len(entries) == 0 {

@@ -483,13 +483,14 @@ func TestReserve(t *testing.T) {
 	if _, err := eng.Submit(ctx, grant("cus_a", "10", "g")); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := eng.Reserve(ctx, grant("cus_a", "1", "x")); err == nil {
+	if _, err := eng.Reserve(ctx, grant("cus_a", "1", "x"), nil); err == nil {
 		t.Fatal("Reserve took a grant")
 	}
 	// The reservation is answered while its commit waits for the gate, and
 	// is in force at once: a hold queued behind it finds nothing left.
 	f.armed.Store(true)
-	res, err := eng.Reserve(ctx, hold("cus_a", "10", ""))
+	var lost atomic.Int32
+	res, err := eng.Reserve(ctx, hold("cus_a", "10", ""), func() { lost.Add(1) })
 	if err != nil || res.Hold.Amount != cr("10") {
 		t.Fatalf("reserve: %+v %v", res, err)
 	}
@@ -505,15 +506,21 @@ func TestReserve(t *testing.T) {
 	if _, err := eng.Submit(ctx, fb.Op{Kind: fb.OpRelease, Customer: "cus_a", HoldID: res.Hold.ID}); err != nil {
 		t.Fatal(err)
 	}
-	// Its commit fails: the reservation is gone and its capture not_found.
+	if n := lost.Load(); n != 0 {
+		t.Fatalf("a committed reservation was reported lost %d times", n)
+	}
+	// Its commit fails: the reservation is gone, its caller is told, and
+	// its capture answers not_found.
 	f.gate = make(chan struct{})
 	f.on.Store(true)
 	f.armed.Store(true)
-	res, err = eng.Reserve(ctx, hold("cus_a", "10", ""))
+	lostc := make(chan struct{}, 2)
+	res, err = eng.Reserve(ctx, hold("cus_a", "10", ""), func() { lostc <- struct{}{} })
 	if err != nil {
 		t.Fatalf("reserve: %v", err)
 	}
 	f.open()
+	<-lostc
 	f.on.Store(false)
 	_, err = eng.Submit(ctx, fb.Op{Kind: fb.OpCapture, Customer: "cus_a", HoldID: res.Hold.ID, Amount: cr("1")})
 	if fb.ErrorType(err) != fb.ENotFound {
@@ -673,5 +680,260 @@ func TestWriteTimeout(t *testing.T) {
 	_, err = eng.Submit(context.Background(), grant("cus_a", "1", "k"))
 	if fb.ErrorType(err) != fb.EUnavailable || fb.ErrorCode(err) != "store_unavailable" {
 		t.Fatalf("submit against a hanging store: %v", err)
+	}
+}
+
+// rejecting is a store that refuses, as bad data, any batch journaling an
+// op of customer bad (as PostgreSQL refuses a NUL byte in a text column).
+type rejecting struct {
+	*gated
+	bad string
+}
+
+func (s *rejecting) Write(ctx context.Context, fn func(fb.WriteTx) error) error {
+	return s.gated.Write(ctx, func(tx fb.WriteTx) error {
+		return fn(rejectingTx{tx, s.bad})
+	})
+}
+
+type rejectingTx struct {
+	fb.WriteTx
+	bad string
+}
+
+func (t rejectingTx) AppendJournal(ctx context.Context, entries []*fb.JournalEntry) error {
+	for _, e := range entries {
+		if e.Op.Customer == t.bad {
+			return fmt.Errorf("%w: injected: invalid byte sequence", fb.ErrRejected)
+		}
+	}
+	return t.WriteTx.AppendJournal(ctx, entries)
+}
+
+// TestRejectedOpFailsAlone: one op the store refuses fails by itself; the
+// other ops of its batch (other customers', a reservation answered before
+// the commit) commit as answered.
+func TestRejectedOpFailsAlone(t *testing.T) {
+	st, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "r.db"), sqlite.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	g := &gated{failing: failing{Store: st}, parked: make(chan struct{}, 1), gate: make(chan struct{}), passed: make(chan struct{}, 8)}
+	s := &rejecting{gated: g, bad: "cus_bad"}
+	eng := ledger.NewEngine(s, ledger.Config{Cache: true, Now: func() time.Time { return t0 }})
+	defer eng.Close()
+	ctx := context.Background()
+	for _, c := range []string{"cus_a", "cus_bad"} {
+		if err := st.CreateCustomer(ctx, fb.Customer{ID: c, Name: c, CreatedAt: t0}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Park one commit so that the rest queue up into one batch behind it.
+	g.armed.Store(true)
+	first := make(chan error, 1)
+	go func() {
+		_, err := eng.Submit(ctx, grant("cus_a", "100", "g0"))
+		first <- err
+	}()
+	<-g.parked
+	const n = 40
+	errs := make(chan error, n)
+	for i := range n {
+		go func() {
+			_, err := eng.Submit(ctx, grant("cus_a", "1", fmt.Sprintf("g%d", i+1)))
+			errs <- err
+		}()
+	}
+	bad := make(chan error, 1)
+	go func() {
+		_, err := eng.Submit(ctx, grant("cus_bad", "1", "nul"))
+		bad <- err
+	}()
+	type reserved struct {
+		res fb.Result
+		err error
+	}
+	resv := make(chan reserved, 1)
+	var lost atomic.Int32
+	go func() {
+		res, err := eng.Reserve(ctx, hold("cus_a", "50", ""), func() { lost.Add(1) })
+		resv <- reserved{res, err}
+	}()
+	for eng.Queued() < n+2 {
+		time.Sleep(time.Millisecond)
+	}
+	close(g.gate)
+	if err := <-first; err != nil {
+		t.Fatal(err)
+	}
+	for range n {
+		if err := <-errs; err != nil {
+			t.Errorf("a good op of the batch: %v", err)
+		}
+	}
+	if err := <-bad; fb.ErrorType(err) != fb.EInvalid || fb.ErrorCode(err) != "store_rejected" {
+		t.Errorf("the refused op: got %v, want invalid_request store_rejected", err)
+	}
+	r := <-resv
+	if r.err != nil || r.res.Hold.Amount != cr("50") {
+		t.Fatalf("reserve: %+v %v", r.res, r.err)
+	}
+	if n := lost.Load(); n != 0 {
+		t.Errorf("the reservation was reported lost %d times; it committed", n)
+	}
+	// The reservation was answered before its commit: an op after it
+	// commits after it.
+	if _, err := eng.Submit(ctx, fb.Op{Kind: fb.OpLimit, Customer: "cus_a"}); err != nil {
+		t.Fatal(err)
+	}
+	a, err := st.Account(ctx, "cus_a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := ledger.Available(a, t0), cr("90"); got != want || len(a.Holds) != 1 {
+		t.Errorf("cus_a: available %s with %d holds, want %s with the one hold", got, len(a.Holds), want)
+	}
+	if eng.Stats().Failed == 0 {
+		t.Error("no batch failed: the refused op was never in a batch with the others")
+	}
+	rep, err := ledger.Verify(ctx, st)
+	if err != nil || len(rep.Problems) != 0 {
+		t.Fatalf("verify: %+v, %v", rep, err)
+	}
+}
+
+// lateRejecting refuses, as bad data, a batch journaling an op keyed bad —
+// but only once the engine's part of the transaction is done, as a
+// database that checks constraints at commit does: by then a reservation
+// of the batch has been answered.
+type lateRejecting struct {
+	*gated
+	bad string
+}
+
+func (s *lateRejecting) Write(ctx context.Context, fn func(fb.WriteTx) error) error {
+	return s.gated.Write(ctx, func(tx fb.WriteTx) error {
+		w := &noticingTx{WriteTx: tx, bad: s.bad}
+		if err := fn(w); err != nil {
+			return err
+		}
+		if w.seen {
+			return fmt.Errorf("%w: injected: constraint violated at commit", fb.ErrRejected)
+		}
+		return nil
+	})
+}
+
+type noticingTx struct {
+	fb.WriteTx
+	bad  string
+	seen bool
+}
+
+func (t *noticingTx) AppendJournal(ctx context.Context, entries []*fb.JournalEntry) error {
+	for _, e := range entries {
+		t.seen = t.seen || e.Op.Key == t.bad
+	}
+	return t.WriteTx.AppendJournal(ctx, entries)
+}
+
+// TestReservedThenRefused: a reservation answered before its commit,
+// whose batch the store then refuses because of another op of the same
+// account (the grant that paid for it), is reported lost: run again
+// without the refused grant it cannot be made. Nothing of either stays.
+func TestReservedThenRefused(t *testing.T) {
+	st, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "r.db"), sqlite.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	g := &gated{failing: failing{Store: st}, parked: make(chan struct{}, 1), gate: make(chan struct{}), passed: make(chan struct{}, 8)}
+	eng := ledger.NewEngine(&lateRejecting{gated: g, bad: "nul"}, ledger.Config{Cache: true, Now: func() time.Time { return t0 }})
+	defer eng.Close()
+	ctx := context.Background()
+	for _, c := range []string{"cus_a", "cus_b"} {
+		if err := st.CreateCustomer(ctx, fb.Customer{ID: c, Name: c, CreatedAt: t0}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	g.armed.Store(true)
+	first := make(chan error, 1)
+	go func() {
+		_, err := eng.Submit(ctx, grant("cus_b", "1", "b0"))
+		first <- err
+	}()
+	<-g.parked
+	bad := make(chan error, 1)
+	go func() {
+		_, err := eng.Submit(ctx, grant("cus_a", "100", "nul"))
+		bad <- err
+	}()
+	for eng.Queued() < 1 {
+		time.Sleep(time.Millisecond)
+	}
+	lost := make(chan struct{}, 2)
+	type reserved struct {
+		res fb.Result
+		err error
+	}
+	resv := make(chan reserved, 1)
+	go func() {
+		res, err := eng.Reserve(ctx, hold("cus_a", "50", ""), func() { lost <- struct{}{} })
+		resv <- reserved{res, err}
+	}()
+	for eng.Queued() < 2 {
+		time.Sleep(time.Millisecond)
+	}
+	good := make(chan error, 1)
+	go func() {
+		_, err := eng.Submit(ctx, grant("cus_b", "2", "b1"))
+		good <- err
+	}()
+	for eng.Queued() < 3 {
+		time.Sleep(time.Millisecond)
+	}
+	close(g.gate)
+	if err := <-first; err != nil {
+		t.Fatal(err)
+	}
+	r := <-resv
+	if r.err != nil || r.res.Hold.Amount != cr("50") {
+		t.Fatalf("reserve: got %+v %v, want the hold of 50 answered before the commit", r.res, r.err)
+	}
+	if err := <-bad; fb.ErrorCode(err) != "store_rejected" {
+		t.Errorf("the refused grant: got %v, want store_rejected", err)
+	}
+	if err := <-good; err != nil {
+		t.Errorf("another customer's grant of the batch: %v", err)
+	}
+	select {
+	case <-lost:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the reservation was never reported lost")
+	}
+	if _, err := eng.Submit(ctx, fb.Op{Kind: fb.OpLimit, Customer: "cus_a"}); err != nil {
+		t.Fatal(err)
+	}
+	a, err := st.Account(ctx, "cus_a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := ledger.Available(a, t0); got != 0 || len(a.Holds) != 0 || a.Granted != 0 {
+		t.Errorf("cus_a: available %s, %d holds, granted %s; want nothing", got, len(a.Holds), a.Granted)
+	}
+	b, err := st.Account(ctx, "cus_b")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := ledger.Available(b, t0); got != cr("3") {
+		t.Errorf("cus_b: available %s, want 3", got)
+	}
+	if n := eng.Stats().Lost; n != 1 {
+		t.Errorf("stats: %d lost, want 1", n)
+	}
+	rep, err := ledger.Verify(ctx, st)
+	if err != nil || len(rep.Problems) != 0 {
+		t.Fatalf("verify: %+v, %v", rep, err)
 	}
 }

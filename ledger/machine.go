@@ -253,6 +253,8 @@ func Apply(a *fb.Account, op *fb.Op, t *Touched) (fb.Result, error) {
 		return release(a, op, t)
 	case fb.OpDebit:
 		return debit(a, op, t)
+	case fb.OpExtend:
+		return extend(a, op, t)
 	case fb.OpLimit:
 		if err := Validate(op); err != nil {
 			return fb.Result{}, err
@@ -317,6 +319,13 @@ func Validate(op *fb.Op) error {
 	case fb.OpRelease:
 		if op.HoldID == "" {
 			return fb.Invalid("id", "hold id is required")
+		}
+	case fb.OpExtend:
+		if op.HoldID == "" {
+			return fb.Invalid("id", "hold id is required")
+		}
+		if op.ExpiresAt.IsZero() {
+			return fb.Invalid("expires_at", "the hold's new expiry is required")
 		}
 	case fb.OpDebit:
 		// A metered event may cost nothing; it is still recorded once.
@@ -509,6 +518,34 @@ func release(a *fb.Account, op *fb.Op, t *Touched) (fb.Result, error) {
 	res.Released = h.Amount
 	closeHold(a, h, fb.HoldReleased, op, &res, t)
 	return res, nil
+}
+
+// extend moves a pending hold's expiry to op.ExpiresAt, or leaves it where
+// it is when that is later already: an extension never shortens a hold, so
+// extensions may be repeated or arrive out of order. Only a pending hold
+// can be extended; one that has expired has released its credit already.
+func extend(a *fb.Account, op *fb.Op, t *Touched) (fb.Result, error) {
+	if err := Validate(op); err != nil {
+		return fb.Result{}, err
+	}
+	if !op.ExpiresAt.After(op.At) {
+		return fb.Result{}, fb.Invalid("expires_at", "the hold's new expiry must be in the future")
+	}
+	h, ok := a.Holds[op.HoldID]
+	if !ok {
+		if c, closed := a.Closed[op.HoldID]; closed {
+			if c.Status == fb.HoldExpired {
+				return fb.Result{}, fb.Errorf(fb.EConflict, "hold %s expired at %s and released its credit", c.ID, c.ExpiresAt.UTC().Format(time.RFC3339)).WithCode("hold_expired")
+			}
+			return fb.Result{}, fb.Errorf(fb.EConflict, "hold %s is already %s", c.ID, c.Status).WithCode("hold_resolved")
+		}
+		return fb.Result{}, fb.Errorf(fb.ENotFound, "no hold %s", op.HoldID)
+	}
+	if op.ExpiresAt.After(h.ExpiresAt) {
+		h.ExpiresAt = op.ExpiresAt
+		t.hold(h)
+	}
+	return fb.Result{Hold: viewOf(h)}, nil
 }
 
 // resolution is the fingerprint of a resolving op as a hold remembers it:

@@ -270,6 +270,22 @@ func (m *model) apply(op *fb.Op) outcome {
 		h.fp = what
 		h.outcome = o
 		return o
+	case fb.OpExtend:
+		h, ok := m.holds[op.HoldID]
+		switch {
+		case !op.ExpiresAt.After(now):
+			return refused(fb.EInvalid, fb.EInvalid)
+		case !ok:
+			return refused(fb.ENotFound, fb.ENotFound)
+		case h.status == fb.HoldExpired:
+			return refused(fb.EConflict, "hold_expired")
+		case h.status != fb.HoldPending:
+			return refused(fb.EConflict, "hold_resolved")
+		}
+		if op.ExpiresAt.After(h.exp) {
+			h.exp = op.ExpiresAt
+		}
+		return outcome{hold: h.id, holdAmount: h.amount, holdRequested: h.requested}
 	case fb.OpDebit:
 		want := int64(op.Amount)
 		if m.available(now) < want && !op.AllowUncollected {
@@ -401,6 +417,10 @@ func runSequence(t *testing.T, seed uint64, steps int) bool {
 					op.Amount = amount(50)
 				}
 			}
+		case k == 19 && len(holdIDs) > 0:
+			op.Kind = fb.OpExtend
+			op.HoldID = holdIDs[rng.IntN(len(holdIDs))]
+			op.ExpiresAt = now.Add(time.Duration(rng.IntN(600)-60) * time.Second)
 		default:
 			op.Kind = fb.OpDebit
 			op.Amount = amount(30)

@@ -173,13 +173,26 @@ func (s *Store) Write(ctx context.Context, fn func(fb.WriteTx) error) error {
 	wt := &writeTx{tx: tx, batch: &pgx.Batch{}}
 	if err := fn(wt); err != nil {
 		tx.Rollback(ctx)
-		return err
+		return rejected(err)
 	}
 	if err := wt.flush(ctx); err != nil {
 		tx.Rollback(ctx)
-		return err
+		return rejected(err)
 	}
-	return tx.Commit(ctx)
+	return rejected(tx.Commit(ctx))
+}
+
+// rejected marks an error the database raised over the data written — a
+// data exception (class 22, such as a NUL byte in text) or an integrity
+// constraint (class 23, such as an event key another replica recorded
+// first) — as farebox.ErrRejected, so that the engine retries the rest of
+// its batch without the op that carried it.
+func rejected(err error) error {
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) && (strings.HasPrefix(pe.Code, "22") || strings.HasPrefix(pe.Code, "23")) {
+		return fmt.Errorf("%w: %w", fb.ErrRejected, err)
+	}
+	return err
 }
 
 type writeTx struct {
@@ -307,7 +320,7 @@ func (t *writeTx) SaveAccount(ctx context.Context, a *fb.Account, lots []*fb.Lot
 			return err
 		}
 		t.batch.Queue(`INSERT INTO holds (id, customer, status, expires_at, hold) VALUES ($1, $2, $3, $4, $5)
-			ON CONFLICT (id) DO UPDATE SET status = excluded.status, hold = excluded.hold`,
+			ON CONFLICT (id) DO UPDATE SET status = excluded.status, expires_at = excluded.expires_at, hold = excluded.hold`,
 			h.ID, h.Customer, string(h.Status), codec.Nanos(h.ExpiresAt), b)
 	}
 	return nil

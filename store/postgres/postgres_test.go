@@ -220,3 +220,54 @@ func TestRestartFailsClosed(t *testing.T) {
 		t.Fatalf("verify: %+v, %v", rep, err)
 	}
 }
+
+// TestBadOpFailsAlone: PostgreSQL refuses a NUL byte in a text column,
+// which used to fail the whole ledger batch (other customers' ops
+// included) with 503. The engine now commits the batch without the op the
+// database refused, which fails by itself (the API refuses such ids before
+// they reach the ledger; this is the engine's own defence).
+func TestBadOpFailsAlone(t *testing.T) {
+	pg := pgtest.Start(t)
+	s := open(t, pg.NewDatabase(t))
+	ctx := context.Background()
+	for _, c := range []string{"acme", "other"} {
+		if err := s.CreateCustomer(ctx, fb.Customer{ID: c, CreatedAt: time.Now()}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	e := ledger.NewEngine(s, ledger.Config{Writers: 1, MaxWait: 20 * time.Millisecond})
+	defer e.Close()
+	const n = 200
+	var wg sync.WaitGroup
+	var failed atomic.Int32
+	for i := range n {
+		wg.Go(func() {
+			if _, err := e.Submit(ctx, fb.Op{Kind: fb.OpGrant, Customer: "other", Amount: fb.Micro, Source: fb.SourcePurchase, Key: fmt.Sprintf("g%d", i)}); err != nil {
+				failed.Add(1)
+				t.Errorf("another customer's grant %d: %v", i, err)
+			}
+		})
+	}
+	var bad error
+	wg.Go(func() {
+		_, bad = e.Submit(ctx, fb.Op{Kind: fb.OpGrant, Customer: "acme", Amount: fb.Micro, Source: fb.SourcePurchase, Key: "nul\x00key"})
+	})
+	wg.Wait()
+	if fb.ErrorCode(bad) != "store_rejected" {
+		t.Errorf("the grant with a NUL byte: %v, want store_rejected", bad)
+	}
+	a, err := s.Account(ctx, "other")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a.Granted != n*fb.Micro {
+		t.Errorf("other granted %s, want %d", a.Granted, n)
+	}
+	if e.Stats().Failed == 0 {
+		t.Error("no batch failed: the bad op was never in a batch with the others")
+	}
+	rep, err := ledger.Verify(ctx, s)
+	if err != nil || len(rep.Problems) > 0 {
+		t.Fatalf("verify: %v %v", err, rep.Problems)
+	}
+}

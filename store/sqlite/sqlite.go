@@ -179,7 +179,7 @@ var statements = map[string]string{
 	"deadLot":     `INSERT INTO dead_lots (id, customer, lot) VALUES (?,?,?)`,
 	"expiryOn":    `INSERT INTO lot_expiries (lot, customer, expires_at) VALUES (?,?,?) ON CONFLICT (lot) DO UPDATE SET expires_at = excluded.expires_at`,
 	"expiryOff":   `DELETE FROM lot_expiries WHERE lot = ?`,
-	"upsertHold":  `INSERT INTO holds (id, customer, status, expires_at, hold) VALUES (?,?,?,?,?) ON CONFLICT (id) DO UPDATE SET status = excluded.status, hold = excluded.hold`,
+	"upsertHold":  `INSERT INTO holds (id, customer, status, expires_at, hold) VALUES (?,?,?,?,?) ON CONFLICT (id) DO UPDATE SET status = excluded.status, expires_at = excluded.expires_at, hold = excluded.hold`,
 	"journal":     `INSERT INTO journal (customer, idem_key, op, fingerprint, result) VALUES (?,?,?,?,?)`,
 	"eventKey":    `SELECT j.seq, j.op, j.fingerprint, j.result FROM events e JOIN journal j ON j.seq = e.seq WHERE e.event_key = ?`,
 	"event":       `INSERT INTO events (event_key, seq) VALUES (?,?)`,
@@ -235,6 +235,10 @@ func (s *Store) Write(ctx context.Context, fn func(fb.WriteTx) error) error {
 	wt := &writeTx{s: s, tx: tx, st: map[string]*sql.Stmt{}}
 	if err := fn(wt); err != nil {
 		tx.Rollback()
+		if isConstraint(err) {
+			// A key recorded twice: the op that carried it fails alone.
+			return fmt.Errorf("%w: %w", fb.ErrRejected, err)
+		}
 		return err
 	}
 	return tx.Commit()
