@@ -7,6 +7,7 @@ import (
 	"time"
 
 	fb "farebox"
+	"farebox/pricing"
 )
 
 // Router knows every deployment of every public model, their health and
@@ -50,6 +51,26 @@ func NewRouter(ds []*Deployment) (*Router, error) {
 			return nil, fmt.Errorf("routing: deployment %q has no base URL", d.Name)
 		case d.MaxOutputTokens < 0 || d.Weight < 0 || d.Cost.InputPerMTok < 0 || d.Cost.OutputPerMTok < 0 || d.Cost.CachedInputPerMTok < 0:
 			return nil, fmt.Errorf("routing: deployment %q has a negative limit, weight or cost", d.Name)
+		}
+		switch d.Hosting {
+		case "":
+			d.Hosting = HostingProvider
+		case HostingProvider, HostingSelf:
+		default:
+			return nil, fmt.Errorf("routing: deployment %q: hosting %q must be provider or self", d.Name, d.Hosting)
+		}
+		switch d.CapField {
+		case "":
+			d.CapField = CapMaxCompletionTokens
+		case CapMaxCompletionTokens, CapMaxTokens, CapBoth:
+		default:
+			return nil, fmt.Errorf("routing: deployment %q: cap_field %q must be max_completion_tokens, max_tokens or both", d.Name, d.CapField)
+		}
+		if d.Limits == (pricing.Limits{}) {
+			d.Limits = pricing.DefaultLimits(d.Model)
+		}
+		if d.Limits.Image.Low < 0 || d.Limits.Image.High < 0 || d.Limits.ContextWindow < 0 || d.ToolOverhead < 0 {
+			return nil, fmt.Errorf("routing: deployment %q has a negative image bound, context window or tool overhead", d.Name)
 		}
 		names[d.Name] = true
 		if d.MaxOutputTokens == 0 {
@@ -104,12 +125,15 @@ func (r *Router) Models() []string {
 }
 
 // Order lists the deployments a request for model tries, at most
-// MaxAttempts: healthy ones before those in back-off (tried only when no
-// healthy one is left), then by priority, then by the estimated cost of
-// this request (cost(d)), then, among equals, in a random order weighted
-// by Weight.
-func (r *Router) Order(model string, q fb.Quantities) []*Deployment {
+// MaxAttempts, of those can accepts (all when nil): healthy ones before
+// those in back-off (tried only when no healthy one is left), then by
+// priority, then by the estimated cost of this request (cost(d)), then,
+// among equals, in a random order weighted by Weight.
+func (r *Router) Order(model string, q fb.Quantities, can func(*Deployment) bool) []*Deployment {
 	ds := r.byModel[model]
+	if can != nil {
+		ds = slices.DeleteFunc(slices.Clone(ds), func(d *Deployment) bool { return !can(d) })
+	}
 	if len(ds) == 0 {
 		return nil
 	}

@@ -38,7 +38,7 @@ func TestOrderAndHealth(t *testing.T) {
 	r.MaxAttempts = 4
 	names := func(q fb.Quantities) string {
 		s := ""
-		for _, x := range r.Order("m", q) {
+		for _, x := range r.Order("m", q, nil) {
 			s += x.Name
 		}
 		return s
@@ -99,7 +99,7 @@ func TestWeights(t *testing.T) {
 	}
 	first := map[string]int{}
 	for range 4000 {
-		first[r.Order("m", fb.Quantities{})[0].Name]++
+		first[r.Order("m", fb.Quantities{}, nil)[0].Name]++
 	}
 	// Weight 3 against 1: x first about 3/4 of the time.
 	if first["x"] < 2800 || first["x"] > 3200 {

@@ -33,6 +33,19 @@ func (c CostCard) Cost(q fb.Quantities) (fb.USD, error) {
 	return fb.USD(n), err
 }
 
+// Hosting of a deployment.
+const (
+	HostingProvider = "provider"
+	HostingSelf     = "self"
+)
+
+// Cap fields.
+const (
+	CapMaxCompletionTokens = "max_completion_tokens"
+	CapMaxTokens           = "max_tokens"
+	CapBoth                = "both"
+)
+
 // Provider types.
 const (
 	TypeOpenAI    = "openai"    // any OpenAI-compatible HTTP API
@@ -60,6 +73,30 @@ type Deployment struct {
 	Priority int
 	Weight   int
 	Client   *http.Client
+
+	// What the gateway must know to bound what the deployment bills.
+	// Limits are the model's input limits here: the most one image part
+	// and the whole prompt can be billed at (pricing.DefaultLimits when
+	// the config says nothing).
+	Limits pricing.Limits
+	// ToolOverhead is the prompt tokens the provider adds when a request
+	// carries tools (a hidden tool prompt); 0 for OpenAI-compatible ones,
+	// whose tool definitions cost fewer tokens than their JSON has bytes.
+	ToolOverhead int64
+	// CapField is the output cap the gateway sets when the client set
+	// none: max_completion_tokens (when ""), max_tokens, or "both". A cap
+	// the client set is always overwritten, in every field it used.
+	CapField string
+	// AllowFields are request fields forwarded beyond the gateway's
+	// default list (the operator vouches that the hold bounds them).
+	AllowFields map[string]bool
+	// Hosting is HostingProvider (the default: a provider fetches image
+	// URLs on its own network) or HostingSelf (an own server, which would
+	// fetch them inside the operator's network: only data: URLs).
+	Hosting string
+	// Faults lets a client's SimulateHeader reach a simulated deployment
+	// (demo and tests); otherwise it is never forwarded.
+	Faults bool
 
 	health health
 }
