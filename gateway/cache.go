@@ -14,11 +14,24 @@ import (
 // subscription changed) drops the cache at once; TTL bounds what another
 // writer (a renewal switching plans, someone at the database) can leave
 // stale.
+//
+// A read that races a change must not put back what the change dropped (a
+// key looked up just before its revocation, cached just after it): every
+// drop moves the generation on, and a value read under an older generation
+// is not cached.
 type catalogCache struct {
 	ttl   time.Duration
 	mu    sync.Mutex
+	gen   uint64
 	keys  map[string]cachedKey // by hash
 	plans map[string]cachedPlan
+}
+
+// generation is the cache's generation, read before a store lookup.
+func (c *catalogCache) generation() uint64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.gen
 }
 
 type cachedKey struct {
@@ -44,9 +57,12 @@ func (c *catalogCache) key(hash string, now time.Time) (fb.APIKey, bool) {
 	return k.key, true
 }
 
-func (c *catalogCache) putKey(hash string, k fb.APIKey, now time.Time) {
+func (c *catalogCache) putKey(hash string, k fb.APIKey, now time.Time, gen uint64) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if gen != c.gen {
+		return // read before a change that dropped it
+	}
 	if c.keys == nil || len(c.keys) >= maxCached {
 		c.keys = map[string]cachedKey{}
 	}
@@ -63,9 +79,12 @@ func (c *catalogCache) plan(customer string, now time.Time) (*fb.Plan, bool) {
 	return p.plan, true
 }
 
-func (c *catalogCache) putPlan(customer string, p *fb.Plan, now time.Time) {
+func (c *catalogCache) putPlan(customer string, p *fb.Plan, now time.Time, gen uint64) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if gen != c.gen {
+		return
+	}
 	if c.plans == nil || len(c.plans) >= maxCached {
 		c.plans = map[string]cachedPlan{}
 	}
@@ -76,6 +95,7 @@ func (c *catalogCache) clear() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.keys, c.plans = nil, nil
+	c.gen++
 }
 
 // Forget drops what the gateway keeps in memory of keys and plans: call it
@@ -97,9 +117,10 @@ func (g *Gateway) lookupKey(ctx context.Context, hash []byte) (fb.APIKey, error)
 	if k, ok := g.cache.key(string(hash), now); ok {
 		return k, nil
 	}
+	gen := g.cache.generation()
 	k, err := g.Store.KeyByHash(ctx, hash)
 	if err == nil {
-		g.cache.putKey(string(hash), k, now)
+		g.cache.putKey(string(hash), k, now, gen)
 	}
 	return k, err
 }

@@ -41,7 +41,7 @@ func TestGoldenEconomics(t *testing.T) {
 		t.Fatal(err)
 	}
 	dep := func(provider, model string, cost routing.CostCard) *routing.Deployment {
-		return &routing.Deployment{Name: provider + "/" + model, Provider: provider, Type: routing.TypeSimulated, Model: model, Upstream: model, BaseURL: sim.URL + "/v1", Cost: cost}
+		return &routing.Deployment{Name: provider + "/" + model, Provider: provider, Type: routing.TypeSimulated, Faults: true, Model: model, Upstream: model, BaseURL: sim.URL + "/v1", Cost: cost}
 	}
 	router, err := routing.NewRouter([]*routing.Deployment{
 		dep("openai", "gpt-4o-mini", routing.CostCard{InputPerMTok: 150_000, OutputPerMTok: 600_000, CachedInputPerMTok: 75_000}),

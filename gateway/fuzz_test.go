@@ -3,6 +3,9 @@ package gateway
 import (
 	"encoding/json"
 	"testing"
+
+	"farebox/pricing"
+	"farebox/routing"
 )
 
 // FuzzParseChat: any body either is refused or parses into a request whose
@@ -24,10 +27,11 @@ func FuzzParseChat(f *testing.F) {
 		if err != nil {
 			return
 		}
-		if est, bound := q.promptEstimate(), q.inputBound(); est > bound {
+		d := &routing.Deployment{Upstream: "up", Limits: pricing.DefaultLimits("gpt-4o-mini"), CapField: routing.CapMaxCompletionTokens}
+		if est, bound := q.promptEstimate(d), q.inputBound(d); est > bound {
 			t.Fatalf("prompt estimate %d above the held bound %d for %q", est, bound, body)
 		}
-		out, err := q.upstreamBody("up", 9)
+		out, err := q.upstreamBody(d, 9)
 		if err != nil {
 			return // stream_options not an object
 		}
@@ -38,12 +42,15 @@ func FuzzParseChat(f *testing.F) {
 		if string(m["model"]) != `"up"` {
 			t.Fatalf("model %s", m["model"])
 		}
-		f := q.capField
-		if f == "" {
-			f = "max_completion_tokens"
+		fields := q.capFields
+		if len(fields) == 0 {
+			fields = []string{"max_completion_tokens"}
 		}
-		if string(m[f]) != "9" {
-			t.Fatalf("cap %s = %s", f, m[f])
+		for _, f := range []string{"max_completion_tokens", "max_tokens"} {
+			_, set := m[f]
+			if want := slicesContains(fields, f); want && string(m[f]) != "9" || !want && set {
+				t.Fatalf("cap %s = %s, want 9 in exactly %v", f, m[f], fields)
+			}
 		}
 		if q.stream {
 			var so struct {
@@ -74,4 +81,13 @@ func FuzzUsage(f *testing.F) {
 			t.Fatalf("%+v does not add up to %s", q, b)
 		}
 	})
+}
+
+func slicesContains(s []string, v string) bool {
+	for _, x := range s {
+		if x == v {
+			return true
+		}
+	}
+	return false
 }

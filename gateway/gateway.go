@@ -18,6 +18,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	fb "farebox"
@@ -25,6 +26,7 @@ import (
 	"farebox/plans"
 	"farebox/pricing"
 	"farebox/routing"
+	"farebox/spool"
 )
 
 // Config tunes the gateway; zero fields take the defaults.
@@ -33,15 +35,38 @@ type Config struct {
 	// this (and than the client asked for), the request is refused with
 	// 402 instead of being cut short. 16 when 0.
 	MinOutputTokens int64
-	// RequestTimeout bounds a request from hold to settlement, streams
-	// included; the hold lives a minute longer, so it never expires under
-	// a running request. 10 minutes when 0.
+	// RequestTimeout bounds a non-stream request from hold to settlement,
+	// the upstream's generation included, and is the life of a hold:
+	// RequestTimeout plus a minute, extended while a stream runs. 10
+	// minutes when 0.
 	RequestTimeout time.Duration
-	// FirstByteTimeout bounds the wait for an upstream's response headers;
-	// past it the next deployment is tried, or 504. 60 s when 0.
+	// FirstByteTimeout bounds a stream's wait for its response headers;
+	// past it the next deployment is tried, or 504. 60 s when 0. (A
+	// non-stream answer's headers come when it is done: RequestTimeout.)
 	FirstByteTimeout time.Duration
+	// StreamIdleTimeout bounds the wait for a stream's next event;
+	// FirstByteTimeout when 0.
+	StreamIdleTimeout time.Duration
+	// StreamTimeout bounds a stream from hold to settlement. 1 hour when 0.
+	StreamTimeout time.Duration
+	// WriteTimeout bounds each write to the client: one that stops
+	// reading is a client that left. 30 s when 0.
+	WriteTimeout time.Duration
+	// DrainTimeout bounds the reading of a stream after the client left
+	// or the gateway ended it at the cap, for the usage the upstream
+	// reports at its end. 30 s when 0.
+	DrainTimeout time.Duration
 	// MaxBodyBytes bounds a request body. 16 MiB when 0.
 	MaxBodyBytes int64
+	// MaxAnswerBytes bounds a non-stream answer the gateway relays. 64 MiB
+	// when 0.
+	MaxAnswerBytes int64
+	// SettleRetry is how long a settlement is retried while the ledger is
+	// unavailable before it is left to the spool. 30 s when 0.
+	SettleRetry time.Duration
+	// MaxConcurrentPerCustomer > 0 bounds a customer's requests in flight
+	// (429 past it). 0: no bound.
+	MaxConcurrentPerCustomer int
 	// CacheTTL > 0 keeps keys and plans in memory that long. Only for a
 	// process that makes every change to them (embedded SQLite), which
 	// calls Forget after each; with several replicas each request reads
@@ -50,20 +75,33 @@ type Config struct {
 }
 
 func (c Config) withDefaults() Config {
+	def := func(d *time.Duration, v time.Duration) {
+		if *d <= 0 {
+			*d = v
+		}
+	}
 	if c.MinOutputTokens <= 0 {
 		c.MinOutputTokens = 16
 	}
-	if c.RequestTimeout <= 0 {
-		c.RequestTimeout = 10 * time.Minute
-	}
-	if c.FirstByteTimeout <= 0 {
-		c.FirstByteTimeout = 60 * time.Second
-	}
+	def(&c.RequestTimeout, 10*time.Minute)
+	def(&c.FirstByteTimeout, 60*time.Second)
+	def(&c.StreamIdleTimeout, c.FirstByteTimeout)
+	def(&c.StreamTimeout, time.Hour)
+	def(&c.WriteTimeout, 30*time.Second)
+	def(&c.DrainTimeout, 30*time.Second)
+	def(&c.SettleRetry, 30*time.Second)
 	if c.MaxBodyBytes <= 0 {
 		c.MaxBodyBytes = 16 << 20
 	}
+	if c.MaxAnswerBytes <= 0 {
+		c.MaxAnswerBytes = 64 << 20
+	}
 	return c
 }
+
+// holdTTL is a hold's life: a request's timeout and a minute more, so it
+// never expires under a running request; a stream extends it.
+func (c Config) holdTTL() time.Duration { return c.RequestTimeout + time.Minute }
 
 // Gateway holds what the proxy needs. Set the fields, then serve.
 type Gateway struct {
@@ -72,6 +110,9 @@ type Gateway struct {
 	// Card returns the rate card in force (credits per token).
 	Card   func(context.Context) (*pricing.Card, error)
 	Router *routing.Router
+	// Spool keeps settlements the ledger could not take (the store down,
+	// the process killed mid-stream) until it can; nil: none are kept.
+	Spool  *spool.Spool
 	Config Config
 	Now    func() time.Time
 	NewID  func(prefix string) string
@@ -81,6 +122,36 @@ type Gateway struct {
 	cfg    Config
 	limits *limiter
 	cache  *catalogCache // nil: no caching
+	busy   concurrency
+	stats  counters
+	// spooled are the holds of this process's running streams whose
+	// progress is in the spool: not the spool runner's to apply.
+	spoolMu sync.Mutex
+	spooled map[string]bool
+}
+
+// Stats counts what a gateway has seen that an operator must know of.
+type Stats struct {
+	// OverCaptures are requests that cost more than their hold: a hole in
+	// the worst case, charged the hold only. Each is logged as an error.
+	OverCaptures int64
+	// OverCaptureCredits is what those requests cost beyond their holds.
+	OverCaptureCredits fb.Amount
+	// Spooled are settlements left to the spool; Unsettled those that
+	// could not even be spooled.
+	Spooled, Unsettled int64
+}
+
+type counters struct {
+	overCaptures, overCredits, spooled, unsettled atomic.Int64
+}
+
+// Stats returns the gateway's counters.
+func (g *Gateway) Stats() Stats {
+	return Stats{
+		OverCaptures: g.stats.overCaptures.Load(), OverCaptureCredits: fb.Amount(g.stats.overCredits.Load()),
+		Spooled: g.stats.spooled.Load(), Unsettled: g.stats.unsettled.Load(),
+	}
 }
 
 func (g *Gateway) setup() {
@@ -99,10 +170,36 @@ func (g *Gateway) setup() {
 			g.Router, _ = routing.NewRouter(nil)
 		}
 		g.limits = newLimiter()
+		g.busy.m = map[string]int{}
+		g.spooled = map[string]bool{}
 		if g.cfg.CacheTTL > 0 {
 			g.cache = &catalogCache{ttl: g.cfg.CacheTTL}
 		}
 	})
+}
+
+// concurrency counts each customer's requests in flight.
+type concurrency struct {
+	mu sync.Mutex
+	m  map[string]int
+}
+
+func (c *concurrency) acquire(customer string, limit int) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.m[customer] >= limit {
+		return false
+	}
+	c.m[customer]++
+	return true
+}
+
+func (c *concurrency) release(customer string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.m[customer]--; c.m[customer] <= 0 {
+		delete(c.m, customer)
+	}
 }
 
 // KeyPrefix starts every customer API key.
@@ -126,6 +223,7 @@ func (g *Gateway) Authenticate(r *http.Request) (fb.APIKey, error) {
 	if !strings.HasPrefix(key, KeyPrefix) {
 		return fb.APIKey{}, fb.Errorf(fb.EInvalidAPIKey, "an API key (Authorization: Bearer fbk_…) is required")
 	}
+	g.setup()
 	want := HashKey(key)
 	k, err := g.lookupKey(r.Context(), want)
 	if fb.ErrorType(err) == fb.ENotFound {
@@ -150,9 +248,10 @@ func (g *Gateway) plan(ctx context.Context, customer string) (*fb.Plan, error) {
 	if p, ok := g.cache.plan(customer, now); ok {
 		return p, nil
 	}
+	gen := g.cache.generation()
 	p, err := g.readPlan(ctx, customer)
 	if err == nil {
-		g.cache.putPlan(customer, p, now)
+		g.cache.putPlan(customer, p, now, gen)
 	}
 	return p, err
 }

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
@@ -22,6 +23,7 @@ import (
 	"farebox/ledger"
 	"farebox/pricing"
 	"farebox/routing"
+	"farebox/spool"
 	"farebox/store/sqlite"
 )
 
@@ -37,6 +39,7 @@ type env struct {
 	url    string
 	store  *sqlite.Store
 	engine *ledger.Engine
+	gw     *gateway.Gateway
 	sim    *routing.Simulator
 	client *http.Client
 }
@@ -47,14 +50,14 @@ func newEnv(t *testing.T, cfg gateway.Config) *env {
 	simSrv := httptest.NewServer(sim)
 	t.Cleanup(simSrv.Close)
 	router, err := routing.NewRouter([]*routing.Deployment{
-		{Name: "sim/gpt-4o-mini", Provider: "sim", Type: routing.TypeSimulated, Model: "gpt-4o-mini", Upstream: "gpt-4o-mini", BaseURL: simSrv.URL + "/v1", MaxOutputTokens: 4096,
+		{Name: "sim/gpt-4o-mini", Provider: "sim", Type: routing.TypeSimulated, Faults: true, Model: "gpt-4o-mini", Upstream: "gpt-4o-mini", BaseURL: simSrv.URL + "/v1", MaxOutputTokens: 4096,
 			Cost: routing.CostCard{InputPerMTok: 150_000, OutputPerMTok: 600_000, CachedInputPerMTok: 75_000}},
-		{Name: "sim/text-embedding-3-small", Provider: "sim", Type: routing.TypeSimulated, Model: "text-embedding-3-small", Upstream: "text-embedding-3-small", BaseURL: simSrv.URL + "/v1", Embeddings: true},
+		{Name: "sim/text-embedding-3-small", Provider: "sim", Type: routing.TypeSimulated, Faults: true, Model: "text-embedding-3-small", Upstream: "text-embedding-3-small", BaseURL: simSrv.URL + "/v1", Embeddings: true},
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := newEnvRouter(t, cfg, router, nil)
+	e := newEnvWith(t, envOptions{cfg: cfg, router: router})
 	e.sim = sim
 	return e
 }
@@ -63,18 +66,55 @@ func newEnv(t *testing.T, cfg gateway.Config) *env {
 // is the clock of the ledger and the gateway.
 func newEnvRouter(t *testing.T, cfg gateway.Config, router *routing.Router, now func() time.Time) *env {
 	t.Helper()
+	return newEnvWith(t, envOptions{cfg: cfg, router: router, now: now})
+}
+
+// envOptions shape an env: the gateway's config and router, the clock,
+// a wrapper of the store the engine writes through (to fail it), the
+// log, and whether settlements may be spooled.
+type envOptions struct {
+	cfg    gateway.Config
+	router *routing.Router
+	now    func() time.Time
+	wrap   func(fb.Store) fb.Store
+	log    *slog.Logger
+	spool  bool
+	// prices, by model, besides testRates for the two test models.
+	prices map[string]fb.Rates
+}
+
+func newEnvWith(t *testing.T, o envOptions) *env {
+	t.Helper()
 	ctx := context.Background()
-	st, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "farebox.db"), sqlite.Options{})
+	dir := t.TempDir()
+	st, err := sqlite.Open(ctx, filepath.Join(dir, "farebox.db"), sqlite.Options{})
 	if err != nil {
 		t.Fatalf("open store: %v", err)
 	}
-	eng := ledger.NewEngine(st, ledger.Config{Cache: true, Now: now})
-	for _, m := range []string{"gpt-4o-mini", "text-embedding-3-small"} {
-		if err := st.PutPrice(ctx, fb.Price{Model: m, Rates: testRates, EffectiveFrom: pricing.DefaultEffective, CreatedAt: pricing.DefaultEffective}); err != nil {
+	var through fb.Store = st
+	if o.wrap != nil {
+		through = o.wrap(st)
+	}
+	eng := ledger.NewEngine(through, ledger.Config{Cache: true, Now: o.now})
+	prices := map[string]fb.Rates{"gpt-4o-mini": testRates, "text-embedding-3-small": testRates}
+	for m, r := range o.prices {
+		prices[m] = r
+	}
+	for m, r := range prices {
+		if err := st.PutPrice(ctx, fb.Price{Model: m, Rates: r, EffectiveFrom: pricing.DefaultEffective, CreatedAt: pricing.DefaultEffective}); err != nil {
 			t.Fatal(err)
 		}
 	}
-	srv := &api.Server{Store: st, Engine: eng, AdminToken: adminToken, Now: now, Gateway: &gateway.Gateway{Router: router, Config: cfg},
+	gw := &gateway.Gateway{Router: o.router, Config: o.cfg, Log: o.log}
+	if o.spool {
+		sp, err := spool.Open(filepath.Join(dir, "spool.log"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { sp.Close() })
+		gw.Spool = sp
+	}
+	srv := &api.Server{Store: st, Engine: eng, AdminToken: adminToken, Now: o.now, Gateway: gw,
 		Economics: economics.Config{CreditsPerUSD: 100, Shares: shares}}
 	hs := httptest.NewServer(srv.Handler())
 	tr := &http.Transport{MaxIdleConns: 1024, MaxIdleConnsPerHost: 1024}
@@ -84,7 +124,7 @@ func newEnvRouter(t *testing.T, cfg gateway.Config, router *routing.Router, now 
 		eng.Close()
 		st.Close()
 	})
-	return &env{t: t, url: hs.URL, store: st, engine: eng, client: &http.Client{Transport: tr}}
+	return &env{t: t, url: hs.URL, store: st, engine: eng, gw: gw, client: &http.Client{Transport: tr}}
 }
 
 // customer creates a customer with credits (promo, never expiring) and a
@@ -471,16 +511,17 @@ func TestEntitlementAndRateLimits(t *testing.T) {
 	if strings.Contains(m.raw, "text-embedding-3-small") || !strings.Contains(m.raw, "gpt-4o-mini") {
 		t.Errorf("models of the plan: %s", m.raw)
 	}
-	// The refused embeddings request never reached the limiter: all 3 of
-	// the minute's requests are left.
-	for i := range 3 {
+	// Requests per minute are counted before the body is read, so that a
+	// client past its rate costs no reading: the refused embeddings
+	// request was one of the minute's 3.
+	for i := range 2 {
 		if a := e.do("POST", "/v1/chat/completions", key, chatBody(false, false, "")); a.status != 200 {
 			t.Fatalf("request %d: %d %s", i, a.status, a.raw)
 		}
 	}
 	a := e.do("POST", "/v1/chat/completions", key, chatBody(false, false, ""))
 	if a.status != 429 || a.get("error", "type") != "rate_limited" {
-		t.Fatalf("4th request in a minute at 3 rpm: %d %s", a.status, a.raw)
+		t.Fatalf("the 4th request in a minute at 3 rpm: %d %s", a.status, a.raw)
 	}
 	if ra, err := strconv.Atoi(a.header.Get("Retry-After")); err != nil || ra < 1 || ra > 60 {
 		t.Errorf("Retry-After %q", a.header.Get("Retry-After"))
@@ -529,7 +570,7 @@ func testIsolation(t *testing.T, ttl time.Duration) {
 
 // Each fault of the simulator: what the client gets and what is charged.
 func TestFaults(t *testing.T) {
-	e := newEnv(t, gateway.Config{FirstByteTimeout: time.Second})
+	e := newEnv(t, gateway.Config{FirstByteTimeout: time.Second, RequestTimeout: 2 * time.Second})
 	key, _ := e.customer("acme", "100", nil)
 	full, half := cost(promptTokens, 40), cost(promptTokens, 20)
 	for _, c := range []struct {
@@ -620,7 +661,7 @@ func TestFaults(t *testing.T) {
 func TestZeroOverspend(t *testing.T) {
 	for _, faults := range []bool{false, true} {
 		t.Run(fmt.Sprintf("faults=%v", faults), func(t *testing.T) {
-			e := newEnv(t, gateway.Config{FirstByteTimeout: 2 * time.Second})
+			e := newEnv(t, gateway.Config{FirstByteTimeout: 2 * time.Second, RequestTimeout: 4 * time.Second})
 			per := cost(promptTokens, 40)
 			grant := per * 50
 			key, _ := e.customer("acme", grant.String(), nil)

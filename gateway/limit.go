@@ -22,42 +22,48 @@ type rate struct {
 
 func newLimiter() *limiter { return &limiter{m: map[string]*rate{}} }
 
-// admit admits one request of tokens (estimated) for customer under rpm
-// and tpm (0: unlimited). When it cannot, it reports how long until it
-// could.
-func (l *limiter) admit(customer string, rpm, tpm, tokens int64, now time.Time) (ok bool, retry time.Duration) {
-	if rpm <= 0 && tpm <= 0 {
+// admitRequest admits one request for customer under rpm (0: unlimited),
+// or reports how long until it could be. It is checked before the body is
+// read, so a client past its rate costs no body reading.
+func (l *limiter) admitRequest(customer string, rpm int64, now time.Time) (ok bool, retry time.Duration) {
+	if rpm <= 0 {
 		return true, 0
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	r := l.rate(customer)
+	next, wait := gcra(r.reqTAT, now, 1, rpm)
+	if wait > 0 {
+		return false, wait
+	}
+	r.reqTAT = next
+	return true, 0
+}
+
+// admitTokens admits tokens (estimated) for customer under tpm (0:
+// unlimited), or reports how long until it could.
+func (l *limiter) admitTokens(customer string, tpm, tokens int64, now time.Time) (ok bool, retry time.Duration) {
+	if tpm <= 0 {
+		return true, 0
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	r := l.rate(customer)
+	next, wait := gcra(r.tokTAT, now, min(tokens, tpm), tpm)
+	if wait > 0 {
+		return false, wait
+	}
+	r.tokTAT = next
+	return true, 0
+}
+
+func (l *limiter) rate(customer string) *rate {
 	r := l.m[customer]
 	if r == nil {
 		r = &rate{}
 		l.m[customer] = r
 	}
-	var reqNext, tokNext time.Time
-	if rpm > 0 {
-		next, wait := gcra(r.reqTAT, now, 1, rpm)
-		if wait > 0 {
-			return false, wait
-		}
-		reqNext = next
-	}
-	if tpm > 0 {
-		next, wait := gcra(r.tokTAT, now, min(tokens, tpm), tpm)
-		if wait > 0 {
-			return false, wait
-		}
-		tokNext = next
-	}
-	if rpm > 0 {
-		r.reqTAT = reqNext
-	}
-	if tpm > 0 {
-		r.tokTAT = tokNext
-	}
-	return true, 0
+	return r
 }
 
 // refund gives back tokens admitted but not used.

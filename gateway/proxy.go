@@ -7,8 +7,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net/http"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	fb "farebox"
@@ -26,30 +28,61 @@ const (
 	StatusTimeout      = "upstream_timeout"
 	StatusDisconnected = "upstream_disconnected" // the upstream broke off mid-stream
 	StatusMalformed    = "upstream_malformed"
+	StatusTooLarge     = "upstream_too_large" // an answer larger than the gateway relays
 	StatusClientGone   = "client_cancelled"
+	StatusHoldLost     = "hold_lost" // the ledger could not commit the request's hold
+	// StatusInterrupted marks what a stream had delivered when the
+	// process stopped in its middle, charged from the spool at restart.
+	StatusInterrupted = "interrupted"
+)
+
+// Why an exchange's context ends, when the gateway ends it.
+var (
+	errClientGone = errors.New("the client went away")
+	errHoldLost   = errors.New("the ledger lost the request's hold")
+	errFirstByte  = errors.New("no response headers in time")
+	errIdle       = errors.New("no stream event in time")
+	errDrained    = errors.New("the stream's end did not come in time")
 )
 
 // exchange is one gateway request on its way through.
 type exchange struct {
-	id       string
-	key      fb.APIKey
-	req      *request
-	price    fb.Price
-	plan     *fb.Plan
-	hold     string    // hold id
-	held     fb.Amount // reserved
-	capTok   int64     // output tokens per choice the upstream may produce
-	tpmEst   int64     // tokens admitted by the rate limiter
-	start    time.Time
-	ttft     time.Duration
-	dep      *routing.Deployment   // the one serving (or last tried)
-	order    []*routing.Deployment // those to try, in order
-	settled  bool
-	cost     fb.Amount
-	balance  fb.Amount
+	id      string
+	key     fb.APIKey
+	req     *request
+	price   fb.Price
+	plan    *fb.Plan
+	hold    string    // hold id
+	held    fb.Amount // reserved
+	capTok  int64     // output tokens per choice the upstream may produce
+	tpmEst  int64     // tokens admitted by the rate limiter
+	start   time.Time
+	ttft    time.Duration
+	dep     *routing.Deployment   // the one serving (or last tried)
+	order   []*routing.Deployment // those to try, in order
+	settled bool
+	cost    fb.Amount
+	balance fb.Amount
+	// spooled: the settlement was left to the spool, so the balance after
+	// it is not known.
+	spooled  bool
 	client   *http.Request
 	writer   http.ResponseWriter
 	upstream string // path under the base URL
+
+	// ctx is the exchange's own context, not the client's: a stream is
+	// read to its usage report after the client left. cancel ends it with
+	// a cause (errClientGone, errHoldLost, …). Once relaying, the
+	// client's departure is noticed at the next write instead.
+	ctx      context.Context
+	cancel   context.CancelCauseFunc
+	relaying atomic.Bool
+
+	// A running stream's progress in the spool and its hold's extension.
+	lastSpool time.Time
+	inSpool   bool
+	extendAt  time.Time
+	extending atomic.Bool
 }
 
 // Chat is POST /v1/chat/completions.
@@ -64,9 +97,37 @@ func (g *Gateway) Embeddings(w http.ResponseWriter, r *http.Request) error {
 
 func (g *Gateway) serve(w http.ResponseWriter, r *http.Request, path string, parse func([]byte) (*request, error)) error {
 	g.setup()
+	// A request refused before its body is read closes its connection:
+	// net/http would otherwise read the body first, waiting on a client
+	// that never sends it.
+	refuse := func(err error) error {
+		if r.ContentLength != 0 {
+			w.Header().Set("Connection", "close")
+		}
+		return err
+	}
 	key, err := g.Authenticate(r)
 	if err != nil {
-		return err
+		return refuse(err)
+	}
+	if lim := g.cfg.MaxConcurrentPerCustomer; lim > 0 {
+		if !g.busy.acquire(key.Customer, lim) {
+			w.Header().Set("Retry-After", "1")
+			return refuse(fb.Errorf(fb.ERateLimited, "at most %d requests of one customer run at once; retry when one has finished", lim).WithCode("concurrency_limited"))
+		}
+		defer g.busy.release(key.Customer)
+	}
+	start := g.Now()
+	plan, err := g.plan(r.Context(), key.Customer)
+	if err != nil {
+		return refuse(err)
+	}
+	// Requests per minute before the body is read: a client past its
+	// rate costs no reading.
+	if plan != nil {
+		if ok, wait := g.limits.admitRequest(key.Customer, plan.RPM, start); !ok {
+			return refuse(rateLimited(w, plan, wait))
+		}
 	}
 	body, err := readBody(r, g.cfg.MaxBodyBytes)
 	if err != nil {
@@ -76,13 +137,25 @@ func (g *Gateway) serve(w http.ResponseWriter, r *http.Request, path string, par
 	if err != nil {
 		return err
 	}
-	x := &exchange{id: w.Header().Get("X-Request-Id"), key: key, req: q, client: r, writer: w, upstream: path, start: g.Now()}
+	x := &exchange{id: w.Header().Get("X-Request-Id"), key: key, plan: plan, req: q, client: r, writer: w, upstream: path, start: start}
 	if x.id == "" {
 		x.id = g.NewID("req_")
 	}
-	ctx, cancel := context.WithTimeout(r.Context(), g.cfg.RequestTimeout)
-	defer cancel()
-	if err := g.admit(ctx, w, x); err != nil {
+	timeout := g.cfg.RequestTimeout
+	if q.stream {
+		timeout = g.cfg.StreamTimeout
+	}
+	ctx, cancelTimeout := context.WithTimeout(context.WithoutCancel(r.Context()), timeout)
+	defer cancelTimeout()
+	x.ctx, x.cancel = context.WithCancelCause(ctx)
+	defer x.cancel(nil)
+	stop := context.AfterFunc(r.Context(), func() {
+		if !x.relaying.Load() {
+			x.cancel(errClientGone)
+		}
+	})
+	defer stop()
+	if err := g.admit(x); err != nil {
 		return err
 	}
 	// From here a hold is open: every path settles it.
@@ -91,7 +164,7 @@ func (g *Gateway) serve(w http.ResponseWriter, r *http.Request, path string, par
 			g.settle(x, nil, StatusClientGone, false)
 		}
 	}()
-	resp, err := g.send(ctx, x)
+	resp, err := g.send(x)
 	if err != nil {
 		return err
 	}
@@ -100,23 +173,24 @@ func (g *Gateway) serve(w http.ResponseWriter, r *http.Request, path string, par
 	}
 	defer resp.Body.Close()
 	if q.stream {
-		g.relayStream(ctx, w, resp, x)
+		g.relayStream(w, resp, x)
 		return nil
 	}
 	return g.relayBody(w, resp, x)
 }
 
-// admit runs everything before the upstream: entitlement, price, rate
-// limits, and the hold of the worst case, lowering the output cap to what
-// the balance pays for.
-func (g *Gateway) admit(ctx context.Context, w http.ResponseWriter, x *exchange) error {
-	q := x.req
-	plan, err := g.plan(ctx, x.key.Customer)
-	if err != nil {
-		return err
-	}
-	x.plan = plan
-	if err := entitled(plan, q.model); err != nil {
+func rateLimited(w http.ResponseWriter, plan *fb.Plan, wait time.Duration) error {
+	w.Header().Set("Retry-After", strconv.FormatInt(int64((wait+time.Second-1)/time.Second), 10))
+	return fb.Errorf(fb.ERateLimited, "the plan %s allows %d requests and %d tokens per minute; retry in %s", plan.ID, plan.RPM, plan.TPM, wait.Round(time.Millisecond))
+}
+
+// admit runs everything before the upstream: entitlement, price, the
+// deployments that may serve the request, the token rate limit, and the
+// hold of the worst case, lowering the output cap to what the balance pays
+// for.
+func (g *Gateway) admit(x *exchange) error {
+	q, ctx := x.req, x.ctx
+	if err := entitled(x.plan, q.model); err != nil {
 		return err
 	}
 	all := g.Router.Deployments(q.model)
@@ -129,52 +203,71 @@ func (g *Gateway) admit(ctx context.Context, w http.ResponseWriter, x *exchange)
 		return fb.Errorf(fb.ENotFound, "the model %s does not exist or is not served here; GET /v1/models lists yours", q.model).WithCode("model_not_found").WithParam("model")
 	}
 	x.price = price
-	// The output cap: the client's, but never above the smallest of the
-	// deployments' output limits, so that whichever serves stays within
-	// the hold.
-	x.capTok = all[0].MaxOutputTokens
+	// The deployments that may serve it: those that take every field it
+	// has and can bound every part of it.
+	can := map[*routing.Deployment]bool{}
+	var refusal *fb.Error
 	for _, d := range all {
-		x.capTok = min(x.capTok, d.MaxOutputTokens)
+		if e := q.servable(d); e != nil {
+			refusal = cmp(refusal, e)
+			continue
+		}
+		can[d] = true
 	}
-	if q.embedding {
-		x.capTok = 0
-	} else if q.capField != "" {
-		x.capTok = min(x.capTok, q.capTokens)
+	if len(can) == 0 {
+		return refusal
 	}
-	in := q.inputBound()
-	out, overflow := mulInt(x.capTok, q.n)
-	if overflow {
-		return fb.Invalid(q.capField, "the output cap × n overflows")
-	}
-	guess := (int64(q.size) + 3) / 4 // input tokens, for limits and routing (not the held bound)
-	if plan != nil && (plan.RPM > 0 || plan.TPM > 0) {
-		x.tpmEst = guess + out
-		if ok, wait := g.limits.admit(x.key.Customer, plan.RPM, plan.TPM, x.tpmEst, x.start); !ok {
-			w.Header().Set("Retry-After", strconv.FormatInt(int64((wait+time.Second-1)/time.Second), 10))
-			return fb.Errorf(fb.ERateLimited, "the plan %s allows %d requests and %d tokens per minute; retry in %s", plan.ID, plan.RPM, plan.TPM, wait.Round(time.Millisecond))
+	// The output cap: the client's, but never above the smallest output
+	// limit of those deployments, so that whichever serves stays within
+	// the hold.
+	if !q.embedding {
+		x.capTok = math.MaxInt64
+		for d := range can {
+			x.capTok = min(x.capTok, d.MaxOutputTokens)
+		}
+		if q.capTokens > 0 {
+			x.capTok = min(x.capTok, q.capTokens)
 		}
 	}
-	x.order = g.Router.Order(q.model, fb.Quantities{InputTokens: guess, OutputTokens: out})
+	out, overflow := mulInt(x.capTok, q.n)
+	if overflow {
+		return fb.Invalid("n", "the output cap × n overflows")
+	}
+	guess := (int64(q.size) + 3) / 4 // input tokens, for limits and routing (not the held bound)
+	if x.plan != nil && x.plan.TPM > 0 {
+		x.tpmEst = guess + out
+		if ok, wait := g.limits.admitTokens(x.key.Customer, x.plan.TPM, x.tpmEst, x.start); !ok {
+			x.tpmEst = 0
+			return rateLimited(x.writer, x.plan, wait)
+		}
+	}
+	x.order = g.Router.Order(q.model, fb.Quantities{InputTokens: guess, OutputTokens: out}, func(d *routing.Deployment) bool { return can[d] })
+	var in int64
+	for _, d := range x.order {
+		in = max(in, q.inputBound(d))
+	}
 	worst, err := worstCase(price.Rates, in, out)
 	if err != nil {
+		g.unlimit(x, 0)
 		return fb.Invalid("", "the request's worst-case price overflows")
 	}
 	res, err := g.Ledger.Reserve(ctx, fb.Op{
 		Kind: fb.OpHold, Customer: x.key.Customer, Amount: max(worst, 1),
-		TTL: g.cfg.RequestTimeout + time.Minute, AllowPartial: true,
-	})
+		TTL: g.cfg.holdTTL(), AllowPartial: true,
+	}, func() { x.cancel(errHoldLost) })
 	if err != nil {
 		g.unlimit(x, 0)
 		return err
 	}
 	x.hold, x.held = res.Hold.ID, res.Hold.Amount
+	x.lastSpool, x.extendAt = x.start, x.start.Add(g.cfg.RequestTimeout/2)
 	if x.held < worst {
 		per := affordable(price.Rates, x.held, in) / q.n
-		if per < min(g.cfg.MinOutputTokens, max(x.capTok, 1)) {
+		if need := min(g.cfg.MinOutputTokens, max(x.capTok, 1)); per < need {
 			g.release(x)
 			g.unlimit(x, 0)
 			return fb.Errorf(fb.EInsufficientCredits, "the balance of %s credits pays for %d output tokens of %s; at least %d are needed (this request may cost up to %s)",
-				x.held, max(per, 0), q.model, min(g.cfg.MinOutputTokens, max(x.capTok, 1)), worst)
+				x.held, max(per, 0), q.model, need, worst)
 		}
 		if !q.embedding {
 			x.capTok = min(x.capTok, per)
@@ -183,23 +276,33 @@ func (g *Gateway) admit(ctx context.Context, w http.ResponseWriter, x *exchange)
 	return nil
 }
 
+// cmp keeps the first refusal.
+func cmp(first, e *fb.Error) *fb.Error {
+	if first != nil {
+		return first
+	}
+	return e
+}
+
 // send forwards the request to the model's deployments in order, moving
-// on while nothing has been delivered (connect errors, 5xx, 429, no
-// headers in time). It answers the first success; or nil after passing an
-// upstream's refusal (4xx) to the client; or the last error, the request
-// settled as not delivered.
-func (g *Gateway) send(ctx context.Context, x *exchange) (*http.Response, error) {
+// on while nothing has been delivered (connect errors, 5xx, 429, the
+// provider refusing the gateway's own key, no headers in time). It answers
+// the first success; or nil after passing an upstream's refusal (4xx) to
+// the client; or the last error, the request settled as not delivered.
+// Outcomes the client caused (it went away) never count against a
+// deployment.
+func (g *Gateway) send(x *exchange) (*http.Response, error) {
 	var last error
 	status := StatusUpstream
 	for _, d := range x.order {
 		x.dep = d
-		body, err := x.req.upstreamBody(d.Upstream, x.capTok)
+		body, err := x.req.upstreamBody(d, x.capTok)
 		if err != nil {
 			g.settle(x, nil, StatusRejected, false)
 			return nil, err
 		}
 		t0 := g.Now()
-		resp, err := g.post(ctx, d, x, body)
+		resp, err := g.post(d, x, body)
 		if err == nil && resp.StatusCode < 300 {
 			g.Router.Success(d, g.Now().Sub(t0))
 			if !x.req.stream {
@@ -207,32 +310,45 @@ func (g *Gateway) send(ctx context.Context, x *exchange) (*http.Response, error)
 			}
 			return resp, nil
 		}
-		if ctx.Err() != nil && x.client.Context().Err() != nil {
-			if resp != nil {
-				resp.Body.Close()
-			}
+		if resp != nil && err == nil && (resp.StatusCode < 400 || resp.StatusCode >= 500 || resp.StatusCode == http.StatusTooManyRequests ||
+			resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden) {
+			defer resp.Body.Close()
+		}
+		switch cause := context.Cause(x.ctx); {
+		case cause == errHoldLost:
+			g.settle(x, nil, StatusHoldLost, false)
+			return nil, fb.Errorf(fb.EUnavailable, "the ledger could not record this request's hold; retry").WithCode("store_unavailable")
+		case cause == errClientGone:
 			g.settle(x, nil, StatusClientGone, false)
 			return nil, fb.Errorf(fb.EUpstream, "the client went away")
 		}
-		if err != nil || resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode >= 500 {
-			g.Router.Failure(d)
-		}
 		switch {
-		case errors.Is(err, errFirstByte) || (err != nil && ctx.Err() != nil):
+		case errors.Is(err, errFirstByte) || (err != nil && x.ctx.Err() != nil):
+			g.Router.Failure(d)
 			status = StatusTimeout
 			last = fb.Errorf(fb.EUpstreamTimeout, "the model %s did not answer in time", x.req.model)
 		case err != nil:
+			g.Router.Failure(d)
 			status = StatusUpstream
 			last = fb.Errorf(fb.EUpstream, "the model %s could not be reached", x.req.model).WithCode("upstream_unreachable")
 			g.Log.Warn("upstream unreachable", "deployment", d.Name, "request_id", x.id, "err", err)
 		case resp.StatusCode == http.StatusTooManyRequests:
+			g.Router.Failure(d)
 			status = StatusRateLimited
 			last = fb.Errorf(fb.ERateLimited, "the model %s is busy upstream; retry later", x.req.model).WithCode("upstream_rate_limited")
-			resp.Body.Close()
 		case resp.StatusCode >= 500:
+			g.Router.Failure(d)
 			status = StatusUpstream
 			last = fb.Errorf(fb.EUpstream, "the model %s failed upstream (HTTP %d)", x.req.model, resp.StatusCode)
-			resp.Body.Close()
+		case resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden || resp.StatusCode < 400:
+			// The provider refused the operator's own credentials (or
+			// redirected, which is not followed): nothing the customer
+			// can mend, nor may see. The detail is the operator's.
+			b, _ := io.ReadAll(io.LimitReader(resp.Body, 4<<10))
+			g.Router.Failure(d)
+			status = StatusUpstream
+			last = fb.Errorf(fb.EUpstream, "the model %s failed upstream", x.req.model)
+			g.Log.Error("the upstream refused the gateway's request: check the deployment's credentials and URL", "deployment", d.Name, "status", resp.StatusCode, "request_id", x.id, "body", string(b))
 		default:
 			// The upstream refused the request itself: the client's to fix,
 			// passed on as it is, charged nothing.
@@ -245,7 +361,7 @@ func (g *Gateway) send(ctx context.Context, x *exchange) (*http.Response, error)
 			w.Write(b)
 			return nil, nil
 		}
-		if ctx.Err() != nil {
+		if x.ctx.Err() != nil {
 			break
 		}
 	}
@@ -253,12 +369,11 @@ func (g *Gateway) send(ctx context.Context, x *exchange) (*http.Response, error)
 	return nil, last
 }
 
-var errFirstByte = errors.New("no response headers in time")
-
-// post sends one attempt, bounded by the first-byte timeout until the
-// response headers arrive.
-func (g *Gateway) post(ctx context.Context, d *routing.Deployment, x *exchange, body []byte) (*http.Response, error) {
-	actx, cancel := context.WithCancelCause(ctx)
+// post sends one attempt. A stream's wait for its response headers is
+// bounded by the first-byte timeout; a non-stream answer's headers come
+// when it is done, within the request's timeout.
+func (g *Gateway) post(d *routing.Deployment, x *exchange, body []byte) (*http.Response, error) {
+	actx, cancel := context.WithCancelCause(x.ctx)
 	req, err := http.NewRequestWithContext(actx, http.MethodPost, d.BaseURL+x.upstream, bytes.NewReader(body))
 	if err != nil {
 		cancel(nil)
@@ -271,15 +386,22 @@ func (g *Gateway) post(ctx context.Context, d *routing.Deployment, x *exchange, 
 		req.Header.Set("Authorization", "Bearer "+d.APIKey)
 	}
 	if d.Type == routing.TypeSimulated {
-		for _, h := range []string{routing.SimulateHeader, routing.SimulateTokensHeader} {
-			if v := x.client.Header.Get(h); v != "" {
-				req.Header.Set(h, v)
-			}
+		// The length a client asks of a simulated answer is harmless; a
+		// fault it asks for counts against the deployment, so it passes
+		// only where the operator enabled faults.
+		if v := x.client.Header.Get(routing.SimulateTokensHeader); v != "" {
+			req.Header.Set(routing.SimulateTokensHeader, v)
+		}
+		if v := x.client.Header.Get(routing.SimulateHeader); v != "" && d.Faults {
+			req.Header.Set(routing.SimulateHeader, v)
 		}
 	}
-	timer := time.AfterFunc(g.cfg.FirstByteTimeout, func() { cancel(errFirstByte) })
+	var timer *time.Timer
+	if x.req.stream {
+		timer = time.AfterFunc(g.cfg.FirstByteTimeout, func() { cancel(errFirstByte) })
+	}
 	resp, err := d.Client.Do(req)
-	stopped := timer.Stop()
+	stopped := timer == nil || timer.Stop()
 	if err != nil {
 		cancel(nil)
 		if !stopped && context.Cause(actx) == errFirstByte {
@@ -306,14 +428,27 @@ func (b *cancelBody) Close() error {
 // relayBody relays a non-stream answer: the upstream's JSON with the model
 // name mapped back and usage.cost and usage.balance added.
 func (g *Gateway) relayBody(w http.ResponseWriter, resp *http.Response, x *exchange) error {
-	b, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+	b, tail, whole, err := readAnswer(resp.Body, g.cfg.MaxAnswerBytes)
 	if err != nil {
 		status := StatusDisconnected
-		if x.client.Context().Err() != nil {
+		switch context.Cause(x.ctx) {
+		case errClientGone:
 			status = StatusClientGone
+		case errHoldLost:
+			status = StatusHoldLost
 		}
 		g.settle(x, nil, status, false)
 		return fb.Errorf(fb.EUpstream, "the model %s broke off its answer", x.req.model).WithCode("upstream_disconnected")
+	}
+	if !whole {
+		// Too large to relay, but the upstream did the work: charged its
+		// usage, read off the answer's end, or else the input held.
+		q := fb.Quantities{Requests: 1, InputTokens: x.req.inputBound(x.dep)}
+		if u := usageAtEnd(tail); u != nil {
+			q = u.quantities()
+		}
+		g.settle(x, &q, StatusTooLarge, true)
+		return fb.Errorf(fb.EUpstream, "the model %s answered with more than the %d bytes the gateway relays; the request was charged %s", x.req.model, g.cfg.MaxAnswerBytes, x.cost).WithCode(StatusTooLarge)
 	}
 	var body map[string]json.RawMessage
 	if err := json.Unmarshal(b, &body); err != nil || body == nil {
@@ -333,7 +468,7 @@ func (g *Gateway) relayBody(w http.ResponseWriter, resp *http.Response, x *excha
 	} else {
 		q = x.counted(body)
 	}
-	if err := g.settle(x, &q, StatusOK, true); err != nil {
+	if err := g.settle(x, &q, StatusOK, true); err != nil && !x.spooled {
 		return err
 	}
 	usage := map[string]json.RawMessage{}
@@ -345,7 +480,7 @@ func (g *Gateway) relayBody(w http.ResponseWriter, resp *http.Response, x *excha
 		usage["total_tokens"] = jsonInt(q.InputTokens + q.CachedInputTokens + q.OutputTokens + q.ReasoningTokens)
 	}
 	usage["cost"], _ = json.Marshal(x.cost.String())
-	usage["balance"], _ = json.Marshal(x.balance.String())
+	usage["balance"] = x.balanceJSON()
 	body["usage"], _ = json.Marshal(usage)
 	if _, ok := body["model"]; ok && x.dep.Upstream != x.req.model {
 		body["model"], _ = json.Marshal(x.req.model)
@@ -357,16 +492,75 @@ func (g *Gateway) relayBody(w http.ResponseWriter, resp *http.Response, x *excha
 	h := w.Header()
 	h.Set("Content-Type", "application/json")
 	h.Set("X-Farebox-Cost", x.cost.String())
-	h.Set("X-Farebox-Balance", x.balance.String())
+	if !x.spooled {
+		h.Set("X-Farebox-Balance", x.balance.String())
+	}
 	h.Set("Content-Length", strconv.Itoa(len(out)))
 	w.WriteHeader(http.StatusOK)
 	w.Write(out)
 	return nil
 }
 
+// balanceJSON is the balance after the request, or null when its
+// settlement waits in the spool.
+func (x *exchange) balanceJSON() json.RawMessage {
+	if x.spooled {
+		return json.RawMessage("null")
+	}
+	b, _ := json.Marshal(x.balance.String())
+	return b
+}
+
+// tailSize is how much of the end of an answer too large to relay is kept
+// to find its usage in.
+const tailSize = 64 << 10
+
+// readAnswer reads a non-stream answer of at most limit bytes. A larger
+// one is read to its end, keeping only its last tailSize bytes: whole is
+// false then.
+func readAnswer(r io.Reader, limit int64) (b, tail []byte, whole bool, err error) {
+	b, err = io.ReadAll(io.LimitReader(r, limit+1))
+	if err != nil || int64(len(b)) <= limit {
+		return b, nil, true, err
+	}
+	tail = append([]byte(nil), b[max(0, len(b)-tailSize):]...)
+	buf := make([]byte, 32<<10)
+	for {
+		n, rerr := r.Read(buf)
+		tail = append(tail, buf[:n]...)
+		if len(tail) > 2*tailSize {
+			tail = append(tail[:0], tail[len(tail)-tailSize:]...)
+		}
+		if rerr == io.EOF {
+			return nil, tail, false, nil
+		}
+		if rerr != nil {
+			return nil, nil, false, rerr
+		}
+	}
+}
+
+// usageAtEnd finds the usage object in the end of an answer.
+func usageAtEnd(tail []byte) *usageJSON {
+	i := bytes.LastIndex(tail, []byte(`"usage"`))
+	if i < 0 {
+		return nil
+	}
+	rest := bytes.TrimLeft(tail[i+len(`"usage"`):], " \t\r\n")
+	rest, ok := bytes.CutPrefix(rest, []byte(":"))
+	if !ok {
+		return nil
+	}
+	var u usageJSON
+	if json.NewDecoder(bytes.NewReader(rest)).Decode(&u) != nil {
+		return nil
+	}
+	return &u
+}
+
 // counted is the gateway's own count of a non-stream answer without usage.
 func (x *exchange) counted(body map[string]json.RawMessage) fb.Quantities {
-	q := fb.Quantities{Requests: 1, InputTokens: x.req.promptEstimate()}
+	q := fb.Quantities{Requests: 1, InputTokens: x.req.promptEstimate(x.dep)}
 	if x.req.embedding {
 		return q
 	}
@@ -395,15 +589,12 @@ func (x *exchange) counted(body map[string]json.RawMessage) fb.Quantities {
 
 func jsonInt(n int64) json.RawMessage { return json.RawMessage(strconv.FormatInt(n, 10)) }
 
-// settle ends the request in the ledger: a capture of what q costs when
-// delivered, else a release, either with the request's usage row. It runs
-// once; a failure is retried while the ledger is unavailable, since the
-// hold would otherwise expire and the usage go unpaid.
-func (g *Gateway) settle(x *exchange, q *fb.Quantities, status string, delivered bool) error {
-	if x.settled {
-		return nil
-	}
-	x.settled = true
+// settlement is the op that ends the request in the ledger: a capture of
+// what q costs when delivered, else a release, either with the request's
+// usage row. A cost above the hold is a hole in the worst case: it is
+// charged the hold only, counted and logged, so that a future hole is
+// seen the day it opens.
+func (g *Gateway) settlement(x *exchange, q *fb.Quantities, status string, delivered bool) fb.Op {
 	now := g.Now()
 	u := &fb.Usage{
 		ID: x.id, Source: "gateway", Customer: x.key.Customer, Model: x.req.model, At: now.UTC(),
@@ -412,56 +603,99 @@ func (g *Gateway) settle(x *exchange, q *fb.Quantities, status string, delivered
 	if x.dep != nil {
 		u.Provider, u.Deployment = x.dep.Provider, x.dep.Name
 	}
-	op := fb.Op{Kind: fb.OpRelease, Customer: x.key.Customer, HoldID: x.hold, Usage: u}
-	if delivered && q != nil {
-		cost, err := pricing.Cost(x.price.Rates, *q)
-		if err != nil {
-			g.Log.Error("pricing a request failed; charging the hold", "request_id", x.id, "err", err)
-			cost = x.held
-		}
-		u.Quantities, u.Credits = *q, cost
-		if x.dep != nil {
-			if c, err := x.dep.Cost.Cost(*q); err == nil {
-				u.CostUSD = c
-			}
-		}
-		op = fb.Op{Kind: fb.OpCapture, Customer: x.key.Customer, HoldID: x.hold, Amount: cost, Usage: u}
-		x.cost = cost
+	if !delivered || q == nil {
+		return fb.Op{Kind: fb.OpRelease, Customer: x.key.Customer, HoldID: x.hold, Usage: u}
 	}
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(x.client.Context()), 30*time.Second)
+	cost, err := pricing.Cost(x.price.Rates, *q)
+	if err != nil {
+		g.Log.Error("pricing a request failed; charging the hold", "request_id", x.id, "err", err)
+		cost = x.held
+	}
+	if cost > x.held {
+		g.stats.overCaptures.Add(1)
+		g.stats.overCredits.Add(int64(cost - x.held))
+		g.Log.Error("a request cost more than its hold: a gap in the worst case; charged the hold",
+			"request_id", x.id, "customer", x.key.Customer, "model", x.req.model, "deployment", u.Deployment,
+			"cost", cost, "held", x.held, "input_tokens", q.InputTokens+q.CachedInputTokens, "output_tokens", q.OutputTokens+q.ReasoningTokens)
+		cost = x.held
+	}
+	u.Quantities, u.Credits = *q, cost
+	if x.dep != nil {
+		if c, err := x.dep.Cost.Cost(*q); err == nil {
+			u.CostUSD = c
+		}
+	}
+	return fb.Op{Kind: fb.OpCapture, Customer: x.key.Customer, HoldID: x.hold, Amount: cost, Usage: u}
+}
+
+// settle ends the request in the ledger. It runs once; a failure is
+// retried while the ledger is unavailable, for SettleRetry; a charge the
+// ledger still cannot take is left to the spool, which applies it when the
+// ledger answers again.
+func (g *Gateway) settle(x *exchange, q *fb.Quantities, status string, delivered bool) error {
+	if x.settled {
+		return nil
+	}
+	x.settled = true
+	op := g.settlement(x, q, status, delivered)
+	if op.Kind == fb.OpCapture {
+		x.cost = op.Amount
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(x.client.Context()), g.cfg.SettleRetry)
 	defer cancel()
-	var res fb.Result
-	var err error
-	for wait := 50 * time.Millisecond; ; wait *= 2 {
-		res, err = g.Ledger.Submit(ctx, op)
-		if (fb.ErrorCode(err) == "hold_expired" || fb.ErrorType(err) == fb.ENotFound) && op.Kind == fb.OpCapture {
-			// The hold outlived its TTL, or its commit failed (see
-			// ledger.Engine.Reserve): charge what was used as a debit,
-			// keyed by the hold (the engine's id, unique, unlike a
-			// client's X-Request-Id) so that a retry charges once.
-			op = fb.Op{Kind: fb.OpDebit, Customer: x.key.Customer, Key: "settle-" + x.hold, Amount: op.Amount, AllowUncollected: true, Usage: u}
+	res, err := g.apply(ctx, op, true)
+	if x.plan != nil {
+		u := op.Usage
+		g.unlimit(x, u.InputTokens+u.CachedInputTokens+u.OutputTokens+u.ReasoningTokens)
+	}
+	if err == nil {
+		g.unspool(x, false)
+		x.balance = max(res.Balance, 0)
+		return nil
+	}
+	if op.Kind == fb.OpCapture && g.Spool != nil {
+		if serr := g.Spool.PutNow(x.hold, op); serr == nil {
+			g.unspool(x, true)
+			x.spooled = true
+			g.stats.spooled.Add(1)
+			g.Log.Warn("the ledger could not take a settlement; it is kept in the spool and applied when the ledger answers",
+				"request_id", x.id, "hold", x.hold, "credits", op.Amount, "err", err)
+			return fmt.Errorf("settling request %s: %w", x.id, err)
+		}
+	}
+	if op.Kind == fb.OpCapture {
+		g.stats.unsettled.Add(1)
+	}
+	g.Log.Error("settling a request failed", "request_id", x.id, "hold", x.hold, "op", op.Kind, "credits", op.Amount, "err", err)
+	return fmt.Errorf("settling request %s: %w", x.id, err)
+}
+
+// apply submits a settlement. A capture whose hold is gone (it outlived
+// its TTL, or its commit failed: see ledger.Engine.Reserve) becomes a
+// debit of what was used, keyed by the hold (the engine's id, unique,
+// unlike a client's X-Request-Id) so that it is charged once. With retry,
+// an unavailable ledger is tried again until ctx ends.
+func (g *Gateway) apply(ctx context.Context, op fb.Op, retry bool) (fb.Result, error) {
+	for wait := 50 * time.Millisecond; ; wait = min(2*wait, time.Second) {
+		res, err := g.Ledger.Submit(ctx, op)
+		if op.Kind == fb.OpCapture && (fb.ErrorCode(err) == "hold_expired" || fb.ErrorType(err) == fb.ENotFound) {
+			op = fb.Op{Kind: fb.OpDebit, Customer: op.Customer, Key: "settle-" + op.HoldID, Amount: op.Amount, AllowUncollected: true, Usage: op.Usage}
 			continue
 		}
-		if fb.ErrorType(err) != fb.EUnavailable || ctx.Err() != nil {
-			break
+		if err == nil || !retry || fb.ErrorType(err) != fb.EUnavailable {
+			return res, err
 		}
-		time.Sleep(wait)
+		select {
+		case <-ctx.Done():
+			return res, err
+		case <-time.After(wait):
+		}
 	}
-	if x.plan != nil {
-		used := u.InputTokens + u.CachedInputTokens + u.OutputTokens + u.ReasoningTokens
-		g.unlimit(x, used)
-	}
-	if err != nil {
-		g.Log.Error("settling a request failed", "request_id", x.id, "hold", x.hold, "op", op.Kind, "credits", op.Amount, "err", err)
-		return fmt.Errorf("settling request %s: %w", x.id, err)
-	}
-	x.balance = max(res.Balance, 0)
-	return nil
 }
 
 func (g *Gateway) release(x *exchange) {
 	x.settled = true
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(x.client.Context()), 30*time.Second)
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(x.client.Context()), g.cfg.SettleRetry)
 	defer cancel()
 	if _, err := g.Ledger.Submit(ctx, fb.Op{Kind: fb.OpRelease, Customer: x.key.Customer, HoldID: x.hold}); err != nil {
 		g.Log.Warn("releasing a hold failed; it expires by itself", "hold", x.hold, "err", err)

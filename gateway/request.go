@@ -3,34 +3,107 @@ package gateway
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"math/big"
+	"slices"
 	"strconv"
+	"strings"
 
 	fb "farebox"
 	"farebox/pricing"
+	"farebox/routing"
 )
 
-// request is a client's body, parsed only as far as billing needs; every
-// other field is passed on untouched.
+// request is a client's body, parsed as far as billing needs: every part
+// that can be billed is bounded here, every field is checked against what
+// may be forwarded, and the rest is passed on untouched.
 type request struct {
-	raw    map[string]json.RawMessage
-	size   int // bytes of the body
-	model  string
-	stream bool
-	// usageAsked: the client asked for the stream's usage chunk.
-	usageAsked bool
-	// capField is the output cap the client set (max_completion_tokens or
-	// max_tokens), "" for none; capTokens its value.
-	capField  string
+	raw        map[string]json.RawMessage
+	size       int // bytes of the body
+	model      string
+	stream     bool
+	usageAsked bool // the client asked for the stream's usage chunk
+	// capFields are the output caps the client set (max_completion_tokens,
+	// max_tokens); capTokens the smallest of their values, 0 for none.
+	capFields []string
 	capTokens int64
 	n         int64 // choices
-	images    int   // image parts, each bounded by pricing.ImageTokenBound
 	embedding bool
+	tools     bool
+	// images counts image parts at low [0] and high [1] detail (auto is
+	// high): each is held at its model's most, whatever its real size.
+	images [2]int64
+	// unbounded names the first part that only the model's context
+	// window bounds (a file, a stored audio answer), "" when none.
+	unbounded string
+	// remote names the first image URL a deployment would fetch itself
+	// (not a data: URL), "" when none.
+	remote string
+	// refusable are the fields not forwarded by default, sorted: a
+	// deployment serves the request only if it allows all of them.
+	refusable []string
 }
+
+// A field check returns nil when the value is one that changes nothing
+// the hold does not bound; anything else makes the field refusable.
+type fieldCheck func(json.RawMessage) bool
+
+func anyValue(json.RawMessage) bool { return true }
+
+// oneOf accepts null or one of the given JSON values.
+func oneOf(vals ...string) fieldCheck {
+	return func(b json.RawMessage) bool {
+		return isNull(b) || slices.Contains(vals, string(bytes.TrimSpace(b)))
+	}
+}
+
+// textOnly accepts modalities of text alone: audio output is billed at
+// rates the card does not hold.
+func textOnly(b json.RawMessage) bool {
+	var m []string
+	return isNull(b) || json.Unmarshal(b, &m) == nil && len(m) == 1 && m[0] == "text"
+}
+
+// chatFields are the chat parameters forwarded by default: those the
+// official SDKs send in ordinary use that change neither what a provider
+// bills beyond what the hold bounds, nor what it keeps. Left out, among
+// others: audio, prediction, web_search_options (billed per call), and
+// store or service_tier of a kind that keeps data or costs more.
+var chatFields = map[string]fieldCheck{
+	"model": anyValue, "messages": anyValue, "stream": anyValue, "stream_options": anyValue,
+	"max_tokens": anyValue, "max_completion_tokens": anyValue, "n": anyValue,
+	"temperature": anyValue, "top_p": anyValue, "stop": anyValue, "seed": anyValue,
+	"presence_penalty": anyValue, "frequency_penalty": anyValue, "logit_bias": anyValue,
+	"logprobs": anyValue, "top_logprobs": anyValue, "user": anyValue,
+	"tools": anyValue, "tool_choice": anyValue, "parallel_tool_calls": anyValue,
+	"functions": anyValue, "function_call": anyValue, "response_format": anyValue,
+	"reasoning_effort": anyValue, "verbosity": anyValue, "metadata": anyValue,
+	"safety_identifier": anyValue, "prompt_cache_key": anyValue,
+	"store":        oneOf("false"),
+	"service_tier": oneOf(`"default"`, `"flex"`),
+	"modalities":   textOnly,
+}
+
+var embeddingFields = map[string]fieldCheck{
+	"model": anyValue, "input": anyValue, "encoding_format": anyValue, "dimensions": anyValue, "user": anyValue,
+}
+
+// The content part types of a chat message the gateway can bound: text
+// by its bytes, an image at its model's most for its detail, audio by its
+// bytes (an audio token is a tenth of a second, far more than a byte of
+// the base64 that carries it), a file by the context window.
+const (
+	partText     = "text"
+	partImage    = "image_url"
+	partAudio    = "input_audio"
+	partFile     = "file"
+	partRefusal  = "refusal"
+	partTypeList = "text, image_url, input_audio, file, refusal"
+)
 
 // parseChat reads a chat completion request.
 func parseChat(body []byte) (*request, error) {
-	q, err := parseCommon(body)
+	q, err := parseCommon(body, chatFields)
 	if err != nil {
 		return nil, err
 	}
@@ -52,24 +125,19 @@ func parseChat(body []byte) (*request, error) {
 	}
 	var messages []struct {
 		Content json.RawMessage `json:"content"`
+		Audio   json.RawMessage `json:"audio"`
 	}
 	if err := json.Unmarshal(msgs, &messages); err != nil || len(messages) == 0 {
 		return nil, fb.Invalid("messages", "messages must be a non-empty array of message objects")
 	}
-	for _, m := range messages {
-		if len(m.Content) == 0 || m.Content[0] != '[' {
-			continue
+	for i, m := range messages {
+		if len(m.Audio) > 0 && !isNull(m.Audio) && q.unbounded == "" {
+			// An earlier audio answer, kept by the provider: its tokens
+			// are not in the body.
+			q.unbounded = fmt.Sprintf("messages[%d].audio", i)
 		}
-		var parts []struct {
-			Type string `json:"type"`
-		}
-		if err := json.Unmarshal(m.Content, &parts); err != nil {
-			return nil, fb.Invalid("messages", "a message's content must be a string or an array of content parts")
-		}
-		for _, p := range parts {
-			if p.Type == "image_url" || p.Type == "input_image" || p.Type == "image" {
-				q.images++
-			}
+		if err := q.parseContent(i, m.Content); err != nil {
+			return nil, err
 		}
 	}
 	for _, f := range []string{"max_completion_tokens", "max_tokens"} {
@@ -77,8 +145,11 @@ func parseChat(body []byte) (*request, error) {
 		if err := optional(q.raw, f, &v); err != nil || (v != nil && *v < 1) {
 			return nil, fb.Invalid(f, "%s must be a positive integer", f)
 		}
-		if v != nil && (q.capField == "" || *v < q.capTokens) {
-			q.capField, q.capTokens = f, *v
+		if v != nil {
+			q.capFields = append(q.capFields, f)
+			if q.capTokens == 0 || *v < q.capTokens {
+				q.capTokens = *v
+			}
 		}
 	}
 	q.n = 1
@@ -89,12 +160,73 @@ func parseChat(body []byte) (*request, error) {
 	if n != nil {
 		q.n = *n
 	}
+	for _, f := range []string{"tools", "functions"} {
+		if v, ok := q.raw[f]; ok && !isNull(v) && string(bytes.TrimSpace(v)) != "[]" {
+			q.tools = true
+		}
+	}
 	return q, nil
+}
+
+// parseContent reads the content of message i: a string, null, or an
+// array of parts, each of a type the gateway can bound.
+func (q *request) parseContent(i int, c json.RawMessage) error {
+	if len(c) == 0 || c[0] != '[' {
+		return nil
+	}
+	var parts []struct {
+		Type     string          `json:"type"`
+		ImageURL json.RawMessage `json:"image_url"`
+	}
+	if err := json.Unmarshal(c, &parts); err != nil {
+		return fb.Invalid(fmt.Sprintf("messages[%d].content", i), "a message's content must be a string or an array of content parts")
+	}
+	for j, p := range parts {
+		param := fmt.Sprintf("messages[%d].content[%d]", i, j)
+		switch p.Type {
+		case partText, partAudio, partRefusal:
+		case partImage:
+			if err := q.parseImage(param+".image_url", p.ImageURL); err != nil {
+				return err
+			}
+		case partFile:
+			if q.unbounded == "" {
+				q.unbounded = param
+			}
+		default:
+			return fb.Invalid(param+".type", "content part type %q cannot be billed safely here; the gateway takes %s", p.Type, partTypeList)
+		}
+	}
+	return nil
+}
+
+func (q *request) parseImage(param string, raw json.RawMessage) error {
+	var img struct {
+		URL    string `json:"url"`
+		Detail string `json:"detail"`
+	}
+	if err := json.Unmarshal(raw, &img); err != nil {
+		if json.Unmarshal(raw, &img.URL) != nil {
+			return fb.Invalid(param, "image_url must be an object such as {\"url\": \"https://…\", \"detail\": \"low\"}")
+		}
+	}
+	switch img.Detail {
+	case "low":
+		q.images[0]++
+	case "", "auto", "high":
+		q.images[1]++
+	default:
+		return fb.Invalid(param+".detail", "detail must be low, high or auto")
+	}
+	if !strings.HasPrefix(img.URL, "data:") && q.remote == "" {
+		q.remote = param + ".url"
+	}
+	return nil
 }
 
 // parseEmbeddings reads an embeddings request.
 func parseEmbeddings(body []byte) (*request, error) {
-	q, err := parseCommon(body)
+	q, err := parseCommon(body, embeddingFields)
 	if err != nil {
 		return nil, err
 	}
@@ -105,7 +237,7 @@ func parseEmbeddings(body []byte) (*request, error) {
 	return q, nil
 }
 
-func parseCommon(body []byte) (*request, error) {
+func parseCommon(body []byte, fields map[string]fieldCheck) (*request, error) {
 	q := &request{size: len(body)}
 	if err := json.Unmarshal(body, &q.raw); err != nil || q.raw == nil {
 		return nil, fb.Invalid("", "the body must be a JSON object")
@@ -113,6 +245,12 @@ func parseCommon(body []byte) (*request, error) {
 	if err := optional(q.raw, "model", &q.model); err != nil || q.model == "" {
 		return nil, fb.Invalid("model", "model is required, a string such as \"gpt-4o-mini\"")
 	}
+	for f, v := range q.raw {
+		if ok := fields[f]; ok == nil || !ok(v) {
+			q.refusable = append(q.refusable, f)
+		}
+	}
+	slices.Sort(q.refusable)
 	return q, nil
 }
 
@@ -130,8 +268,45 @@ func optional(raw map[string]json.RawMessage, f string, v any) error {
 
 func isNull(b json.RawMessage) bool { return bytes.Equal(bytes.TrimSpace(b), []byte("null")) }
 
-// inputBound is a proven upper bound of the request's input tokens.
-func (q *request) inputBound() int64 { return pricing.InputBound(q.size, q.images) }
+// servable says why deployment d cannot serve the request, nil when it
+// can: a field it does not take, an image URL it would fetch inside the
+// operator's network, or a part only a context window it lacks bounds.
+func (q *request) servable(d *routing.Deployment) *fb.Error {
+	for _, f := range q.refusable {
+		if !d.AllowFields[f] {
+			return fb.Invalid(f, "%s is not forwarded: it (or this value of it) may change what the provider bills or keeps beyond what the request is held for; an operator may allow it per deployment", f)
+		}
+	}
+	if q.remote != "" && d.Hosting == routing.HostingSelf {
+		return fb.Invalid(q.remote, "this model is served on the operator's own servers, which take images only as data: URLs")
+	}
+	if q.unbounded != "" && d.Limits.ContextWindow <= 0 {
+		return fb.Invalid(q.unbounded, "the tokens of this part are known only to the provider, and the model's context window, which would bound them, is not configured")
+	}
+	return nil
+}
+
+// inputBound is a proven upper bound of the input tokens deployment d can
+// bill for the request: every token of a text is at least a byte (and the
+// JSON spends more bytes on each message than a chat template spends
+// tokens), each image part is billed at most its model's bound for its
+// detail, the provider's tool prompt is added when tools are present, and
+// no prompt is billed beyond the context window (a longer one is refused).
+// A part only the window bounds makes the window the bound.
+func (q *request) inputBound(d *routing.Deployment) int64 {
+	lim := d.Limits
+	if q.unbounded != "" {
+		return lim.ContextWindow
+	}
+	n := int64(q.size) + q.images[0]*lim.Image.Low + q.images[1]*lim.Image.High
+	if q.tools {
+		n += d.ToolOverhead
+	}
+	if lim.ContextWindow > 0 {
+		n = min(n, lim.ContextWindow)
+	}
+	return n
+}
 
 // worstRates are the rates the worst case is held at: an input token may
 // turn out cached and an output token reasoning, whichever costs more.
@@ -173,21 +348,31 @@ func affordable(p fb.Rates, held fb.Amount, in int64) int64 {
 	return room.Int64()
 }
 
-// upstreamBody is the request as the deployment gets it: the upstream's
-// model name, the output cap (lowered, or set where the client set none),
-// and a stream's usage asked for. Everything else is the client's.
-func (q *request) upstreamBody(upstream string, capTokens int64) ([]byte, error) {
+// upstreamBody is the request as deployment d gets it: d's name for the
+// model, the held output cap written into every cap field the client set
+// (or, when it set none, the one d expects), and a stream's usage asked
+// for. Everything else is the client's.
+func (q *request) upstreamBody(d *routing.Deployment, capTokens int64) ([]byte, error) {
 	out := make(map[string]json.RawMessage, len(q.raw)+2)
 	for k, v := range q.raw {
 		out[k] = v
 	}
-	out["model"], _ = json.Marshal(upstream)
+	out["model"], _ = json.Marshal(d.Upstream)
 	if !q.embedding {
-		f := q.capField
-		if f == "" {
-			f = "max_completion_tokens"
+		fields := q.capFields
+		if len(fields) == 0 {
+			switch d.CapField {
+			case routing.CapBoth:
+				fields = []string{routing.CapMaxCompletionTokens, routing.CapMaxTokens}
+			case routing.CapMaxTokens:
+				fields = []string{routing.CapMaxTokens}
+			default:
+				fields = []string{routing.CapMaxCompletionTokens}
+			}
 		}
-		out[f] = json.RawMessage(strconv.FormatInt(capTokens, 10))
+		for _, f := range fields {
+			out[f] = json.RawMessage(strconv.FormatInt(capTokens, 10))
+		}
 	}
 	if q.stream {
 		opts := map[string]json.RawMessage{}
@@ -232,25 +417,27 @@ func (u *usageJSON) quantities() fb.Quantities {
 	return q
 }
 
-// promptEstimate is the gateway's own count of a request's input tokens,
-// charged when the upstream reports no usage (see pricing.PromptTokens).
-func (q *request) promptEstimate() int64 {
+// promptEstimate is the gateway's own count of a request's input tokens
+// on deployment d, charged when the upstream reports no usage (see
+// pricing.PromptTokens): images at d's bound, never above what was held.
+func (q *request) promptEstimate(d *routing.Deployment) int64 {
+	var n int64
 	if q.embedding {
-		var n int64
 		for _, s := range inputTexts(q.raw["input"]) {
 			n += pricing.CountTokens(s)
 		}
-		return n
+	} else {
+		var messages []struct {
+			Content json.RawMessage `json:"content"`
+		}
+		_ = json.Unmarshal(q.raw["messages"], &messages) // checked by parseChat
+		texts := make([]string, 0, len(messages))
+		for _, m := range messages {
+			texts = append(texts, contentText(m.Content))
+		}
+		n = pricing.PromptTokens(texts) + q.images[0]*d.Limits.Image.Low + q.images[1]*d.Limits.Image.High
 	}
-	var messages []struct {
-		Content json.RawMessage `json:"content"`
-	}
-	_ = json.Unmarshal(q.raw["messages"], &messages) // checked by parseChat
-	texts := make([]string, 0, len(messages))
-	for _, m := range messages {
-		texts = append(texts, contentText(m.Content))
-	}
-	return pricing.PromptTokens(texts) + int64(q.images)*pricing.ImageTokenBound
+	return min(n, q.inputBound(d))
 }
 
 // contentText is a message content's text: the string, or the text parts.

@@ -66,9 +66,9 @@ func TestRoutingFallback(t *testing.T) {
 	cheap, dear := newUpstream(t), newUpstream(t)
 	clk := &fakeClock{t: time.Now().UTC()}
 	router, err := routing.NewRouter([]*routing.Deployment{
-		{Name: "dear/gpt-4o-mini", Provider: "dear", Type: routing.TypeSimulated, Model: "gpt-4o-mini", Upstream: "gpt-4o-mini", BaseURL: dear.srv.URL + "/v1",
+		{Name: "dear/gpt-4o-mini", Provider: "dear", Type: routing.TypeSimulated, Faults: true, Model: "gpt-4o-mini", Upstream: "gpt-4o-mini", BaseURL: dear.srv.URL + "/v1",
 			Cost: routing.CostCard{InputPerMTok: 2 * fb.Micro, OutputPerMTok: 8 * fb.Micro, CachedInputPerMTok: 2 * fb.Micro}},
-		{Name: "cheap/gpt-4o-mini", Provider: "cheap", Type: routing.TypeSimulated, Model: "gpt-4o-mini", Upstream: "gpt-4o-mini", BaseURL: cheap.srv.URL + "/v1",
+		{Name: "cheap/gpt-4o-mini", Provider: "cheap", Type: routing.TypeSimulated, Faults: true, Model: "gpt-4o-mini", Upstream: "gpt-4o-mini", BaseURL: cheap.srv.URL + "/v1",
 			Cost: routing.CostCard{InputPerMTok: fb.Micro / 10, OutputPerMTok: fb.Micro / 2, CachedInputPerMTok: fb.Micro / 10}},
 	})
 	if err != nil {

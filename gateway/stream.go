@@ -9,6 +9,7 @@ import (
 	"io"
 	"mime"
 	"net/http"
+	"time"
 
 	fb "farebox"
 	"farebox/pricing"
@@ -54,7 +55,15 @@ func (c *chunk) tokens() int64 {
 // on the client's behalf) and, when the client asked for usage too, sends
 // it after settlement with cost and balance added. Cost and balance also
 // go out as HTTP trailers.
-func (g *Gateway) relayStream(ctx context.Context, w http.ResponseWriter, resp *http.Response, x *exchange) {
+//
+// Each write has a deadline: a client that stops reading is a client that
+// left. After the client left, or the cap ended the stream, the upstream is
+// read on (for DrainTimeout at most) to the usage it reports at its end,
+// which the charge then comes from: the gateway's own count is an
+// estimate. While the stream runs, its hold is extended and what it has
+// delivered is kept in the spool every second, so a crash still charges
+// it.
+func (g *Gateway) relayStream(w http.ResponseWriter, resp *http.Response, x *exchange) {
 	if mt, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type")); mt != "text/event-stream" {
 		// The upstream answered in one piece after all.
 		if err := g.relayBody(w, resp, x); err != nil {
@@ -67,9 +76,21 @@ func (g *Gateway) relayStream(ctx context.Context, w http.ResponseWriter, resp *
 	h.Set("Cache-Control", "no-cache")
 	h.Set("X-Accel-Buffering", "no")
 	h.Set("Trailer", "X-Farebox-Cost, X-Farebox-Balance")
-	w.WriteHeader(http.StatusOK)
 	rc := http.NewResponseController(w)
-	_ = rc.Flush()
+	write := func(b ...[]byte) bool {
+		_ = rc.SetWriteDeadline(time.Now().Add(g.cfg.WriteTimeout))
+		for _, p := range b {
+			if _, err := w.Write(p); err != nil {
+				return false
+			}
+		}
+		return rc.Flush() == nil
+	}
+	// From the first byte on, a client that leaves is noticed by the
+	// writes, and the upstream is drained.
+	x.relaying.Store(true)
+	w.WriteHeader(http.StatusOK)
+	write()
 
 	var (
 		rd         = bufio.NewReaderSize(resp.Body, 16<<10)
@@ -80,6 +101,8 @@ func (g *Gateway) relayStream(ctx context.Context, w http.ResponseWriter, resp *
 		forwarded  bool   // any event reached the client
 		status     = StatusOK
 		done       bool
+		draining   bool // the client left, or the cap ended the stream
+		drained    int  // bytes read since
 		last       chunk
 		indices    = map[int]bool{}
 		capTotal   = x.capTok * x.req.n
@@ -92,35 +115,39 @@ func (g *Gateway) relayStream(ctx context.Context, w http.ResponseWriter, resp *
 		upModel = append([]byte(`"model":`), upModel...)
 		pubModel = append([]byte(`"model":`), pubModel...)
 	}
-	write := func(b ...[]byte) bool {
-		for _, p := range b {
-			if _, err := w.Write(p); err != nil {
-				return false
-			}
-		}
-		return rc.Flush() == nil
+	idle := time.AfterFunc(g.cfg.StreamIdleTimeout, func() { x.cancel(errIdle) })
+	defer idle.Stop()
+	drain := func(why string) {
+		status, draining = why, true
+		time.AfterFunc(g.cfg.DrainTimeout, func() { x.cancel(errDrained) })
 	}
-read:
 	for {
 		var err error
 		line, err = readLine(rd, line[:0])
+		idle.Reset(g.cfg.StreamIdleTimeout)
 		if err != nil {
-			switch {
-			case x.client.Context().Err() != nil:
-				status = StatusClientGone
-			case ctx.Err() != nil:
-				status = StatusTimeout
-			default:
-				status = StatusDisconnected
+			if !draining {
+				switch context.Cause(x.ctx) {
+				case errHoldLost:
+					status = StatusHoldLost
+				case errIdle, context.DeadlineExceeded:
+					status = StatusTimeout
+				default:
+					status = StatusDisconnected
+				}
 			}
 			break
 		}
+		if draining {
+			if drained += len(line); drained > maxDrain {
+				break
+			}
+		}
 		payload, ok := bytes.CutPrefix(line, []byte("data:"))
 		if !ok {
-			if len(line) > 0 && line[0] == ':' { // a comment, such as a keep-alive
+			if len(line) > 0 && line[0] == ':' && !draining { // a comment, such as a keep-alive
 				if !write(line, []byte("\n\n")) {
-					status = StatusClientGone
-					break
+					drain(StatusClientGone)
 				}
 			}
 			continue // blank lines end events; other fields are not OpenAI's
@@ -132,18 +159,17 @@ read:
 		}
 		var c chunk
 		if err := json.Unmarshal(payload, &c); err != nil {
-			status = StatusMalformed
+			if !draining {
+				status = StatusMalformed
+			}
 			break
 		}
 		if len(c.Error) > 0 && !isNull(c.Error) {
-			write([]byte("data: "), payload, []byte("\n\n"))
-			forwarded = true
-			status = StatusUpstream
-			break
-		}
-		n := c.tokens()
-		if delivered+n > capTotal && !x.req.embedding {
-			status = StatusCapped
+			if !draining {
+				write([]byte("data: "), payload, []byte("\n\n"))
+				forwarded = true
+				status = StatusUpstream
+			}
 			break
 		}
 		if len(c.Usage) > 0 && !isNull(c.Usage) {
@@ -158,46 +184,61 @@ read:
 			// Usage riding on a content chunk: sent at the end instead.
 			payload = withoutUsage(payload)
 		}
+		if draining {
+			continue
+		}
+		n := c.tokens()
+		if delivered+n > capTotal && !x.req.embedding {
+			drain(StatusCapped)
+			continue
+		}
 		if upModel != nil {
 			payload = bytes.Replace(payload, upModel, pubModel, 1)
 		}
 		if n > 0 && x.ttft == 0 {
 			x.ttft = g.Now().Sub(x.start)
 		}
-		delivered += n
 		last.ID, last.Created = c.ID, c.Created
 		for _, ch := range c.Choices {
 			indices[ch.Index] = true
 		}
 		if !write([]byte("data: "), payload, []byte("\n\n")) {
-			status = StatusClientGone
-			break read
+			drain(StatusClientGone)
+			continue
 		}
+		delivered += n
 		forwarded = true
+		g.progress(x, delivered)
 	}
 	resp.Body.Close()
 
-	q := fb.Quantities{Requests: 1, InputTokens: x.req.promptEstimate(), OutputTokens: delivered}
-	if usage != nil && status == StatusOK {
+	q := fb.Quantities{Requests: 1, InputTokens: x.req.promptEstimate(x.dep), OutputTokens: delivered}
+	if usage != nil && (status == StatusOK || status == StatusCapped || status == StatusClientGone) {
+		// What the upstream reports is what it did (and bills): the
+		// gateway's count is an estimate, low for scripts whose
+		// characters take a token each.
 		q = usage.quantities()
 	}
 	if status == StatusOK && !done {
 		status = StatusDisconnected
 	}
-	// Charged: a stream that ran its course, or anything that reached the
-	// client. Not charged: a stream that broke before delivering anything.
-	charge := status == StatusOK || status == StatusCapped || forwarded && delivered > 0
+	// Charged: a stream that ran its course (or that the upstream reported
+	// the usage of), or anything that reached the client. Not charged: a
+	// stream that broke before delivering anything.
+	charge := status == StatusOK || status == StatusCapped || forwarded && delivered > 0 || usage != nil && status == StatusClientGone
 	err := g.settle(x, &q, status, charge)
 	if charge {
 		h.Set("X-Farebox-Cost", x.cost.String())
 	} else {
 		h.Set("X-Farebox-Cost", "0")
 	}
-	h.Set("X-Farebox-Balance", x.balance.String())
+	if !x.spooled {
+		h.Set("X-Farebox-Balance", x.balance.String())
+	}
 	switch {
 	case status == StatusClientGone:
 		return
-	case err != nil:
+	case err != nil && !x.spooled:
 		g.writeStreamError(w, err)
 		return
 	case status == StatusCapped:
@@ -207,6 +248,9 @@ read:
 			b, _ := json.Marshal(fin)
 			write([]byte("data: "), b, []byte("\n\n"))
 		}
+	case status == StatusHoldLost:
+		g.writeStreamError(w, fb.Errorf(fb.EUnavailable, "the ledger could not record this request's hold; retry").WithCode("store_unavailable"))
+		return
 	case status != StatusOK:
 		g.writeStreamError(w, fb.Errorf(fb.EUpstream, "the model %s broke off the stream (%s)", x.req.model, status).WithCode(status))
 		return
@@ -217,6 +261,10 @@ read:
 	write([]byte("data: [DONE]\n\n"))
 }
 
+// maxDrain bounds what is read of a stream after the client left or the
+// cap ended it.
+const maxDrain = 8 << 20
+
 // usageEvent is the usage chunk the client asked for: the upstream's, with
 // cost and balance added, or one made from the gateway's own count.
 func usageEvent(upstream []byte, q fb.Quantities, x *exchange, last chunk) []byte {
@@ -225,7 +273,7 @@ func usageEvent(upstream []byte, q fb.Quantities, x *exchange, last chunk) []byt
 		var u map[string]json.RawMessage
 		if json.Unmarshal(c["usage"], &u) == nil && u != nil {
 			u["cost"], _ = json.Marshal(x.cost.String())
-			u["balance"], _ = json.Marshal(x.balance.String())
+			u["balance"] = x.balanceJSON()
 			c["usage"], _ = json.Marshal(u)
 			c["model"], _ = json.Marshal(x.req.model)
 			b, _ := json.Marshal(c)
@@ -235,7 +283,7 @@ func usageEvent(upstream []byte, q fb.Quantities, x *exchange, last chunk) []byt
 	in, out := q.InputTokens+q.CachedInputTokens, q.OutputTokens+q.ReasoningTokens
 	b, _ := json.Marshal(map[string]any{
 		"id": last.ID, "object": "chat.completion.chunk", "created": last.Created, "model": x.req.model, "choices": []any{},
-		"usage": map[string]any{"prompt_tokens": in, "completion_tokens": out, "total_tokens": in + out, "cost": x.cost.String(), "balance": x.balance.String()},
+		"usage": map[string]any{"prompt_tokens": in, "completion_tokens": out, "total_tokens": in + out, "cost": x.cost.String(), "balance": x.balanceJSON()},
 	})
 	return b
 }

@@ -51,9 +51,14 @@ func (c fileConfig) shares() ([]economics.Share, error) {
 }
 
 type gatewayConfig struct {
-	MinOutputTokens  int64  `yaml:"min_output_tokens"`
-	RequestTimeout   string `yaml:"request_timeout"`
-	FirstByteTimeout string `yaml:"first_byte_timeout"`
+	MinOutputTokens          int64  `yaml:"min_output_tokens"`
+	RequestTimeout           string `yaml:"request_timeout"`
+	FirstByteTimeout         string `yaml:"first_byte_timeout"`
+	StreamIdleTimeout        string `yaml:"stream_idle_timeout"`
+	StreamTimeout            string `yaml:"stream_timeout"`
+	WriteTimeout             string `yaml:"write_timeout"`
+	DrainTimeout             string `yaml:"drain_timeout"`
+	MaxConcurrentPerCustomer int    `yaml:"max_concurrent_per_customer"`
 }
 
 type providerEntry struct {
@@ -61,10 +66,15 @@ type providerEntry struct {
 	Type      string `yaml:"type"`        // openai | simulated
 	BaseURL   string `yaml:"base_url"`    // openai
 	APIKeyEnv string `yaml:"api_key_env"` // openai: the env var holding the key
+	// Hosting: provider (default) or self (an own server: image URLs
+	// must be data: URLs, since it would fetch them inside the network).
+	Hosting string `yaml:"hosting"`
 	// simulated
-	TTFT            string       `yaml:"ttft"`
-	TokensPerSecond int          `yaml:"tokens_per_second"`
-	Models          []modelEntry `yaml:"models"`
+	TTFT            string `yaml:"ttft"`
+	TokensPerSecond int    `yaml:"tokens_per_second"`
+	// Faults lets clients ask for simulated faults (X-Farebox-Simulate).
+	Faults bool         `yaml:"faults"`
+	Models []modelEntry `yaml:"models"`
 }
 
 type modelEntry struct {
@@ -75,6 +85,21 @@ type modelEntry struct {
 	Priority        int       `yaml:"priority"` // lower first; default 0
 	Weight          int       `yaml:"weight"`   // among equals; default 1
 	Cost            costEntry `yaml:"cost"`
+	// What bounds the model's bill here beyond text (defaults: the
+	// model's published limits, pricing.DefaultLimits).
+	ImageTokens   *imageTokens `yaml:"image_tokens"`
+	ContextWindow int64        `yaml:"context_window"`
+	ToolOverhead  int64        `yaml:"tool_overhead_tokens"`
+	// CapField is the output cap sent when the client set none:
+	// max_completion_tokens (default), max_tokens or both.
+	CapField string `yaml:"cap_field"`
+	// AllowFields are request fields forwarded beyond the default list.
+	AllowFields []string `yaml:"allow_fields"`
+}
+
+type imageTokens struct {
+	Low  int64 `yaml:"low"`
+	High int64 `yaml:"high"`
 }
 
 // costEntry is USD per 1M tokens, or an own GPU pool's cost (see
@@ -109,11 +134,15 @@ func loadConfig(path string) (fileConfig, error) {
 }
 
 func (c gatewayConfig) config() (gateway.Config, error) {
-	g := gateway.Config{MinOutputTokens: c.MinOutputTokens}
+	g := gateway.Config{MinOutputTokens: c.MinOutputTokens, MaxConcurrentPerCustomer: c.MaxConcurrentPerCustomer}
 	for _, d := range []struct {
 		name, v string
 		to      *time.Duration
-	}{{"request_timeout", c.RequestTimeout, &g.RequestTimeout}, {"first_byte_timeout", c.FirstByteTimeout, &g.FirstByteTimeout}} {
+	}{
+		{"request_timeout", c.RequestTimeout, &g.RequestTimeout}, {"first_byte_timeout", c.FirstByteTimeout, &g.FirstByteTimeout},
+		{"stream_idle_timeout", c.StreamIdleTimeout, &g.StreamIdleTimeout}, {"stream_timeout", c.StreamTimeout, &g.StreamTimeout},
+		{"write_timeout", c.WriteTimeout, &g.WriteTimeout}, {"drain_timeout", c.DrainTimeout, &g.DrainTimeout},
+	} {
 		if d.v == "" {
 			continue
 		}
@@ -125,6 +154,9 @@ func (c gatewayConfig) config() (gateway.Config, error) {
 	}
 	if c.MinOutputTokens < 0 {
 		return g, fmt.Errorf("gateway.min_output_tokens must not be negative")
+	}
+	if c.MaxConcurrentPerCustomer < 0 {
+		return g, fmt.Errorf("gateway.max_concurrent_per_customer must not be negative (0: no bound)")
 	}
 	return g, nil
 }
@@ -164,6 +196,9 @@ func buildUpstreams(providers []providerEntry, getenv func(string) string, log *
 		where = fmt.Sprintf("provider %q", p.Name)
 		if len(p.Models) == 0 {
 			return nil, fmt.Errorf("%s: no models", where)
+		}
+		if p.Faults && p.Type != routing.TypeSimulated {
+			return nil, fmt.Errorf("%s: faults is for simulated providers only", where)
 		}
 		var baseURL, apiKey string
 		switch p.Type {
@@ -206,6 +241,20 @@ func buildUpstreams(providers []providerEntry, getenv func(string) string, log *
 				Name: p.Name + "/" + m.Model, Provider: p.Name, Type: p.Type, Model: m.Model, Upstream: or(m.Upstream, m.Model),
 				BaseURL: baseURL, APIKey: apiKey, MaxOutputTokens: m.MaxOutputTokens, Priority: m.Priority, Weight: m.Weight,
 				Embeddings: strings.Contains(m.Model, "embedding"),
+				Hosting:    p.Hosting, Faults: p.Faults && p.Type == routing.TypeSimulated, CapField: m.CapField, ToolOverhead: m.ToolOverhead,
+				Limits: pricing.DefaultLimits(m.Model),
+			}
+			if m.ImageTokens != nil {
+				d.Limits.Image = pricing.ImageTokens{Low: m.ImageTokens.Low, High: m.ImageTokens.High}
+			}
+			if m.ContextWindow != 0 {
+				d.Limits.ContextWindow = m.ContextWindow
+			}
+			if len(m.AllowFields) > 0 {
+				d.AllowFields = map[string]bool{}
+				for _, f := range m.AllowFields {
+					d.AllowFields[f] = true
+				}
 			}
 			if m.Embeddings != nil {
 				d.Embeddings = *m.Embeddings
@@ -300,7 +349,7 @@ func serveLoopback(h http.Handler) (addr string, srv *http.Server, err error) {
 
 // demoProviders serve the demo's models from an in-process simulator.
 var demoProviders = []providerEntry{{
-	Name: "simulator", Type: routing.TypeSimulated, TTFT: "100ms", TokensPerSecond: 50,
+	Name: "simulator", Type: routing.TypeSimulated, TTFT: "100ms", TokensPerSecond: 50, Faults: true,
 	Models: []modelEntry{{Model: "gpt-4o-mini", MaxOutputTokens: 16384}, {Model: "text-embedding-3-small"}},
 }}
 

@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	fb "farebox"
@@ -23,12 +24,14 @@ import (
 	"farebox/ledger"
 	"farebox/plans"
 	"farebox/pricing"
+	"farebox/spool"
 	"farebox/store/postgres"
 	"farebox/store/sqlite"
 )
 
 type serveConfig struct {
 	addr, dataDir, db string
+	spoolDir          string
 	config            string
 	drain             time.Duration
 	demo              bool
@@ -44,6 +47,7 @@ func serveFlags(args []string, getenv func(string) string, stderr io.Writer) (se
 	fs.StringVar(&c.dataDir, "data-dir", envOr(getenv, "FAREBOX_DATA_DIR", "./farebox-data"), "data directory [FAREBOX_DATA_DIR]")
 	fs.StringVar(&c.db, "db", getenv("FAREBOX_DB"), "database URL, default sqlite://<data-dir>/farebox.db [FAREBOX_DB]")
 	fs.StringVar(&c.config, "config", getenv("FAREBOX_CONFIG"), "YAML config file: providers, gateway limits [FAREBOX_CONFIG]")
+	fs.StringVar(&c.spoolDir, "spool-dir", getenv("FAREBOX_SPOOL_DIR"), "where settlements the ledger could not take yet are kept, default the data directory; each replica needs its own [FAREBOX_SPOOL_DIR]")
 	fs.DurationVar(&c.drain, "drain", 30*time.Second, "on SIGTERM, how long requests in flight may take to finish")
 	fs.BoolVar(&c.demo, "demo", false, "seed a demo plan, customer, key and (without configured providers) a simulator (idempotent)")
 	perUSD := fs.String("credits-per-usd", envOr(getenv, "FAREBOX_CREDITS_PER_USD", strconv.Itoa(pricing.DefaultCreditsPerUSD)), "credits one US dollar buys, for the default rate card [FAREBOX_CREDITS_PER_USD]")
@@ -153,7 +157,17 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		// Every change to keys and plans passes through this process.
 		gwConfig.CacheTTL = 10 * time.Second
 	}
-	srv.Gateway = &gateway.Gateway{Router: ups.router, Config: gwConfig, Log: log}
+	spoolDir := cfg.spoolDir
+	if spoolDir == "" {
+		spoolDir = cfg.dataDir
+	}
+	sp, err := spool.Open(filepath.Join(spoolDir, "spool.log"))
+	if err != nil {
+		engine.Close()
+		return err
+	}
+	defer sp.Close()
+	srv.Gateway = &gateway.Gateway{Router: ups.router, Config: gwConfig, Log: log, Spool: sp}
 	ln, err := net.Listen("tcp", cfg.addr)
 	if err != nil {
 		engine.Close()
@@ -167,8 +181,11 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	swept := make(chan struct{})
 	go func() {
 		defer close(swept)
-		go srv.Plans.Run(sweepCtx, time.Second) // renewals; idempotent across replicas
+		var wg sync.WaitGroup
+		wg.Go(func() { srv.Plans.Run(sweepCtx, time.Second) }) // renewals; idempotent across replicas
+		wg.Go(func() { srv.Gateway.RunSpool(sweepCtx, time.Second) })
 		sweep(sweepCtx, engine, log)
+		wg.Wait()
 	}()
 
 	log.Info("farebox started", "db", where)
