@@ -3,6 +3,7 @@ package api
 // Tests of the security review's findings (issue 12) over HTTP.
 
 import (
+	"strings"
 	"testing"
 
 	fb "farebox"
@@ -47,4 +48,141 @@ func TestCaptureAboveHoldNeedsOptIn(t *testing.T) {
 	hold3 := h.hold(`{"customer":"acme","amount":"2"}`).get("id")
 	h.expectErr(h.call("POST", "/api/v1/holds/"+hold3+"/release", `{"allow_over_capture":true}`), 400, fb.EInvalid, fb.EInvalid, "allow_over_capture")
 	h.expectBalance("acme", "3", "2")
+}
+
+// TestIDsRefuseControlCharacters (finding 10): every path id, body id,
+// query id and idempotency key with a NUL, another control character (C0,
+// DEL, C1) or bytes that are not UTF-8 is a 400 naming the param, before
+// it reaches a store (on PostgreSQL a NUL failed the whole ledger batch);
+// customer ids keep their stricter rule; an unknown but valid id stays a
+// 404.
+func TestIDsRefuseControlCharacters(t *testing.T) {
+	h := newHarness(t)
+	h.newCustomer("acme")
+	h.grant("acme", `{"amount":"10"}`)
+	h.expect(h.call("POST", "/api/v1/plans", `{"id":"pro","price_usd":"1","credits":"10"}`), 201)
+	hold := h.hold(`{"customer":"acme","amount":"1"}`).get("id")
+	bad := []string{"%00", "%01", "%1F", "%7F", "%C2%85", "%FF"}
+	for _, b := range bad {
+		for _, tc := range []struct {
+			method, path, body, param string
+		}{
+			{"GET", "/api/v1/customers/ac" + b + "me", "", "id"},
+			{"POST", "/api/v1/customers/ac" + b + "me/grants", `{"amount":"1"}`, "id"},
+			{"GET", "/api/v1/customers/ac" + b + "me/balance", "", "id"},
+			{"PUT", "/api/v1/customers/ac" + b + "me/subscription", `{"plan":"pro"}`, "id"},
+			{"POST", "/api/v1/customers/ac" + b + "me/keys", "", "id"},
+			{"GET", "/api/v1/customers/ac" + b + "me/keys", "", "id"},
+			{"GET", "/api/v1/holds/" + hold + b, "", "id"},
+			{"POST", "/api/v1/holds/" + hold + b + "/capture", "", "id"},
+			{"POST", "/api/v1/holds/" + hold + b + "/release", "", "id"},
+			{"DELETE", "/api/v1/keys/key_" + b, "", "key_id"},
+			{"GET", "/api/v1/plans/pro" + b, "", "id"},
+			{"DELETE", "/api/v1/plans/pro" + b, "", "id"},
+			{"PUT", "/api/v1/prices/gpt" + b, `{"input_per_mtok":"1"}`, "model"},
+			{"GET", "/api/v1/customers?starting_after=a" + b, "", "starting_after"},
+			{"GET", "/api/v1/usage?customer=ac" + b + "me", "", "customer"},
+			{"GET", "/api/v1/reports/economics?customer=ac" + b + "me", "", "customer"},
+			{"GET", "/api/v1/reports/forecast?customer=ac" + b + "me", "", "customer"},
+		} {
+			t.Run(tc.method+" "+tc.path, func(t *testing.T) {
+				h := *h
+				h.t = t
+				h.expectErr(h.call(tc.method, tc.path, tc.body), 400, fb.EInvalid, fb.EInvalid, tc.param)
+			})
+		}
+	}
+	// Body ids and idempotency keys (JSON escapes a control character;
+	// a header carries raw bytes).
+	for _, tc := range []struct {
+		method, path, body, param string
+		hdr                       []string
+	}{
+		{"POST", "/api/v1/customers", `{"id":"a\u0000b"}`, "id", nil},
+		{"POST", "/api/v1/customers", `{"id":"beta","name":"Beta\u0000"}`, "name", nil},
+		{"POST", "/api/v1/customers", `{"id":"beta","plan":"pro\u0000"}`, "plan", nil},
+		{"POST", "/api/v1/holds", `{"customer":"ac\u0000me","amount":"1"}`, "customer", nil},
+		{"PUT", "/api/v1/customers/acme/subscription", `{"plan":"pro\u001f"}`, "plan", nil},
+		{"POST", "/api/v1/plans", `{"id":"max","name":"M\u0085x","price_usd":"1","credits":"10"}`, "name", nil},
+		{"POST", "/api/v1/customers/acme/keys", `{"name":"ci\u0000"}`, "name", nil},
+		{"POST", "/api/v1/customers/acme/grants", `{"amount":"1","idempotency_key":"k\u0000"}`, "idempotency_key", nil},
+		{"POST", "/api/v1/customers/acme/grants", `{"amount":"1","idempotency_key":"k\u0085"}`, "idempotency_key", nil},
+		{"POST", "/api/v1/customers/acme/grants", `{"amount":"1"}`, "idempotency_key", []string{"Idempotency-Key", "k\xff"}},
+		{"POST", "/api/v1/holds", `{"customer":"acme","amount":"1"}`, "idempotency_key", []string{"Idempotency-Key", "k\xc2\x85"}},
+	} {
+		t.Run(tc.method+" "+tc.path+" "+tc.body, func(t *testing.T) {
+			h := *h
+			h.t = t
+			h.expectErr(h.call(tc.method, tc.path, tc.body, tc.hdr...), 400, fb.EInvalid, fb.EInvalid, tc.param)
+		})
+	}
+	// Unknown but valid ids are still 404s; nothing above moved credit.
+	for _, p := range []string{"/api/v1/customers/nobody", "/api/v1/holds/hold_nope", "/api/v1/plans/nope"} {
+		h.expectErr(h.call("GET", p, ""), 404, fb.ENotFound, "", "")
+	}
+	h.expectErr(h.call("DELETE", "/api/v1/keys/key_nope", ""), 404, fb.ENotFound, "", "")
+	h.expectBalance("acme", "9", "1")
+	// A client's X-Request-Id that is not printable is replaced, not echoed.
+	r := h.call("GET", "/api/v1/customers/acme", "", "X-Request-Id", "req-\xff")
+	if got := r.header.Get("X-Request-Id"); got == "req-\xff" || got == "" {
+		t.Fatalf("X-Request-Id: got %q, want a fresh id", got)
+	}
+}
+
+// badEvent is a CloudEvent whose field is set to raw JSON (so control
+// characters can be written as JSON escapes).
+func badEvent(id, source, typ, subject string) string {
+	return `{"specversion":"1.0","id":"` + id + `","source":"` + source + `","type":"` + typ + `","subject":"` + subject +
+		`","time":"2026-11-23T09:00:00Z","data":{"model":"sora-1","video_seconds":1}}`
+}
+
+// TestEventsRefuseControlCharacters (findings 10 and 13): an event whose
+// id, source, type or subject holds a control character is rejected with
+// code invalid, naming the field, and the others of its batch are
+// accepted. So 0x1f, which separates source and id in an event's key,
+// occurs in neither, and (a\x1fb, c) and (a, b\x1fc) — one key before —
+// are both refused instead of the second being a silent duplicate.
+func TestEventsRefuseControlCharacters(t *testing.T) {
+	h := newHarness(t)
+	testEventsRefuseControlCharacters(t, h)
+}
+
+func testEventsRefuseControlCharacters(t *testing.T, h *harness) {
+	h.expect(h.call("PUT", "/api/v1/prices/sora-1", `{"per_video_second":"0.5","effective_from":"2026-11-01T00:00:00Z"}`), 200)
+	h.newCustomer("acme")
+	h.grant("acme", `{"amount":"100"}`)
+	cases := []struct {
+		ev, field string // field "": accepted
+	}{
+		{badEvent("ok-1", "video", "usage", "acme"), ""},
+		{badEvent(`e\u0000`, "video", "usage", "acme"), "id"},
+		{badEvent("e2", `vid\u0000eo`, "usage", "acme"), "source"},
+		{badEvent("e3", "video", `us\u0000age`, "acme"), "type"},
+		{badEvent("e4", "video", "usage", `ac\u0000me`), "subject"},
+		{badEvent("e5", "video", "usage", "ac me"), "subject"},
+		{badEvent(`e6\u007f`, "video", "usage", "acme"), "id"},
+		{badEvent("e7", `vi\u0085deo`, "usage", "acme"), "source"},
+		{badEvent("c", `a\u001fb`, "usage", "acme"), "source"},
+		{badEvent(`b\u001fc`, "a", "usage", "acme"), "id"},
+		{`{"specversion":"1.0","id":"e8","source":"video","type":"usage","subject":"acme","data":{"model":"sora\u0000","video_seconds":1}}`, "data.model"},
+		{badEvent("ok-2", "video", "usage", "acme"), ""},
+	}
+	var evs []string
+	for _, c := range cases {
+		evs = append(evs, c.ev)
+	}
+	res := results(t, h.expect(h.call("POST", "/api/v1/events", "["+strings.Join(evs, ",")+"]", "Content-Type", "application/cloudevents-batch+json"), 200))
+	if len(res) != len(cases) {
+		t.Fatalf("got %d results for %d events", len(res), len(cases))
+	}
+	for i, c := range cases {
+		msg, _ := res[i]["message"].(string)
+		switch {
+		case c.field == "" && (res[i]["status"] != "accepted" || res[i]["cost"] != "0.5"):
+			t.Errorf("event %d %s: got %v, want accepted costing 0.5", i, c.ev, res[i])
+		case c.field != "" && (res[i]["status"] != "rejected" || res[i]["error"] != "invalid" || !strings.HasPrefix(msg, c.field+" ")):
+			t.Errorf("event %d %s: got %v, want rejected, code invalid, naming %s", i, c.ev, res[i], c.field)
+		}
+	}
+	h.expectBalance("acme", "99", "0")
 }

@@ -27,8 +27,8 @@ func parseCustomer(body []byte) (customerRequest, error) {
 			return req, err
 		}
 	}
-	if len(req.Name) > 200 {
-		return req, fb.Invalid("name", "name is at most 200 characters")
+	if err := textField("name", req.Name, 200); err != nil {
+		return req, err
 	}
 	if req.Plan != "" {
 		if err := validID("plan", req.Plan); err != nil {

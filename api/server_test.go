@@ -63,13 +63,20 @@ type harness struct {
 
 func newHarness(t *testing.T) *harness {
 	t.Helper()
-	ctx := context.Background()
-	st, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "farebox.db"), sqlite.Options{})
+	st, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "farebox.db"), sqlite.Options{})
 	if err != nil {
 		t.Fatalf("open store: %v", err)
 	}
+	return newHarnessOn(t, st, ledger.Config{Cache: true})
+}
+
+// newHarnessOn serves the API over st, which it closes at the end, with an
+// engine of cfg on the harness's clock.
+func newHarnessOn(t *testing.T, st fb.Store, cfg ledger.Config) *harness {
+	t.Helper()
 	clk := &fakeClock{t: clockStart}
-	eng := ledger.NewEngine(st, ledger.Config{Cache: true, Now: clk.Now})
+	cfg.Now = clk.Now
+	eng := ledger.NewEngine(st, cfg)
 	srv := &Server{Store: st, Engine: eng, AdminToken: adminTok, Now: clk.Now}
 	h := srv.Handler()
 	hs := httptest.NewServer(h)
