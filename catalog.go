@@ -156,6 +156,20 @@ type Breakage struct {
 	USD      USD
 }
 
+// Revenue is what an op without a usage row charged and recognised: a
+// capture or debit made through the API (not the gateway or metering), or a
+// grant that repaid debt, whose credits are consumed, and their revenue
+// recognised, at the grant (the debt itself was charged to the usage that
+// drew it). The daily sums keep it under model and provider "", so the
+// report's revenue is every dollar the ledger recognised.
+type Revenue struct {
+	Customer    string
+	At          time.Time
+	Credits     Amount // charged: a capture's or debit's amount; 0 for a grant
+	USD         USD    // revenue of the credits consumed
+	Uncollected Amount // the part of Credits no credit covered
+}
+
 // EconFilter selects the daily sums an economics report reads: whole UTC
 // days from From (inclusive) to To (exclusive), grouped by GroupBy
 // (customer, model, provider or day) and always by model.
@@ -165,7 +179,8 @@ type EconFilter struct {
 	Customer string // "": all
 }
 
-// EconRow is one group's sums, of one model ("" holds breakage).
+// EconRow is one group's sums, of one model ("" holds breakage and the
+// Revenue of ops without a usage row).
 type EconRow struct {
 	Key             string
 	Model           string

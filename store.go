@@ -112,9 +112,11 @@ type WriteTx interface {
 	// AppendUsage stores usage rows, after the journal entries that paid
 	// for them.
 	AppendUsage(ctx context.Context, rows []*Usage) error
-	// AppendBreakage records expired credit. Both keep the daily sums
-	// reports read, in the same transaction.
+	// AppendBreakage records expired credit, and AppendRevenue what ops
+	// without a usage row charged and recognised. Like AppendUsage they
+	// keep the daily sums reports read, in the same transaction.
 	AppendBreakage(ctx context.Context, b []Breakage) error
+	AppendRevenue(ctx context.Context, r []Revenue) error
 }
 
 // KeyRef is an idempotency key in its customer's scope, or, with an empty

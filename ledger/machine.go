@@ -670,6 +670,33 @@ func Check(a *fb.Account) error {
 	return nil
 }
 
+// Unattributed returns what the journal entries of ops without a usage row
+// charged and recognised: the revenue of the credits they consumed (a
+// grant repaying debt consumes its credits at once; a capture or debit
+// through the API has no usage row), with the credits captured or debited
+// and the part uncollected. Entries with a usage row are left out: the
+// engine puts their revenue on the row. So the usage rows and these
+// together hold every Consumption.USD of the journal, once.
+func Unattributed(entries []*fb.JournalEntry) []fb.Revenue {
+	var out []fb.Revenue
+	for _, e := range entries {
+		if e.Op.Usage != nil || e.Op.Kind == fb.OpExpire {
+			continue
+		}
+		r := fb.Revenue{Customer: e.Op.Customer, At: e.Op.At}
+		for _, c := range e.Result.Consumed {
+			r.USD += c.USD
+		}
+		if e.Op.Kind == fb.OpCapture || e.Op.Kind == fb.OpDebit {
+			r.Credits, r.Uncollected = e.Result.Captured, e.Result.Uncollected
+		}
+		if r.USD != 0 || r.Credits != 0 || r.Uncollected != 0 {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
 // Recognize is the revenue (or, expiring, breakage) in micro-dollars of x
 // credits leaving lot l, called before l's consumed and expired totals
 // count them. It is recognised cumulatively: once u of the lot's credits

@@ -354,6 +354,11 @@ func (t *writeTx) AppendBreakage(ctx context.Context, bs []fb.Breakage) error {
 	return nil
 }
 
+func (t *writeTx) AppendRevenue(ctx context.Context, rs []fb.Revenue) error {
+	t.daily(codec.DailyOfRevenue(rs))
+	return nil
+}
+
 // dailyUpsert is codec.DailyUpsert with PostgreSQL's placeholders.
 var dailyUpsert = func() string {
 	var b strings.Builder

@@ -412,6 +412,10 @@ func (t *writeTx) AppendBreakage(ctx context.Context, bs []fb.Breakage) error {
 	return t.daily(ctx, codec.DailyOfBreakage(bs))
 }
 
+func (t *writeTx) AppendRevenue(ctx context.Context, rs []fb.Revenue) error {
+	return t.daily(ctx, codec.DailyOfRevenue(rs))
+}
+
 func (t *writeTx) daily(ctx context.Context, ds []*codec.Daily) error {
 	st := t.stmt(ctx, "daily")
 	for _, d := range ds {
