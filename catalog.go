@@ -54,6 +54,20 @@ type Subscription struct {
 	UpdatedAt   time.Time `json:"updated_at"`
 }
 
+// KeyedRequest is a management request made under a client's idempotency
+// key that is not one ledger op (whose key the journal keeps): what was
+// asked (Fingerprint), when it was first tried, and its response once it
+// finished (nil until then), so a retry answers the first response or
+// finishes the first attempt as of its time.
+type KeyedRequest struct {
+	Customer    string
+	Scope       string // what kind of request, e.g. "subscription"
+	Key         string
+	Fingerprint string
+	At          time.Time
+	Response    []byte
+}
+
 // Rates is a rate card for one model, in credits: per 1M tokens of each
 // kind, per image, per second of audio, video and GPU, per request.
 type Rates struct {

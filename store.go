@@ -82,6 +82,15 @@ type Catalog interface {
 	// now, at most limit of them.
 	DueSubscriptions(ctx context.Context, now time.Time, limit int) ([]Subscription, error)
 
+	// ClaimRequest records the first attempt of a request made under a
+	// client's idempotency key (its customer, scope and key, fingerprint
+	// and time, no response) unless one is recorded under them, and
+	// returns the recorded one: r itself the first time.
+	ClaimRequest(ctx context.Context, r KeyedRequest) (KeyedRequest, error)
+	// FinishRequest stores the response of a claimed request. A request
+	// finishes once: a later response is dropped, the first kept.
+	FinishRequest(ctx context.Context, customer, scope, key string, response []byte) error
+
 	// Usage sums usage rows by f.GroupBy, ordered by key.
 	Usage(ctx context.Context, f UsageFilter) ([]UsageRow, error)
 	// Economics sums the daily rollups of usage and breakage.

@@ -132,8 +132,9 @@ func (s *Server) deletePlan(w http.ResponseWriter, r *http.Request) error {
 // Subscriptions.
 
 type subscriptionRequest struct {
-	Plan      string `json:"plan"`
-	Effective string `json:"effective"`
+	Plan           string `json:"plan"`
+	Effective      string `json:"effective"`
+	IdempotencyKey string `json:"idempotency_key"`
 }
 
 func (s *Server) changeSubscription(w http.ResponseWriter, r *http.Request) error {
@@ -152,10 +153,14 @@ func (s *Server) changeSubscription(w http.ResponseWriter, r *http.Request) erro
 	if err := validID("plan", req.Plan); err != nil {
 		return err
 	}
+	key, err := idempotencyKey(r.Header.Get("Idempotency-Key"), req.IdempotencyKey)
+	if err != nil {
+		return err
+	}
 	if _, err := s.Store.Customer(r.Context(), id); err != nil {
 		return err
 	}
-	sub, err := s.Plans.Change(r.Context(), id, req.Plan, req.Effective)
+	sub, err := s.Plans.ChangeWithKey(r.Context(), id, req.Plan, req.Effective, key)
 	s.Gateway.Forget()
 	if err != nil {
 		return err

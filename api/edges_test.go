@@ -3,10 +3,16 @@ package api
 // Tests of the security review's findings (issue 12) over HTTP.
 
 import (
+	"context"
+	"errors"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	fb "farebox"
+	"farebox/ledger"
 )
 
 // TestCaptureAboveHoldNeedsOptIn (finding 14): a typo of 1000 on a hold of
@@ -185,4 +191,161 @@ func testEventsRefuseControlCharacters(t *testing.T, h *harness) {
 		}
 	}
 	h.expectBalance("acme", "99", "0")
+}
+
+// TestSubscriptionChangeIdempotent (finding 7): a "now" change sent twice
+// granted two allowances (2000 → 4000). With an Idempotency-Key a retry
+// answers the first response and grants nothing more, and the key with
+// another body is 409 idempotency_conflict; without one, a "now" change to
+// the plan the customer is already on is a no-op answering the
+// subscription unchanged.
+func TestSubscriptionChangeIdempotent(t *testing.T) {
+	h := newHarness(t)
+	h.expect(h.call("POST", "/api/v1/plans", `{"id":"basic","price_usd":"10","credits":"1000"}`), 201)
+	h.expect(h.call("POST", "/api/v1/plans", `{"id":"pro","price_usd":"20","credits":"2000"}`), 201)
+	h.expect(h.call("POST", "/api/v1/customers", `{"id":"acme","plan":"basic"}`), 201)
+	h.expectBalance("acme", "1000", "0")
+	path := "/api/v1/customers/acme/subscription"
+	h.clk.Advance(time.Hour)
+	first := h.expect(h.call("PUT", path, `{"plan":"pro","effective":"now"}`, "Idempotency-Key", "chg-1"), 200)
+	if first.get("plan") != "pro" || first.get("current_period_start") != "2026-11-23T11:00:00Z" {
+		t.Fatalf("change now: got %s, want pro from 11:00", first.raw)
+	}
+	h.expectBalance("acme", "3000", "0")
+	for _, tc := range []struct{ body, key string }{
+		{`{"plan":"pro","effective":"now"}`, "chg-1"},
+		{`{"plan":"pro","effective":"now","idempotency_key":"chg-1"}`, ""},
+		{`{"plan":"pro","effective":"now","idempotency_key":"chg-1"}`, "chg-1"},
+	} {
+		h.clk.Advance(time.Minute)
+		r := h.expect(h.call("PUT", path, tc.body, "Idempotency-Key", tc.key), 200)
+		if r.raw != first.raw {
+			t.Fatalf("retry %s (key %q): got %s, want the first answer %s", tc.body, tc.key, r.raw, first.raw)
+		}
+	}
+	h.expectBalance("acme", "3000", "0")
+	h.expectErr(h.call("PUT", path, `{"plan":"basic","effective":"now"}`, "Idempotency-Key", "chg-1"), 409, fb.EIdempotencyConflict, fb.EIdempotencyConflict, "")
+	h.expectErr(h.call("PUT", path, `{"plan":"pro"}`, "Idempotency-Key", "chg-1"), 409, fb.EIdempotencyConflict, fb.EIdempotencyConflict, "")
+	h.expectErr(h.call("PUT", path, `{"plan":"pro","effective":"now","idempotency_key":"a"}`, "Idempotency-Key", "b"), 400, fb.EInvalid, fb.EInvalid, "idempotency_key")
+	// Without a key: the plan it is on, now, is a no-op.
+	again := h.expect(h.call("PUT", path, `{"plan":"pro","effective":"now"}`), 200)
+	if again.raw != first.raw {
+		t.Fatalf("change now to the current plan: got %s, want it unchanged %s", again.raw, first.raw)
+	}
+	h.expectBalance("acme", "3000", "0")
+	// The same key for another customer is another request.
+	h.expect(h.call("POST", "/api/v1/customers", `{"id":"beta","plan":"basic"}`), 201)
+	b := h.expect(h.call("PUT", "/api/v1/customers/beta/subscription", `{"plan":"pro","effective":"now"}`, "Idempotency-Key", "chg-1"), 200)
+	if b.get("customer") != "beta" || b.get("plan") != "pro" {
+		t.Fatalf("beta: got %s", b.raw)
+	}
+	h.expectBalance("beta", "3000", "0")
+	rep, err := ledger.Verify(context.Background(), h.store)
+	if err != nil || len(rep.Problems) > 0 {
+		t.Fatalf("verify: %v %v", err, rep.Problems)
+	}
+}
+
+// flakySwaps fails the next n subscription writes, as a database that goes
+// away between the allowance's grant and the subscription's write.
+type flakySwaps struct {
+	fb.Store
+	n atomic.Int32
+}
+
+func (f *flakySwaps) SwapSubscription(ctx context.Context, old, sub fb.Subscription) error {
+	if f.n.Add(-1) >= 0 {
+		return errors.New("the subscription write failed")
+	}
+	return f.Store.SwapSubscription(ctx, old, sub)
+}
+
+// TestSubscriptionChangeRetryAfterPartialFailure (finding 7): the allowance
+// was granted but the subscription's write failed (500); the retry with the
+// same key, minutes later, finishes the change as of the first attempt and
+// grants nothing twice.
+func TestSubscriptionChangeRetryAfterPartialFailure(t *testing.T) {
+	h := newHarness(t)
+	h.expect(h.call("POST", "/api/v1/plans", `{"id":"basic","price_usd":"10","credits":"1000"}`), 201)
+	h.expect(h.call("POST", "/api/v1/plans", `{"id":"pro","price_usd":"20","credits":"2000"}`), 201)
+	h.expect(h.call("POST", "/api/v1/customers", `{"id":"acme","plan":"basic"}`), 201)
+	flaky := &flakySwaps{Store: h.store}
+	flaky.n.Store(1)
+	h.srv.Plans.Store = flaky
+	path := "/api/v1/customers/acme/subscription"
+	h.expectErr(h.call("PUT", path, `{"plan":"pro","effective":"now"}`, "Idempotency-Key", "chg-1"), 500, fb.EInternal, "", "")
+	h.expectBalance("acme", "3000", "0") // granted, but still on basic
+	if c := h.expect(h.call("GET", "/api/v1/customers/acme", ""), 200); c.get("plan") != "basic" {
+		t.Fatalf("after the failed write: got %s, want basic", c.raw)
+	}
+	h.clk.Advance(5 * time.Minute)
+	r := h.expect(h.call("PUT", path, `{"plan":"pro","effective":"now"}`, "Idempotency-Key", "chg-1"), 200)
+	if r.get("plan") != "pro" || r.get("current_period_start") != "2026-11-23T10:00:00Z" {
+		t.Fatalf("retry: got %s, want pro from the first attempt's 10:00", r.raw)
+	}
+	h.expectBalance("acme", "3000", "0")
+	h.clk.Advance(time.Minute)
+	if again := h.expect(h.call("PUT", path, `{"plan":"pro","effective":"now"}`, "Idempotency-Key", "chg-1"), 200); again.raw != r.raw {
+		t.Fatalf("second retry: got %s, want %s", again.raw, r.raw)
+	}
+	h.expectBalance("acme", "3000", "0")
+}
+
+// flakyFinish fails the next n records of a keyed request's response.
+type flakyFinish struct {
+	fb.Store
+	n atomic.Int32
+}
+
+func (f *flakyFinish) FinishRequest(ctx context.Context, customer, scope, key string, response []byte) error {
+	if f.n.Add(-1) >= 0 {
+		return errors.New("the response could not be recorded")
+	}
+	return f.Store.FinishRequest(ctx, customer, scope, key, response)
+}
+
+// TestSubscriptionChangeKeyedConcurrentAndUnrecorded (finding 7): the same
+// keyed change sent 20 times at once grants once and answers one
+// subscription; a change whose response could not be recorded (500) is
+// answered by its retry, granting nothing more.
+func TestSubscriptionChangeKeyedConcurrentAndUnrecorded(t *testing.T) {
+	h := newHarness(t)
+	h.expect(h.call("POST", "/api/v1/plans", `{"id":"basic","price_usd":"10","credits":"1000"}`), 201)
+	h.expect(h.call("POST", "/api/v1/plans", `{"id":"pro","price_usd":"20","credits":"2000","overdraft_limit":"5"}`), 201)
+	h.expect(h.call("POST", "/api/v1/customers", `{"id":"acme","plan":"basic"}`), 201)
+	h.expect(h.call("POST", "/api/v1/customers", `{"id":"beta","plan":"basic"}`), 201)
+	const n = 20
+	answers := make([]reply, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			answers[i] = h.call("PUT", "/api/v1/customers/acme/subscription", `{"plan":"pro","effective":"now"}`, "Idempotency-Key", "chg-1")
+		}()
+	}
+	wg.Wait()
+	for i, a := range answers {
+		if a.status != 200 || a.raw != answers[0].raw || a.get("plan") != "pro" {
+			t.Fatalf("answer %d: got %d %s, want 200 %s", i, a.status, a.raw, answers[0].raw)
+		}
+	}
+	h.expectBalance("acme", "3005", "0")
+
+	flaky := &flakyFinish{Store: h.store}
+	flaky.n.Store(1)
+	h.srv.Plans.Store = flaky
+	path := "/api/v1/customers/beta/subscription"
+	h.expectErr(h.call("PUT", path, `{"plan":"pro","effective":"now"}`, "Idempotency-Key", "chg-b"), 500, fb.EInternal, "", "")
+	h.expectBalance("beta", "3005", "0")
+	h.clk.Advance(time.Minute)
+	r := h.expect(h.call("PUT", path, `{"plan":"pro","effective":"now"}`, "Idempotency-Key", "chg-b"), 200)
+	if r.get("plan") != "pro" || r.get("current_period_start") != "2026-11-23T10:00:00Z" {
+		t.Fatalf("retry: got %s, want pro from 10:00", r.raw)
+	}
+	h.clk.Advance(time.Minute)
+	if again := h.expect(h.call("PUT", path, `{"plan":"pro","effective":"now"}`, "Idempotency-Key", "chg-b"), 200); again.raw != r.raw {
+		t.Fatalf("second retry: got %s, want %s", again.raw, r.raw)
+	}
+	h.expectBalance("beta", "3005", "0")
 }

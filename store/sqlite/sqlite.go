@@ -34,10 +34,13 @@ var schemaV2 string
 //go:embed schema3.sql
 var schemaV3 string
 
+//go:embed schema4.sql
+var schemaV4 string
+
 // migrations are applied in order; migration i brings the schema to
 // version i+1 (PRAGMA user_version). Never edit one that has shipped:
 // append.
-var migrations = []string{schemaV1, schemaV2, schemaV3}
+var migrations = []string{schemaV1, schemaV2, schemaV3, schemaV4}
 
 var schemaVersion = len(migrations)
 
