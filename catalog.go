@@ -54,6 +54,20 @@ type Subscription struct {
 	UpdatedAt   time.Time `json:"updated_at"`
 }
 
+// KeyedRequest is a management request made under a client's idempotency
+// key that is not one ledger op (whose key the journal keeps): what was
+// asked (Fingerprint), when it was first tried, and its response once it
+// finished (nil until then), so a retry answers the first response or
+// finishes the first attempt as of its time.
+type KeyedRequest struct {
+	Customer    string
+	Scope       string // what kind of request, e.g. "subscription"
+	Key         string
+	Fingerprint string
+	At          time.Time
+	Response    []byte
+}
+
 // Rates is a rate card for one model, in credits: per 1M tokens of each
 // kind, per image, per second of audio, video and GPU, per request.
 type Rates struct {
@@ -156,6 +170,20 @@ type Breakage struct {
 	USD      USD
 }
 
+// Revenue is what an op without a usage row charged and recognised: a
+// capture or debit made through the API (not the gateway or metering), or a
+// grant that repaid debt, whose credits are consumed, and their revenue
+// recognised, at the grant (the debt itself was charged to the usage that
+// drew it). The daily sums keep it under model and provider "", so the
+// report's revenue is every dollar the ledger recognised.
+type Revenue struct {
+	Customer    string
+	At          time.Time
+	Credits     Amount // charged: a capture's or debit's amount; 0 for a grant
+	USD         USD    // revenue of the credits consumed
+	Uncollected Amount // the part of Credits no credit covered
+}
+
 // EconFilter selects the daily sums an economics report reads: whole UTC
 // days from From (inclusive) to To (exclusive), grouped by GroupBy
 // (customer, model, provider or day) and always by model.
@@ -165,7 +193,8 @@ type EconFilter struct {
 	Customer string // "": all
 }
 
-// EconRow is one group's sums, of one model ("" holds breakage).
+// EconRow is one group's sums, of one model ("" holds breakage and the
+// Revenue of ops without a usage row).
 type EconRow struct {
 	Key             string
 	Model           string

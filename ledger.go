@@ -189,6 +189,10 @@ type Op struct {
 	TTL          time.Duration `json:"ttl,omitempty"`
 	AllowPartial bool          `json:"allow_partial,omitempty"`
 	Full         bool          `json:"full,omitempty"` // capture everything held
+	// AllowOverCapture lets a capture take more than its hold: the excess
+	// from available credit, the rest recorded as uncollected. Without
+	// it a capture above the hold is refused.
+	AllowOverCapture bool `json:"allow_over_capture,omitempty"`
 	// Debit: take what is available and record the rest as uncollected
 	// instead of refusing.
 	AllowUncollected bool `json:"allow_uncollected,omitempty"`
@@ -243,6 +247,11 @@ func (op *Op) Fingerprint() string {
 			w("all")
 		} else {
 			w(op.Amount.String())
+		}
+		if op.AllowOverCapture {
+			// Only when set: captures journaled before the flag existed
+			// keep their fingerprints.
+			w("over")
 		}
 	case OpRelease:
 		w(op.HoldID)

@@ -89,6 +89,15 @@ type Catalog interface {
 	// now, at most limit of them.
 	DueSubscriptions(ctx context.Context, now time.Time, limit int) ([]Subscription, error)
 
+	// ClaimRequest records the first attempt of a request made under a
+	// client's idempotency key (its customer, scope and key, fingerprint
+	// and time, no response) unless one is recorded under them, and
+	// returns the recorded one: r itself the first time.
+	ClaimRequest(ctx context.Context, r KeyedRequest) (KeyedRequest, error)
+	// FinishRequest stores the response of a claimed request. A request
+	// finishes once: a later response is dropped, the first kept.
+	FinishRequest(ctx context.Context, customer, scope, key string, response []byte) error
+
 	// Usage sums usage rows by f.GroupBy, ordered by key.
 	Usage(ctx context.Context, f UsageFilter) ([]UsageRow, error)
 	// Economics sums the daily rollups of usage and breakage.
@@ -119,9 +128,11 @@ type WriteTx interface {
 	// AppendUsage stores usage rows, after the journal entries that paid
 	// for them.
 	AppendUsage(ctx context.Context, rows []*Usage) error
-	// AppendBreakage records expired credit. Both keep the daily sums
-	// reports read, in the same transaction.
+	// AppendBreakage records expired credit, and AppendRevenue what ops
+	// without a usage row charged and recognised. Like AppendUsage they
+	// keep the daily sums reports read, in the same transaction.
 	AppendBreakage(ctx context.Context, b []Breakage) error
+	AppendRevenue(ctx context.Context, r []Revenue) error
 }
 
 // KeyRef is an idempotency key in its customer's scope, or, with an empty

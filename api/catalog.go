@@ -37,6 +37,9 @@ func parsePlan(body []byte) (fb.Plan, error) {
 	if err := validID("id", req.ID); err != nil {
 		return fb.Plan{}, err
 	}
+	if err := textField("name", req.Name, 200); err != nil {
+		return fb.Plan{}, err
+	}
 	p := fb.Plan{ID: req.ID, Name: req.Name, Period: fb.Period(req.Period), Models: req.Models, RPM: req.RPM, TPM: req.TPM}
 	if p.Name == "" {
 		p.Name = p.ID
@@ -100,7 +103,11 @@ func (s *Server) listPlans(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (s *Server) getPlan(w http.ResponseWriter, r *http.Request) error {
-	p, err := s.Store.Plan(r.Context(), r.PathValue("id"))
+	id, err := idPath(r, "id")
+	if err != nil {
+		return err
+	}
+	p, err := s.Store.Plan(r.Context(), id)
 	if err != nil {
 		return err
 	}
@@ -109,23 +116,32 @@ func (s *Server) getPlan(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (s *Server) deletePlan(w http.ResponseWriter, r *http.Request) error {
-	err := s.Store.DeletePlan(r.Context(), r.PathValue("id"))
+	id, err := idPath(r, "id")
+	if err != nil {
+		return err
+	}
+	err = s.Store.DeletePlan(r.Context(), id)
 	s.Gateway.Forget()
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"id": r.PathValue("id"), "deleted": true})
+	writeJSON(w, http.StatusOK, map[string]any{"id": id, "deleted": true})
 	return nil
 }
 
 // Subscriptions.
 
 type subscriptionRequest struct {
-	Plan      string `json:"plan"`
-	Effective string `json:"effective"`
+	Plan           string `json:"plan"`
+	Effective      string `json:"effective"`
+	IdempotencyKey string `json:"idempotency_key"`
 }
 
 func (s *Server) changeSubscription(w http.ResponseWriter, r *http.Request) error {
+	id, err := customerPath(r)
+	if err != nil {
+		return err
+	}
 	body, err := readBody(r, MaxBodyBytes)
 	if err != nil {
 		return err
@@ -137,11 +153,14 @@ func (s *Server) changeSubscription(w http.ResponseWriter, r *http.Request) erro
 	if err := validID("plan", req.Plan); err != nil {
 		return err
 	}
-	id := r.PathValue("id")
+	key, err := idempotencyKey(r.Header.Get("Idempotency-Key"), req.IdempotencyKey)
+	if err != nil {
+		return err
+	}
 	if _, err := s.Store.Customer(r.Context(), id); err != nil {
 		return err
 	}
-	sub, err := s.Plans.Change(r.Context(), id, req.Plan, req.Effective)
+	sub, err := s.Plans.ChangeWithKey(r.Context(), id, req.Plan, req.Effective, key)
 	s.Gateway.Forget()
 	if err != nil {
 		return err
@@ -172,6 +191,10 @@ func (s *Server) customerView(r *http.Request, c fb.Customer) (customerView, err
 // API keys.
 
 func (s *Server) createKey(w http.ResponseWriter, r *http.Request) error {
+	customer, err := customerPath(r)
+	if err != nil {
+		return err
+	}
 	body, err := readBody(r, MaxBodyBytes)
 	if err != nil {
 		return err
@@ -182,10 +205,10 @@ func (s *Server) createKey(w http.ResponseWriter, r *http.Request) error {
 	if err := decodeStrict(body, &req, true); err != nil {
 		return err
 	}
-	if len(req.Name) > 200 {
-		return fb.Invalid("name", "name is at most 200 characters")
+	if err := textField("name", req.Name, 200); err != nil {
+		return err
 	}
-	c, err := s.Store.Customer(r.Context(), r.PathValue("id"))
+	c, err := s.Store.Customer(r.Context(), customer)
 	if err != nil {
 		return err
 	}
@@ -199,7 +222,11 @@ func (s *Server) createKey(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (s *Server) listKeys(w http.ResponseWriter, r *http.Request) error {
-	c, err := s.Store.Customer(r.Context(), r.PathValue("id"))
+	customer, err := customerPath(r)
+	if err != nil {
+		return err
+	}
+	c, err := s.Store.Customer(r.Context(), customer)
 	if err != nil {
 		return err
 	}
@@ -215,7 +242,11 @@ func (s *Server) listKeys(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (s *Server) revokeKey(w http.ResponseWriter, r *http.Request) error {
-	k, err := s.Store.RevokeKey(r.Context(), r.PathValue("key_id"), s.Now().UTC())
+	id, err := idPath(r, "key_id")
+	if err != nil {
+		return err
+	}
+	k, err := s.Store.RevokeKey(r.Context(), id, s.Now().UTC())
 	s.Gateway.Forget()
 	if err != nil {
 		return err
@@ -241,8 +272,8 @@ type priceRequest struct {
 
 func (s *Server) putPrice(w http.ResponseWriter, r *http.Request) error {
 	model := r.PathValue("model")
-	if model == "" || len(model) > 128 || strings.ContainsAny(model, " \t\n") {
-		return fb.Invalid("model", "model must be 1 to 128 characters without blanks")
+	if model == "" || len(model) > 128 || strings.ContainsRune(model, ' ') || !fb.Printable(model) {
+		return fb.Invalid("model", "model must be 1 to 128 characters of printable UTF-8, without blanks or control characters")
 	}
 	body, err := readBody(r, MaxBodyBytes)
 	if err != nil {
@@ -329,11 +360,14 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) error {
 
 func (s *Server) usageFilter(r *http.Request) (fb.UsageFilter, error) {
 	q := r.URL.Query()
-	f := fb.UsageFilter{Customer: q.Get("customer"), GroupBy: q.Get("group_by")}
+	f := fb.UsageFilter{GroupBy: q.Get("group_by")}
 	if f.GroupBy == "" {
 		f.GroupBy = "model"
 	}
 	var err error
+	if f.Customer, err = customerQuery(r); err != nil {
+		return f, err
+	}
 	if v := q.Get("from"); v != "" {
 		if f.From, err = parseTime("from", v); err != nil {
 			return f, err

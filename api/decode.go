@@ -209,24 +209,72 @@ func idempotencyKey(h, body string) (string, error) {
 	if len(k) > 255 {
 		return "", fb.Invalid("idempotency_key", "idempotency keys are at most 255 characters")
 	}
-	for _, c := range k {
-		if c < 0x20 || c == 0x7f {
-			return "", fb.Invalid("idempotency_key", "idempotency keys must be printable")
-		}
+	if !fb.Printable(k) {
+		return "", fb.Invalid("idempotency_key", "idempotency keys must be printable UTF-8, without control characters")
 	}
 	return k, nil
 }
 
+// validID checks a customer's or a plan's id (farebox.ValidID).
 func validID(param, id string) error {
-	if id == "" || len(id) > 64 {
-		return fb.Invalid(param, "%s must be 1 to 64 characters", param)
+	if id == "" || len(id) > fb.MaxIDLength {
+		return fb.Invalid(param, "%s must be 1 to %d characters", param, fb.MaxIDLength)
 	}
-	for _, c := range id {
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '-' || c == '.') {
-			return fb.Invalid(param, "%s may hold only letters, digits, '_', '-' and '.'", param)
-		}
+	if !fb.ValidID(id) {
+		return fb.Invalid(param, "%s may hold only letters, digits, '_', '-' and '.'", param)
 	}
 	return nil
+}
+
+// maxTextID bounds the ids checked by textID.
+const maxTextID = 255
+
+// textID checks an id the API only looks up (a hold's, a key's, a plan's in
+// a path): 1 to 255 bytes of printable UTF-8. Anything else can name
+// nothing, and must not reach a store (PostgreSQL cannot hold a NUL).
+func textID(param, id string) error {
+	if id == "" || len(id) > maxTextID {
+		return fb.Invalid(param, "%s must be 1 to %d characters", param, maxTextID)
+	}
+	if !fb.Printable(id) {
+		return fb.Invalid(param, "%s must be printable UTF-8, without control characters", param)
+	}
+	return nil
+}
+
+// textField checks a free-text field such as a name: at most max bytes of
+// printable UTF-8.
+func textField(param, s string, max int) error {
+	if len(s) > max {
+		return fb.Invalid(param, "%s is at most %d characters", param, max)
+	}
+	if !fb.Printable(s) {
+		return fb.Invalid(param, "%s must be printable UTF-8, without control characters", param)
+	}
+	return nil
+}
+
+// customerPath returns the {id} of a /customers/{id}/… path, checked as a
+// customer id: a malformed one is a 400, an unknown one the handler's 404.
+func customerPath(r *http.Request) (string, error) {
+	id := r.PathValue("id")
+	return id, validID("id", id)
+}
+
+// idPath returns the path wildcard name, checked by textID.
+func idPath(r *http.Request, name string) (string, error) {
+	id := r.PathValue(name)
+	return id, textID(name, id)
+}
+
+// customerQuery returns the optional customer query parameter, checked as
+// a customer id when given.
+func customerQuery(r *http.Request) (string, error) {
+	c := r.URL.Query().Get("customer")
+	if c == "" {
+		return "", nil
+	}
+	return c, validID("customer", c)
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {

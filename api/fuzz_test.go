@@ -104,11 +104,17 @@ func wantExactUSD(t *testing.T, name string, u fb.USD) {
 
 // validKey reports whether the decoders should take k as an idempotency key.
 func validKey(k string) bool {
-	if len(k) > 255 {
+	return len(k) <= 255 && printable(k)
+}
+
+// printable is the rule for keys and names, stated on its own: UTF-8
+// without C0, DEL or C1 control characters.
+func printable(s string) bool {
+	if !utf8.ValidString(s) {
 		return false
 	}
-	for _, c := range k {
-		if c < 0x20 || c == 0x7f {
+	for _, c := range s {
+		if c < 0x20 || c >= 0x7f && c < 0xa0 {
 			return false
 		}
 	}
@@ -161,8 +167,8 @@ func FuzzParseCustomerBody(f *testing.F) {
 			if req.ID != "" && validID("id", req.ID) != nil {
 				t.Fatalf("accepted id %q", req.ID)
 			}
-			if len(req.Name) > 200 {
-				t.Fatalf("accepted a name of %d bytes", len(req.Name))
+			if len(req.Name) > 200 || !printable(req.Name) {
+				t.Fatalf("accepted the name %q", req.Name)
 			}
 		}
 
@@ -172,7 +178,7 @@ func FuzzParseCustomerBody(f *testing.F) {
 		}
 		built, _ := json.Marshal(map[string]string{"id": id, "name": name})
 		req, err = parseCustomer(built)
-		ok := (id == "" || validID("id", id) == nil) && len(name) <= 200
+		ok := (id == "" || validID("id", id) == nil) && len(name) <= 200 && printable(name)
 		if !ok {
 			fe := wantInvalid(t, err)
 			if fe.Param != "id" && fe.Param != "name" {

@@ -35,11 +35,14 @@ func reportDay(param, v string) (time.Time, error) {
 func (s *Server) economicsReport(w http.ResponseWriter, r *http.Request) error {
 	q := r.URL.Query()
 	today := s.Now().UTC().Truncate(24 * time.Hour)
-	f := fb.EconFilter{From: today.AddDate(0, 0, -29), To: today.AddDate(0, 0, 1), GroupBy: q.Get("group_by"), Customer: q.Get("customer")}
+	f := fb.EconFilter{From: today.AddDate(0, 0, -29), To: today.AddDate(0, 0, 1), GroupBy: q.Get("group_by")}
 	if f.GroupBy == "" {
 		f.GroupBy = "customer"
 	}
 	var err error
+	if f.Customer, err = customerQuery(r); err != nil {
+		return err
+	}
 	if v := q.Get("from"); v != "" {
 		if f.From, err = reportDay("from", v); err != nil {
 			return err
@@ -73,6 +76,10 @@ func (s *Server) economicsReport(w http.ResponseWriter, r *http.Request) error {
 // when its available credit runs out at that rate.
 func (s *Server) forecastReport(w http.ResponseWriter, r *http.Request) error {
 	q := r.URL.Query()
+	customer, err := customerQuery(r)
+	if err != nil {
+		return err
+	}
 	days := 7
 	if v := q.Get("days"); v != "" {
 		n, err := strconv.Atoi(v)
@@ -82,7 +89,7 @@ func (s *Server) forecastReport(w http.ResponseWriter, r *http.Request) error {
 		days = n
 	}
 	now := s.Now().UTC()
-	rows, err := s.Store.Usage(r.Context(), fb.UsageFilter{Customer: q.Get("customer"), From: now.AddDate(0, 0, -days), To: now.Add(time.Nanosecond), GroupBy: "customer"})
+	rows, err := s.Store.Usage(r.Context(), fb.UsageFilter{Customer: customer, From: now.AddDate(0, 0, -days), To: now.Add(time.Nanosecond), GroupBy: "customer"})
 	if err != nil {
 		return err
 	}
@@ -91,7 +98,7 @@ func (s *Server) forecastReport(w http.ResponseWriter, r *http.Request) error {
 		consumed[u.Key] = u.Credits
 	}
 	customers := []string{}
-	if c := q.Get("customer"); c != "" {
+	if c := customer; c != "" {
 		if _, err := s.Store.Customer(r.Context(), c); err != nil {
 			return err
 		}

@@ -27,8 +27,8 @@ func parseCustomer(body []byte) (customerRequest, error) {
 			return req, err
 		}
 	}
-	if len(req.Name) > 200 {
-		return req, fb.Invalid("name", "name is at most 200 characters")
+	if err := textField("name", req.Name, 200); err != nil {
+		return req, err
 	}
 	if req.Plan != "" {
 		if err := validID("plan", req.Plan); err != nil {
@@ -141,8 +141,12 @@ func parseHold(body []byte, headerKey string) (fb.Op, error) {
 }
 
 type resolveRequest struct {
-	Amount         json.RawMessage `json:"amount"`
-	IdempotencyKey string          `json:"idempotency_key"`
+	Amount json.RawMessage `json:"amount"`
+	// AllowOverCapture lets a capture take more than the hold (the excess
+	// from available credit, the rest uncollected); without it an amount
+	// above the hold is refused.
+	AllowOverCapture bool   `json:"allow_over_capture"`
+	IdempotencyKey   string `json:"idempotency_key"`
 }
 
 // parseResolve parses a capture (capture true) or release body; both may
@@ -162,9 +166,11 @@ func parseResolve(body []byte, holdID, headerKey string, capture bool) (fb.Op, e
 		if amt < 0 {
 			return op, fb.Invalid("amount", "amount must not be negative")
 		}
-		op.Amount, op.Full = amt, !ok
+		op.Amount, op.Full, op.AllowOverCapture = amt, !ok, req.AllowOverCapture
 	} else if req.Amount != nil {
 		return op, fb.Invalid("amount", "a release returns the whole hold and takes no amount")
+	} else if req.AllowOverCapture {
+		return op, fb.Invalid("allow_over_capture", "a release captures nothing and takes no allow_over_capture")
 	}
 	var err error
 	if op.Key, err = idempotencyKey(headerKey, req.IdempotencyKey); err != nil {

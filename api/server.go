@@ -134,8 +134,10 @@ func (s *Server) Handler() http.Handler {
 // wrap adapts a handler that returns an error and gives every request an id.
 func (s *Server) wrap(h handlerFunc) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		// A client's request id is kept when it is short and printable:
+		// it is echoed and may become a usage row's id.
 		id := r.Header.Get("X-Request-Id")
-		if id == "" || len(id) > 128 {
+		if id == "" || len(id) > 128 || !fb.Printable(id) {
 			id = s.NewID("req_")
 		}
 		w.Header().Set("X-Request-Id", id)
@@ -238,7 +240,13 @@ func (s *Server) listCustomers(w http.ResponseWriter, r *http.Request) error {
 		}
 		limit = n
 	}
-	cs, err := s.Store.Customers(r.Context(), r.URL.Query().Get("starting_after"), limit+1)
+	after := r.URL.Query().Get("starting_after")
+	if after != "" {
+		if err := validID("starting_after", after); err != nil {
+			return err
+		}
+	}
+	cs, err := s.Store.Customers(r.Context(), after, limit+1)
 	if err != nil {
 		return err
 	}
@@ -254,7 +262,11 @@ func (s *Server) listCustomers(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (s *Server) getCustomer(w http.ResponseWriter, r *http.Request) error {
-	c, err := s.Store.Customer(r.Context(), r.PathValue("id"))
+	id, err := customerPath(r)
+	if err != nil {
+		return err
+	}
+	c, err := s.Store.Customer(r.Context(), id)
 	if err != nil {
 		return err
 	}
@@ -267,7 +279,10 @@ func (s *Server) getCustomer(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (s *Server) grant(w http.ResponseWriter, r *http.Request) error {
-	customer := r.PathValue("id")
+	customer, err := customerPath(r)
+	if err != nil {
+		return err
+	}
 	body, err := readBody(r, MaxBodyBytes)
 	if err != nil {
 		return err
@@ -285,7 +300,11 @@ func (s *Server) grant(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (s *Server) balance(w http.ResponseWriter, r *http.Request) error {
-	return s.writeBalance(w, r, r.PathValue("id"))
+	customer, err := customerPath(r)
+	if err != nil {
+		return err
+	}
+	return s.writeBalance(w, r, customer)
 }
 
 // accountBalance is GET /v1/account/balance: the key's own customer only.
@@ -341,7 +360,11 @@ func (s *Server) createHold(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (s *Server) getHold(w http.ResponseWriter, r *http.Request) error {
-	h, err := s.Store.Hold(r.Context(), r.PathValue("id"))
+	id, err := idPath(r, "id")
+	if err != nil {
+		return err
+	}
+	h, err := s.Store.Hold(r.Context(), id)
 	if err != nil {
 		return err
 	}
@@ -365,11 +388,15 @@ func (s *Server) releaseHold(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (s *Server) resolve(w http.ResponseWriter, r *http.Request, capture bool) error {
+	id, err := idPath(r, "id")
+	if err != nil {
+		return err
+	}
 	body, err := readBody(r, MaxBodyBytes)
 	if err != nil {
 		return err
 	}
-	op, err := parseResolve(body, r.PathValue("id"), r.Header.Get("Idempotency-Key"), capture)
+	op, err := parseResolve(body, id, r.Header.Get("Idempotency-Key"), capture)
 	if err != nil {
 		return err
 	}

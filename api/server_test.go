@@ -63,13 +63,20 @@ type harness struct {
 
 func newHarness(t *testing.T) *harness {
 	t.Helper()
-	ctx := context.Background()
-	st, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "farebox.db"), sqlite.Options{})
+	st, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "farebox.db"), sqlite.Options{})
 	if err != nil {
 		t.Fatalf("open store: %v", err)
 	}
+	return newHarnessOn(t, st, ledger.Config{Cache: true})
+}
+
+// newHarnessOn serves the API over st, which it closes at the end, with an
+// engine of cfg on the harness's clock.
+func newHarnessOn(t *testing.T, st fb.Store, cfg ledger.Config) *harness {
+	t.Helper()
 	clk := &fakeClock{t: clockStart}
-	eng := ledger.NewEngine(st, ledger.Config{Cache: true, Now: clk.Now})
+	cfg.Now = clk.Now
+	eng := ledger.NewEngine(st, cfg)
 	srv := &Server{Store: st, Engine: eng, AdminToken: adminTok, Now: clk.Now}
 	h := srv.Handler()
 	hs := httptest.NewServer(h)
@@ -402,8 +409,8 @@ func TestServerGrantAndBalance(t *testing.T) {
 }
 
 // TestServerHoldLifecycle: create (201), get, partial capture, full capture
-// with an empty body, capture above the hold (excess from available, the
-// rest uncollected) and release, with the exact answer and balance after
+// with an empty body, capture above the hold with allow_over_capture
+// (excess from available, the rest uncollected) and release, with the exact answer and balance after
 // each step.
 func TestServerHoldLifecycle(t *testing.T) {
 	h := newHarness(t)
@@ -463,9 +470,9 @@ func TestServerHoldLifecycle(t *testing.T) {
 		t.Fatalf("released hold: %s", g.raw)
 	}
 
-	// Above the hold: 5 held, 20 captured; 15 come from available.
+	// Above the hold, opted in: 5 held, 20 captured; 15 come from available.
 	hold5 := h.hold(`{"customer":"acme","amount":"5"}`).get("id")
-	c = h.expect(h.call("POST", "/api/v1/holds/"+hold5+"/capture", `{"amount":"20"}`), 200)
+	c = h.expect(h.call("POST", "/api/v1/holds/"+hold5+"/capture", `{"amount":"20","allow_over_capture":true}`), 200)
 	if c.get("captured") != "20" || c.get("released") != "0" || c.get("uncollected") != "0" {
 		t.Fatalf("capture above the hold: %s", c.raw)
 	}
@@ -473,7 +480,7 @@ func TestServerHoldLifecycle(t *testing.T) {
 
 	// Above everything: 1 held, 67 in all, 100 captured: 33 uncollected.
 	hold6 := h.hold(`{"customer":"acme","amount":"1"}`).get("id")
-	c = h.expect(h.call("POST", "/api/v1/holds/"+hold6+"/capture", `{"amount":"100"}`), 200)
+	c = h.expect(h.call("POST", "/api/v1/holds/"+hold6+"/capture", `{"amount":"100","allow_over_capture":true}`), 200)
 	if c.get("captured") != "100" || c.get("released") != "0" || c.get("uncollected") != "33" {
 		t.Fatalf("capture above everything: %s", c.raw)
 	}
@@ -930,7 +937,7 @@ func TestServerConcurrentReplays(t *testing.T) {
 		t.Fatalf("replayed grants made %d lots: %s", len(lots), b.raw)
 	}
 	hold := h.hold(`{"customer":"acme","amount":"5"}`).get("id")
-	run("/api/v1/holds/"+hold+"/capture", `{"amount":"7"}`, "")
+	run("/api/v1/holds/"+hold+"/capture", `{"amount":"7","allow_over_capture":true}`, "")
 	h.expectBalance("acme", "5.5", "0")
 }
 

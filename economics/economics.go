@@ -50,12 +50,19 @@ type Row struct {
 // Report folds the store's sums (by group and model) into rows by group
 // and their totals, which are the sums of the rows. Breakage belongs to
 // customers and days: grouped by model or provider it is left out (0).
+// Revenue recognised without a usage row (model "": debt repaid by a grant,
+// holds captured through the API) has no model or provider: grouped by
+// either it is the row of key "", so the revenue totals are the same
+// whatever the grouping. It carries no partner share.
 func Report(in []fb.EconRow, groupBy string, cfg Config) ([]Row, Row, error) {
 	byKey := map[string]*Row{}
 	var keys []string
 	for _, e := range in {
 		if e.Model == "" && (groupBy == "model" || groupBy == "provider") {
-			continue
+			e.BreakageCredits, e.BreakageUSD = 0, 0
+			if e == (fb.EconRow{Key: e.Key}) {
+				continue // breakage only
+			}
 		}
 		r := byKey[e.Key]
 		if r == nil {
@@ -150,6 +157,9 @@ func Percent(part, whole fb.USD) *string {
 // share is what partners are owed of revenue earned on model: the first
 // matching share's percent, rounded down to the micro-dollar.
 func (c Config) share(model string, revenue fb.USD) (fb.USD, error) {
+	if model == "" {
+		return 0, nil // revenue of no model (see Report)
+	}
 	for _, s := range c.Shares {
 		for _, g := range s.Models {
 			if ok, _ := path.Match(g, model); ok {

@@ -67,6 +67,39 @@ func TestReportFolds(t *testing.T) {
 	}
 }
 
+// TestReportRevenueWithoutModel (issue 12, finding 8): revenue recognised
+// without a usage row (model "": debt repaid by a grant, a hold captured
+// through the API) counts whatever the grouping — by model or provider as
+// the row of key "", its breakage left out — and carries no partner share,
+// even for a share on every model.
+func TestReportRevenueWithoutModel(t *testing.T) {
+	cfg := Config{CreditsPerUSD: 100, Shares: []Share{{Partner: "p", Models: []string{"*"}, Percent: 10 * fb.Micro}}}
+	in := []fb.EconRow{
+		{Key: "a", Model: "", Credits: 2 * fb.Micro, RevenueUSD: 12_000, Uncollected: fb.Micro, BreakageCredits: 5 * fb.Micro, BreakageUSD: 50_000},
+		{Key: "a", Model: "gpt", Requests: 1, Credits: fb.Micro, RevenueUSD: 10_000},
+		{Key: "b", Model: "", BreakageCredits: fb.Micro, BreakageUSD: 1},
+	}
+	rows, total, err := Report(in, "customer", cfg)
+	if err != nil || len(rows) != 2 || total.RevenueUSD != 22_000 || total.BreakageUSD != 50_001 || total.PartnerShareUSD != 1000 {
+		t.Fatalf("by customer: got %+v, total %+v, %v; want 2 rows, revenue 22000, breakage 50001, share 1000", rows, total, err)
+	}
+	for _, g := range []string{"model", "provider"} {
+		// As the store groups them: by model (or provider) and model.
+		byModel := []fb.EconRow{in[0], in[1], in[2]}
+		for i := range byModel {
+			byModel[i].Key = byModel[i].Model
+		}
+		rows, total, err := Report(byModel, g, cfg)
+		if err != nil || len(rows) != 2 || rows[0].Key != "" || rows[0].RevenueUSD != 12_000 || rows[0].CreditsConsumed != 2*fb.Micro ||
+			rows[0].Uncollected != fb.Micro || rows[0].BreakageUSD != 0 || rows[0].PartnerShareUSD != 0 {
+			t.Fatalf("by %s: got %+v, %v; want the row \"\" with revenue 12000, 2 credits, 1 uncollected, no breakage, no share", g, rows, err)
+		}
+		if total.RevenueUSD != 22_000 || total.BreakageUSD != 0 || total.PartnerShareUSD != 1000 {
+			t.Fatalf("by %s: total %+v; want revenue 22000, no breakage, share 1000", g, total)
+		}
+	}
+}
+
 func TestForecast(t *testing.T) {
 	now := time.Date(2026, 11, 27, 0, 0, 0, 0, time.UTC)
 	f := NewForecast("c", 70*fb.Micro, 7*fb.Micro, 7, now)

@@ -779,6 +779,11 @@ func (e *Engine) apply(ctx context.Context, tx fb.WriteTx, batch []*request, acc
 			return nil, nil, err
 		}
 	}
+	if rev := Unattributed(entries); len(rev) > 0 {
+		if err := tx.AppendRevenue(ctx, rev); err != nil {
+			return nil, nil, err
+		}
+	}
 	return opened, closed, nil
 }
 

@@ -248,7 +248,7 @@ func Apply(a *fb.Account, op *fb.Op, t *Touched) (fb.Result, error) {
 	case fb.OpHold:
 		return hold(a, op, t)
 	case fb.OpCapture:
-		return capture(a, op, t)
+		return capture(a, op, t, false)
 	case fb.OpRelease:
 		return release(a, op, t)
 	case fb.OpDebit:
@@ -263,6 +263,20 @@ func Apply(a *fb.Account, op *fb.Op, t *Touched) (fb.Result, error) {
 		return fb.Result{}, nil
 	}
 	return fb.Result{}, fb.Invalid("kind", "unknown ledger op %q", op.Kind)
+}
+
+// Replay applies an op taken from the journal the way it was applied when
+// it was committed. It is Apply but for rules that only refuse requests and
+// came after ops they would refuse had been committed: a capture journaled
+// before captures above a hold needed AllowOverCapture took the excess
+// without it. Such a rule can never have let an entry in that it refuses
+// now, since the engine applies every new op with Apply; the invariants
+// are checked after every replayed entry all the same.
+func Replay(a *fb.Account, op *fb.Op, t *Touched) (fb.Result, error) {
+	if op.Kind == fb.OpCapture {
+		return capture(a, op, t, true)
+	}
+	return Apply(a, op, t)
 }
 
 // Validate checks an op's own fields, before any account is looked at.
@@ -466,7 +480,10 @@ func resolvable(a *fb.Account, op *fb.Op) (*fb.Hold, *fb.Result, error) {
 	return nil, nil, fb.Errorf(fb.EConflict, "hold %s is already %s", h.ID, h.Status).WithCode("hold_resolved")
 }
 
-func capture(a *fb.Account, op *fb.Op, t *Touched) (fb.Result, error) {
+// capture resolves a hold by taking want of it. Above the hold it needs
+// op.AllowOverCapture (a typo must not empty the account), unless legacy:
+// replaying a capture journaled before the flag existed.
+func capture(a *fb.Account, op *fb.Op, t *Touched, legacy bool) (fb.Result, error) {
 	if err := Validate(op); err != nil {
 		return fb.Result{}, err
 	}
@@ -480,6 +497,9 @@ func capture(a *fb.Account, op *fb.Op, t *Touched) (fb.Result, error) {
 	want := op.Amount
 	if op.Full {
 		want = h.Amount
+	}
+	if want > h.Amount && !op.AllowOverCapture && !legacy {
+		return fb.Result{}, fb.Invalid("amount", "amount %s is above the hold's %s; to take the excess from available credit (the rest recorded as uncollected), set allow_over_capture", want, h.Amount)
 	}
 	excess := max(want-h.Amount, 0)
 	charged, err := a.Charged.Add(want)
@@ -685,6 +705,33 @@ func Check(a *fb.Account) error {
 			a.Granted, a.Debt, a.Uncollected, remaining, a.Charged, a.Expired)
 	}
 	return nil
+}
+
+// Unattributed returns what the journal entries of ops without a usage row
+// charged and recognised: the revenue of the credits they consumed (a
+// grant repaying debt consumes its credits at once; a capture or debit
+// through the API has no usage row), with the credits captured or debited
+// and the part uncollected. Entries with a usage row are left out: the
+// engine puts their revenue on the row. So the usage rows and these
+// together hold every Consumption.USD of the journal, once.
+func Unattributed(entries []*fb.JournalEntry) []fb.Revenue {
+	var out []fb.Revenue
+	for _, e := range entries {
+		if e.Op.Usage != nil || e.Op.Kind == fb.OpExpire {
+			continue
+		}
+		r := fb.Revenue{Customer: e.Op.Customer, At: e.Op.At}
+		for _, c := range e.Result.Consumed {
+			r.USD += c.USD
+		}
+		if e.Op.Kind == fb.OpCapture || e.Op.Kind == fb.OpDebit {
+			r.Credits, r.Uncollected = e.Result.Captured, e.Result.Uncollected
+		}
+		if r.USD != 0 || r.Credits != 0 || r.Uncollected != 0 {
+			out = append(out, r)
+		}
+	}
+	return out
 }
 
 // Recognize is the revenue (or, expiring, breakage) in micro-dollars of x

@@ -1,6 +1,7 @@
 package ledger
 
 import (
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"strings"
@@ -311,14 +312,14 @@ func TestCapture(t *testing.T) {
 	})
 	t.Run("more than held takes the excess from available", func(t *testing.T) {
 		x, h := setup(t)
-		res := x.ok(fb.Op{Kind: fb.OpCapture, HoldID: h.ID, Amount: cr("7")})
+		res := x.ok(fb.Op{Kind: fb.OpCapture, HoldID: h.ID, Amount: cr("7"), AllowOverCapture: true})
 		if res.Captured != cr("7") || res.Uncollected != 0 || x.available(t0) != cr("3") {
 			t.Fatalf("%+v %s", res, snapshot(x.a))
 		}
 	})
 	t.Run("shortfall is recorded as uncollected", func(t *testing.T) {
 		x, h := setup(t)
-		res := x.ok(fb.Op{Kind: fb.OpCapture, HoldID: h.ID, Amount: cr("12.5")})
+		res := x.ok(fb.Op{Kind: fb.OpCapture, HoldID: h.ID, Amount: cr("12.5"), AllowOverCapture: true})
 		if res.Captured != cr("12.5") || res.Uncollected != cr("2.5") || x.a.Uncollected != cr("2.5") || x.available(t0) != 0 || x.a.Charged != cr("12.5") {
 			t.Fatalf("%+v %s", res, snapshot(x.a))
 		}
@@ -345,6 +346,52 @@ func TestCapture(t *testing.T) {
 			t.Fatalf("%+v lot %+v %s", res, lot, snapshot(x.a))
 		}
 	})
+}
+
+// TestCaptureAboveHoldNeedsOptIn (issue 12, finding 14): a capture above
+// its hold is refused (invalid_request, param amount) unless the op sets
+// AllowOverCapture, and the refusal changes nothing: the hold stays
+// pending and can be captured as meant. The flag is part of the
+// fingerprint only when set, so every fingerprint journaled before it
+// existed is unchanged.
+func TestCaptureAboveHoldNeedsOptIn(t *testing.T) {
+	x := newAcct(t)
+	x.ok(grantOp("100", fb.SourcePurchase, 20, time.Time{}, "100"))
+	h := x.ok(holdOp("1", time.Minute, false, t0)).Hold
+	typo := fb.Op{Kind: fb.OpCapture, HoldID: h.ID, Amount: cr("1000")}
+	_, err := x.do(typo)
+	var fe *fb.Error
+	if !errors.As(err, &fe) || fe.Type != fb.EInvalid || fe.Param != "amount" {
+		t.Fatalf("capture of 1000 on a hold of 1: got %v, want invalid_request naming amount", err)
+	}
+	if got, want := x.available(t0), cr("99"); got != want || len(x.a.Holds) != 1 || x.a.Charged != 0 {
+		t.Fatalf("after the refusal: available %s, want %s, with the hold pending: %s", got, want, snapshot(x.a))
+	}
+	// Up to the hold needs no flag; the same capture with the flag is
+	// another request.
+	if res := x.ok(fb.Op{Kind: fb.OpCapture, HoldID: h.ID, Amount: cr("1")}); res.Captured != cr("1") {
+		t.Fatalf("capture of the hold: %+v", res)
+	}
+	x.fails(fb.Op{Kind: fb.OpCapture, HoldID: h.ID, Amount: cr("1"), AllowOverCapture: true}, fb.EConflict, "hold_resolved")
+
+	h2 := x.ok(holdOp("1", time.Minute, false, t0)).Hold
+	res := x.ok(fb.Op{Kind: fb.OpCapture, HoldID: h2.ID, Amount: cr("1000"), AllowOverCapture: true})
+	if res.Captured != cr("1000") || res.Released != 0 || res.Uncollected != cr("901") || x.available(t0) != 0 {
+		t.Fatalf("opted-in capture of 1000 (1 held, 98 more available): %+v %s", res, snapshot(x.a))
+	}
+
+	for _, tc := range []struct {
+		op   fb.Op
+		want string
+	}{
+		{fb.Op{Kind: fb.OpCapture, HoldID: "hold_1", Amount: cr("5")}, "capture|hold_1|5"},
+		{fb.Op{Kind: fb.OpCapture, HoldID: "hold_1", Full: true}, "capture|hold_1|all"},
+		{fb.Op{Kind: fb.OpCapture, HoldID: "hold_1", Amount: cr("5"), AllowOverCapture: true}, "capture|hold_1|5|over"},
+	} {
+		if got := tc.op.Fingerprint(); got != tc.want {
+			t.Errorf("fingerprint of %+v: got %q, want %q", tc.op, got, tc.want)
+		}
+	}
 }
 
 func TestRelease(t *testing.T) {

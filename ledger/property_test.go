@@ -233,6 +233,9 @@ func (m *model) apply(op *fb.Op) outcome {
 		if ok && op.Full {
 			what = string(op.Kind) + ":" + op.HoldID + ":" + fb.Amount(h.amount).String()
 		}
+		if op.AllowOverCapture {
+			what += ":over" // the opt-in makes it another request
+		}
 		if op.Kind == fb.OpRelease {
 			what = string(op.Kind) + ":" + op.HoldID
 		}
@@ -255,6 +258,10 @@ func (m *model) apply(op *fb.Op) outcome {
 			want := int64(op.Amount)
 			if op.Full {
 				want = h.amount
+			}
+			if want > h.amount && !op.AllowOverCapture {
+				// Above the hold only when asked for; the hold stays.
+				return refused(fb.EInvalid, fb.EInvalid)
 			}
 			got := m.settle(h, min(want, h.amount), now, &o)
 			o.captured = want
@@ -416,6 +423,7 @@ func runSequence(t *testing.T, seed uint64, steps int) bool {
 				default:
 					op.Amount = amount(50)
 				}
+				op.AllowOverCapture = rng.IntN(2) == 0
 			}
 		case k == 19 && len(holdIDs) > 0:
 			op.Kind = fb.OpExtend
@@ -426,7 +434,7 @@ func runSequence(t *testing.T, seed uint64, steps int) bool {
 			op.Amount = amount(30)
 			op.AllowUncollected = rng.IntN(2) == 0
 		}
-		log = append(log, fmt.Sprintf("%s at +%s amount=%s hold=%s full=%v partial=%v", op.Kind, now.Sub(t0), op.Amount, op.HoldID, op.Full, op.AllowPartial))
+		log = append(log, fmt.Sprintf("%s at +%s amount=%s hold=%s full=%v partial=%v over=%v", op.Kind, now.Sub(t0), op.Amount, op.HoldID, op.Full, op.AllowPartial, op.AllowOverCapture))
 
 		Advance(a, now, tch)
 		res, err := Apply(a, &op, tch)

@@ -206,12 +206,40 @@ func (s *Service) prepare(raw json.RawMessage, card *pricing.Card, now time.Time
 		}
 		return reject(res, "invalid", "%s", err.Error())
 	}
-	key := ev.Source + "\x1f" + ev.ID
+	key, err := EventKey(ev.Source, ev.ID)
+	if err != nil {
+		return reject(res, "invalid", "%s", message(err))
+	}
 	op := fb.Op{
 		Kind: fb.OpDebit, Customer: ev.Subject, Amount: cost, Event: key, Digest: digest(ev, at, model, q),
 		Usage: &fb.Usage{ID: ev.ID, Source: ev.Source, Customer: ev.Subject, Model: model, At: at, Quantities: q, Credits: cost},
 	}
 	return op, res, true
+}
+
+// keySeparator separates an event's source and id in its key. Neither part
+// may hold it (nor any control character).
+const keySeparator = "\x1f"
+
+// EventKey is the idempotency key of a metered event, in the ledger's
+// global scope (farebox.Op.Event): its source, the unit separator 0x1f, its
+// id. This is the only place the key is made.
+//
+// It is unambiguous because a part holding a control character is refused
+// here (and, with the field named, when the event is decoded): 0x1f only
+// ever separates, so two different (source, id) pairs never share a key —
+// ("a\x1fb", "c") and ("a", "b\x1fc") were one key before the parts were
+// checked. And it is byte for byte the encoding every stored key has:
+// events are deduplicated forever, so the key of a valid event never
+// changes.
+func EventKey(source, id string) (string, error) {
+	switch {
+	case source == "" || !fb.Printable(source):
+		return "", fb.Invalid("source", "source must be non-empty printable UTF-8, without control characters")
+	case id == "" || !fb.Printable(id):
+		return "", fb.Invalid("id", "id must be non-empty printable UTF-8, without control characters")
+	}
+	return source + keySeparator + id, nil
 }
 
 func decodeEvent(raw json.RawMessage) (*Event, error) {
@@ -232,12 +260,22 @@ func decodeEvent(raw json.RawMessage) (*Event, error) {
 		return &ev, fb.Invalid("specversion", "specversion must be \"1.0\"")
 	case ev.ID == "" || len(ev.ID) > maxIDLength:
 		return &ev, fb.Invalid("id", "id is required (at most %d characters)", maxIDLength)
+	case !fb.Printable(ev.ID):
+		return &ev, fb.Invalid("id", "id must be printable UTF-8, without control characters")
 	case ev.Source == "" || len(ev.Source) > maxIDLength:
 		return &ev, fb.Invalid("source", "source is required (at most %d characters)", maxIDLength)
+	case !fb.Printable(ev.Source):
+		return &ev, fb.Invalid("source", "source must be printable UTF-8, without control characters")
 	case ev.Type == "":
 		return &ev, fb.Invalid("type", "type is required")
+	case !fb.Printable(ev.Type):
+		return &ev, fb.Invalid("type", "type must be printable UTF-8, without control characters")
 	case ev.Subject == "":
 		return &ev, fb.Invalid("subject", "subject (the customer id) is required")
+	case !fb.ValidID(ev.Subject):
+		// No customer can have such an id: not unknown_customer but
+		// invalid, and never sent to a store.
+		return &ev, fb.Invalid("subject", "subject (the customer id) must be 1 to %d letters, digits, '_', '-' and '.'", fb.MaxIDLength)
 	case ev.DataType != "" && ev.DataType != "application/json":
 		return &ev, fb.Invalid("datacontenttype", "data must be application/json")
 	case len(ev.Data) == 0 || ev.Data[0] != '{':
@@ -258,6 +296,9 @@ func decodeData(data json.RawMessage) (string, fb.Quantities, error) {
 	var model string
 	if raw, ok := fields["model"]; !ok || json.Unmarshal(raw, &model) != nil || model == "" {
 		return "", q, fb.Invalid("data.model", "data.model must name a priced model")
+	}
+	if !fb.Printable(model) {
+		return "", q, fb.Invalid("data.model", "data.model must be printable UTF-8, without control characters")
 	}
 	counts := map[string]*int64{
 		"input_tokens": &q.InputTokens, "output_tokens": &q.OutputTokens, "cached_input_tokens": &q.CachedInputTokens,

@@ -2,6 +2,7 @@ package plans
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -37,6 +38,19 @@ const (
 func AllowanceKey(plan string, start time.Time) string {
 	return "\x1fsubscription\x1f" + plan + "\x1f" + start.UTC().Format(time.RFC3339Nano)
 }
+
+// ChangeKey is the idempotency key of the allowance granted by a plan
+// change made under the client's idempotency key key: a retry of the change
+// grants it under the same key, so the ledger applies it once. Like
+// AllowanceKey it starts with a control character, which client keys may
+// not hold, so it collides with no client key and no allowance key.
+func ChangeKey(key string) string {
+	return "\x1fsubscription-change\x1f" + key
+}
+
+// ChangeScope is the scope of plan changes' keys in the store's keyed
+// requests.
+const ChangeScope = "subscription"
 
 // Allowance is the grant of plan's credits for the period [start, end):
 // a subscription lot paid price_usd, effective at start, expiring at end,
@@ -107,9 +121,14 @@ func (s *Service) Subscribe(ctx context.Context, customer, planID string) (fb.Su
 	if err != nil {
 		return fb.Subscription{}, err
 	}
-	now := s.Now().UTC()
+	return s.subscribe(ctx, customer, p, s.Now().UTC(), "")
+}
+
+// subscribe starts sub's first period of p at now, granting its allowance
+// under grantKey (AllowanceKey when empty).
+func (s *Service) subscribe(ctx context.Context, customer string, p fb.Plan, now time.Time, grantKey string) (fb.Subscription, error) {
 	sub := fb.Subscription{Customer: customer, Plan: p.ID, Anchor: now}
-	if err := s.startPeriod(ctx, &sub, p, now, true); err != nil {
+	if err := s.startPeriod(ctx, &sub, p, now, true, grantKey); err != nil {
 		return sub, err
 	}
 	return sub, s.Store.PutSubscription(ctx, sub)
@@ -124,8 +143,22 @@ const maxSwaps = 8
 // new plan's. Now: a new period of the new plan starts at once, with its
 // allowance; what is left of the old allowance stays with the customer
 // until its own expiry (it was paid for), and the overdraft limit becomes
-// the new plan's. A customer without a subscription starts one now.
+// the new plan's; to the plan the customer is on already it is a no-op
+// answering the subscription unchanged (a repeated change must not grant
+// the allowance again). A customer without a subscription starts one now.
 func (s *Service) Change(ctx context.Context, customer, planID, effective string) (fb.Subscription, error) {
+	return s.ChangeWithKey(ctx, customer, planID, effective, "")
+}
+
+// ChangeWithKey is Change made under the client's idempotency key (none:
+// Change). The first attempt is recorded with what it asks and its time
+// before anything is granted. A retry with the same key and request
+// answers the first attempt's subscription; if that attempt failed part
+// way (the allowance granted, the subscription not written), the retry
+// finishes it as of the first attempt's time, and its allowance, keyed by
+// ChangeKey, is the same grant again, which the ledger applies once. The
+// key with another request is idempotency_conflict.
+func (s *Service) ChangeWithKey(ctx context.Context, customer, planID, effective, key string) (fb.Subscription, error) {
 	if effective == "" {
 		effective = AtPeriodEnd
 	}
@@ -136,14 +169,48 @@ func (s *Service) Change(ctx context.Context, customer, planID, effective string
 	if err != nil {
 		return fb.Subscription{}, err
 	}
-	// now is fixed across retries: the allowance of a change effective
-	// now is keyed by it, so a retry grants nothing twice.
 	now := s.Now().UTC()
+	if key == "" {
+		return s.change(ctx, customer, p, effective, now, "")
+	}
+	fp := p.ID + "|" + effective
+	rec, err := s.Store.ClaimRequest(ctx, fb.KeyedRequest{Customer: customer, Scope: ChangeScope, Key: key, Fingerprint: fp, At: now})
+	if err != nil {
+		return fb.Subscription{}, err
+	}
+	if rec.Fingerprint != fp {
+		return fb.Subscription{}, fb.Errorf(fb.EIdempotencyConflict, "idempotency key %q was used with a different subscription change", key)
+	}
+	if rec.Response != nil {
+		var sub fb.Subscription
+		if err := json.Unmarshal(rec.Response, &sub); err != nil {
+			return sub, fmt.Errorf("the recorded answer to %s's change %q: %w", customer, key, err)
+		}
+		return sub, nil
+	}
+	sub, err := s.change(ctx, customer, p, effective, rec.At.UTC(), ChangeKey(key))
+	if err != nil {
+		return sub, err
+	}
+	b, err := json.Marshal(sub)
+	if err != nil {
+		return sub, err
+	}
+	// Should this fail, a retry finds the change made (a no-op) and
+	// records it then.
+	return sub, s.Store.FinishRequest(ctx, customer, ChangeScope, key, b)
+}
+
+// change makes the change as of now, granting a "now" change's allowance
+// under grantKey (AllowanceKey when empty). now is fixed across the
+// compare-and-swap retries: the allowance is keyed by it (or by grantKey),
+// so a retry grants nothing twice.
+func (s *Service) change(ctx context.Context, customer string, p fb.Plan, effective string, now time.Time, grantKey string) (fb.Subscription, error) {
 	for range maxSwaps {
 		old, err := s.Store.Subscription(ctx, customer)
 		switch {
 		case fb.ErrorType(err) == fb.ENotFound:
-			return s.Subscribe(ctx, customer, planID)
+			return s.subscribe(ctx, customer, p, now, grantKey)
 		case err != nil:
 			return old, err
 		}
@@ -155,8 +222,11 @@ func (s *Service) Change(ctx context.Context, customer, planID, effective string
 			}
 			sub.UpdatedAt = now
 		} else {
+			if old.Plan == p.ID {
+				return old, nil
+			}
 			sub.Plan, sub.NextPlan, sub.Anchor = p.ID, "", now
-			if err := s.startPeriod(ctx, &sub, p, now, true); err != nil {
+			if err := s.startPeriod(ctx, &sub, p, now, true, grantKey); err != nil {
 				return sub, err
 			}
 		}
@@ -172,13 +242,17 @@ func (s *Service) Change(ctx context.Context, customer, planID, effective string
 }
 
 // startPeriod grants the allowance of the period of sub's anchor that
-// contains now, sets the overdraft limit when asked, and moves sub to that
-// period; the caller stores it.
-func (s *Service) startPeriod(ctx context.Context, sub *fb.Subscription, p fb.Plan, now time.Time, limit bool) error {
+// contains now (under grantKey, else AllowanceKey), sets the overdraft
+// limit when asked, and moves sub to that period; the caller stores it.
+func (s *Service) startPeriod(ctx context.Context, sub *fb.Subscription, p fb.Plan, now time.Time, limit bool, grantKey string) error {
 	k, start, end := PeriodAt(sub.Anchor, p.Period, now)
 	if p.Credits > 0 {
 		next := PeriodStart(sub.Anchor, p.Period, k+2)
-		if _, err := s.Ledger.Submit(ctx, Allowance(sub.Customer, p, start, end, next)); err != nil {
+		op := Allowance(sub.Customer, p, start, end, next)
+		if grantKey != "" {
+			op.Key = grantKey
+		}
+		if _, err := s.Ledger.Submit(ctx, op); err != nil {
 			return fmt.Errorf("grant the %s allowance of %s: %w", p.ID, sub.Customer, err)
 		}
 	}
@@ -227,7 +301,7 @@ func (s *Service) renew(ctx context.Context, sub fb.Subscription, now time.Time)
 		sub.Anchor, sub.Plan = sub.PeriodEnd, p.ID
 	}
 	sub.NextPlan = ""
-	if err := s.startPeriod(ctx, &sub, p, now, changed); err != nil {
+	if err := s.startPeriod(ctx, &sub, p, now, changed, ""); err != nil {
 		return err
 	}
 	if err := s.store(ctx, old, sub); err != nil {

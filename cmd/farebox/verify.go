@@ -29,6 +29,9 @@ func verify(ctx context.Context, args []string, getenv func(string) string, stdo
 		return &exitError{2, fmt.Errorf("cannot read %s: %w", where, err)}
 	}
 	fmt.Fprintf(stdout, "%s: replayed %d journal entries over %d accounts, %d lots, %d holds\n", where, rep.Entries, rep.Accounts, rep.Lots, rep.Holds)
+	if rep.LegacyOverCaptures > 0 {
+		fmt.Fprintf(stdout, "note: %d captures above their hold from before allow_over_capture was required, replayed as they were made\n", rep.LegacyOverCaptures)
+	}
 	if len(rep.Problems) == 0 {
 		fmt.Fprintln(stdout, "ok: the stored state is exactly the journal's")
 		return nil

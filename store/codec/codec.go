@@ -276,6 +276,24 @@ func DailyOfBreakage(bs []fb.Breakage) []*Daily {
 	return sortDaily(m)
 }
 
+// DailyOfRevenue sums the revenue of ops without a usage row into daily
+// increments (model and provider "", no requests), sorted.
+func DailyOfRevenue(rs []fb.Revenue) []*Daily {
+	m := map[[4]string]*Daily{}
+	for _, r := range rs {
+		k := [4]string{r.At.UTC().Format(time.DateOnly), r.Customer, "", ""}
+		d := m[k]
+		if d == nil {
+			d = &Daily{Day: k[0], Customer: k[1]}
+			m[k] = d
+		}
+		d.Credits += r.Credits
+		d.Revenue += r.USD
+		d.Uncollected += r.Uncollected
+	}
+	return sortDaily(m)
+}
+
 func sortDaily(m map[[4]string]*Daily) []*Daily {
 	out := make([]*Daily, 0, len(m))
 	for _, d := range m {

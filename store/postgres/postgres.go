@@ -34,9 +34,12 @@ var schemaV2 string
 //go:embed schema3.sql
 var schemaV3 string
 
+//go:embed schema4.sql
+var schemaV4 string
+
 // migrations are applied in order; migration i brings the schema to
 // version i+1. Never edit one that has shipped: append.
-var migrations = []string{schemaV1, schemaV2, schemaV3}
+var migrations = []string{schemaV1, schemaV2, schemaV3, schemaV4}
 
 // SchemaVersion is the version this build needs.
 var SchemaVersion = len(migrations)
@@ -364,6 +367,11 @@ func (t *writeTx) AppendUsage(ctx context.Context, rows []*fb.Usage) error {
 
 func (t *writeTx) AppendBreakage(ctx context.Context, bs []fb.Breakage) error {
 	t.daily(codec.DailyOfBreakage(bs))
+	return nil
+}
+
+func (t *writeTx) AppendRevenue(ctx context.Context, rs []fb.Revenue) error {
+	t.daily(codec.DailyOfRevenue(rs))
 	return nil
 }
 

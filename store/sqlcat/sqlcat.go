@@ -269,6 +269,47 @@ func (c *Catalog) DueSubscriptions(ctx context.Context, now time.Time, limit int
 	}, codec.Nanos(now), limit)
 }
 
+// ClaimRequest records r unless a request is recorded under its customer,
+// scope and key, and returns the recorded one.
+func (c *Catalog) ClaimRequest(ctx context.Context, r fb.KeyedRequest) (fb.KeyedRequest, error) {
+	_, err := c.W.ExecContext(ctx, c.q(`INSERT INTO keyed_requests (customer, scope, idem_key, fingerprint, at) VALUES (?, ?, ?, ?, ?)
+		ON CONFLICT (customer, scope, idem_key) DO NOTHING`), r.Customer, r.Scope, r.Key, r.Fingerprint, codec.Nanos(r.At))
+	if err != nil {
+		return r, err
+	}
+	got := fb.KeyedRequest{Customer: r.Customer, Scope: r.Scope, Key: r.Key}
+	var at int64
+	var resp sql.NullString
+	err = c.W.QueryRowContext(ctx, c.q(`SELECT fingerprint, at, response FROM keyed_requests WHERE customer = ? AND scope = ? AND idem_key = ?`),
+		r.Customer, r.Scope, r.Key).Scan(&got.Fingerprint, &at, &resp)
+	if err != nil {
+		return r, err
+	}
+	got.At = codec.FromNanos(at)
+	if resp.Valid {
+		got.Response = []byte(resp.String)
+	}
+	return got, nil
+}
+
+// FinishRequest stores a claimed request's response, once.
+func (c *Catalog) FinishRequest(ctx context.Context, customer, scope, key string, response []byte) error {
+	res, err := c.W.ExecContext(ctx, c.q(`UPDATE keyed_requests SET response = ? WHERE customer = ? AND scope = ? AND idem_key = ? AND response IS NULL`),
+		string(response), customer, scope, key)
+	if err != nil {
+		return err
+	}
+	if n, err := res.RowsAffected(); err != nil || n == 1 {
+		return err
+	}
+	var one int
+	err = c.W.QueryRowContext(ctx, c.q(`SELECT 1 FROM keyed_requests WHERE customer = ? AND scope = ? AND idem_key = ?`), customer, scope, key).Scan(&one)
+	if errors.Is(err, sql.ErrNoRows) {
+		return fb.Errorf(fb.ENotFound, "no request of %s under key %q", customer, key)
+	}
+	return err
+}
+
 var groupColumns = map[string]string{"model": "model", "day": "day", "provider": "provider", "customer": "customer", "deployment": "deployment", "status": "status"}
 
 // Usage sums usage rows by f.GroupBy.

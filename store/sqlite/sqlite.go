@@ -34,10 +34,13 @@ var schemaV2 string
 //go:embed schema3.sql
 var schemaV3 string
 
+//go:embed schema4.sql
+var schemaV4 string
+
 // migrations are applied in order; migration i brings the schema to
 // version i+1 (PRAGMA user_version). Never edit one that has shipped:
 // append.
-var migrations = []string{schemaV1, schemaV2, schemaV3}
+var migrations = []string{schemaV1, schemaV2, schemaV3, schemaV4}
 
 var schemaVersion = len(migrations)
 
@@ -414,6 +417,10 @@ func (t *writeTx) AppendUsage(ctx context.Context, rows []*fb.Usage) error {
 
 func (t *writeTx) AppendBreakage(ctx context.Context, bs []fb.Breakage) error {
 	return t.daily(ctx, codec.DailyOfBreakage(bs))
+}
+
+func (t *writeTx) AppendRevenue(ctx context.Context, rs []fb.Revenue) error {
+	return t.daily(ctx, codec.DailyOfRevenue(rs))
 }
 
 func (t *writeTx) daily(ctx context.Context, ds []*codec.Daily) error {

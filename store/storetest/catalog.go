@@ -295,3 +295,54 @@ func testEventsAndUsage(t *testing.T, s fb.Store) {
 		t.Fatalf("bad group_by: %v", err)
 	}
 }
+
+// testKeyedRequests: the first claim of a key records the request; later
+// claims, whatever they ask, get the recorded one (its fingerprint and
+// time) and, once it finished, its first response. Keys are scoped by
+// customer and scope.
+func testKeyedRequests(t *testing.T, s fb.Store) {
+	ctx := context.Background()
+	first := fb.KeyedRequest{Customer: "acme", Scope: "subscription", Key: "chg-1", Fingerprint: "pro|now", At: t0}
+	claim := func(r fb.KeyedRequest, want fb.KeyedRequest) {
+		t.Helper()
+		got, err := s.ClaimRequest(ctx, r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.Customer != want.Customer || got.Scope != want.Scope || got.Key != want.Key || got.Fingerprint != want.Fingerprint ||
+			!got.At.Equal(want.At) || string(got.Response) != string(want.Response) || (got.Response == nil) != (want.Response == nil) {
+			t.Fatalf("claim %+v: got %+v, want %+v", r, got, want)
+		}
+	}
+	claim(first, first)
+	later := first
+	later.Fingerprint, later.At = "basic|now", t0.Add(time.Minute)
+	claim(later, first)
+	if err := s.FinishRequest(ctx, "acme", "subscription", "chg-1", []byte(`{"plan":"pro"}`)); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.FinishRequest(ctx, "acme", "subscription", "chg-1", []byte(`{"plan":"other"}`)); err != nil {
+		t.Fatal(err)
+	}
+	done := first
+	done.Response = []byte(`{"plan":"pro"}`)
+	claim(later, done)
+	// Another customer's or scope's key is another request.
+	other := later
+	other.Customer = "beta"
+	claim(other, other)
+	other = later
+	other.Scope = "something"
+	claim(other, other)
+	if err := s.FinishRequest(ctx, "acme", "subscription", "nope", []byte(`{}`)); fb.ErrorType(err) != fb.ENotFound {
+		t.Fatalf("finishing an unclaimed request: got %v, want not_found", err)
+	}
+	// An empty response is a response.
+	empty := fb.KeyedRequest{Customer: "acme", Scope: "subscription", Key: "chg-2", Fingerprint: "f", At: t0}
+	claim(empty, empty)
+	if err := s.FinishRequest(ctx, "acme", "subscription", "chg-2", []byte{}); err != nil {
+		t.Fatal(err)
+	}
+	empty.Response = []byte{}
+	claim(empty, empty)
+}

@@ -1,8 +1,10 @@
 // Package storetest is the contract every farebox.Store passes: customers,
 // account state round trips, atomic writes, idempotency-key and hold
 // lookups, dead lots, the expiry index, snapshots, serialised writers, and
-// the catalog: plans, subscriptions, rate cards, API keys, global event
-// keys and usage rows.
+// the catalog: plans, subscriptions, keyed requests, rate cards, API keys,
+// global event keys and usage rows, the daily sums of revenue and
+// breakage, and that the economics report adds up to what the ledger
+// recognised.
 // A store's own tests call Run with a function that opens a fresh, empty
 // store.
 package storetest
@@ -44,9 +46,12 @@ func Run(t *testing.T, open Opener) {
 		{"SerialWrites", testSerialWrites},
 		{"Plans", testPlans},
 		{"Subscriptions", testSubscriptions},
+		{"KeyedRequests", testKeyedRequests},
 		{"Prices", testPrices},
 		{"Keys", testKeys},
 		{"EventsAndUsage", testEventsAndUsage},
+		{"Revenue", testRevenue},
+		{"EconomicsIdentity", testEconomicsIdentity},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
