@@ -9,7 +9,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"net/url"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -91,17 +90,11 @@ func openStore(ctx context.Context, dbURL, dataDir string, readOnly bool) (store
 		}
 		return s, redact(dbURL), false, nil
 	}
-	return nil, "", false, fmt.Errorf("--db %q: want sqlite:///path or postgres://…", dbURL)
+	return nil, "", false, fmt.Errorf("--db %q: want sqlite:///path or postgres://…", redact(dbURL))
 }
 
-// redact hides a URL's password for logs.
-func redact(u string) string {
-	p, err := url.Parse(u)
-	if err != nil {
-		return "(unparsable URL)"
-	}
-	return p.Redacted()
-}
+// redact hides a database URL's passwords for errors and logs.
+func redact(u string) string { return postgres.Redact(u) }
 
 func serve(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	cfg, err := serveFlags(args, getenv, stderr)

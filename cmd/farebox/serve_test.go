@@ -796,3 +796,34 @@ func TestExampleConfig(t *testing.T) {
 		t.Errorf("unknown key: %v", err)
 	}
 }
+
+// TestDBURLPasswordHidden: a --db URL that cannot be used is named in the
+// error, never with its password, whatever fails: the scheme, net/url's or
+// pgx's parsing, or the connection (security review, finding 16).
+func TestDBURLPasswordHidden(t *testing.T) {
+	const secret = "s3cret"
+	for _, u := range []string{
+		"mysql://farebox:s3cretpw@db.example/farebox",
+		"postgres://farebox:s3cretpw@127.0.0.1:1/farebox?sslmode=disable&connect_timeout=2",
+		"postgresql://farebox:s3cretpw@127.0.0.1:notaport/farebox",
+		"postgres://farebox@127.0.0.1:1/farebox?sslmode=disable&connect_timeout=2&password=s3cretpw",
+		"postgres://farebox@127.0.0.1:1/farebox?sslmode=bogus&password=s3cretpw",
+		"postgres://farebox:s3cret%zzpw@127.0.0.1:1/farebox",
+		"postgres://farebox:s3cret\"pw@[::1/farebox",
+		"postgres://farebox:s3cret pw@127.0.0.1:1/farebox?connect_timeout=x",
+	} {
+		var out syncBuffer
+		for _, cmd := range [][]string{{"serve", "--addr", "127.0.0.1:0"}, {"ledger", "verify"}, {"migrate"}} {
+			args := append(append([]string{"farebox"}, cmd...), "--db", u, "--data-dir", t.TempDir())
+			err := run(context.Background(), args, env(map[string]string{"FAREBOX_ADMIN_TOKEN": testToken}), &out, &out)
+			if err == nil {
+				t.Fatalf("%v: started", args)
+			}
+			if strings.Contains(err.Error(), secret) || strings.Contains(out.String(), secret) {
+				t.Errorf("farebox %s --db %s: the password is shown:\nerror: %v\noutput: %s", cmd[0], u, err, out.String())
+			} else if !strings.Contains(err.Error(), "farebox") && !strings.Contains(err.Error(), "sqlite") {
+				t.Errorf("farebox %s --db %s: got %q, want an error that names the database", cmd[0], u, err)
+			}
+		}
+	}
+}
