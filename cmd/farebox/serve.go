@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	fb "farebox"
 	"farebox/api"
@@ -110,6 +111,12 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	if err != nil {
 		return &exitError{2, fmt.Errorf("--config %s: %w", cfg.config, err)}
 	}
+	if file.AdminToken != "" && getenv("FAREBOX_ADMIN_TOKEN") == "" {
+		getenv = withEnv(getenv, "FAREBOX_ADMIN_TOKEN", file.AdminToken)
+	}
+	if t := getenv("FAREBOX_ADMIN_TOKEN"); t != "" && utf8.RuneCountInString(t) < minAdminToken {
+		return &exitError{2, fmt.Errorf("the admin token (FAREBOX_ADMIN_TOKEN or admin_token in the config) has %d characters; it must have at least %d (for example: openssl rand -base64 32)", utf8.RuneCountInString(t), minAdminToken)}
+	}
 	shares, err := file.shares()
 	if err != nil {
 		return &exitError{2, fmt.Errorf("--config %s: %w", cfg.config, err)}
@@ -128,9 +135,6 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		return err
 	}
 	defer store.Close()
-	if file.AdminToken != "" && getenv("FAREBOX_ADMIN_TOKEN") == "" {
-		getenv = withEnv(getenv, "FAREBOX_ADMIN_TOKEN", file.AdminToken)
-	}
 	token, generated, err := adminToken(getenv, cfg.dataDir)
 	if err != nil {
 		return err
@@ -166,7 +170,9 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 
 	log.Info("farebox started", "db", where)
 	if generated {
-		fmt.Fprintf(stdout, "admin token: %s (saved in %s)\n", token, filepath.Join(cfg.dataDir, "admin-token"))
+		// Only where it is: stdout ends up in terminals' scrollback and
+		// service logs, which are not as private as the file.
+		fmt.Fprintf(stdout, "admin token generated: kept in %s (mode 0600)\n", filepath.Join(cfg.dataDir, "admin-token"))
 	}
 	if cfg.demo {
 		key, err := seedDemo(ctx, store, engine, srv.Plans, cfg.dataDir)
@@ -241,6 +247,10 @@ func sweep(ctx context.Context, e *ledger.Engine, log *slog.Logger) {
 	}
 }
 
+// minAdminToken is the fewest characters an admin token may have: the
+// token is all that guards the ledger, so it must not be guessable.
+const minAdminToken = 32
+
 // adminToken returns the admin token from the environment or the data
 // directory, generating and saving one on first start.
 func adminToken(getenv func(string) string, dataDir string) (string, bool, error) {
@@ -250,6 +260,9 @@ func adminToken(getenv func(string) string, dataDir string) (string, bool, error
 	path := filepath.Join(dataDir, "admin-token")
 	if b, err := os.ReadFile(path); err == nil {
 		if t := strings.TrimSpace(string(b)); t != "" {
+			if n := utf8.RuneCountInString(t); n < minAdminToken {
+				return "", false, &exitError{2, fmt.Errorf("%s holds an admin token of %d characters; it must have at least %d: remove the file to have one generated, or set FAREBOX_ADMIN_TOKEN", path, n, minAdminToken)}
+			}
 			return t, false, nil
 		}
 	} else if !errors.Is(err, os.ErrNotExist) {
