@@ -8,7 +8,6 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -20,6 +19,7 @@ import (
 	"farebox/api"
 	"farebox/economics"
 	"farebox/gateway"
+	"farebox/httpguard"
 	"farebox/ledger"
 	"farebox/plans"
 	"farebox/pricing"
@@ -111,6 +111,10 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	if err != nil {
 		return &exitError{2, fmt.Errorf("--config %s: %w", cfg.config, err)}
 	}
+	limits, err := file.Server.limits()
+	if err != nil {
+		return &exitError{2, fmt.Errorf("--config %s: %w", cfg.config, err)}
+	}
 	if file.AdminToken != "" && getenv("FAREBOX_ADMIN_TOKEN") == "" {
 		getenv = withEnv(getenv, "FAREBOX_ADMIN_TOKEN", file.AdminToken)
 	}
@@ -156,9 +160,11 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		engine.Close()
 		return err
 	}
-	hs := &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	// The guard runs before the routes: it refuses a body the server
+	// cannot take before anything reads it.
+	hs := limits.Server(httpguard.New(limits, srv.WriteError).Handler(srv.Handler()))
 	served := make(chan error, 1)
-	go func() { served <- hs.Serve(ln) }()
+	go func() { served <- hs.Serve(httpguard.Listener(ln, limits.MaxConns)) }()
 
 	sweepCtx, stopSweep := context.WithCancel(context.Background())
 	swept := make(chan struct{})
@@ -168,7 +174,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		sweep(sweepCtx, engine, log)
 	}()
 
-	log.Info("farebox started", "db", where)
+	log.Info("farebox started", "db", where, "limits", limits.String())
 	if generated {
 		// Only where it is: stdout ends up in terminals' scrollback and
 		// service logs, which are not as private as the file.

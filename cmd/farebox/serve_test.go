@@ -23,6 +23,7 @@ import (
 	"time"
 
 	fb "farebox"
+	"farebox/httpguard"
 	_ "modernc.org/sqlite"
 )
 
@@ -780,6 +781,9 @@ func TestExampleConfig(t *testing.T) {
 	if _, err := c.Gateway.config(); err != nil {
 		t.Fatal(err)
 	}
+	if got, err := c.Server.limits(); err != nil || got != (httpguard.Limits{}).WithDefaults() {
+		t.Errorf("server limits of the example: got %+v, %v; want the defaults", got, err)
+	}
 	ups, err := buildUpstreams(c.Providers, func(string) string { return "" }, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
@@ -868,6 +872,40 @@ func TestDBURLPasswordHidden(t *testing.T) {
 			} else if !strings.Contains(err.Error(), "farebox") && !strings.Contains(err.Error(), "sqlite") {
 				t.Errorf("farebox %s --db %s: got %q, want an error that names the database", cmd[0], u, err)
 			}
+		}
+	}
+}
+
+// TestServerConfig: the server: section sets the limits; a bad value is
+// refused at start with exit 2, naming the key.
+func TestServerConfig(t *testing.T) {
+	dir := t.TempDir()
+	write := func(yaml string) string {
+		p := filepath.Join(dir, "c.yaml")
+		if err := os.WriteFile(p, []byte(yaml), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	c, err := loadConfig(write("server:\n  body_timeout: 2s\n  max_conns: 10\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := c.Server.limits()
+	if want := (httpguard.Limits{BodyTimeout: 2 * time.Second, MaxConns: 10}).WithDefaults(); err != nil || l != want {
+		t.Fatalf("limits: got %+v, %v; want %+v", l, err, want)
+	}
+	for yaml, want := range map[string]string{
+		"server:\n  body_timeout: soon\n":   "server.body_timeout",
+		"server:\n  idle_timeout: -1s\n":    "server.idle_timeout",
+		"server:\n  max_conns: -1\n":        "server.max_conns",
+		"server:\n  body_budget: -5\n":      "server.body_budget",
+		"server:\n  max_header_bytes: -1\n": "server.max_header_bytes",
+		"server:\n  read_timeout: 5s\n":     "read_timeout",
+	} {
+		_, err := serveInProcess(t, []string{"--addr", "127.0.0.1:0", "--data-dir", t.TempDir(), "--config", write(yaml)}, map[string]string{"FAREBOX_ADMIN_TOKEN": testToken})
+		if exitCode(err) != 2 || !strings.Contains(err.Error(), want) {
+			t.Errorf("%q: got %v (exit %d), want exit 2 naming %s", yaml, err, exitCode(err), want)
 		}
 	}
 }
