@@ -20,6 +20,7 @@ const (
 	EConflict            = "conflict"
 	ETooLarge            = "request_too_large"
 	EUnsupportedMedia    = "unsupported_media_type"
+	ERequestTimeout      = "request_timeout" // the request (its body) did not arrive in time
 	ERateLimited         = "rate_limited"
 	EUpstream            = "upstream_error"
 	EUnavailable         = "no_capacity"

@@ -7,6 +7,7 @@ import (
 	"io"
 	"mime"
 	"net/http"
+	"os"
 	"reflect"
 	"strings"
 	"sync"
@@ -32,7 +33,7 @@ func readBody(r *http.Request, limit int64) ([]byte, error) {
 	}
 	b, err := io.ReadAll(io.LimitReader(r.Body, limit+1))
 	if err != nil {
-		return nil, fb.Invalid("", "could not read the request body: %v", err)
+		return nil, bodyError(err)
 	}
 	if int64(len(b)) > limit {
 		return nil, fb.Errorf(fb.ETooLarge, "request body is over the limit of %d bytes", limit)
@@ -287,4 +288,18 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.WriteHeader(status)
 	w.Write(b)
 	w.Write([]byte{'\n'})
+}
+
+// bodyError is the client's error for a body that could not be read: the
+// server guard's own refusals (too many bodies in flight, too slow) as
+// they are, a read deadline hit as 408, anything else as a bad request.
+func bodyError(err error) error {
+	var fe *fb.Error
+	switch {
+	case errors.As(err, &fe):
+		return fe
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		return fb.Errorf(fb.ERequestTimeout, "the request body did not arrive in time")
+	}
+	return fb.Invalid("", "could not read the request body: %v", err)
 }

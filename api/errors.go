@@ -21,6 +21,7 @@ var statusOf = map[string]int{
 	fb.EMethodNotAllowed:    http.StatusMethodNotAllowed,
 	fb.EIdempotencyConflict: http.StatusConflict,
 	fb.EConflict:            http.StatusConflict,
+	fb.ERequestTimeout:      http.StatusRequestTimeout,
 	fb.ETooLarge:            http.StatusRequestEntityTooLarge,
 	fb.EUnsupportedMedia:    http.StatusUnsupportedMediaType,
 	fb.ERateLimited:         http.StatusTooManyRequests,

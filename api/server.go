@@ -147,6 +147,16 @@ func (s *Server) wrap(h handlerFunc) http.Handler {
 	})
 }
 
+// WriteError writes err as the API's error body, through the one table:
+// for middleware in front of Handler.
+func (s *Server) WriteError(w http.ResponseWriter, r *http.Request, err error) {
+	log := s.Log
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	writeError(w, r, log, err)
+}
+
 func (s *Server) admin(h handlerFunc) handlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) error {
 		tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")

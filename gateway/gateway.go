@@ -12,10 +12,12 @@ import (
 	"context"
 	"crypto/sha256"
 	"crypto/subtle"
+	"errors"
 	"io"
 	"log/slog"
 	"mime"
 	"net/http"
+	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -291,10 +293,24 @@ func readBody(r *http.Request, limit int64) ([]byte, error) {
 	}
 	b, err := io.ReadAll(io.LimitReader(r.Body, limit+1))
 	if err != nil {
-		return nil, fb.Invalid("", "could not read the request body: %v", err)
+		return nil, bodyError(err)
 	}
 	if int64(len(b)) > limit {
 		return nil, fb.Errorf(fb.ETooLarge, "the request body is over the limit of %d bytes", limit)
 	}
 	return b, nil
+}
+
+// bodyError is the client's error for a body that could not be read: the
+// server guard's own refusals (too many bodies in flight, too slow) as
+// they are, a read deadline hit as 408, anything else as a bad request.
+func bodyError(err error) error {
+	var fe *fb.Error
+	switch {
+	case errors.As(err, &fe):
+		return fe
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		return fb.Errorf(fb.ERequestTimeout, "the request body did not arrive in time")
+	}
+	return fb.Invalid("", "could not read the request body: %v", err)
 }

@@ -137,3 +137,45 @@ func TestRoutingFallback(t *testing.T) {
 		t.Error("a request nobody served was charged")
 	}
 }
+
+// TestUpstreamRedirectNotFollowed: an upstream that answers a redirect is
+// not followed, so neither the customer's request nor the provider's key
+// reaches where it points (security review, finding 17); the 3xx is an
+// answer like any other that is not a success, charged nothing.
+func TestUpstreamRedirectNotFollowed(t *testing.T) {
+	var hits atomic.Int64
+	target := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hits.Add(1)
+		(&routing.Simulator{}).ServeHTTP(w, r)
+	}))
+	defer target.Close()
+	redirector := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, target.URL+r.URL.Path, http.StatusTemporaryRedirect)
+	}))
+	defer redirector.Close()
+	router, err := routing.NewRouter([]*routing.Deployment{
+		{Name: "moved/gpt-4o-mini", Provider: "moved", Type: routing.TypeOpenAI, Model: "gpt-4o-mini", Upstream: "gpt-4o-mini", BaseURL: redirector.URL + "/v1", APIKey: "sk-provider",
+			Cost: routing.CostCard{InputPerMTok: fb.Micro, OutputPerMTok: fb.Micro, CachedInputPerMTok: fb.Micro}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := newEnvRouter(t, gateway.Config{}, router, nil)
+	key, _ := e.customer("acme", "100", nil)
+	before := e.available("acme")
+	for _, stream := range []bool{false, true} {
+		a := e.do("POST", "/v1/chat/completions", key, chatBody(stream, false, `,"max_tokens":50`))
+		if a.status != http.StatusTemporaryRedirect {
+			t.Errorf("stream %v: got %d %s, want the upstream's 307 passed on", stream, a.status, a.raw)
+		}
+		if loc := a.header.Get("Location"); loc != "" {
+			t.Errorf("stream %v: the upstream's Location %q reached the client", stream, loc)
+		}
+	}
+	if n := hits.Load(); n != 0 {
+		t.Fatalf("the redirect target was called %d times, want never", n)
+	}
+	if got := e.available("acme"); got != before {
+		t.Fatalf("available after two redirected requests: got %s, want %s (nothing charged)", got, before)
+	}
+}

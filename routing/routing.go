@@ -72,7 +72,9 @@ type Deployment struct {
 	// when 0).
 	Priority int
 	Weight   int
-	Client   *http.Client
+	// Client sends the requests; DefaultClient when nil. It must not
+	// follow redirects (see NoRedirects).
+	Client *http.Client
 
 	// What the gateway must know to bound what the deployment bills.
 	// Limits are the model's input limits here: the most one image part
@@ -107,14 +109,25 @@ const DefaultMaxOutputTokens = 4096
 
 // DefaultClient is the upstream client: many idle connections per host,
 // since a gateway sends all its traffic to a few hosts. Deadlines come from
-// each request's context.
-var DefaultClient = &http.Client{Transport: &http.Transport{
-	Proxy:               http.ProxyFromEnvironment,
-	MaxIdleConns:        1024,
-	MaxIdleConnsPerHost: 512,
-	IdleConnTimeout:     90 * time.Second,
-	ForceAttemptHTTP2:   false,
-}}
+// each request's context. It never follows a redirect: that would re-send
+// the customer's request, and to the same host the provider's key, to
+// wherever the upstream points; the gateway gets the 3xx itself, like any
+// other answer that is not a success.
+var DefaultClient = &http.Client{
+	Transport: &http.Transport{
+		Proxy:               http.ProxyFromEnvironment,
+		MaxIdleConns:        1024,
+		MaxIdleConnsPerHost: 512,
+		IdleConnTimeout:     90 * time.Second,
+		ForceAttemptHTTP2:   false,
+	},
+	CheckRedirect: NoRedirects,
+}
+
+// NoRedirects is an http.Client's CheckRedirect that answers the redirect
+// itself instead of following it; any client given to a Deployment should
+// have it.
+func NoRedirects(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 
 // GPUCost turns an own GPU pool's cost into a per-token cost card:
 //

@@ -18,6 +18,7 @@ import (
 	fb "farebox"
 	"farebox/economics"
 	"farebox/gateway"
+	"farebox/httpguard"
 	"farebox/pricing"
 	"farebox/routing"
 )
@@ -25,6 +26,7 @@ import (
 // fileConfig is the --config YAML file. Every field is optional.
 type fileConfig struct {
 	AdminToken string          `yaml:"admin_token"`
+	Server     serverConfig    `yaml:"server"`
 	Gateway    gatewayConfig   `yaml:"gateway"`
 	Providers  []providerEntry `yaml:"providers"`
 	// RevenueShares: percentages of revenue owed to partners, by model.
@@ -48,6 +50,38 @@ func (c fileConfig) shares() ([]economics.Share, error) {
 		out = append(out, sh)
 	}
 	return out, nil
+}
+
+// serverConfig is the HTTP server's limits (see httpguard.Limits); an
+// unset or zero key takes the default.
+type serverConfig struct {
+	HeaderTimeout  string `yaml:"header_timeout"`
+	BodyTimeout    string `yaml:"body_timeout"`
+	IdleTimeout    string `yaml:"idle_timeout"`
+	MaxHeaderBytes int    `yaml:"max_header_bytes"`
+	MaxConns       int    `yaml:"max_conns"`
+	BodyBudget     int64  `yaml:"body_budget"`
+}
+
+func (c serverConfig) limits() (httpguard.Limits, error) {
+	l := httpguard.Limits{MaxHeaderBytes: c.MaxHeaderBytes, MaxConns: c.MaxConns, BodyBudget: c.BodyBudget}
+	for _, d := range []struct {
+		name, v string
+		to      *time.Duration
+	}{{"header_timeout", c.HeaderTimeout, &l.HeaderTimeout}, {"body_timeout", c.BodyTimeout, &l.BodyTimeout}, {"idle_timeout", c.IdleTimeout, &l.IdleTimeout}} {
+		if d.v == "" {
+			continue
+		}
+		v, err := time.ParseDuration(d.v)
+		if err != nil || v <= 0 {
+			return l, fmt.Errorf("server.%s %q must be a duration such as 30s", d.name, d.v)
+		}
+		*d.to = v
+	}
+	if err := l.Validate(); err != nil {
+		return l, fmt.Errorf("server.%w", err)
+	}
+	return l.WithDefaults(), nil
 }
 
 type gatewayConfig struct {

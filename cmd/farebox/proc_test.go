@@ -60,7 +60,7 @@ func binary(t *testing.T) string {
 	return binPath
 }
 
-const testToken = "fba_test_token"
+const testToken = "fba_test_token_0123456789abcdefghijk"
 
 // proc is a farebox serve process.
 type proc struct {

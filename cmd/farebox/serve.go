@@ -8,19 +8,19 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"net/http"
-	"net/url"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	fb "farebox"
 	"farebox/api"
 	"farebox/economics"
 	"farebox/gateway"
+	"farebox/httpguard"
 	"farebox/ledger"
 	"farebox/plans"
 	"farebox/pricing"
@@ -95,17 +95,11 @@ func openStore(ctx context.Context, dbURL, dataDir string, readOnly bool) (store
 		}
 		return s, redact(dbURL), false, nil
 	}
-	return nil, "", false, fmt.Errorf("--db %q: want sqlite:///path or postgres://…", dbURL)
+	return nil, "", false, fmt.Errorf("--db %q: want sqlite:///path or postgres://…", redact(dbURL))
 }
 
-// redact hides a URL's password for logs.
-func redact(u string) string {
-	p, err := url.Parse(u)
-	if err != nil {
-		return "(unparsable URL)"
-	}
-	return p.Redacted()
-}
+// redact hides a database URL's passwords for errors and logs.
+func redact(u string) string { return postgres.Redact(u) }
 
 func serve(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	cfg, err := serveFlags(args, getenv, stderr)
@@ -120,6 +114,16 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	gwConfig, err := file.Gateway.config()
 	if err != nil {
 		return &exitError{2, fmt.Errorf("--config %s: %w", cfg.config, err)}
+	}
+	limits, err := file.Server.limits()
+	if err != nil {
+		return &exitError{2, fmt.Errorf("--config %s: %w", cfg.config, err)}
+	}
+	if file.AdminToken != "" && getenv("FAREBOX_ADMIN_TOKEN") == "" {
+		getenv = withEnv(getenv, "FAREBOX_ADMIN_TOKEN", file.AdminToken)
+	}
+	if t := getenv("FAREBOX_ADMIN_TOKEN"); t != "" && utf8.RuneCountInString(t) < minAdminToken {
+		return &exitError{2, fmt.Errorf("the admin token (FAREBOX_ADMIN_TOKEN or admin_token in the config) has %d characters; it must have at least %d (for example: openssl rand -base64 32)", utf8.RuneCountInString(t), minAdminToken)}
 	}
 	shares, err := file.shares()
 	if err != nil {
@@ -139,9 +143,6 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		return err
 	}
 	defer store.Close()
-	if file.AdminToken != "" && getenv("FAREBOX_ADMIN_TOKEN") == "" {
-		getenv = withEnv(getenv, "FAREBOX_ADMIN_TOKEN", file.AdminToken)
-	}
 	token, generated, err := adminToken(getenv, cfg.dataDir)
 	if err != nil {
 		return err
@@ -173,9 +174,11 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		engine.Close()
 		return err
 	}
-	hs := &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	// The guard runs before the routes: it refuses a body the server
+	// cannot take before anything reads it.
+	hs := limits.Server(httpguard.New(limits, srv.WriteError).Handler(srv.Handler()))
 	served := make(chan error, 1)
-	go func() { served <- hs.Serve(ln) }()
+	go func() { served <- hs.Serve(httpguard.Listener(ln, limits.MaxConns)) }()
 
 	sweepCtx, stopSweep := context.WithCancel(context.Background())
 	swept := make(chan struct{})
@@ -188,9 +191,11 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		wg.Wait()
 	}()
 
-	log.Info("farebox started", "db", where)
+	log.Info("farebox started", "db", where, "limits", limits.String())
 	if generated {
-		fmt.Fprintf(stdout, "admin token: %s (saved in %s)\n", token, filepath.Join(cfg.dataDir, "admin-token"))
+		// Only where it is: stdout ends up in terminals' scrollback and
+		// service logs, which are not as private as the file.
+		fmt.Fprintf(stdout, "admin token generated: kept in %s (mode 0600)\n", filepath.Join(cfg.dataDir, "admin-token"))
 	}
 	if cfg.demo {
 		key, err := seedDemo(ctx, store, engine, srv.Plans, cfg.dataDir)
@@ -265,6 +270,10 @@ func sweep(ctx context.Context, e *ledger.Engine, log *slog.Logger) {
 	}
 }
 
+// minAdminToken is the fewest characters an admin token may have: the
+// token is all that guards the ledger, so it must not be guessable.
+const minAdminToken = 32
+
 // adminToken returns the admin token from the environment or the data
 // directory, generating and saving one on first start.
 func adminToken(getenv func(string) string, dataDir string) (string, bool, error) {
@@ -274,6 +283,9 @@ func adminToken(getenv func(string) string, dataDir string) (string, bool, error
 	path := filepath.Join(dataDir, "admin-token")
 	if b, err := os.ReadFile(path); err == nil {
 		if t := strings.TrimSpace(string(b)); t != "" {
+			if n := utf8.RuneCountInString(t); n < minAdminToken {
+				return "", false, &exitError{2, fmt.Errorf("%s holds an admin token of %d characters; it must have at least %d: remove the file to have one generated, or set FAREBOX_ADMIN_TOKEN", path, n, minAdminToken)}
+			}
 			return t, false, nil
 		}
 	} else if !errors.Is(err, os.ErrNotExist) {

@@ -75,8 +75,18 @@ func IsURL(u string) bool {
 }
 
 // Open connects to the database at url and, unless read-only, applies
-// the migrations it lacks.
+// the migrations it lacks. Its errors never show the URL's password.
 func Open(ctx context.Context, url string, opts Options) (*Store, error) {
+	s, err := open(ctx, url, opts)
+	if err != nil {
+		// pgx masks the passwords it recognises; whatever it quotes that
+		// it did not recognise (a malformed URL), this masks too.
+		return nil, hide(err, url)
+	}
+	return s, nil
+}
+
+func open(ctx context.Context, url string, opts Options) (*Store, error) {
 	cfg, err := pgxpool.ParseConfig(url)
 	if err != nil {
 		return nil, fmt.Errorf("database URL: %w", err)

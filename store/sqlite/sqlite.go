@@ -91,6 +91,15 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 			return nil, fmt.Errorf("%w (%s is locked)", ErrLocked, path+".lock")
 		}
 		s.lock = f
+		// Created here, 0600, before SQLite would create it 0644 (less the
+		// umask): the ledger is private, and SQLite gives its -wal and -shm
+		// files the database file's mode.
+		db, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o600)
+		if err != nil {
+			s.Close()
+			return nil, err
+		}
+		db.Close()
 	}
 	q := url.Values{}
 	q.Add("_pragma", "busy_timeout(10000)")

@@ -4,8 +4,10 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -132,6 +134,32 @@ func TestPathFromURL(t *testing.T) {
 	} {
 		if got := sqlite.PathFromURL(in); got != want {
 			t.Errorf("PathFromURL(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+// TestFileModes: the database and its -wal and -shm files are private to
+// their owner (0600), also in a data directory that already exists and
+// under the usual umask 022, which gives SQLite's own files 0644 (security
+// review, finding 16).
+func TestFileModes(t *testing.T) {
+	old := syscall.Umask(0o022)
+	defer syscall.Umask(old)
+	dir := t.TempDir()
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, "farebox.db")
+	s := open(t, path, sqlite.Options{})
+	defer s.Close()
+	seed(t, s) // writes, so the WAL has frames
+	for _, suffix := range []string{"", "-wal", "-shm"} {
+		fi, err := os.Stat(path + suffix)
+		if err != nil {
+			t.Fatalf("stat %s: %v", path+suffix, err)
+		}
+		if got := fi.Mode().Perm(); got != 0o600 {
+			t.Errorf("farebox.db%s: mode %v, want 0600", suffix, got)
 		}
 	}
 }
