@@ -374,6 +374,10 @@ func TestStreamUsageAfterClientLeft(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if resp.StatusCode != 200 {
+		b, _ := io.ReadAll(resp.Body)
+		t.Fatalf("status %d %s", resp.StatusCode, b)
+	}
 	for range 5 {
 		up.next <- "字字字字" // 12 bytes: 3 tokens by the estimate, 4 in fact
 		<-up.sent
@@ -385,13 +389,16 @@ func TestStreamUsageAfterClientLeft(t *testing.T) {
 	}
 	up.next <- ""
 	close(up.next)
-	for deadline := time.Now().Add(10 * time.Second); ledger.Held(e.account("acme")) != 0; time.Sleep(20 * time.Millisecond) {
+	var rows []fb.UsageRow
+	for deadline := time.Now().Add(10 * time.Second); len(rows) == 0; time.Sleep(20 * time.Millisecond) {
 		if time.Now().After(deadline) {
 			t.Fatal("not settled")
 		}
+		rows, _ = e.store.Usage(context.Background(), fb.UsageFilter{Customer: "acme", GroupBy: "status"})
 	}
-	if got, want := e.account("acme").Charged, cost(11, 80); got != want {
-		t.Errorf("charged %s, want %s: the upstream's usage, read after the client left", got, want)
+	acct := e.account("acme")
+	if got, want := acct.Charged, cost(11, 80); got != want || ledger.Held(acct) != 0 || rows[0].Key != gateway.StatusClientGone {
+		t.Errorf("charged %s (held %s, usage %+v), want %s: the upstream's usage, read after the client left", got, ledger.Held(acct), rows, want)
 	}
 }
 

@@ -140,8 +140,8 @@ func TestRoutingFallback(t *testing.T) {
 
 // TestUpstreamRedirectNotFollowed: an upstream that answers a redirect is
 // not followed, so neither the customer's request nor the provider's key
-// reaches where it points (security review, finding 17); the 3xx is an
-// answer like any other that is not a success, charged nothing.
+// reaches where it points (security review, finding 17); the 3xx is a
+// failure of the deployment (its URL is wrong): 502, charged nothing.
 func TestUpstreamRedirectNotFollowed(t *testing.T) {
 	var hits atomic.Int64
 	target := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -165,8 +165,8 @@ func TestUpstreamRedirectNotFollowed(t *testing.T) {
 	before := e.available("acme")
 	for _, stream := range []bool{false, true} {
 		a := e.do("POST", "/v1/chat/completions", key, chatBody(stream, false, `,"max_tokens":50`))
-		if a.status != http.StatusTemporaryRedirect {
-			t.Errorf("stream %v: got %d %s, want the upstream's 307 passed on", stream, a.status, a.raw)
+		if a.status != http.StatusBadGateway || a.get("error", "type") != "upstream_error" {
+			t.Errorf("stream %v: got %d %s, want 502 upstream_error", stream, a.status, a.raw)
 		}
 		if loc := a.header.Get("Location"); loc != "" {
 			t.Errorf("stream %v: the upstream's Location %q reached the client", stream, loc)
