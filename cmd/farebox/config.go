@@ -92,6 +92,8 @@ type gatewayConfig struct {
 	StreamTimeout            string `yaml:"stream_timeout"`
 	WriteTimeout             string `yaml:"write_timeout"`
 	DrainTimeout             string `yaml:"drain_timeout"`
+	SettleRetry              string `yaml:"settle_retry"`
+	MaxAnswerBytes           int64  `yaml:"max_answer_bytes"`
 	MaxConcurrentPerCustomer int    `yaml:"max_concurrent_per_customer"`
 }
 
@@ -168,7 +170,7 @@ func loadConfig(path string) (fileConfig, error) {
 }
 
 func (c gatewayConfig) config() (gateway.Config, error) {
-	g := gateway.Config{MinOutputTokens: c.MinOutputTokens, MaxConcurrentPerCustomer: c.MaxConcurrentPerCustomer}
+	g := gateway.Config{MinOutputTokens: c.MinOutputTokens, MaxConcurrentPerCustomer: c.MaxConcurrentPerCustomer, MaxAnswerBytes: c.MaxAnswerBytes}
 	for _, d := range []struct {
 		name, v string
 		to      *time.Duration
@@ -176,6 +178,7 @@ func (c gatewayConfig) config() (gateway.Config, error) {
 		{"request_timeout", c.RequestTimeout, &g.RequestTimeout}, {"first_byte_timeout", c.FirstByteTimeout, &g.FirstByteTimeout},
 		{"stream_idle_timeout", c.StreamIdleTimeout, &g.StreamIdleTimeout}, {"stream_timeout", c.StreamTimeout, &g.StreamTimeout},
 		{"write_timeout", c.WriteTimeout, &g.WriteTimeout}, {"drain_timeout", c.DrainTimeout, &g.DrainTimeout},
+		{"settle_retry", c.SettleRetry, &g.SettleRetry},
 	} {
 		if d.v == "" {
 			continue
@@ -188,6 +191,9 @@ func (c gatewayConfig) config() (gateway.Config, error) {
 	}
 	if c.MinOutputTokens < 0 {
 		return g, fmt.Errorf("gateway.min_output_tokens must not be negative")
+	}
+	if c.MaxAnswerBytes < 0 {
+		return g, fmt.Errorf("gateway.max_answer_bytes must not be negative")
 	}
 	if c.MaxConcurrentPerCustomer < 0 {
 		return g, fmt.Errorf("gateway.max_concurrent_per_customer must not be negative (0: no bound)")
