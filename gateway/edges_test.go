@@ -225,7 +225,17 @@ type scripted struct {
 	next  chan string
 	sent  chan struct{}
 	usage string // the usage chunk's object
+	stop  chan struct{}
+	once  sync.Once
 }
+
+func newScripted(t *testing.T, buffer int, usage string) *scripted {
+	return &scripted{next: make(chan string, buffer), sent: make(chan struct{}, max(buffer, 1)), usage: usage, stop: make(chan struct{})}
+}
+
+// halt ends the stream, so that a failed test does not leave the gateway
+// and the test's servers waiting on it: register it after the env.
+func (s *scripted) halt() { s.once.Do(func() { close(s.stop) }) }
 
 func (s *scripted) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	io.Copy(io.Discard, r.Body)
@@ -233,7 +243,17 @@ func (s *scripted) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(200)
 	rc := http.NewResponseController(w)
 	rc.Flush()
-	for text := range s.next {
+	for {
+		var text string
+		select {
+		case t, ok := <-s.next:
+			if !ok {
+				return
+			}
+			text = t
+		case <-s.stop:
+			return
+		}
 		if text == "" {
 			fmt.Fprintf(w, "data: {\"id\":\"c\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"gpt-4o-mini\",\"choices\":[],\"usage\":%s}\n\ndata: [DONE]\n\n", s.usage)
 			rc.Flush()
@@ -255,9 +275,10 @@ func (s *scripted) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // the test's clock.
 func TestStreamHoldExtended(t *testing.T) {
 	clk := &fakeClock{t: time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)}
-	up := &scripted{next: make(chan string), sent: make(chan struct{}, 1), usage: `{"prompt_tokens":11,"completion_tokens":3}`}
+	up := newScripted(t, 0, `{"prompt_tokens":11,"completion_tokens":3}`)
 	r := routerOf(t, &routing.Deployment{BaseURL: serveUpstream(t, up), MaxOutputTokens: 100})
 	e := newEnvWith(t, envOptions{router: r, now: clk.Now})
+	t.Cleanup(up.halt)
 	key, _ := e.customer("acme", "100", nil)
 	done := make(chan answer, 1)
 	go func() { done <- e.do("POST", "/v1/chat/completions", key, chatBody(true, true, "")) }()
@@ -362,9 +383,10 @@ func TestSlowReader(t *testing.T) {
 // provider's bill — not its own estimate of four bytes a token, which is
 // low for scripts whose every character is a token.
 func TestStreamUsageAfterClientLeft(t *testing.T) {
-	up := &scripted{next: make(chan string, 64), sent: make(chan struct{}, 64), usage: `{"prompt_tokens":11,"completion_tokens":80}`}
+	up := newScripted(t, 64, `{"prompt_tokens":11,"completion_tokens":80}`)
 	r := routerOf(t, &routing.Deployment{BaseURL: serveUpstream(t, up), MaxOutputTokens: 100})
 	e := newEnvRouter(t, gateway.Config{}, r, nil)
+	t.Cleanup(up.halt)
 	key, _ := e.customer("acme", "100", nil)
 	req, _ := http.NewRequest("POST", e.url+"/v1/chat/completions", strings.NewReader(chatBody(true, false, "")))
 	req.Header.Set("Authorization", "Bearer "+key)
@@ -407,9 +429,10 @@ func TestStreamUsageAfterClientLeft(t *testing.T) {
 // plan's requests per minute is refused before its body is read — a
 // client that declares a body and never sends it is answered at once.
 func TestConcurrencyCapAndRateBeforeBody(t *testing.T) {
-	up := &scripted{next: make(chan string), sent: make(chan struct{}, 1), usage: `{"prompt_tokens":1,"completion_tokens":1}`}
+	up := newScripted(t, 0, `{"prompt_tokens":1,"completion_tokens":1}`)
 	r := routerOf(t, &routing.Deployment{BaseURL: serveUpstream(t, up), MaxOutputTokens: 100})
 	e := newEnvRouter(t, gateway.Config{MaxConcurrentPerCustomer: 1}, r, nil)
+	t.Cleanup(up.halt)
 	key, _ := e.customer("acme", "100", nil)
 	done := make(chan answer, 1)
 	go func() { done <- e.do("POST", "/v1/chat/completions", key, chatBody(true, false, "")) }()
@@ -509,10 +532,11 @@ func (s *downStore) Write(ctx context.Context, fn func(fb.WriteTx) error) error 
 func TestStoreDownMidStream(t *testing.T) {
 	clk := &fakeClock{t: time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)}
 	var ds *downStore
-	up := &scripted{next: make(chan string), sent: make(chan struct{}, 1), usage: `{"prompt_tokens":11,"completion_tokens":3}`}
+	up := newScripted(t, 0, `{"prompt_tokens":11,"completion_tokens":3}`)
 	r := routerOf(t, &routing.Deployment{BaseURL: serveUpstream(t, up), MaxOutputTokens: 100})
 	e := newEnvWith(t, envOptions{router: r, now: clk.Now, spool: true, cfg: gateway.Config{SettleRetry: 200 * time.Millisecond},
 		wrap: func(s fb.Store) fb.Store { ds = &downStore{Store: s}; return ds }})
+	t.Cleanup(up.halt)
 	key, _ := e.customer("acme", "100", nil)
 	done := make(chan answer, 1)
 	go func() { done <- e.do("POST", "/v1/chat/completions", key, chatBody(true, true, "")) }()
