@@ -145,11 +145,25 @@ type APIKey struct {
 	RevokedAt time.Time `json:"revoked_at,omitzero"`
 }
 
+// GroupBy is what usage and economics rows are grouped by.
+type GroupBy string
+
+// Groupings. Usage takes all of them; economics reports customer, model,
+// provider and day.
+const (
+	GroupModel      GroupBy = "model"
+	GroupDay        GroupBy = "day"
+	GroupProvider   GroupBy = "provider"
+	GroupCustomer   GroupBy = "customer"
+	GroupDeployment GroupBy = "deployment"
+	GroupStatus     GroupBy = "status"
+)
+
 // UsageFilter selects usage rows and how to group them.
 type UsageFilter struct {
 	Customer string
 	From, To time.Time // [From, To); zero: unbounded
-	GroupBy  string    // model, day, provider or customer
+	GroupBy  GroupBy
 }
 
 // UsageRow is one group of usage. Requests counts its usages; it hides the
@@ -189,7 +203,7 @@ type Revenue struct {
 // (customer, model, provider or day) and always by model.
 type EconFilter struct {
 	From, To time.Time
-	GroupBy  string
+	GroupBy  GroupBy
 	Customer string // "": all
 }
 

@@ -23,7 +23,8 @@ const (
 	ERequestTimeout      = "request_timeout" // the request (its body) did not arrive in time
 	ERateLimited         = "rate_limited"
 	EUpstream            = "upstream_error"
-	EUnavailable         = "no_capacity"
+	EUnavailable         = "unavailable" // the database or the server cannot take it now: retry
+	ENoCapacity          = "no_capacity" // nothing can serve it (no deployment, no free GPUs, too busy)
 	EUpstreamTimeout     = "upstream_timeout"
 	EInternal            = "internal_error"
 )
@@ -43,6 +44,38 @@ func (e *Error) Error() string {
 	}
 	return e.Code + ": " + e.Message
 }
+
+// Is reports whether target is an *Error of the same type and code, so
+// that errors.Is matches every error made from a sentinel below, whatever
+// its message.
+func (e *Error) Is(target error) bool {
+	t, ok := target.(*Error)
+	return ok && t.Type == e.Type && t.Code == e.Code
+}
+
+// New returns an error of e's type and code with a formatted message: a
+// sentinel's instance.
+func (e *Error) New(format string, args ...any) *Error {
+	c := *e
+	c.Message = fmt.Sprintf(format, args...)
+	return &c
+}
+
+// The errors other packages act on, by code: make one with New, test for
+// one with errors.Is.
+var (
+	ErrHoldExpired         = &Error{Type: EConflict, Code: "hold_expired"}
+	ErrHoldResolved        = &Error{Type: EConflict, Code: "hold_resolved"}
+	ErrCustomerExists      = &Error{Type: EConflict, Code: "customer_exists"}
+	ErrPlanExists          = &Error{Type: EConflict, Code: "plan_exists"}
+	ErrPlanInUse           = &Error{Type: EConflict, Code: "plan_in_use"}
+	ErrSubscriptionChanged = &Error{Type: EConflict, Code: "subscription_changed"}
+	ErrUnknownCustomer     = &Error{Type: ENotFound, Code: "unknown_customer"}
+	ErrModelNotFound       = &Error{Type: ENotFound, Code: "model_not_found"}
+	ErrStoreUnavailable    = &Error{Type: EUnavailable, Code: "store_unavailable"}
+	ErrShuttingDown        = &Error{Type: EUnavailable, Code: "shutting_down"}
+	ErrStoreRejected       = &Error{Type: EInvalid, Code: "store_rejected"}
+)
 
 // Errorf returns an *Error of type typ with a formatted message.
 func Errorf(typ, format string, args ...any) *Error {

@@ -360,9 +360,9 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) error {
 
 func (s *Server) usageFilter(r *http.Request) (fb.UsageFilter, error) {
 	q := r.URL.Query()
-	f := fb.UsageFilter{GroupBy: q.Get("group_by")}
+	f := fb.UsageFilter{GroupBy: fb.GroupBy(q.Get("group_by"))}
 	if f.GroupBy == "" {
-		f.GroupBy = "model"
+		f.GroupBy = fb.GroupModel
 	}
 	var err error
 	if f.Customer, err = customerQuery(r); err != nil {

@@ -27,6 +27,7 @@ var statusOf = map[string]int{
 	fb.ERateLimited:         http.StatusTooManyRequests,
 	fb.EUpstream:            http.StatusBadGateway,
 	fb.EUnavailable:         http.StatusServiceUnavailable,
+	fb.ENoCapacity:          http.StatusServiceUnavailable,
 	fb.EUpstreamTimeout:     http.StatusGatewayTimeout,
 	fb.EInternal:            http.StatusInternalServerError,
 }

@@ -35,9 +35,9 @@ func reportDay(param, v string) (time.Time, error) {
 func (s *Server) economicsReport(w http.ResponseWriter, r *http.Request) error {
 	q := r.URL.Query()
 	today := s.Now().UTC().Truncate(24 * time.Hour)
-	f := fb.EconFilter{From: today.AddDate(0, 0, -29), To: today.AddDate(0, 0, 1), GroupBy: q.Get("group_by")}
+	f := fb.EconFilter{From: today.AddDate(0, 0, -29), To: today.AddDate(0, 0, 1), GroupBy: fb.GroupBy(q.Get("group_by"))}
 	if f.GroupBy == "" {
-		f.GroupBy = "customer"
+		f.GroupBy = fb.GroupCustomer
 	}
 	var err error
 	if f.Customer, err = customerQuery(r); err != nil {
@@ -89,7 +89,7 @@ func (s *Server) forecastReport(w http.ResponseWriter, r *http.Request) error {
 		days = n
 	}
 	now := s.Now().UTC()
-	rows, err := s.Store.Usage(r.Context(), fb.UsageFilter{Customer: customer, From: now.AddDate(0, 0, -days), To: now.Add(time.Nanosecond), GroupBy: "customer"})
+	rows, err := s.Store.Usage(r.Context(), fb.UsageFilter{Customer: customer, From: now.AddDate(0, 0, -days), To: now.Add(time.Nanosecond), GroupBy: fb.GroupCustomer})
 	if err != nil {
 		return err
 	}

@@ -7,6 +7,7 @@ package api
 import (
 	"context"
 	"crypto/subtle"
+	"errors"
 	"log/slog"
 	"net/http"
 	"strconv"
@@ -180,7 +181,7 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) error {
 	defer cancel()
 	if err := s.Store.Ping(ctx); err != nil {
 		s.Log.Warn("not ready", "err", err)
-		return fb.Errorf(fb.EUnavailable, "the database does not answer").WithCode("store_unavailable")
+		return fb.ErrStoreUnavailable.New("the database does not answer")
 	}
 	writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
 	return nil
@@ -206,7 +207,7 @@ func (s *Server) createCustomer(w http.ResponseWriter, r *http.Request) error {
 	}
 	status := http.StatusCreated
 	if err := s.Store.CreateCustomer(r.Context(), c); err != nil {
-		if fb.ErrorCode(err) != "customer_exists" {
+		if !errors.Is(err, fb.ErrCustomerExists) {
 			return err
 		}
 		// The same create repeated is answered with what exists (and

@@ -54,11 +54,11 @@ type Row struct {
 // holds captured through the API) has no model or provider: grouped by
 // either it is the row of key "", so the revenue totals are the same
 // whatever the grouping. It carries no partner share.
-func Report(in []fb.EconRow, groupBy string, cfg Config) ([]Row, Row, error) {
+func Report(in []fb.EconRow, groupBy fb.GroupBy, cfg Config) ([]Row, Row, error) {
 	byKey := map[string]*Row{}
 	var keys []string
 	for _, e := range in {
-		if e.Model == "" && (groupBy == "model" || groupBy == "provider") {
+		if e.Model == "" && (groupBy == fb.GroupModel || groupBy == fb.GroupProvider) {
 			e.BreakageCredits, e.BreakageUSD = 0, 0
 			if e == (fb.EconRow{Key: e.Key}) {
 				continue // breakage only

@@ -89,7 +89,7 @@ func TestReportRevenueWithoutModel(t *testing.T) {
 		for i := range byModel {
 			byModel[i].Key = byModel[i].Model
 		}
-		rows, total, err := Report(byModel, g, cfg)
+		rows, total, err := Report(byModel, fb.GroupBy(g), cfg)
 		if err != nil || len(rows) != 2 || rows[0].Key != "" || rows[0].RevenueUSD != 12_000 || rows[0].CreditsConsumed != 2*fb.Micro ||
 			rows[0].Uncollected != fb.Micro || rows[0].BreakageUSD != 0 || rows[0].PartnerShareUSD != 0 {
 			t.Fatalf("by %s: got %+v, %v; want the row \"\" with revenue 12000, 2 credits, 1 uncollected, no breakage, no share", g, rows, err)

@@ -200,7 +200,7 @@ func (g *Gateway) admit(x *exchange) error {
 	}
 	price, priced := card.At(q.model, x.start)
 	if len(all) == 0 || !priced || all[0].Embeddings != q.embedding {
-		return fb.Errorf(fb.ENotFound, "the model %s does not exist or is not served here; GET /v1/models lists yours", q.model).WithCode("model_not_found").WithParam("model")
+		return fb.ErrModelNotFound.New("the model %s does not exist or is not served here; GET /v1/models lists yours", q.model).WithParam("model")
 	}
 	x.price = price
 	// The deployments that may serve it: those that take every field it
@@ -317,7 +317,7 @@ func (g *Gateway) send(x *exchange) (*http.Response, error) {
 		switch cause := context.Cause(x.ctx); {
 		case cause == errHoldLost:
 			g.settle(x, nil, StatusHoldLost, false)
-			return nil, fb.Errorf(fb.EUnavailable, "the ledger could not record this request's hold; retry").WithCode("store_unavailable")
+			return nil, fb.ErrStoreUnavailable.New("the ledger could not record this request's hold; retry")
 		case cause == errClientGone:
 			g.settle(x, nil, StatusClientGone, false)
 			return nil, fb.Errorf(fb.EUpstream, "the client went away")
@@ -678,7 +678,7 @@ func (g *Gateway) settle(x *exchange, q *fb.Quantities, status string, delivered
 func (g *Gateway) apply(ctx context.Context, op fb.Op, retry bool) (fb.Result, error) {
 	for wait := 50 * time.Millisecond; ; wait = min(2*wait, time.Second) {
 		res, err := g.Ledger.Submit(ctx, op)
-		if op.Kind == fb.OpCapture && (fb.ErrorCode(err) == "hold_expired" || fb.ErrorType(err) == fb.ENotFound) {
+		if op.Kind == fb.OpCapture && (errors.Is(err, fb.ErrHoldExpired) || fb.ErrorType(err) == fb.ENotFound) {
 			op = fb.Op{Kind: fb.OpDebit, Customer: op.Customer, Key: "settle-" + op.HoldID, Amount: op.Amount, AllowUncollected: true, Usage: op.Usage}
 			continue
 		}

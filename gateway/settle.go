@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"context"
+	"errors"
 	"time"
 
 	fb "farebox"
@@ -78,7 +79,7 @@ func (g *Gateway) SettleSpooled(ctx context.Context) (int, error) {
 			g.Log.Info("a spooled settlement was applied", "hold", e.ID, "op", e.Op.Kind, "credits", e.Op.Amount)
 		case fb.ErrorType(err) == fb.EUnavailable || ctx.Err() != nil:
 			return n, err
-		case fb.ErrorCode(err) == "hold_resolved" || fb.ErrorType(err) == fb.EIdempotencyConflict:
+		case errors.Is(err, fb.ErrHoldResolved) || fb.ErrorType(err) == fb.EIdempotencyConflict:
 			// Settled already, by a settlement that committed just
 			// before the process stopped.
 		default:

@@ -249,7 +249,7 @@ func (g *Gateway) relayStream(w http.ResponseWriter, resp *http.Response, x *exc
 			write([]byte("data: "), b, []byte("\n\n"))
 		}
 	case status == StatusHoldLost:
-		g.writeStreamError(w, fb.Errorf(fb.EUnavailable, "the ledger could not record this request's hold; retry").WithCode("store_unavailable"))
+		g.writeStreamError(w, fb.ErrStoreUnavailable.New("the ledger could not record this request's hold; retry"))
 		return
 	case status != StatusOK:
 		g.writeStreamError(w, fb.Errorf(fb.EUpstream, "the model %s broke off the stream (%s)", x.req.model, status).WithCode(status))

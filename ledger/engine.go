@@ -48,7 +48,7 @@ type Config struct {
 var errInvariant = errors.New("ledger invariant broken")
 
 // ErrClosed is returned by Submit after Close.
-var ErrClosed = fb.Errorf(fb.EUnavailable, "the ledger is shutting down").WithCode("shutting_down")
+var ErrClosed = fb.ErrShuttingDown.New("the ledger is shutting down")
 
 // Engine applies ledger ops in batches: it takes what has queued up, loads
 // the touched accounts, applies the state machine, checks the invariants,
@@ -465,12 +465,12 @@ func (e *Engine) run(batch []*request, now time.Time) {
 			}
 		}
 		e.log.Error("ledger batch failed", "ops", len(batch), "err", err)
-		var fail error = fb.Errorf(fb.EUnavailable, "the ledger could not commit the batch; retry with the same idempotency key").WithCode("store_unavailable")
+		var fail error = fb.ErrStoreUnavailable.New("the ledger could not commit the batch; retry with the same idempotency key")
 		switch {
 		case errors.Is(err, errInvariant):
 			fail = err // internal: logged, shown as internal_error
 		case errors.Is(err, fb.ErrRejected):
-			fail = fb.Errorf(fb.EInvalid, "the database refused what this operation records").WithCode("store_rejected")
+			fail = fb.ErrStoreRejected.New("the database refused what this operation records")
 		}
 		for _, r := range batch {
 			if r.answered {
@@ -641,7 +641,7 @@ func (e *Engine) prepare(ctx context.Context, tx fb.WriteTx, batch []*request) (
 		}
 		a, ok := accts[r.op.Customer]
 		if !ok {
-			r.outErr = fb.Errorf(fb.ENotFound, "no customer %q", r.op.Customer).WithCode("unknown_customer")
+			r.outErr = fb.ErrUnknownCustomer.New("no customer %q", r.op.Customer)
 			continue
 		}
 		// A resolved or expired hold answers from its stored resolution.

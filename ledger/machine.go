@@ -471,13 +471,13 @@ func resolvable(a *fb.Account, op *fb.Op) (*fb.Hold, *fb.Result, error) {
 		return nil, nil, fb.Errorf(fb.ENotFound, "no hold %s", op.HoldID)
 	}
 	if h.Status == fb.HoldExpired {
-		return nil, nil, fb.Errorf(fb.EConflict, "hold %s expired at %s and released its credit", h.ID, h.ExpiresAt.UTC().Format(time.RFC3339)).WithCode("hold_expired")
+		return nil, nil, fb.ErrHoldExpired.New("hold %s expired at %s and released its credit", h.ID, h.ExpiresAt.UTC().Format(time.RFC3339))
 	}
 	if h.Resolution == resolution(h, op) && h.Result != nil {
 		r := *h.Result
 		return nil, &r, nil
 	}
-	return nil, nil, fb.Errorf(fb.EConflict, "hold %s is already %s", h.ID, h.Status).WithCode("hold_resolved")
+	return nil, nil, fb.ErrHoldResolved.New("hold %s is already %s", h.ID, h.Status)
 }
 
 // capture resolves a hold by taking want of it. Above the hold it needs
@@ -555,9 +555,9 @@ func extend(a *fb.Account, op *fb.Op, t *Touched) (fb.Result, error) {
 	if !ok {
 		if c, closed := a.Closed[op.HoldID]; closed {
 			if c.Status == fb.HoldExpired {
-				return fb.Result{}, fb.Errorf(fb.EConflict, "hold %s expired at %s and released its credit", c.ID, c.ExpiresAt.UTC().Format(time.RFC3339)).WithCode("hold_expired")
+				return fb.Result{}, fb.ErrHoldExpired.New("hold %s expired at %s and released its credit", c.ID, c.ExpiresAt.UTC().Format(time.RFC3339))
 			}
-			return fb.Result{}, fb.Errorf(fb.EConflict, "hold %s is already %s", c.ID, c.Status).WithCode("hold_resolved")
+			return fb.Result{}, fb.ErrHoldResolved.New("hold %s is already %s", c.ID, c.Status)
 		}
 		return fb.Result{}, fb.Errorf(fb.ENotFound, "no hold %s", op.HoldID)
 	}

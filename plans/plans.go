@@ -234,7 +234,7 @@ func (s *Service) change(ctx context.Context, customer string, p fb.Plan, effect
 		// meanwhile is not overwritten; this change is made again on
 		// top of it.
 		err = s.Store.SwapSubscription(ctx, old, sub)
-		if fb.ErrorCode(err) != "subscription_changed" {
+		if !errors.Is(err, fb.ErrSubscriptionChanged) {
 			return sub, err
 		}
 	}
@@ -337,7 +337,7 @@ func (s *Service) Run(ctx context.Context, every time.Duration) {
 func (s *Service) store(ctx context.Context, old, renewed fb.Subscription) error {
 	for range maxSwaps {
 		err := s.Store.SwapSubscription(ctx, old, renewed)
-		if fb.ErrorCode(err) != "subscription_changed" {
+		if !errors.Is(err, fb.ErrSubscriptionChanged) {
 			return err
 		}
 		fresh, err := s.Store.Subscription(ctx, old.Customer)

@@ -125,7 +125,7 @@ func benchReport(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		}
 		col := g
 		base, err := median(func() error {
-			_, err := store.Usage(ctx, fb.UsageFilter{From: start, To: start.Add(span), GroupBy: col})
+			_, err := store.Usage(ctx, fb.UsageFilter{From: start, To: start.Add(span), GroupBy: fb.GroupBy(col)})
 			return err
 		})
 		if err != nil {

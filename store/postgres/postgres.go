@@ -421,7 +421,7 @@ func (s *Store) CreateCustomers(ctx context.Context, cs []fb.Customer) error {
 			if _, err := tx.Exec(ctx, `INSERT INTO customers (id, name, created_at) VALUES ($1, $2, $3)`, c.ID, c.Name, codec.Nanos(c.CreatedAt)); err != nil {
 				var pe *pgconn.PgError
 				if errors.As(err, &pe) && pe.Code == "23505" {
-					return fb.Errorf(fb.EConflict, "customer %q already exists", c.ID).WithCode("customer_exists")
+					return fb.ErrCustomerExists.New("customer %q already exists", c.ID)
 				}
 				return err
 			}

@@ -61,7 +61,7 @@ func (c *Catalog) CreatePlan(ctx context.Context, p fb.Plan) error {
 	}
 	_, err = c.W.ExecContext(ctx, c.q(`INSERT INTO plans (id, plan) VALUES (?, ?)`), p.ID, string(b))
 	if err != nil && c.IsUnique(err) {
-		return fb.Errorf(fb.EConflict, "plan %q already exists", p.ID).WithCode("plan_exists")
+		return fb.ErrPlanExists.New("plan %q already exists", p.ID)
 	}
 	return err
 }
@@ -102,7 +102,7 @@ func (c *Catalog) DeletePlan(ctx context.Context, id string) error {
 	if _, err := c.Plan(ctx, id); err != nil {
 		return err
 	}
-	return fb.Errorf(fb.EConflict, "plan %q is in use by a subscription", id).WithCode("plan_in_use")
+	return fb.ErrPlanInUse.New("plan %q is in use by a subscription", id)
 }
 
 // PutPrice stores one version of a model's card.
@@ -242,7 +242,7 @@ func (c *Catalog) SwapSubscription(ctx context.Context, old, s fb.Subscription) 
 		if err != nil {
 			return err
 		}
-		return fb.Errorf(fb.EConflict, "the subscription of %s changed meanwhile", old.Customer).WithCode("subscription_changed")
+		return fb.ErrSubscriptionChanged.New("the subscription of %s changed meanwhile", old.Customer)
 	}
 	return nil
 }
@@ -310,7 +310,9 @@ func (c *Catalog) FinishRequest(ctx context.Context, customer, scope, key string
 	return err
 }
 
-var groupColumns = map[string]string{"model": "model", "day": "day", "provider": "provider", "customer": "customer", "deployment": "deployment", "status": "status"}
+var groupColumns = map[fb.GroupBy]string{fb.GroupModel: "model", fb.GroupDay: "day", fb.GroupProvider: "provider", fb.GroupCustomer: "customer", fb.GroupDeployment: "deployment", fb.GroupStatus: "status"}
+
+var econColumns = map[fb.GroupBy]string{fb.GroupCustomer: "customer", fb.GroupModel: "model", fb.GroupProvider: "provider", fb.GroupDay: "day"}
 
 // Usage sums usage rows by f.GroupBy.
 func (c *Catalog) Usage(ctx context.Context, f fb.UsageFilter) ([]fb.UsageRow, error) {
@@ -381,7 +383,7 @@ func list[T any](ctx context.Context, db *sql.DB, q string, decode func(string) 
 
 // Economics sums usage_daily over whole days, by the group and model.
 func (c *Catalog) Economics(ctx context.Context, f fb.EconFilter) ([]fb.EconRow, error) {
-	col, ok := map[string]string{"customer": "customer", "model": "model", "provider": "provider", "day": "day"}[f.GroupBy]
+	col, ok := econColumns[f.GroupBy]
 	if !ok {
 		return nil, fb.Invalid("group_by", "group_by must be customer, model, provider or day")
 	}

@@ -466,7 +466,7 @@ func (s *Store) CreateCustomers(ctx context.Context, cs []fb.Customer) error {
 	for _, c := range cs {
 		if _, err := tx.ExecContext(ctx, `INSERT INTO customers (id, name, created_at) VALUES (?,?,?)`, c.ID, c.Name, codec.Nanos(c.CreatedAt)); err != nil {
 			if isConstraint(err) {
-				return fb.Errorf(fb.EConflict, "customer %q already exists", c.ID).WithCode("customer_exists")
+				return fb.ErrCustomerExists.New("customer %q already exists", c.ID)
 			}
 			return err
 		}

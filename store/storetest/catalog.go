@@ -3,6 +3,7 @@ package storetest
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"testing"
 	"time"
@@ -99,13 +100,13 @@ func testSubscriptions(t *testing.T, s fb.Store) {
 	}
 	stale := b
 	stale.PeriodStart, stale.PeriodEnd = b.PeriodEnd, b.PeriodEnd.AddDate(0, 0, 7)
-	if err := s.SwapSubscription(ctx, b, stale); fb.ErrorCode(err) != "subscription_changed" {
+	if err := s.SwapSubscription(ctx, b, stale); !errors.Is(err, fb.ErrSubscriptionChanged) {
 		t.Fatalf("swap from a stale state: %v", err)
 	}
 	if got, err := s.Subscription(ctx, "b"); err != nil || js(got) != js(changed) {
 		t.Fatalf("after the refused swap: %s, %v", js(got), err)
 	}
-	if err := s.SwapSubscription(ctx, fb.Subscription{Customer: "nobody"}, b); fb.ErrorCode(err) != "subscription_changed" {
+	if err := s.SwapSubscription(ctx, fb.Subscription{Customer: "nobody"}, b); !errors.Is(err, fb.ErrSubscriptionChanged) {
 		t.Fatalf("swap of no subscription: %v", err)
 	}
 }

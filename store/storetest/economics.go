@@ -177,12 +177,12 @@ func testEconomicsIdentity(t *testing.T, s fb.Store) {
 		by   string
 		want map[string]*sums
 	}{{"customer", byCustomer}, {"day", byDay}, {"model", nil}, {"provider", nil}} {
-		f.GroupBy = g.by
+		f.GroupBy = fb.GroupBy(g.by)
 		in, err := s.Economics(ctx, f)
 		if err != nil {
 			t.Fatal(err)
 		}
-		rows, tot, err := economics.Report(in, g.by, economics.Config{})
+		rows, tot, err := economics.Report(in, fb.GroupBy(g.by), economics.Config{})
 		if err != nil {
 			t.Fatal(err)
 		}
