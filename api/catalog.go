@@ -8,8 +8,8 @@ import (
 	"time"
 
 	fb "farebox"
-	"farebox/gateway"
-	"farebox/ledger"
+	"farebox/httpx"
+	"farebox/keys"
 	"farebox/metering"
 	"farebox/plans"
 )
@@ -64,7 +64,7 @@ func parsePlan(body []byte) (fb.Plan, error) {
 }
 
 func (s *Server) createPlan(w http.ResponseWriter, r *http.Request) error {
-	body, err := readBody(r, MaxBodyBytes)
+	body, err := httpx.ReadBody(r, MaxBodyBytes, true)
 	if err != nil {
 		return err
 	}
@@ -78,13 +78,13 @@ func (s *Server) createPlan(w http.ResponseWriter, r *http.Request) error {
 		if got, gerr := s.Store.Plan(r.Context(), p.ID); gerr == nil && fb.ErrorType(err) == fb.EConflict {
 			got.CreatedAt = p.CreatedAt
 			if mustJSON(got) == mustJSON(p) {
-				writeJSON(w, http.StatusOK, got)
+				httpx.WriteJSON(w, http.StatusOK, got)
 				return nil
 			}
 		}
 		return err
 	}
-	writeJSON(w, http.StatusCreated, p)
+	httpx.WriteJSON(w, http.StatusCreated, p)
 	return nil
 }
 
@@ -98,7 +98,7 @@ func (s *Server) listPlans(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"data": ps, "has_more": false})
+	httpx.WriteJSON(w, http.StatusOK, map[string]any{"data": ps, "has_more": false})
 	return nil
 }
 
@@ -111,7 +111,7 @@ func (s *Server) getPlan(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, p)
+	httpx.WriteJSON(w, http.StatusOK, p)
 	return nil
 }
 
@@ -121,11 +121,10 @@ func (s *Server) deletePlan(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	err = s.Store.DeletePlan(r.Context(), id)
-	s.Gateway.Forget()
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"id": id, "deleted": true})
+	httpx.WriteJSON(w, http.StatusOK, map[string]any{"id": id, "deleted": true})
 	return nil
 }
 
@@ -142,7 +141,7 @@ func (s *Server) changeSubscription(w http.ResponseWriter, r *http.Request) erro
 	if err != nil {
 		return err
 	}
-	body, err := readBody(r, MaxBodyBytes)
+	body, err := httpx.ReadBody(r, MaxBodyBytes, true)
 	if err != nil {
 		return err
 	}
@@ -161,11 +160,10 @@ func (s *Server) changeSubscription(w http.ResponseWriter, r *http.Request) erro
 		return err
 	}
 	sub, err := s.Plans.ChangeWithKey(r.Context(), id, req.Plan, req.Effective, key)
-	s.Gateway.Forget()
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, sub)
+	httpx.WriteJSON(w, http.StatusOK, sub)
 	return nil
 }
 
@@ -195,7 +193,7 @@ func (s *Server) createKey(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	body, err := readBody(r, MaxBodyBytes)
+	body, err := httpx.ReadBody(r, MaxBodyBytes, true)
 	if err != nil {
 		return err
 	}
@@ -212,12 +210,11 @@ func (s *Server) createKey(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	secret := gateway.KeyPrefix + ledger.RandomBase62(40)
-	k := fb.APIKey{ID: s.NewID("key_"), Customer: c.ID, Name: req.Name, Prefix: secret[:len(gateway.KeyPrefix)+4], Hash: gateway.HashKey(secret), CreatedAt: s.Now().UTC()}
+	k, secret := keys.Mint(c.ID, req.Name, s.Now(), s.NewID)
 	if err := s.Store.CreateKey(r.Context(), k); err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusCreated, map[string]any{"id": k.ID, "key": secret, "prefix": k.Prefix, "customer": k.Customer, "name": k.Name, "created_at": k.CreatedAt})
+	httpx.WriteJSON(w, http.StatusCreated, map[string]any{"id": k.ID, "key": secret, "prefix": k.Prefix, "customer": k.Customer, "name": k.Name, "created_at": k.CreatedAt})
 	return nil
 }
 
@@ -237,7 +234,7 @@ func (s *Server) listKeys(w http.ResponseWriter, r *http.Request) error {
 	if keys == nil {
 		keys = []fb.APIKey{}
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"data": keys, "has_more": false})
+	httpx.WriteJSON(w, http.StatusOK, map[string]any{"data": keys, "has_more": false})
 	return nil
 }
 
@@ -247,11 +244,10 @@ func (s *Server) revokeKey(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	k, err := s.Store.RevokeKey(r.Context(), id, s.Now().UTC())
-	s.Gateway.Forget()
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, k)
+	httpx.WriteJSON(w, http.StatusOK, k)
 	return nil
 }
 
@@ -275,7 +271,7 @@ func (s *Server) putPrice(w http.ResponseWriter, r *http.Request) error {
 	if model == "" || len(model) > 128 || strings.ContainsRune(model, ' ') || !fb.Printable(model) {
 		return fb.Invalid("model", "model must be 1 to 128 characters of printable UTF-8, without blanks or control characters")
 	}
-	body, err := readBody(r, MaxBodyBytes)
+	body, err := httpx.ReadBody(r, MaxBodyBytes, true)
 	if err != nil {
 		return err
 	}
@@ -311,17 +307,16 @@ func (s *Server) putPrice(w http.ResponseWriter, r *http.Request) error {
 	if err := s.Store.PutPrice(r.Context(), p); err != nil {
 		return err
 	}
-	s.Cards.Invalidate()
-	writeJSON(w, http.StatusOK, p)
+	httpx.WriteJSON(w, http.StatusOK, p)
 	return nil
 }
 
 func (s *Server) listPrices(w http.ResponseWriter, r *http.Request) error {
-	card, err := s.Cards.Load(r.Context())
+	card, err := s.Cards.Card(r.Context())
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"data": card.Current(s.Now().UTC()), "has_more": false})
+	httpx.WriteJSON(w, http.StatusOK, map[string]any{"data": card.Current(s.Now().UTC()), "has_more": false})
 	return nil
 }
 
@@ -340,7 +335,7 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) error {
 	default:
 		return fb.Errorf(fb.EUnsupportedMedia, "Content-Type must be application/json, application/cloudevents+json or application/cloudevents-batch+json, got %q", ct)
 	}
-	body, err := readBody(r, metering.MaxBodySize)
+	body, err := httpx.ReadBody(r, metering.MaxBodySize, true)
 	if err != nil {
 		return err
 	}
@@ -352,7 +347,7 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"results": results})
+	httpx.WriteJSON(w, http.StatusOK, map[string]any{"results": results})
 	return nil
 }
 
@@ -393,7 +388,7 @@ func (s *Server) usage(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"rows": rows})
+	httpx.WriteJSON(w, http.StatusOK, map[string]any{"rows": rows})
 	return nil
 }
 
@@ -416,7 +411,7 @@ func (s *Server) accountUsage(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"customer": customer, "rows": rows})
+	httpx.WriteJSON(w, http.StatusOK, map[string]any{"customer": customer, "rows": rows})
 	return nil
 }
 

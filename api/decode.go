@@ -5,9 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
-	"mime"
 	"net/http"
-	"os"
 	"reflect"
 	"strings"
 	"sync"
@@ -18,28 +16,6 @@ import (
 
 // MaxBodyBytes bounds a management request body.
 const MaxBodyBytes = 1 << 20
-
-// readBody reads a JSON request body, enforcing the content type and the
-// size limit.
-func readBody(r *http.Request, limit int64) ([]byte, error) {
-	if ct := r.Header.Get("Content-Type"); ct != "" {
-		mt, _, err := mime.ParseMediaType(ct)
-		if err != nil || (mt != "application/json" && !strings.HasSuffix(mt, "+json")) {
-			return nil, fb.Errorf(fb.EUnsupportedMedia, "Content-Type must be application/json, got %q", ct)
-		}
-	}
-	if r.ContentLength > limit {
-		return nil, fb.Errorf(fb.ETooLarge, "request body is %d bytes; the limit is %d", r.ContentLength, limit)
-	}
-	b, err := io.ReadAll(io.LimitReader(r.Body, limit+1))
-	if err != nil {
-		return nil, bodyError(err)
-	}
-	if int64(len(b)) > limit {
-		return nil, fb.Errorf(fb.ETooLarge, "request body is over the limit of %d bytes", limit)
-	}
-	return b, nil
-}
 
 // decodeStrict decodes one JSON object into v, a pointer to a struct:
 // unknown fields, fields spelled in another case, repeated fields, wrong
@@ -276,30 +252,4 @@ func customerQuery(r *http.Request) (string, error) {
 		return "", nil
 	}
 	return c, validID("customer", c)
-}
-
-func writeJSON(w http.ResponseWriter, status int, v any) {
-	b, err := json.Marshal(v)
-	if err != nil {
-		status = http.StatusInternalServerError
-		b = []byte(`{"error":{"type":"internal_error","code":"internal_error","message":"could not encode the response","param":null}}`)
-	}
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(status)
-	w.Write(b)
-	w.Write([]byte{'\n'})
-}
-
-// bodyError is the client's error for a body that could not be read: the
-// server guard's own refusals (too many bodies in flight, too slow) as
-// they are, a read deadline hit as 408, anything else as a bad request.
-func bodyError(err error) error {
-	var fe *fb.Error
-	switch {
-	case errors.As(err, &fe):
-		return fe
-	case errors.Is(err, os.ErrDeadlineExceeded):
-		return fb.Errorf(fb.ERequestTimeout, "the request body did not arrive in time")
-	}
-	return fb.Invalid("", "could not read the request body: %v", err)
 }

@@ -265,13 +265,12 @@ func (f *flakySwaps) SwapSubscription(ctx context.Context, old, sub fb.Subscript
 // same key, minutes later, finishes the change as of the first attempt and
 // grants nothing twice.
 func TestSubscriptionChangeRetryAfterPartialFailure(t *testing.T) {
-	h := newHarness(t)
+	flaky := &flakySwaps{}
+	h := newHarnessWrapped(t, func(s fb.Store) fb.Store { flaky.Store = s; return flaky })
 	h.expect(h.call("POST", "/api/v1/plans", `{"id":"basic","price_usd":"10","credits":"1000"}`), 201)
 	h.expect(h.call("POST", "/api/v1/plans", `{"id":"pro","price_usd":"20","credits":"2000"}`), 201)
 	h.expect(h.call("POST", "/api/v1/customers", `{"id":"acme","plan":"basic"}`), 201)
-	flaky := &flakySwaps{Store: h.store}
 	flaky.n.Store(1)
-	h.srv.Plans.Store = flaky
 	path := "/api/v1/customers/acme/subscription"
 	h.expectErr(h.call("PUT", path, `{"plan":"pro","effective":"now"}`, "Idempotency-Key", "chg-1"), 500, fb.EInternal, "", "")
 	h.expectBalance("acme", "3000", "0") // granted, but still on basic
@@ -309,7 +308,8 @@ func (f *flakyFinish) FinishRequest(ctx context.Context, customer, scope, key st
 // subscription; a change whose response could not be recorded (500) is
 // answered by its retry, granting nothing more.
 func TestSubscriptionChangeKeyedConcurrentAndUnrecorded(t *testing.T) {
-	h := newHarness(t)
+	flaky := &flakyFinish{}
+	h := newHarnessWrapped(t, func(s fb.Store) fb.Store { flaky.Store = s; return flaky })
 	h.expect(h.call("POST", "/api/v1/plans", `{"id":"basic","price_usd":"10","credits":"1000"}`), 201)
 	h.expect(h.call("POST", "/api/v1/plans", `{"id":"pro","price_usd":"20","credits":"2000","overdraft_limit":"5"}`), 201)
 	h.expect(h.call("POST", "/api/v1/customers", `{"id":"acme","plan":"basic"}`), 201)
@@ -332,9 +332,7 @@ func TestSubscriptionChangeKeyedConcurrentAndUnrecorded(t *testing.T) {
 	}
 	h.expectBalance("acme", "3005", "0")
 
-	flaky := &flakyFinish{Store: h.store}
 	flaky.n.Store(1)
-	h.srv.Plans.Store = flaky
 	path := "/api/v1/customers/beta/subscription"
 	h.expectErr(h.call("PUT", path, `{"plan":"pro","effective":"now"}`, "Idempotency-Key", "chg-b"), 500, fb.EInternal, "", "")
 	h.expectBalance("beta", "3005", "0")

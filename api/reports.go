@@ -7,6 +7,7 @@ import (
 
 	fb "farebox"
 	"farebox/economics"
+	"farebox/httpx"
 	"farebox/ledger"
 	"farebox/routing"
 )
@@ -64,7 +65,7 @@ func (s *Server) economicsReport(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, map[string]any{
+	httpx.WriteJSON(w, http.StatusOK, map[string]any{
 		"from": f.From.Format(time.DateOnly), "to": f.To.Format(time.DateOnly), "group_by": f.GroupBy,
 		"rows": rows, "totals": totals,
 	})
@@ -118,7 +119,7 @@ func (s *Server) forecastReport(w http.ResponseWriter, r *http.Request) error {
 		ledger.Advance(a, now, nil)
 		out = append(out, economics.NewForecast(c, ledger.Available(a, now), consumed[c], days, now))
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"data": out, "has_more": false})
+	httpx.WriteJSON(w, http.StatusOK, map[string]any{"data": out, "has_more": false})
 	return nil
 }
 
@@ -126,9 +127,9 @@ func (s *Server) forecastReport(w http.ResponseWriter, r *http.Request) error {
 // card and health as this replica's router sees it.
 func (s *Server) deployments(w http.ResponseWriter, r *http.Request) error {
 	data := []routing.Status{}
-	if s.Gateway.Router != nil {
-		data = s.Gateway.Router.Statuses()
+	if rt := s.Gateway.Router(); rt != nil {
+		data = rt.Statuses()
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"data": data, "has_more": false})
+	httpx.WriteJSON(w, http.StatusOK, map[string]any{"data": data, "has_more": false})
 	return nil
 }

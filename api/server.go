@@ -17,57 +17,59 @@ import (
 	fb "farebox"
 	"farebox/economics"
 	"farebox/gateway"
+	"farebox/httpx"
 	"farebox/ledger"
 	"farebox/metering"
 	"farebox/plans"
 )
 
-// Server holds what the handlers need.
-type Server struct {
-	Store      fb.Store
-	Engine     *ledger.Engine
-	Plans      *plans.Service
-	Meter      *metering.Service
-	Cards      *metering.Cards
-	Gateway    *gateway.Gateway
-	Economics  economics.Config
+// Deps are what the handlers work with; NewServer takes them built (the
+// composition root, package app, builds them once).
+type Deps struct {
+	// Store is the store through its catalog cache (store/cache): the
+	// API's own writes to keys, plans and subscriptions drop what it
+	// keeps.
+	Store     fb.Store
+	Engine    *ledger.Engine
+	Plans     *plans.Service
+	Meter     *metering.Service
+	Cards     metering.Cards
+	Gateway   *gateway.Gateway
+	Economics economics.Config
+	// AdminToken guards /api/v1.
 	AdminToken string
-	Now        func() time.Time
+	Clock      fb.Clock
 	NewID      func(prefix string) string
 	Log        *slog.Logger
+	// Middleware, when set, wraps each route's handler with its pattern
+	// ("GET /v1/models"): the metrics.
+	Middleware func(route string, h http.Handler) http.Handler
+	// Extra routes served beside the API's own: pattern → handler (such
+	// as "GET /metrics").
+	Extra map[string]http.Handler
+}
+
+// Server holds the handlers' dependencies.
+type Server struct {
+	Deps
 }
 
 type handlerFunc func(w http.ResponseWriter, r *http.Request) error
 
-// Handler returns the HTTP handler of every route.
-func (s *Server) Handler() http.Handler {
-	if s.Now == nil {
-		s.Now = time.Now
+// Now is the server's clock.
+func (s *Server) Now() time.Time { return s.Clock.Now() }
+
+// NewServer returns the handler of every route: it only builds routes.
+func NewServer(d Deps) http.Handler {
+	if d.Log == nil {
+		d.Log = slog.New(slog.DiscardHandler)
 	}
-	if s.NewID == nil {
-		s.NewID = ledger.RandomID
-	}
-	if s.Log == nil {
-		s.Log = slog.New(slog.DiscardHandler)
-	}
-	if s.Cards == nil {
-		s.Cards = &metering.Cards{Store: s.Store, Log: s.Log}
-	}
-	if s.Meter == nil {
-		s.Meter = &metering.Service{Ledger: s.Engine, Card: s.Cards.Card, Now: s.Now}
-	}
-	if s.Gateway == nil {
-		s.Gateway = &gateway.Gateway{}
-	}
-	if g := s.Gateway; g.Store == nil {
-		g.Store, g.Ledger, g.Card, g.Now, g.NewID = s.Store, s.Engine, s.Cards.Load, s.Now, s.NewID
-		if g.Log == nil {
-			g.Log = s.Log
-		}
-	}
-	if s.Plans == nil {
-		s.Plans = &plans.Service{Store: s.Store, Ledger: s.Engine, Now: s.Now, Log: s.Log}
-	}
+	s := &Server{Deps: d}
+	return s.routes()
+}
+
+// routes builds the mux of every route.
+func (s *Server) routes() http.Handler {
 	routes := []struct {
 		method, path string
 		admin        bool
@@ -112,11 +114,18 @@ func (s *Server) Handler() http.Handler {
 		if rt.admin {
 			h = s.admin(h)
 		}
-		mux.Handle(rt.method+" "+rt.path, s.wrap(h))
+		var hh http.Handler = s.wrap(h)
+		if s.Middleware != nil {
+			hh = s.Middleware(rt.method+" "+rt.path, hh)
+		}
+		mux.Handle(rt.method+" "+rt.path, hh)
 		if rt.method == "GET" {
 			allowed[rt.path] = append(allowed[rt.path], "HEAD")
 		}
 		allowed[rt.path] = append(allowed[rt.path], rt.method)
+	}
+	for pattern, h := range s.Extra {
+		mux.Handle(pattern, h)
 	}
 	// Any other method on a known path: 405 with the error body.
 	for path, methods := range allowed {
@@ -132,9 +141,12 @@ func (s *Server) Handler() http.Handler {
 	return mux
 }
 
-// wrap adapts a handler that returns an error and gives every request an id.
+// wrap adapts a handler that returns an error, gives every request an id
+// (in its context too, so each log line of the request carries it), and
+// writes its access log line.
 func (s *Server) wrap(h handlerFunc) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
 		// A client's request id is kept when it is short and printable:
 		// it is echoed and may become a usage row's id.
 		id := r.Header.Get("X-Request-Id")
@@ -142,20 +154,53 @@ func (s *Server) wrap(h handlerFunc) http.Handler {
 			id = s.NewID("req_")
 		}
 		w.Header().Set("X-Request-Id", id)
-		if err := h(w, r); err != nil {
-			writeError(w, r, s.Log, err)
+		r = r.WithContext(httpx.WithRequestID(r.Context(), id))
+		sw := &statusWriter{ResponseWriter: w}
+		if err := h(sw, r); err != nil {
+			httpx.WriteError(sw, r, s.Log, err)
 		}
+		s.Log.LogAttrs(r.Context(), slog.LevelInfo, "request", slog.String("method", r.Method), slog.String("route", r.Pattern),
+			slog.String("path", r.URL.Path), slog.Int("status", sw.status()), slog.Int64("bytes", sw.n), slog.Duration("duration", time.Since(start)))
 	})
 }
 
-// WriteError writes err as the API's error body, through the one table:
-// for middleware in front of Handler.
-func (s *Server) WriteError(w http.ResponseWriter, r *http.Request, err error) {
-	log := s.Log
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
+// statusWriter records the status and size of a response for the access
+// log; Unwrap keeps Flush, deadlines and trailers reachable.
+type statusWriter struct {
+	http.ResponseWriter
+	code int
+	n    int64
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	if w.code == 0 {
+		w.code = code
 	}
-	writeError(w, r, log, err)
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusWriter) Write(b []byte) (int, error) {
+	if w.code == 0 {
+		w.code = http.StatusOK
+	}
+	n, err := w.ResponseWriter.Write(b)
+	w.n += int64(n)
+	return n, err
+}
+
+func (w *statusWriter) Flush() {
+	if f, ok := w.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
+	}
+}
+
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+func (w *statusWriter) status() int {
+	if w.code == 0 {
+		return http.StatusOK
+	}
+	return w.code
 }
 
 func (s *Server) admin(h handlerFunc) handlerFunc {
@@ -172,7 +217,7 @@ func (s *Server) admin(h handlerFunc) handlerFunc {
 }
 
 func (s *Server) healthz(w http.ResponseWriter, r *http.Request) error {
-	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	httpx.WriteJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	return nil
 }
 
@@ -183,12 +228,12 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) error {
 		s.Log.Warn("not ready", "err", err)
 		return fb.ErrStoreUnavailable.New("the database does not answer")
 	}
-	writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
+	httpx.WriteJSON(w, http.StatusOK, map[string]string{"status": "ready"})
 	return nil
 }
 
 func (s *Server) createCustomer(w http.ResponseWriter, r *http.Request) error {
-	body, err := readBody(r, MaxBodyBytes)
+	body, err := httpx.ReadBody(r, MaxBodyBytes, true)
 	if err != nil {
 		return err
 	}
@@ -228,9 +273,7 @@ func (s *Server) createCustomer(w http.ResponseWriter, r *http.Request) error {
 		c, status = got, http.StatusOK
 	}
 	if req.Plan != "" {
-		_, err := s.Plans.Subscribe(r.Context(), c.ID, req.Plan)
-		s.Gateway.Forget()
-		if err != nil {
+		if _, err := s.Plans.Subscribe(r.Context(), c.ID, req.Plan); err != nil {
 			return err
 		}
 	}
@@ -238,7 +281,7 @@ func (s *Server) createCustomer(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	writeJSON(w, status, v)
+	httpx.WriteJSON(w, status, v)
 	return nil
 }
 
@@ -268,7 +311,7 @@ func (s *Server) listCustomers(w http.ResponseWriter, r *http.Request) error {
 	if cs == nil {
 		cs = []fb.Customer{}
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"data": cs, "has_more": more})
+	httpx.WriteJSON(w, http.StatusOK, map[string]any{"data": cs, "has_more": more})
 	return nil
 }
 
@@ -285,7 +328,7 @@ func (s *Server) getCustomer(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, v)
+	httpx.WriteJSON(w, http.StatusOK, v)
 	return nil
 }
 
@@ -294,7 +337,7 @@ func (s *Server) grant(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	body, err := readBody(r, MaxBodyBytes)
+	body, err := httpx.ReadBody(r, MaxBodyBytes, true)
 	if err != nil {
 		return err
 	}
@@ -306,7 +349,7 @@ func (s *Server) grant(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusCreated, map[string]any{"lot": lotView(res.Lot)})
+	httpx.WriteJSON(w, http.StatusCreated, map[string]any{"lot": lotView(res.Lot)})
 	return nil
 }
 
@@ -341,7 +384,7 @@ func (s *Server) writeBalance(w http.ResponseWriter, r *http.Request, customer s
 	for _, l := range a.Lots {
 		lots = append(lots, lotView(l))
 	}
-	writeJSON(w, http.StatusOK, map[string]any{
+	httpx.WriteJSON(w, http.StatusOK, map[string]any{
 		"customer":        a.Customer,
 		"available":       max(ledger.Available(a, now), 0),
 		"held":            ledger.Held(a),
@@ -354,7 +397,7 @@ func (s *Server) writeBalance(w http.ResponseWriter, r *http.Request, customer s
 }
 
 func (s *Server) createHold(w http.ResponseWriter, r *http.Request) error {
-	body, err := readBody(r, MaxBodyBytes)
+	body, err := httpx.ReadBody(r, MaxBodyBytes, true)
 	if err != nil {
 		return err
 	}
@@ -366,7 +409,7 @@ func (s *Server) createHold(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusCreated, holdJSON{HoldView: *res.Hold})
+	httpx.WriteJSON(w, http.StatusCreated, holdJSON{HoldView: *res.Hold})
 	return nil
 }
 
@@ -386,7 +429,7 @@ func (s *Server) getHold(w http.ResponseWriter, r *http.Request) error {
 	if h.Result != nil {
 		v.Captured, v.Released, v.Uncollected = &h.Result.Captured, &h.Result.Released, &h.Result.Uncollected
 	}
-	writeJSON(w, http.StatusOK, v)
+	httpx.WriteJSON(w, http.StatusOK, v)
 	return nil
 }
 
@@ -403,7 +446,7 @@ func (s *Server) resolve(w http.ResponseWriter, r *http.Request, capture bool) e
 	if err != nil {
 		return err
 	}
-	body, err := readBody(r, MaxBodyBytes)
+	body, err := httpx.ReadBody(r, MaxBodyBytes, true)
 	if err != nil {
 		return err
 	}
@@ -423,7 +466,7 @@ func (s *Server) resolve(w http.ResponseWriter, r *http.Request, capture bool) e
 	} else {
 		out["status"] = fb.HoldReleased
 	}
-	writeJSON(w, http.StatusOK, out)
+	httpx.WriteJSON(w, http.StatusOK, out)
 	return nil
 }
 

@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
@@ -18,7 +19,14 @@ import (
 	"time"
 
 	fb "farebox"
+	"farebox/fakeclock"
+	"farebox/gateway"
+	"farebox/ids"
 	"farebox/ledger"
+	"farebox/metering"
+	"farebox/plans"
+	"farebox/routing"
+	"farebox/store/cache"
 	"farebox/store/sqlite"
 )
 
@@ -26,35 +34,11 @@ const adminTok = "srv-test-admin-token-0123456789"
 
 var clockStart = time.Date(2026, 11, 23, 10, 0, 0, 0, time.UTC)
 
-// fakeClock is a mutex-protected clock that only moves when told to.
-type fakeClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *fakeClock) Set(t time.Time) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = t
-}
-
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
-
 type harness struct {
 	t       *testing.T
 	url     string
 	handler http.Handler
-	clk     *fakeClock
+	clk     *fakeclock.Clock
 	eng     *ledger.Engine
 	srv     *Server
 	store   fb.Store
@@ -63,22 +47,34 @@ type harness struct {
 
 func newHarness(t *testing.T) *harness {
 	t.Helper()
+	return newHarnessWrapped(t, nil)
+}
+
+// newHarnessWrapped is a harness whose services use wrap(store) (a store
+// that fails on purpose) instead of the store itself.
+func newHarnessWrapped(t *testing.T, wrap func(fb.Store) fb.Store) *harness {
+	t.Helper()
 	st, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "farebox.db"), sqlite.Options{})
 	if err != nil {
 		t.Fatalf("open store: %v", err)
 	}
-	return newHarnessOn(t, st, ledger.Config{Cache: true})
+	var s fb.Store = st
+	if wrap != nil {
+		s = wrap(st)
+	}
+	return newHarnessOn(t, s, ledger.Config{Cache: true})
 }
 
 // newHarnessOn serves the API over st, which it closes at the end, with an
-// engine of cfg on the harness's clock.
+// engine of cfg on the harness's clock: the services built as the app
+// builds them (package app cannot be imported here: it imports api).
 func newHarnessOn(t *testing.T, st fb.Store, cfg ledger.Config) *harness {
 	t.Helper()
-	clk := &fakeClock{t: clockStart}
+	clk := fakeclock.New(clockStart)
 	cfg.Now = clk.Now
 	eng := ledger.NewEngine(st, cfg)
-	srv := &Server{Store: st, Engine: eng, AdminToken: adminTok, Now: clk.Now}
-	h := srv.Handler()
+	srv := testServer(st, eng, clk)
+	h := srv.routes()
 	hs := httptest.NewServer(h)
 	tr := &http.Transport{MaxIdleConns: 256, MaxIdleConnsPerHost: 256, MaxConnsPerHost: 256}
 	t.Cleanup(func() {
@@ -87,7 +83,19 @@ func newHarnessOn(t *testing.T, st fb.Store, cfg ledger.Config) *harness {
 		eng.Close()
 		st.Close()
 	})
-	return &harness{t: t, url: hs.URL, handler: h, clk: clk, eng: eng, srv: srv, store: st, client: &http.Client{Transport: tr}}
+	return &harness{t: t, url: hs.URL, handler: h, clk: clk, eng: eng, srv: srv, store: srv.Store, client: &http.Client{Transport: tr}}
+}
+
+// testServer is the API's server over st and eng, with every service it
+// needs (no deployments).
+func testServer(st fb.Store, eng *ledger.Engine, clk *fakeclock.Clock) *Server {
+	cs := cache.New(st, cache.Options{Now: clk.Now})
+	router, _ := routing.NewRouter(nil)
+	gw := gateway.New(gateway.Deps{Catalog: cs, Ledger: eng, Cards: cs, Router: router, Clock: clk, NewID: ids.New}, gateway.Config{})
+	return &Server{Deps: Deps{
+		Store: cs, Engine: eng, Plans: plans.New(cs, eng, clk, nil), Meter: metering.New(eng, cs, clk.Now), Cards: cs, Gateway: gw,
+		AdminToken: adminTok, Clock: clk, NewID: ids.New, Log: slog.New(slog.DiscardHandler),
+	}}
 }
 
 type reply struct {
@@ -872,8 +880,8 @@ func TestServerReadyzStoreDown(t *testing.T) {
 		t.Fatal(err)
 	}
 	st.Close()
-	srv := &Server{Store: st, AdminToken: adminTok, Now: (&fakeClock{t: clockStart}).Now}
-	h := &harness{t: t, handler: srv.Handler()}
+	srv := testServer(st, nil, fakeclock.New(clockStart))
+	h := &harness{t: t, handler: srv.routes()}
 	h.expectErr(h.record(httptest.NewRequest("GET", "/readyz", nil)), 503, fb.EUnavailable, "store_unavailable", "")
 	if r := h.record(httptest.NewRequest("GET", "/healthz", nil)); r.status != 200 {
 		t.Fatalf("healthz with the store down: %d %s", r.status, r.raw)

@@ -74,3 +74,13 @@ func (c *Clock) Waiters() int {
 	defer c.mu.Unlock()
 	return len(c.waiters)
 }
+
+// Func is a farebox.Clock whose time is the function's (a test that keeps
+// its own time); its After waits on the real clock.
+type Func func() time.Time
+
+// Now is f().
+func (f Func) Now() time.Time { return f() }
+
+// After is time.After.
+func (f Func) After(d time.Duration) <-chan time.Time { return time.After(d) }

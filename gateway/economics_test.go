@@ -14,6 +14,7 @@ import (
 	"farebox/gateway"
 	"farebox/pricing"
 	"farebox/routing"
+	"farebox/simulator"
 )
 
 // TestGoldenEconomics: a week of traffic through the gateway and the
@@ -34,14 +35,14 @@ import (
 func TestGoldenEconomics(t *testing.T) {
 	start := time.Date(2026, 11, 2, 0, 0, 0, 0, time.UTC) // day 0
 	clk := &fakeClock{t: start.Add(-time.Hour)}
-	sim := httptest.NewServer(&routing.Simulator{})
+	sim := httptest.NewServer(&simulator.Simulator{})
 	t.Cleanup(sim.Close)
 	gpu, err := routing.GPUCost(2*fb.Micro, 8, 4000, fb.Micro/2)
 	if err != nil {
 		t.Fatal(err)
 	}
 	dep := func(provider, model string, cost routing.CostCard) *routing.Deployment {
-		return &routing.Deployment{Name: provider + "/" + model, Provider: provider, Type: routing.TypeSimulated, Faults: true, Model: model, Upstream: model, BaseURL: sim.URL + "/v1", Cost: cost}
+		return &routing.Deployment{Name: provider + "/" + model, Provider: provider, Type: routing.TypeSimulated, ForwardHeaders: simHeaders, Model: model, Upstream: model, BaseURL: sim.URL + "/v1", Cost: cost}
 	}
 	router, err := routing.NewRouter([]*routing.Deployment{
 		dep("openai", "gpt-4o-mini", routing.CostCard{InputPerMTok: 150_000, OutputPerMTok: 600_000, CachedInputPerMTok: 75_000}),
@@ -97,7 +98,7 @@ func TestGoldenEconomics(t *testing.T) {
 	chat := func(key, model string, tokens int) {
 		t.Helper()
 		body := `{"model":"` + model + `","messages":[{"role":"user","content":"Say something short."}],"max_tokens":200}`
-		a := e.do("POST", "/v1/chat/completions", key, body, routing.SimulateTokensHeader, itoa(tokens))
+		a := e.do("POST", "/v1/chat/completions", key, body, simulator.TokensHeader, itoa(tokens))
 		if a.status != 200 {
 			t.Fatalf("%s at %s: %d %s", model, clk.Now(), a.status, a.raw)
 		}

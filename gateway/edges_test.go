@@ -21,6 +21,7 @@ import (
 	"farebox/ledger"
 	"farebox/pricing"
 	"farebox/routing"
+	"farebox/simulator"
 )
 
 // routerOf serves gpt-4o-mini from the given upstreams, in order.
@@ -103,12 +104,12 @@ func TestLongNonStream(t *testing.T) {
 // simulated deployment only where the operator enabled faults, so no
 // client can trip a deployment's breaker for every other tenant.
 func TestClientFaultsIgnored(t *testing.T) {
-	sim := serveUpstream(t, &routing.Simulator{})
+	sim := serveUpstream(t, &simulator.Simulator{})
 	r := routerOf(t, &routing.Deployment{Type: routing.TypeSimulated, BaseURL: sim})
 	e := newEnvRouter(t, gateway.Config{}, r, nil)
 	key, _ := e.customer("acme", "100", nil)
 	for i := range 5 {
-		if a := e.do("POST", "/v1/chat/completions", key, chatBody(false, false, ""), routing.SimulateHeader, "500"); a.status != 200 {
+		if a := e.do("POST", "/v1/chat/completions", key, chatBody(false, false, ""), simulator.FaultHeader, "500"); a.status != 200 {
 			t.Fatalf("request %d asking for a fault: %d %s", i, a.status, a.raw)
 		}
 	}
@@ -470,10 +471,10 @@ func TestConcurrencyCapAndRateBeforeBody(t *testing.T) {
 // TestKeyLookupRacingRevocation: a key read just before its revocation and
 // cached just after it must not come back as valid (finding 15).
 func TestKeyLookupRacingRevocation(t *testing.T) {
-	e := newEnv(t, gateway.Config{CacheTTL: time.Hour})
+	slow := &slowKeys{entered: make(chan struct{}), release: make(chan struct{})}
+	e := newEnvWith(t, envOptions{wrap: func(s fb.Store) fb.Store { slow.Store = s; return slow }})
 	key, id := e.customer("acme", "10", nil)
-	slow := &slowKeys{Store: e.store, entered: make(chan struct{}), release: make(chan struct{})}
-	e.gw.Store = slow
+	slow.armed.Store(true)
 	done := make(chan answer, 1)
 	go func() { done <- e.do("GET", "/v1/account/balance", key, "") }()
 	<-slow.entered // the lookup has read the key, not yet cached it
@@ -486,27 +487,24 @@ func TestKeyLookupRacingRevocation(t *testing.T) {
 	resp.Body.Close()
 	close(slow.release)
 	<-done
-	slow.off.Store(true)
 	if a := e.do("GET", "/v1/account/balance", key, ""); a.status != 401 {
 		t.Errorf("the revoked key after a lookup that raced its revocation: %d %s", a.status, a.raw)
 	}
 }
 
-// slowKeys holds the first key lookup between reading and returning.
+// slowKeys, once armed, holds the next key lookup between reading and
+// returning.
 type slowKeys struct {
 	fb.Store
-	once             sync.Once
+	armed            atomic.Bool
 	entered, release chan struct{}
-	off              atomic.Bool
 }
 
 func (s *slowKeys) KeyByHash(ctx context.Context, hash []byte) (fb.APIKey, error) {
 	k, err := s.Store.KeyByHash(ctx, hash)
-	if !s.off.Load() {
-		s.once.Do(func() {
-			close(s.entered)
-			<-s.release
-		})
+	if s.armed.CompareAndSwap(true, false) {
+		close(s.entered)
+		<-s.release
 	}
 	return k, err
 }
@@ -534,7 +532,7 @@ func TestStoreDownMidStream(t *testing.T) {
 	var ds *downStore
 	up := newScripted(t, 0, `{"prompt_tokens":11,"completion_tokens":3}`)
 	r := routerOf(t, &routing.Deployment{BaseURL: serveUpstream(t, up), MaxOutputTokens: 100})
-	e := newEnvWith(t, envOptions{router: r, now: clk.Now, spool: true, cfg: gateway.Config{SettleRetry: 200 * time.Millisecond},
+	e := newEnvWith(t, envOptions{router: r, now: clk.Now, cfg: gateway.Config{SettleRetry: 200 * time.Millisecond},
 		wrap: func(s fb.Store) fb.Store { ds = &downStore{Store: s}; return ds }})
 	t.Cleanup(up.halt)
 	key, _ := e.customer("acme", "100", nil)
@@ -561,7 +559,7 @@ func TestStoreDownMidStream(t *testing.T) {
 	if a.trailer.Get("X-Farebox-Cost") != want.String() {
 		t.Errorf("trailer cost %q, want %s", a.trailer.Get("X-Farebox-Cost"), want)
 	}
-	if n := len(e.gw.Spool.Pending()); n != 1 || e.gw.Stats().Spooled != 1 {
+	if n := len(e.app.Spool.Pending()); n != 1 || e.gw.Stats().Spooled != 1 {
 		t.Fatalf("%d settlements in the spool, stats %+v; want the one", n, e.gw.Stats())
 	}
 	clk.Advance(2 * time.Minute)
@@ -576,7 +574,7 @@ func TestStoreDownMidStream(t *testing.T) {
 	if acct.Charged != want || acct.Uncollected != 0 || ledger.Held(acct) != 0 {
 		t.Errorf("charged %s uncollected %s held %s; want %s, 0, 0", acct.Charged, acct.Uncollected, ledger.Held(acct), want)
 	}
-	if n := len(e.gw.Spool.Pending()); n != 0 {
+	if n := len(e.app.Spool.Pending()); n != 0 {
 		t.Errorf("%d left in the spool", n)
 	}
 	rows, err := e.store.Usage(context.Background(), fb.UsageFilter{Customer: "acme", GroupBy: "status"})

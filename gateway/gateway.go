@@ -10,21 +10,16 @@ package gateway
 
 import (
 	"context"
-	"crypto/sha256"
 	"crypto/subtle"
-	"errors"
-	"io"
 	"log/slog"
-	"mime"
 	"net/http"
-	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	fb "farebox"
-	"farebox/ledger"
+	"farebox/keys"
 	"farebox/plans"
 	"farebox/pricing"
 	"farebox/routing"
@@ -69,11 +64,6 @@ type Config struct {
 	// MaxConcurrentPerCustomer > 0 bounds a customer's requests in flight
 	// (429 past it). 0: no bound.
 	MaxConcurrentPerCustomer int
-	// CacheTTL > 0 keeps keys and plans in memory that long. Only for a
-	// process that makes every change to them (embedded SQLite), which
-	// calls Forget after each; with several replicas each request reads
-	// the store, so a key revoked anywhere fails at once everywhere.
-	CacheTTL time.Duration
 }
 
 func (c Config) withDefaults() Config {
@@ -105,25 +95,62 @@ func (c Config) withDefaults() Config {
 // never expires under a running request; a stream extends it.
 func (c Config) holdTTL() time.Duration { return c.RequestTimeout + time.Minute }
 
-// Gateway holds what the proxy needs. Set the fields, then serve.
-type Gateway struct {
-	Store  fb.Store
-	Ledger *ledger.Engine
-	// Card returns the rate card in force (credits per token).
-	Card   func(context.Context) (*pricing.Card, error)
-	Router *routing.Router
-	// Spool keeps settlements the ledger could not take (the store down,
-	// the process killed mid-stream) until it can; nil: none are kept.
-	Spool  *spool.Spool
-	Config Config
-	Now    func() time.Time
-	NewID  func(prefix string) string
-	Log    *slog.Logger
+// Catalog is what the gateway reads of keys, subscriptions and plans (the
+// store, through its cache).
+type Catalog interface {
+	KeyByHash(ctx context.Context, hash []byte) (fb.APIKey, error)
+	Subscription(ctx context.Context, customer string) (fb.Subscription, error)
+	Plan(ctx context.Context, id string) (fb.Plan, error)
+}
 
-	once   sync.Once
-	cfg    Config
+// Ledger applies the gateway's ops: holds (answered before their commit,
+// see ledger.Engine.Reserve), captures, releases, extensions.
+type Ledger interface {
+	Submit(ctx context.Context, op fb.Op) (fb.Result, error)
+	Reserve(ctx context.Context, op fb.Op, lost func()) (fb.Result, error)
+}
+
+// Cards gives the rate card in force (credits per token).
+type Cards interface {
+	Card(ctx context.Context) (*pricing.Card, error)
+}
+
+// Observer is told of every settled request and failed upstream attempt
+// (the metrics).
+type Observer interface {
+	ObserveRequest(model, deployment, status string, ttft, latency time.Duration)
+	ObserveUpstreamError(deployment, kind string)
+}
+
+// Deps are what a Gateway works with. Spool and Metrics may be nil: then
+// a settlement the ledger cannot take is only logged, and nothing is
+// observed.
+type Deps struct {
+	Catalog Catalog
+	Ledger  Ledger
+	Cards   Cards
+	Router  *routing.Router
+	Spool   *spool.Spool
+	Metrics Observer
+	Clock   fb.Clock
+	NewID   func(prefix string) string
+	Log     *slog.Logger
+}
+
+// Gateway is the proxy. Make one with New.
+type Gateway struct {
+	catalog Catalog
+	ledger  Ledger
+	cards   Cards
+	router  *routing.Router
+	spool   *spool.Spool
+	obs     Observer
+	clock   fb.Clock
+	newID   func(prefix string) string
+	log     *slog.Logger
+	cfg     Config
+
 	limits *limiter
-	cache  *catalogCache // nil: no caching
 	busy   concurrency
 	stats  counters
 	// spooled are the holds of this process's running streams whose
@@ -131,6 +158,30 @@ type Gateway struct {
 	spoolMu sync.Mutex
 	spooled map[string]bool
 }
+
+// New returns a gateway over d, tuned by cfg (zero fields take their
+// defaults).
+func New(d Deps, cfg Config) *Gateway {
+	if d.Log == nil {
+		d.Log = slog.New(slog.DiscardHandler)
+	}
+	if d.Metrics == nil {
+		d.Metrics = noObserver{}
+	}
+	return &Gateway{
+		catalog: d.Catalog, ledger: d.Ledger, cards: d.Cards, router: d.Router, spool: d.Spool, obs: d.Metrics,
+		clock: d.Clock, newID: d.NewID, log: d.Log, cfg: cfg.withDefaults(),
+		limits: newLimiter(), busy: concurrency{m: map[string]int{}}, spooled: map[string]bool{},
+	}
+}
+
+type noObserver struct{}
+
+func (noObserver) ObserveRequest(string, string, string, time.Duration, time.Duration) {}
+func (noObserver) ObserveUpstreamError(string, string)                                 {}
+
+// Router is the gateway's router (the deployments and their health).
+func (g *Gateway) Router() *routing.Router { return g.router }
 
 // Stats counts what a gateway has seen that an operator must know of.
 type Stats struct {
@@ -154,30 +205,6 @@ func (g *Gateway) Stats() Stats {
 		OverCaptures: g.stats.overCaptures.Load(), OverCaptureCredits: fb.Amount(g.stats.overCredits.Load()),
 		Spooled: g.stats.spooled.Load(), Unsettled: g.stats.unsettled.Load(),
 	}
-}
-
-func (g *Gateway) setup() {
-	g.once.Do(func() {
-		g.cfg = g.Config.withDefaults()
-		if g.Now == nil {
-			g.Now = time.Now
-		}
-		if g.NewID == nil {
-			g.NewID = ledger.RandomID
-		}
-		if g.Log == nil {
-			g.Log = slog.New(slog.DiscardHandler)
-		}
-		if g.Router == nil {
-			g.Router, _ = routing.NewRouter(nil)
-		}
-		g.limits = newLimiter()
-		g.busy.m = map[string]int{}
-		g.spooled = map[string]bool{}
-		if g.cfg.CacheTTL > 0 {
-			g.cache = &catalogCache{ttl: g.cfg.CacheTTL}
-		}
-	})
 }
 
 // concurrency counts each customer's requests in flight.
@@ -204,30 +231,20 @@ func (c *concurrency) release(customer string) {
 	}
 }
 
-// KeyPrefix starts every customer API key.
-const KeyPrefix = "fbk_"
-
-// HashKey is what is stored of a key.
-func HashKey(key string) []byte {
-	h := sha256.Sum256([]byte(key))
-	return h[:]
-}
-
 // Authenticate finds the key a request carries (Authorization: Bearer, or
-// x-api-key). Keys are read from the store on every request (or from a
-// cache the revocation drops, see Config.CacheTTL), so a revoked key fails
-// at once, on every replica.
+// x-api-key). Keys are read through the catalog, whose cache (kept only by
+// a sole writer) a revocation drops, so a revoked key fails at once, on
+// every replica.
 func (g *Gateway) Authenticate(r *http.Request) (fb.APIKey, error) {
 	key := r.Header.Get("x-api-key")
 	if tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer "); ok {
 		key = tok
 	}
-	if !strings.HasPrefix(key, KeyPrefix) {
+	if !strings.HasPrefix(key, keys.Prefix) {
 		return fb.APIKey{}, fb.Errorf(fb.EInvalidAPIKey, "an API key (Authorization: Bearer fbk_…) is required")
 	}
-	g.setup()
-	want := HashKey(key)
-	k, err := g.lookupKey(r.Context(), want)
+	want := keys.Hash(key)
+	k, err := g.catalog.KeyByHash(r.Context(), want)
 	if fb.ErrorType(err) == fb.ENotFound {
 		return fb.APIKey{}, fb.Errorf(fb.EInvalidAPIKey, "the API key is not valid")
 	}
@@ -243,30 +260,14 @@ func (g *Gateway) Authenticate(r *http.Request) (fb.APIKey, error) {
 // plan returns the customer's plan, or nil for a customer without one (who
 // may use every priced model, without rate limits).
 func (g *Gateway) plan(ctx context.Context, customer string) (*fb.Plan, error) {
-	if g.cache == nil {
-		return g.readPlan(ctx, customer)
-	}
-	now := g.Now()
-	if p, ok := g.cache.plan(customer, now); ok {
-		return p, nil
-	}
-	gen := g.cache.generation()
-	p, err := g.readPlan(ctx, customer)
-	if err == nil {
-		g.cache.putPlan(customer, p, now, gen)
-	}
-	return p, err
-}
-
-func (g *Gateway) readPlan(ctx context.Context, customer string) (*fb.Plan, error) {
-	sub, err := g.Store.Subscription(ctx, customer)
+	sub, err := g.catalog.Subscription(ctx, customer)
 	if fb.ErrorType(err) == fb.ENotFound {
 		return nil, nil
 	}
 	if err != nil {
 		return nil, err
 	}
-	p, err := g.Store.Plan(ctx, sub.Plan)
+	p, err := g.catalog.Plan(ctx, sub.Plan)
 	if err != nil {
 		return nil, err
 	}
@@ -279,38 +280,4 @@ func entitled(p *fb.Plan, model string) error {
 		return fb.Errorf(fb.EModelNotAllowed, "the plan %s does not include the model %s", p.ID, model).WithParam("model")
 	}
 	return nil
-}
-
-func readBody(r *http.Request, limit int64) ([]byte, error) {
-	if ct := r.Header.Get("Content-Type"); ct != "" {
-		mt, _, err := mime.ParseMediaType(ct)
-		if err != nil || mt != "application/json" {
-			return nil, fb.Errorf(fb.EUnsupportedMedia, "Content-Type must be application/json, got %q", ct)
-		}
-	}
-	if r.ContentLength > limit {
-		return nil, fb.Errorf(fb.ETooLarge, "the request body is %d bytes; the limit is %d", r.ContentLength, limit)
-	}
-	b, err := io.ReadAll(io.LimitReader(r.Body, limit+1))
-	if err != nil {
-		return nil, bodyError(err)
-	}
-	if int64(len(b)) > limit {
-		return nil, fb.Errorf(fb.ETooLarge, "the request body is over the limit of %d bytes", limit)
-	}
-	return b, nil
-}
-
-// bodyError is the client's error for a body that could not be read: the
-// server guard's own refusals (too many bodies in flight, too slow) as
-// they are, a read deadline hit as 408, anything else as a bad request.
-func bodyError(err error) error {
-	var fe *fb.Error
-	switch {
-	case errors.As(err, &fe):
-		return fe
-	case errors.Is(err, os.ErrDeadlineExceeded):
-		return fb.Errorf(fb.ERequestTimeout, "the request body did not arrive in time")
-	}
-	return fb.Invalid("", "could not read the request body: %v", err)
 }

@@ -17,13 +17,16 @@ import (
 	"time"
 
 	fb "farebox"
-	"farebox/api"
+	"farebox/app"
 	"farebox/economics"
+	"farebox/fakeclock"
 	"farebox/gateway"
+	"farebox/ids"
+	"farebox/keys"
 	"farebox/ledger"
 	"farebox/pricing"
 	"farebox/routing"
-	"farebox/spool"
+	"farebox/simulator"
 	"farebox/store/sqlite"
 )
 
@@ -33,31 +36,43 @@ const adminToken = "fba_test"
 var testRates = fb.Rates{InputPerMTok: 1000 * fb.Micro, OutputPerMTok: 2000 * fb.Micro, CachedInputPerMTok: 1000 * fb.Micro, ReasoningPerMTok: 2000 * fb.Micro}
 
 // env is a Farebox (SQLite, real engine, real HTTP) in front of a
-// simulator.
+// simulator, started as the app starts it.
 type env struct {
 	t      *testing.T
 	url    string
-	store  *sqlite.Store
+	app    *app.App
+	store  fb.Store
 	engine *ledger.Engine
 	gw     *gateway.Gateway
-	sim    *routing.Simulator
+	sim    *simulator.Simulator
 	client *http.Client
 }
 
+// simHeaders are the simulator's controls, forwarded to a test's
+// simulated deployments (faults on).
+var simHeaders = []string{simulator.TokensHeader, simulator.FaultHeader}
+
 func newEnv(t *testing.T, cfg gateway.Config) *env {
 	t.Helper()
-	sim := &routing.Simulator{}
+	return newEnvSim(t, envOptions{cfg: cfg})
+}
+
+// newEnvSim is an env of o whose models are served by a simulator.
+func newEnvSim(t *testing.T, o envOptions) *env {
+	t.Helper()
+	sim := &simulator.Simulator{}
 	simSrv := httptest.NewServer(sim)
 	t.Cleanup(simSrv.Close)
 	router, err := routing.NewRouter([]*routing.Deployment{
-		{Name: "sim/gpt-4o-mini", Provider: "sim", Type: routing.TypeSimulated, Faults: true, Model: "gpt-4o-mini", Upstream: "gpt-4o-mini", BaseURL: simSrv.URL + "/v1", MaxOutputTokens: 4096,
+		{Name: "sim/gpt-4o-mini", Provider: "sim", Type: routing.TypeSimulated, ForwardHeaders: simHeaders, Model: "gpt-4o-mini", Upstream: "gpt-4o-mini", BaseURL: simSrv.URL + "/v1", MaxOutputTokens: 4096,
 			Cost: routing.CostCard{InputPerMTok: 150_000, OutputPerMTok: 600_000, CachedInputPerMTok: 75_000}},
-		{Name: "sim/text-embedding-3-small", Provider: "sim", Type: routing.TypeSimulated, Faults: true, Model: "text-embedding-3-small", Upstream: "text-embedding-3-small", BaseURL: simSrv.URL + "/v1", Embeddings: true},
+		{Name: "sim/text-embedding-3-small", Provider: "sim", Type: routing.TypeSimulated, ForwardHeaders: simHeaders, Model: "text-embedding-3-small", Upstream: "text-embedding-3-small", BaseURL: simSrv.URL + "/v1", Embeddings: true},
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := newEnvWith(t, envOptions{cfg: cfg, router: router})
+	o.router = router
+	e := newEnvWith(t, o)
 	e.sim = sim
 	return e
 }
@@ -70,15 +85,15 @@ func newEnvRouter(t *testing.T, cfg gateway.Config, router *routing.Router, now 
 }
 
 // envOptions shape an env: the gateway's config and router, the clock,
-// a wrapper of the store the engine writes through (to fail it), the
-// log, and whether settlements may be spooled.
+// a wrapper of the store (to fail it), the log, and whether this process
+// is the store's only writer (it then caches keys and plans; the default).
 type envOptions struct {
-	cfg    gateway.Config
-	router *routing.Router
-	now    func() time.Time
-	wrap   func(fb.Store) fb.Store
-	log    *slog.Logger
-	spool  bool
+	cfg      gateway.Config
+	router   *routing.Router
+	now      func() time.Time
+	wrap     func(fb.Store) fb.Store
+	log      *slog.Logger
+	replicas bool // not the only writer: nothing cached
 	// prices, by model, besides testRates for the two test models.
 	prices map[string]fb.Rates
 }
@@ -91,11 +106,6 @@ func newEnvWith(t *testing.T, o envOptions) *env {
 	if err != nil {
 		t.Fatalf("open store: %v", err)
 	}
-	var through fb.Store = st
-	if o.wrap != nil {
-		through = o.wrap(st)
-	}
-	eng := ledger.NewEngine(through, ledger.Config{Cache: true, Now: o.now})
 	prices := map[string]fb.Rates{"gpt-4o-mini": testRates, "text-embedding-3-small": testRates}
 	for m, r := range o.prices {
 		prices[m] = r
@@ -105,26 +115,29 @@ func newEnvWith(t *testing.T, o envOptions) *env {
 			t.Fatal(err)
 		}
 	}
-	gw := &gateway.Gateway{Router: o.router, Config: o.cfg, Log: o.log}
-	if o.spool {
-		sp, err := spool.Open(filepath.Join(dir, "spool.log"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { sp.Close() })
-		gw.Spool = sp
+	var through fb.Store = st
+	if o.wrap != nil {
+		through = o.wrap(st)
 	}
-	srv := &api.Server{Store: st, Engine: eng, AdminToken: adminToken, Now: o.now, Gateway: gw,
-		Economics: economics.Config{CreditsPerUSD: 100, Shares: shares}}
-	hs := httptest.NewServer(srv.Handler())
+	var clock fb.Clock = fb.SystemClock
+	if o.now != nil {
+		clock = fakeclock.Func(o.now)
+	}
+	a, err := app.New(ctx, app.Config{
+		Store: through, SoleWriter: !o.replicas, DataDir: dir, AdminToken: adminToken, Router: o.router,
+		Gateway: o.cfg, Economics: economics.Config{CreditsPerUSD: 100, Shares: shares}, Clock: clock, Log: o.log,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := httptest.NewServer(a.Handler)
 	tr := &http.Transport{MaxIdleConns: 1024, MaxIdleConnsPerHost: 1024}
 	t.Cleanup(func() {
 		tr.CloseIdleConnections()
 		hs.Close()
-		eng.Close()
-		st.Close()
+		a.Close()
 	})
-	return &env{t: t, url: hs.URL, store: st, engine: eng, gw: gw, client: &http.Client{Transport: tr}}
+	return &env{t: t, url: hs.URL, app: a, store: a.Store, engine: a.Engine, gw: a.Gateway, client: &http.Client{Transport: tr}}
 }
 
 // customer creates a customer with credits (promo, never expiring) and a
@@ -154,9 +167,9 @@ func (e *env) customer(id string, credits string, plan *fb.Plan) (key string, ke
 			e.t.Fatal(err)
 		}
 	}
-	key = gateway.KeyPrefix + ledger.RandomBase62(40)
-	keyID = ledger.RandomID("key_")
-	if err := e.store.CreateKey(ctx, fb.APIKey{ID: keyID, Customer: id, Name: "test", Prefix: key[:8], Hash: gateway.HashKey(key), CreatedAt: time.Now().UTC()}); err != nil {
+	k, key := keys.Mint(id, "test", time.Now(), ids.New)
+	keyID = k.ID
+	if err := e.store.CreateKey(ctx, k); err != nil {
 		e.t.Fatal(err)
 	}
 	return key, keyID
@@ -339,7 +352,7 @@ func mustAmount(t *testing.T, s string) fb.Amount {
 func TestChatNonStream(t *testing.T) {
 	e := newEnv(t, gateway.Config{})
 	key, _ := e.customer("acme", "100", nil)
-	a := e.do("POST", "/v1/chat/completions", key, chatBody(false, false, ""), routing.SimulateTokensHeader, "30")
+	a := e.do("POST", "/v1/chat/completions", key, chatBody(false, false, ""), simulator.TokensHeader, "30")
 	if a.status != 200 {
 		t.Fatalf("status %d: %s", a.status, a.raw)
 	}
@@ -376,7 +389,7 @@ func TestChatStream(t *testing.T) {
 	for _, asked := range []bool{false, true} {
 		t.Run(fmt.Sprintf("include_usage=%v", asked), func(t *testing.T) {
 			before := e.available("acme")
-			a := e.do("POST", "/v1/chat/completions", key, chatBody(true, asked, ""), routing.SimulateTokensHeader, "25")
+			a := e.do("POST", "/v1/chat/completions", key, chatBody(true, asked, ""), simulator.TokensHeader, "25")
 			if a.status != 200 || a.readErr != nil {
 				t.Fatalf("status %d err %v: %s", a.status, a.readErr, a.raw)
 			}
@@ -465,7 +478,7 @@ func TestMaxTokensLowered(t *testing.T) {
 	// Enough for the input bound and exactly 100 output tokens.
 	credits := fb.Amount(in*1000 + 100*2000)
 	key, _ := e.customer("acme", credits.String(), nil)
-	a := e.do("POST", "/v1/chat/completions", key, body, routing.SimulateTokensHeader, "500")
+	a := e.do("POST", "/v1/chat/completions", key, body, simulator.TokensHeader, "500")
 	if a.status != 200 {
 		t.Fatalf("status %d: %s", a.status, a.raw)
 	}
@@ -489,7 +502,7 @@ func TestMaxTokensLowered(t *testing.T) {
 	// A cap above the model's limit (4096 here) is lowered to it, not held.
 	e3 := newEnv(t, gateway.Config{})
 	key3, _ := e3.customer("rich", "1000", nil)
-	a3 := e3.do("POST", "/v1/chat/completions", key3, chatBody(false, false, `,"max_tokens":1000000000000`), routing.SimulateTokensHeader, "5000")
+	a3 := e3.do("POST", "/v1/chat/completions", key3, chatBody(false, false, `,"max_tokens":1000000000000`), simulator.TokensHeader, "5000")
 	if a3.status != 200 || a3.get("usage", "completion_tokens") != "4096" || !strings.Contains(a3.raw, `"finish_reason":"length"`) {
 		t.Errorf("a cap above the model's limit: %d %.300s", a3.status, a3.raw)
 	}
@@ -529,15 +542,16 @@ func TestEntitlementAndRateLimits(t *testing.T) {
 }
 
 func TestIsolationAndRevocation(t *testing.T) {
-	for _, ttl := range []time.Duration{0, time.Hour} {
-		t.Run(fmt.Sprintf("cache=%s", ttl), func(t *testing.T) { testIsolation(t, ttl) })
+	for _, replicas := range []bool{true, false} {
+		t.Run(fmt.Sprintf("cached=%v", !replicas), func(t *testing.T) { testIsolation(t, replicas) })
 	}
 }
 
-// testIsolation runs with and without the key cache: a revocation through
-// the API takes effect at once either way.
-func testIsolation(t *testing.T, ttl time.Duration) {
-	e := newEnv(t, gateway.Config{CacheTTL: ttl})
+// testIsolation runs with the catalog cache (a sole writer) and without
+// (one of several replicas): a revocation through the API takes effect at
+// once either way.
+func testIsolation(t *testing.T, replicas bool) {
+	e := newEnvSim(t, envOptions{replicas: replicas})
 	keyA, idA := e.customer("a", "10", nil)
 	keyB, _ := e.customer("b", "10", nil)
 	if a := e.do("POST", "/v1/chat/completions", keyA, chatBody(false, false, "")); a.status != 200 {
@@ -598,7 +612,7 @@ func TestFaults(t *testing.T) {
 		name := fmt.Sprintf("%s/stream=%v", c.fault, c.stream)
 		t.Run(name, func(t *testing.T) {
 			before := e.account("acme").Charged
-			a := e.do("POST", "/v1/chat/completions", key, chatBody(c.stream, c.stream, ""), routing.SimulateHeader, c.fault, routing.SimulateTokensHeader, "40")
+			a := e.do("POST", "/v1/chat/completions", key, chatBody(c.stream, c.stream, ""), simulator.FaultHeader, c.fault, simulator.TokensHeader, "40")
 			if a.status != c.status {
 				t.Fatalf("status %d, want %d: %s", a.status, c.status, a.raw)
 			}
@@ -678,10 +692,10 @@ func TestZeroOverspend(t *testing.T) {
 				go func() {
 					defer wg.Done()
 					stream := i%2 == 0
-					hdr := []string{routing.SimulateTokensHeader, "40"}
+					hdr := []string{simulator.TokensHeader, "40"}
 					if faults {
 						if m := modes[i%len(modes)]; m != "" {
-							hdr = append(hdr, routing.SimulateHeader, m)
+							hdr = append(hdr, simulator.FaultHeader, m)
 						}
 					}
 					a := e.do("POST", "/v1/chat/completions", key, chatBody(stream, stream && i%4 == 0, `,"max_tokens":64`), hdr...)
@@ -748,9 +762,10 @@ func TestZeroOverspend(t *testing.T) {
 	}
 }
 
-// A plan change through the API takes effect at once, cache or not.
+// A plan change through the API takes effect at once, with the catalog
+// cached.
 func TestPlanChangeTakesEffect(t *testing.T) {
-	e := newEnv(t, gateway.Config{CacheTTL: time.Hour})
+	e := newEnv(t, gateway.Config{})
 	key, _ := e.customer("acme", "10", &fb.Plan{ID: "chat", Name: "Chat", Period: fb.PeriodMonth, Models: []string{"gpt-4o*"}})
 	if err := e.store.CreatePlan(context.Background(), fb.Plan{ID: "all", Name: "All", Period: fb.PeriodMonth, Models: []string{"*"}, CreatedAt: time.Now().UTC()}); err != nil {
 		t.Fatal(err)

@@ -32,7 +32,6 @@ type limitsJSON struct {
 // Models is GET /v1/models: the models this key may use, served here and
 // priced now, with their prices in credits.
 func (g *Gateway) Models(w http.ResponseWriter, r *http.Request) error {
-	g.setup()
 	key, err := g.Authenticate(r)
 	if err != nil {
 		return err
@@ -41,18 +40,18 @@ func (g *Gateway) Models(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	card, err := g.Card(r.Context())
+	card, err := g.cards.Card(r.Context())
 	if card == nil {
 		return err
 	}
-	now := g.Now()
+	now := g.clock.Now()
 	data := []modelJSON{}
-	for _, m := range g.Router.Models() {
+	for _, m := range g.router.Models() {
 		p, ok := card.At(m, now)
 		if !ok || entitled(plan, m) != nil {
 			continue
 		}
-		d := g.Router.Deployments(m)[0]
+		d := g.router.Deployments(m)[0]
 		v := modelJSON{ID: m, Object: "model", Created: p.EffectiveFrom.Unix(), OwnedBy: d.Provider, Type: "chat",
 			Pricing: pricingJSON{p.InputPerMTok, p.OutputPerMTok, p.CachedInputPerMTok, p.ReasoningPerMTok, p.PerRequest}}
 		if d.Embeddings {

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	fb "farebox"
+	"farebox/httpx"
 	"farebox/pricing"
 	"farebox/routing"
 )
@@ -96,7 +97,6 @@ func (g *Gateway) Embeddings(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (g *Gateway) serve(w http.ResponseWriter, r *http.Request, path string, parse func([]byte) (*request, error)) error {
-	g.setup()
 	// A request refused before its body is read closes its connection:
 	// net/http would otherwise read the body first, waiting on a client
 	// that never sends it.
@@ -117,7 +117,7 @@ func (g *Gateway) serve(w http.ResponseWriter, r *http.Request, path string, par
 		}
 		defer g.busy.release(key.Customer)
 	}
-	start := g.Now()
+	start := g.clock.Now()
 	plan, err := g.plan(r.Context(), key.Customer)
 	if err != nil {
 		return refuse(err)
@@ -129,7 +129,7 @@ func (g *Gateway) serve(w http.ResponseWriter, r *http.Request, path string, par
 			return refuse(rateLimited(w, plan, wait))
 		}
 	}
-	body, err := readBody(r, g.cfg.MaxBodyBytes)
+	body, err := httpx.ReadBody(r, g.cfg.MaxBodyBytes, false)
 	if err != nil {
 		return err
 	}
@@ -139,7 +139,7 @@ func (g *Gateway) serve(w http.ResponseWriter, r *http.Request, path string, par
 	}
 	x := &exchange{id: w.Header().Get("X-Request-Id"), key: key, plan: plan, req: q, client: r, writer: w, upstream: path, start: start}
 	if x.id == "" {
-		x.id = g.NewID("req_")
+		x.id = g.newID("req_")
 	}
 	timeout := g.cfg.RequestTimeout
 	if q.stream {
@@ -193,8 +193,8 @@ func (g *Gateway) admit(x *exchange) error {
 	if err := entitled(x.plan, q.model); err != nil {
 		return err
 	}
-	all := g.Router.Deployments(q.model)
-	card, err := g.Card(ctx)
+	all := g.router.Deployments(q.model)
+	card, err := g.cards.Card(ctx)
 	if card == nil {
 		return err
 	}
@@ -241,7 +241,7 @@ func (g *Gateway) admit(x *exchange) error {
 			return rateLimited(x.writer, x.plan, wait)
 		}
 	}
-	x.order = g.Router.Order(q.model, fb.Quantities{InputTokens: guess, OutputTokens: out}, func(d *routing.Deployment) bool { return can[d] })
+	x.order = g.router.Order(q.model, fb.Quantities{InputTokens: guess, OutputTokens: out}, func(d *routing.Deployment) bool { return can[d] })
 	var in int64
 	for _, d := range x.order {
 		in = max(in, q.inputBound(d))
@@ -251,7 +251,7 @@ func (g *Gateway) admit(x *exchange) error {
 		g.unlimit(x, 0)
 		return fb.Invalid("", "the request's worst-case price overflows")
 	}
-	res, err := g.Ledger.Reserve(ctx, fb.Op{
+	res, err := g.ledger.Reserve(ctx, fb.Op{
 		Kind: fb.OpHold, Customer: x.key.Customer, Amount: max(worst, 1),
 		TTL: g.cfg.holdTTL(), AllowPartial: true,
 	}, func() { x.cancel(errHoldLost) })
@@ -301,12 +301,12 @@ func (g *Gateway) send(x *exchange) (*http.Response, error) {
 			g.settle(x, nil, StatusRejected, false)
 			return nil, err
 		}
-		t0 := g.Now()
+		t0 := g.clock.Now()
 		resp, err := g.post(d, x, body)
 		if err == nil && resp.StatusCode < 300 {
-			g.Router.Success(d, g.Now().Sub(t0))
+			g.router.Success(d, g.clock.Now().Sub(t0))
 			if !x.req.stream {
-				x.ttft = g.Now().Sub(x.start) // the answer's first byte; a stream's is its first token
+				x.ttft = g.clock.Now().Sub(x.start) // the answer's first byte; a stream's is its first token
 			}
 			return resp, nil
 		}
@@ -324,20 +324,20 @@ func (g *Gateway) send(x *exchange) (*http.Response, error) {
 		}
 		switch {
 		case errors.Is(err, errFirstByte) || (err != nil && x.ctx.Err() != nil):
-			g.Router.Failure(d)
+			g.failed(d, "timeout")
 			status = StatusTimeout
 			last = fb.Errorf(fb.EUpstreamTimeout, "the model %s did not answer in time", x.req.model)
 		case err != nil:
-			g.Router.Failure(d)
+			g.failed(d, "unreachable")
 			status = StatusUpstream
 			last = fb.Errorf(fb.EUpstream, "the model %s could not be reached", x.req.model).WithCode("upstream_unreachable")
-			g.Log.Warn("upstream unreachable", "deployment", d.Name, "request_id", x.id, "err", err)
+			g.log.Warn("upstream unreachable", "deployment", d.Name, "request_id", x.id, "err", err)
 		case resp.StatusCode == http.StatusTooManyRequests:
-			g.Router.Failure(d)
+			g.failed(d, "rate_limited")
 			status = StatusRateLimited
 			last = fb.Errorf(fb.ERateLimited, "the model %s is busy upstream; retry later", x.req.model).WithCode("upstream_rate_limited")
 		case resp.StatusCode >= 500:
-			g.Router.Failure(d)
+			g.failed(d, "server_error")
 			status = StatusUpstream
 			last = fb.Errorf(fb.EUpstream, "the model %s failed upstream (HTTP %d)", x.req.model, resp.StatusCode)
 		case resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden || resp.StatusCode < 400:
@@ -345,10 +345,10 @@ func (g *Gateway) send(x *exchange) (*http.Response, error) {
 			// redirected, which is not followed): nothing the customer
 			// can mend, nor may see. The detail is the operator's.
 			b, _ := io.ReadAll(io.LimitReader(resp.Body, 4<<10))
-			g.Router.Failure(d)
+			g.failed(d, "refused")
 			status = StatusUpstream
 			last = fb.Errorf(fb.EUpstream, "the model %s failed upstream", x.req.model)
-			g.Log.Error("the upstream refused the gateway's request: check the deployment's credentials and URL", "deployment", d.Name, "status", resp.StatusCode, "request_id", x.id, "body", string(b))
+			g.log.Error("the upstream refused the gateway's request: check the deployment's credentials and URL", "deployment", d.Name, "status", resp.StatusCode, "request_id", x.id, "body", string(b))
 		default:
 			// The upstream refused the request itself: the client's to fix,
 			// passed on as it is, charged nothing.
@@ -369,6 +369,13 @@ func (g *Gateway) send(x *exchange) (*http.Response, error) {
 	return nil, last
 }
 
+// failed records a deployment's failure to serve, of a kind: its health,
+// and the metrics.
+func (g *Gateway) failed(d *routing.Deployment, kind string) {
+	g.router.Failure(d)
+	g.obs.ObserveUpstreamError(d.Name, kind)
+}
+
 // post sends one attempt. A stream's wait for its response headers is
 // bounded by the first-byte timeout; a non-stream answer's headers come
 // when it is done, within the request's timeout.
@@ -385,15 +392,9 @@ func (g *Gateway) post(d *routing.Deployment, x *exchange, body []byte) (*http.R
 	if d.APIKey != "" {
 		req.Header.Set("Authorization", "Bearer "+d.APIKey)
 	}
-	if d.Type == routing.TypeSimulated {
-		// The length a client asks of a simulated answer is harmless; a
-		// fault it asks for counts against the deployment, so it passes
-		// only where the operator enabled faults.
-		if v := x.client.Header.Get(routing.SimulateTokensHeader); v != "" {
-			req.Header.Set(routing.SimulateTokensHeader, v)
-		}
-		if v := x.client.Header.Get(routing.SimulateHeader); v != "" && d.Faults {
-			req.Header.Set(routing.SimulateHeader, v)
+	for _, h := range d.ForwardHeaders {
+		if v := x.client.Header.Get(h); v != "" {
+			req.Header.Set(h, v)
 		}
 	}
 	var timer *time.Timer
@@ -595,7 +596,7 @@ func jsonInt(n int64) json.RawMessage { return json.RawMessage(strconv.FormatInt
 // charged the hold only, counted and logged, so that a future hole is
 // seen the day it opens.
 func (g *Gateway) settlement(x *exchange, q *fb.Quantities, status string, delivered bool) fb.Op {
-	now := g.Now()
+	now := g.clock.Now()
 	u := &fb.Usage{
 		ID: x.id, Source: "gateway", Customer: x.key.Customer, Model: x.req.model, At: now.UTC(),
 		KeyID: x.key.ID, Latency: now.Sub(x.start), TTFT: x.ttft, Status: status,
@@ -608,13 +609,13 @@ func (g *Gateway) settlement(x *exchange, q *fb.Quantities, status string, deliv
 	}
 	cost, err := pricing.Cost(x.price.Rates, *q)
 	if err != nil {
-		g.Log.Error("pricing a request failed; charging the hold", "request_id", x.id, "err", err)
+		g.log.Error("pricing a request failed; charging the hold", "request_id", x.id, "err", err)
 		cost = x.held
 	}
 	if cost > x.held {
 		g.stats.overCaptures.Add(1)
 		g.stats.overCredits.Add(int64(cost - x.held))
-		g.Log.Error("a request cost more than its hold: a gap in the worst case; charged the hold",
+		g.log.Error("a request cost more than its hold: a gap in the worst case; charged the hold",
 			"request_id", x.id, "customer", x.key.Customer, "model", x.req.model, "deployment", u.Deployment,
 			"cost", cost, "held", x.held, "input_tokens", q.InputTokens+q.CachedInputTokens, "output_tokens", q.OutputTokens+q.ReasoningTokens)
 		cost = x.held
@@ -644,6 +645,7 @@ func (g *Gateway) settle(x *exchange, q *fb.Quantities, status string, delivered
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(x.client.Context()), g.cfg.SettleRetry)
 	defer cancel()
 	res, err := g.apply(ctx, op, true)
+	g.obs.ObserveRequest(x.req.model, op.Usage.Deployment, status, x.ttft, op.Usage.Latency)
 	if x.plan != nil {
 		u := op.Usage
 		g.unlimit(x, u.InputTokens+u.CachedInputTokens+u.OutputTokens+u.ReasoningTokens)
@@ -653,12 +655,12 @@ func (g *Gateway) settle(x *exchange, q *fb.Quantities, status string, delivered
 		x.balance = max(res.Balance, 0)
 		return nil
 	}
-	if op.Kind == fb.OpCapture && g.Spool != nil {
-		if serr := g.Spool.PutNow(x.hold, op); serr == nil {
+	if op.Kind == fb.OpCapture && g.spool != nil {
+		if serr := g.spool.PutNow(x.hold, op); serr == nil {
 			g.unspool(x, true)
 			x.spooled = true
 			g.stats.spooled.Add(1)
-			g.Log.Warn("the ledger could not take a settlement; it is kept in the spool and applied when the ledger answers",
+			g.log.Warn("the ledger could not take a settlement; it is kept in the spool and applied when the ledger answers",
 				"request_id", x.id, "hold", x.hold, "credits", op.Amount, "err", err)
 			return fmt.Errorf("settling request %s: %w", x.id, err)
 		}
@@ -666,7 +668,7 @@ func (g *Gateway) settle(x *exchange, q *fb.Quantities, status string, delivered
 	if op.Kind == fb.OpCapture {
 		g.stats.unsettled.Add(1)
 	}
-	g.Log.Error("settling a request failed", "request_id", x.id, "hold", x.hold, "op", op.Kind, "credits", op.Amount, "err", err)
+	g.log.Error("settling a request failed", "request_id", x.id, "hold", x.hold, "op", op.Kind, "credits", op.Amount, "err", err)
 	return fmt.Errorf("settling request %s: %w", x.id, err)
 }
 
@@ -677,7 +679,7 @@ func (g *Gateway) settle(x *exchange, q *fb.Quantities, status string, delivered
 // an unavailable ledger is tried again until ctx ends.
 func (g *Gateway) apply(ctx context.Context, op fb.Op, retry bool) (fb.Result, error) {
 	for wait := 50 * time.Millisecond; ; wait = min(2*wait, time.Second) {
-		res, err := g.Ledger.Submit(ctx, op)
+		res, err := g.ledger.Submit(ctx, op)
 		if op.Kind == fb.OpCapture && (errors.Is(err, fb.ErrHoldExpired) || fb.ErrorType(err) == fb.ENotFound) {
 			op = fb.Op{Kind: fb.OpDebit, Customer: op.Customer, Key: "settle-" + op.HoldID, Amount: op.Amount, AllowUncollected: true, Usage: op.Usage}
 			continue
@@ -697,15 +699,15 @@ func (g *Gateway) release(x *exchange) {
 	x.settled = true
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(x.client.Context()), g.cfg.SettleRetry)
 	defer cancel()
-	if _, err := g.Ledger.Submit(ctx, fb.Op{Kind: fb.OpRelease, Customer: x.key.Customer, HoldID: x.hold}); err != nil {
-		g.Log.Warn("releasing a hold failed; it expires by itself", "hold", x.hold, "err", err)
+	if _, err := g.ledger.Submit(ctx, fb.Op{Kind: fb.OpRelease, Customer: x.key.Customer, HoldID: x.hold}); err != nil {
+		g.log.Warn("releasing a hold failed; it expires by itself", "hold", x.hold, "err", err)
 	}
 }
 
 // unlimit returns the rate limiter's tokens a request did not use.
 func (g *Gateway) unlimit(x *exchange, used int64) {
 	if x.plan != nil && x.tpmEst > used {
-		g.limits.refund(x.key.Customer, x.tpmEst-used, x.plan.TPM, g.Now())
+		g.limits.refund(x.key.Customer, x.tpmEst-used, x.plan.TPM, g.clock.Now())
 	}
 	x.tpmEst = 0
 }

@@ -10,12 +10,13 @@ import (
 	"time"
 
 	fb "farebox"
-	"farebox/api"
-	"farebox/gateway"
+	"farebox/app"
+	"farebox/ids"
+	"farebox/keys"
 	"farebox/ledger"
 	"farebox/pricing"
 	"farebox/routing"
-	"farebox/store/postgres"
+	"farebox/simulator"
 	"farebox/store/postgres/pgtest"
 )
 
@@ -32,29 +33,22 @@ func TestZeroOverspendReplicas(t *testing.T) {
 	pg := pgtest.Start(t)
 	url := pg.NewDatabase(t)
 	ctx := context.Background()
-	sim := httptest.NewServer(&routing.Simulator{})
+	sim := httptest.NewServer(&simulator.Simulator{})
 	t.Cleanup(sim.Close)
 	var urls []string
-	var first *postgres.Store
-	for i := range 2 {
-		st, err := postgres.Open(ctx, url, postgres.Options{})
+	var apps []*app.App
+	for range 2 {
+		a, err := app.New(ctx, app.Config{DB: url, DataDir: t.TempDir(), AdminToken: adminToken, Deployments: []*routing.Deployment{{Name: "sim/gpt-4o-mini", Provider: "sim", Type: routing.TypeSimulated,
+			Model: "gpt-4o-mini", Upstream: "gpt-4o-mini", BaseURL: sim.URL + "/v1", ForwardHeaders: []string{simulator.TokensHeader}}}})
 		if err != nil {
 			t.Fatal(err)
 		}
-		eng := ledger.NewEngine(st, ledger.Config{Writers: 4})
-		router, err := routing.NewRouter([]*routing.Deployment{{Name: "sim/gpt-4o-mini", Provider: "sim", Type: routing.TypeSimulated,
-			Model: "gpt-4o-mini", Upstream: "gpt-4o-mini", BaseURL: sim.URL + "/v1"}})
-		if err != nil {
-			t.Fatal(err)
-		}
-		srv := &api.Server{Store: st, Engine: eng, AdminToken: adminToken, Gateway: &gateway.Gateway{Router: router}}
-		hs := httptest.NewServer(srv.Handler())
-		t.Cleanup(func() { hs.Close(); eng.Close(); st.Close() })
+		hs := httptest.NewServer(a.Handler)
+		t.Cleanup(func() { hs.Close(); a.Close() })
 		urls = append(urls, hs.URL)
-		if i == 0 {
-			first = st
-		}
+		apps = append(apps, a)
 	}
+	first := apps[0].Store
 	if err := first.PutPrice(ctx, fb.Price{Model: "gpt-4o-mini", Rates: testRates, EffectiveFrom: pricing.DefaultEffective, CreatedAt: pricing.DefaultEffective}); err != nil {
 		t.Fatal(err)
 	}
@@ -63,13 +57,11 @@ func TestZeroOverspendReplicas(t *testing.T) {
 	}
 	per := cost(promptTokens, 40)
 	grant := per * 30
-	eng := ledger.NewEngine(first, ledger.Config{})
-	if _, err := eng.Submit(ctx, fb.Op{Kind: fb.OpGrant, Customer: "acme", Amount: grant, Source: fb.SourcePurchase, PaidUSD: 1 * fb.Micro}); err != nil {
+	if _, err := apps[0].Engine.Submit(ctx, fb.Op{Kind: fb.OpGrant, Customer: "acme", Amount: grant, Source: fb.SourcePurchase, PaidUSD: 1 * fb.Micro}); err != nil {
 		t.Fatal(err)
 	}
-	eng.Close()
-	key := gateway.KeyPrefix + ledger.RandomBase62(40)
-	if err := first.CreateKey(ctx, fb.APIKey{ID: "key_1", Customer: "acme", Name: "k", Prefix: key[:8], Hash: gateway.HashKey(key), CreatedAt: time.Now().UTC()}); err != nil {
+	k, key := keys.Mint("acme", "k", time.Now(), ids.New)
+	if err := first.CreateKey(ctx, k); err != nil {
 		t.Fatal(err)
 	}
 	e := &env{t: t, client: &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 512}}}
@@ -86,7 +78,7 @@ func TestZeroOverspendReplicas(t *testing.T) {
 			stream := i%2 == 0
 			r := *e
 			r.url = urls[i%2]
-			a := r.do("POST", "/v1/chat/completions", key, chatBody(stream, false, `,"max_tokens":64`), routing.SimulateTokensHeader, "40")
+			a := r.do("POST", "/v1/chat/completions", key, chatBody(stream, false, `,"max_tokens":64`), simulator.TokensHeader, "40")
 			var charged fb.Amount
 			switch {
 			case a.status == 200 && stream:

@@ -12,6 +12,7 @@ import (
 	"farebox/economics"
 	"farebox/gateway"
 	"farebox/routing"
+	"farebox/simulator"
 )
 
 // shares are the revenue shares of the test servers: 20% of revenue on
@@ -20,7 +21,7 @@ var shares = []economics.Share{{Partner: "meta", Models: []string{"llama-*"}, Pe
 
 // upstream is a simulator that can be made to fail, counting requests.
 type upstream struct {
-	sim   routing.Simulator
+	sim   simulator.Simulator
 	fail  atomic.Bool
 	calls atomic.Int64
 	srv   *httptest.Server
@@ -66,9 +67,9 @@ func TestRoutingFallback(t *testing.T) {
 	cheap, dear := newUpstream(t), newUpstream(t)
 	clk := &fakeClock{t: time.Now().UTC()}
 	router, err := routing.NewRouter([]*routing.Deployment{
-		{Name: "dear/gpt-4o-mini", Provider: "dear", Type: routing.TypeSimulated, Faults: true, Model: "gpt-4o-mini", Upstream: "gpt-4o-mini", BaseURL: dear.srv.URL + "/v1",
+		{Name: "dear/gpt-4o-mini", Provider: "dear", Type: routing.TypeSimulated, ForwardHeaders: simHeaders, Model: "gpt-4o-mini", Upstream: "gpt-4o-mini", BaseURL: dear.srv.URL + "/v1",
 			Cost: routing.CostCard{InputPerMTok: 2 * fb.Micro, OutputPerMTok: 8 * fb.Micro, CachedInputPerMTok: 2 * fb.Micro}},
-		{Name: "cheap/gpt-4o-mini", Provider: "cheap", Type: routing.TypeSimulated, Faults: true, Model: "gpt-4o-mini", Upstream: "gpt-4o-mini", BaseURL: cheap.srv.URL + "/v1",
+		{Name: "cheap/gpt-4o-mini", Provider: "cheap", Type: routing.TypeSimulated, ForwardHeaders: simHeaders, Model: "gpt-4o-mini", Upstream: "gpt-4o-mini", BaseURL: cheap.srv.URL + "/v1",
 			Cost: routing.CostCard{InputPerMTok: fb.Micro / 10, OutputPerMTok: fb.Micro / 2, CachedInputPerMTok: fb.Micro / 10}},
 	})
 	if err != nil {
@@ -118,7 +119,7 @@ func TestRoutingFallback(t *testing.T) {
 		t.Fatalf("after back-off: cheap %d dear %d, want 11 6", c, d)
 	}
 	// A stream that breaks off mid-way is not retried elsewhere.
-	a := e.do("POST", "/v1/chat/completions", key, chatBody(true, false, ""), routing.SimulateHeader, "disconnect", routing.SimulateTokensHeader, "20")
+	a := e.do("POST", "/v1/chat/completions", key, chatBody(true, false, ""), simulator.FaultHeader, "disconnect", simulator.TokensHeader, "20")
 	if s := summarize(t, a.events); a.status != 200 || s.done || len(s.errors) != 1 {
 		t.Fatalf("disconnect: %d %+v", a.status, s)
 	}
@@ -146,7 +147,7 @@ func TestUpstreamRedirectNotFollowed(t *testing.T) {
 	var hits atomic.Int64
 	target := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		hits.Add(1)
-		(&routing.Simulator{}).ServeHTTP(w, r)
+		(&simulator.Simulator{}).ServeHTTP(w, r)
 	}))
 	defer target.Close()
 	redirector := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

@@ -13,7 +13,7 @@ import (
 	fb "farebox"
 	"farebox/gateway"
 	"farebox/pricing"
-	"farebox/routing"
+	"farebox/simulator"
 )
 
 // The official OpenAI Go SDK, pointed at Farebox by its base URL.
@@ -21,7 +21,7 @@ func TestOpenAISDK(t *testing.T) {
 	e := newEnv(t, gateway.Config{})
 	key, _ := e.customer("acme", "100", nil)
 	client := openai.NewClient(option.WithBaseURL(e.url+"/v1"), option.WithAPIKey(key), option.WithMaxRetries(0),
-		option.WithHTTPClient(e.client), option.WithHeader(routing.SimulateTokensHeader, "12"))
+		option.WithHTTPClient(e.client), option.WithHeader(simulator.TokensHeader, "12"))
 	ctx := context.Background()
 	params := openai.ChatCompletionNewParams{
 		Model:    "gpt-4o-mini",

@@ -13,8 +13,8 @@ import (
 // a process killed mid-stream charges it when it starts again; and it
 // extends the stream's hold before it could expire under it.
 func (g *Gateway) progress(x *exchange, delivered int64) {
-	now := g.Now()
-	if g.Spool != nil && now.Sub(x.lastSpool) >= time.Second {
+	now := g.clock.Now()
+	if g.spool != nil && now.Sub(x.lastSpool) >= time.Second {
 		x.lastSpool = now
 		q := fb.Quantities{Requests: 1, InputTokens: x.req.promptEstimate(x.dep), OutputTokens: delivered}
 		op := g.settlement(x, &q, StatusInterrupted, true)
@@ -22,7 +22,7 @@ func (g *Gateway) progress(x *exchange, delivered int64) {
 		g.spooled[x.hold] = true
 		g.spoolMu.Unlock()
 		x.inSpool = true
-		g.Spool.Put(x.hold, op)
+		g.spool.Put(x.hold, op)
 	}
 	if !now.Before(x.extendAt) && !x.extending.Swap(true) {
 		x.extendAt = now.Add(g.cfg.RequestTimeout / 2)
@@ -31,8 +31,8 @@ func (g *Gateway) progress(x *exchange, delivered int64) {
 			defer x.extending.Store(false)
 			ctx, cancel := context.WithTimeout(context.Background(), g.cfg.SettleRetry)
 			defer cancel()
-			if _, err := g.Ledger.Submit(ctx, op); err != nil {
-				g.Log.Warn("extending a running stream's hold failed; tried again later", "request_id", x.id, "hold", x.hold, "err", err)
+			if _, err := g.ledger.Submit(ctx, op); err != nil {
+				g.log.Warn("extending a running stream's hold failed; tried again later", "request_id", x.id, "hold", x.hold, "err", err)
 			}
 		}()
 	}
@@ -43,7 +43,7 @@ func (g *Gateway) progress(x *exchange, delivered int64) {
 // is.
 func (g *Gateway) unspool(x *exchange, final bool) {
 	if x.inSpool && !final {
-		g.Spool.Done(x.hold)
+		g.spool.Done(x.hold)
 	}
 	if x.inSpool || final {
 		g.spoolMu.Lock()
@@ -60,12 +60,11 @@ func (g *Gateway) unspool(x *exchange, final bool) {
 // settled after all) is done too. It returns how many it applied and
 // stops at the first the ledger cannot take now.
 func (g *Gateway) SettleSpooled(ctx context.Context) (int, error) {
-	g.setup()
-	if g.Spool == nil {
+	if g.spool == nil {
 		return 0, nil
 	}
 	n := 0
-	for _, e := range g.Spool.Pending() {
+	for _, e := range g.spool.Pending() {
 		g.spoolMu.Lock()
 		running := g.spooled[e.ID]
 		g.spoolMu.Unlock()
@@ -76,43 +75,42 @@ func (g *Gateway) SettleSpooled(ctx context.Context) (int, error) {
 		switch {
 		case err == nil:
 			n++
-			g.Log.Info("a spooled settlement was applied", "hold", e.ID, "op", e.Op.Kind, "credits", e.Op.Amount)
+			g.log.Info("a spooled settlement was applied", "hold", e.ID, "op", e.Op.Kind, "credits", e.Op.Amount)
 		case fb.ErrorType(err) == fb.EUnavailable || ctx.Err() != nil:
 			return n, err
 		case errors.Is(err, fb.ErrHoldResolved) || fb.ErrorType(err) == fb.EIdempotencyConflict:
 			// Settled already, by a settlement that committed just
 			// before the process stopped.
 		default:
-			g.Log.Error("a spooled settlement cannot be applied; it is dropped", "hold", e.ID, "op", e.Op.Kind, "credits", e.Op.Amount, "err", err)
+			g.log.Error("a spooled settlement cannot be applied; it is dropped", "hold", e.ID, "op", e.Op.Kind, "credits", e.Op.Amount, "err", err)
 		}
-		g.Spool.Done(e.ID)
+		g.spool.Done(e.ID)
 	}
-	return n, g.Spool.Flush()
+	return n, g.spool.Flush()
 }
 
 // RunSpool makes the spool durable and applies what waits in it every
 // interval until ctx ends, then flushes it a last time.
 func (g *Gateway) RunSpool(ctx context.Context, every time.Duration) {
-	g.setup()
-	if g.Spool == nil {
+	if g.spool == nil {
 		return
 	}
 	t := time.NewTicker(every)
 	defer t.Stop()
 	for {
-		if err := g.Spool.Flush(); err != nil {
-			g.Log.Error("the spool could not be written", "err", err)
+		if err := g.spool.Flush(); err != nil {
+			g.log.Error("the spool could not be written", "err", err)
 		}
 		if _, err := g.SettleSpooled(ctx); err != nil && ctx.Err() == nil {
-			g.Log.Warn("spooled settlements wait for the ledger", "err", err)
+			g.log.Warn("spooled settlements wait for the ledger", "err", err)
 		}
 		select {
 		case <-ctx.Done():
-			if err := g.Spool.Flush(); err != nil {
-				g.Log.Error("the spool could not be written", "err", err)
+			if err := g.spool.Flush(); err != nil {
+				g.log.Error("the spool could not be written", "err", err)
 			}
 			return
-		case <-t.C:
+		case <-g.clock.After(every):
 		}
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	fb "farebox"
+	"farebox/httpx"
 	"farebox/pricing"
 )
 
@@ -196,7 +197,7 @@ func (g *Gateway) relayStream(w http.ResponseWriter, resp *http.Response, x *exc
 			payload = bytes.Replace(payload, upModel, pubModel, 1)
 		}
 		if n > 0 && x.ttft == 0 {
-			x.ttft = g.Now().Sub(x.start)
+			x.ttft = g.clock.Now().Sub(x.start)
 		}
 		last.ID, last.Created = c.ID, c.Created
 		for _, ch := range c.Choices {
@@ -303,13 +304,11 @@ func withoutUsage(payload []byte) []byte {
 
 // writeStreamError ends a stream with an error event, as OpenAI does.
 func (g *Gateway) writeStreamError(w http.ResponseWriter, err error) {
-	var fe *fb.Error
-	if !errors.As(err, &fe) {
-		fe = fb.Errorf(fb.EInternal, "internal error; see the server log")
+	if _, ok := err.(*fb.Error); !ok {
+		g.log.Error("a stream ended in an internal error", "err", err)
 	}
-	b, _ := json.Marshal(map[string]any{"error": map[string]any{"type": fe.Type, "code": fe.Code, "message": fe.Message, "param": nil}})
 	w.Write([]byte("data: "))
-	w.Write(b)
+	w.Write(httpx.ErrorJSON(err))
 	w.Write([]byte("\n\n"))
 	http.NewResponseController(w).Flush()
 }

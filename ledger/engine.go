@@ -2,7 +2,6 @@ package ledger
 
 import (
 	"context"
-	"crypto/rand"
 	"errors"
 	"fmt"
 	"hash/fnv"
@@ -12,6 +11,7 @@ import (
 	"time"
 
 	fb "farebox"
+	"farebox/ids"
 )
 
 // Config tunes an Engine. The zero value is usable.
@@ -134,7 +134,7 @@ func NewEngine(store fb.Store, cfg Config) *Engine {
 		cfg.WriteTimeout = 30 * time.Second
 	}
 	if cfg.NewID == nil {
-		cfg.NewID = RandomID
+		cfg.NewID = ids.New
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
@@ -785,38 +785,4 @@ func (e *Engine) apply(ctx context.Context, tx fb.WriteTx, batch []*request, acc
 		}
 	}
 	return opened, closed, nil
-}
-
-const base62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
-
-// RandomID returns prefix followed by 11 base62 characters of the current
-// time and 11 random ones (65 bits). Ids made later sort later, so new rows
-// land at the end of their index instead of on a random page.
-func RandomID(prefix string) string {
-	var b [11]byte
-	n := uint64(time.Now().UnixNano())
-	for i := len(b) - 1; i >= 0; i-- {
-		b[i] = base62[n%62]
-		n /= 62
-	}
-	return prefix + string(b[:]) + RandomBase62(11)
-}
-
-// RandomBase62 returns n random base62 characters from crypto/rand.
-func RandomBase62(n int) string {
-	b := make([]byte, n)
-	buf := make([]byte, n*2)
-	i := 0
-	for i < n {
-		if _, err := rand.Read(buf); err != nil {
-			panic(err)
-		}
-		for _, c := range buf {
-			if c < 248 && i < n { // 248 = 4*62: unbiased
-				b[i] = base62[c%62]
-				i++
-			}
-		}
-	}
-	return string(b)
 }

@@ -33,12 +33,21 @@ type Ledger interface {
 	SubmitReplay(ctx context.Context, op fb.Op) (fb.Result, bool, error)
 }
 
+// Cards gives the rate card in force.
+type Cards interface {
+	Card(ctx context.Context) (*pricing.Card, error)
+}
+
 // Service meters events.
 type Service struct {
-	Ledger Ledger
-	// Card returns the rate card to price with (it may change over time).
-	Card func() *pricing.Card
-	Now  func() time.Time
+	ledger Ledger
+	cards  Cards
+	now    func() time.Time
+}
+
+// New returns a service that prices with cards and debits through ledger.
+func New(ledger Ledger, cards Cards, now func() time.Time) *Service {
+	return &Service{ledger: ledger, cards: cards, now: now}
 }
 
 // Event is a CloudEvents 1.0 usage event.
@@ -103,8 +112,11 @@ func Parse(body []byte, batch bool) ([]json.RawMessage, error) {
 // client should retry the whole request; duplicates are safe).
 func (s *Service) Meter(ctx context.Context, raw []json.RawMessage) ([]Result, error) {
 	results := make([]Result, len(raw))
-	card := s.Card()
-	now := s.Now().UTC()
+	card, err := s.cards.Card(ctx)
+	if card == nil {
+		return nil, err
+	}
+	now := s.now().UTC()
 	var wg sync.WaitGroup
 	var mu sync.Mutex
 	var failure error
@@ -117,7 +129,7 @@ func (s *Service) Meter(ctx context.Context, raw []json.RawMessage) ([]Result, e
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			got, replay, err := s.Ledger.SubmitReplay(ctx, op)
+			got, replay, err := s.ledger.SubmitReplay(ctx, op)
 			res := &results[i]
 			switch {
 			case err == nil:

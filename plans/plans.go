@@ -19,10 +19,19 @@ type Submitter interface {
 
 // Service subscribes customers to plans and renews their periods.
 type Service struct {
-	Store  fb.Store
-	Ledger Submitter
-	Now    func() time.Time
-	Log    *slog.Logger
+	store  fb.Store
+	ledger Submitter
+	clock  fb.Clock
+	log    *slog.Logger
+}
+
+// New returns the service over store (the catalog: plans, subscriptions)
+// and ledger, on clock.
+func New(store fb.Store, ledger Submitter, clock fb.Clock, log *slog.Logger) *Service {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Service{store: store, ledger: ledger, clock: clock, log: log}
 }
 
 // Effective says when a plan change takes effect.
@@ -117,11 +126,11 @@ func Allows(p fb.Plan, model string) bool {
 // Subscribe puts a customer on a plan from now: the first period starts
 // now and its allowance is granted.
 func (s *Service) Subscribe(ctx context.Context, customer, planID string) (fb.Subscription, error) {
-	p, err := s.Store.Plan(ctx, planID)
+	p, err := s.store.Plan(ctx, planID)
 	if err != nil {
 		return fb.Subscription{}, err
 	}
-	return s.subscribe(ctx, customer, p, s.Now().UTC(), "")
+	return s.subscribe(ctx, customer, p, s.clock.Now().UTC(), "")
 }
 
 // subscribe starts sub's first period of p at now, granting its allowance
@@ -131,7 +140,7 @@ func (s *Service) subscribe(ctx context.Context, customer string, p fb.Plan, now
 	if err := s.startPeriod(ctx, &sub, p, now, true, grantKey); err != nil {
 		return sub, err
 	}
-	return sub, s.Store.PutSubscription(ctx, sub)
+	return sub, s.store.PutSubscription(ctx, sub)
 }
 
 // maxSwaps bounds the retries of a subscription change that raced with
@@ -165,16 +174,16 @@ func (s *Service) ChangeWithKey(ctx context.Context, customer, planID, effective
 	if effective != AtPeriodEnd && effective != Now {
 		return fb.Subscription{}, fb.Invalid("effective", "effective must be period_end or now")
 	}
-	p, err := s.Store.Plan(ctx, planID)
+	p, err := s.store.Plan(ctx, planID)
 	if err != nil {
 		return fb.Subscription{}, err
 	}
-	now := s.Now().UTC()
+	now := s.clock.Now().UTC()
 	if key == "" {
 		return s.change(ctx, customer, p, effective, now, "")
 	}
 	fp := p.ID + "|" + effective
-	rec, err := s.Store.ClaimRequest(ctx, fb.KeyedRequest{Customer: customer, Scope: ChangeScope, Key: key, Fingerprint: fp, At: now})
+	rec, err := s.store.ClaimRequest(ctx, fb.KeyedRequest{Customer: customer, Scope: ChangeScope, Key: key, Fingerprint: fp, At: now})
 	if err != nil {
 		return fb.Subscription{}, err
 	}
@@ -198,7 +207,7 @@ func (s *Service) ChangeWithKey(ctx context.Context, customer, planID, effective
 	}
 	// Should this fail, a retry finds the change made (a no-op) and
 	// records it then.
-	return sub, s.Store.FinishRequest(ctx, customer, ChangeScope, key, b)
+	return sub, s.store.FinishRequest(ctx, customer, ChangeScope, key, b)
 }
 
 // change makes the change as of now, granting a "now" change's allowance
@@ -207,7 +216,7 @@ func (s *Service) ChangeWithKey(ctx context.Context, customer, planID, effective
 // so a retry grants nothing twice.
 func (s *Service) change(ctx context.Context, customer string, p fb.Plan, effective string, now time.Time, grantKey string) (fb.Subscription, error) {
 	for range maxSwaps {
-		old, err := s.Store.Subscription(ctx, customer)
+		old, err := s.store.Subscription(ctx, customer)
 		switch {
 		case fb.ErrorType(err) == fb.ENotFound:
 			return s.subscribe(ctx, customer, p, now, grantKey)
@@ -233,7 +242,7 @@ func (s *Service) change(ctx context.Context, customer string, p fb.Plan, effect
 		// Compare-and-swap: a renewal or another change that wrote
 		// meanwhile is not overwritten; this change is made again on
 		// top of it.
-		err = s.Store.SwapSubscription(ctx, old, sub)
+		err = s.store.SwapSubscription(ctx, old, sub)
 		if !errors.Is(err, fb.ErrSubscriptionChanged) {
 			return sub, err
 		}
@@ -252,12 +261,12 @@ func (s *Service) startPeriod(ctx context.Context, sub *fb.Subscription, p fb.Pl
 		if grantKey != "" {
 			op.Key = grantKey
 		}
-		if _, err := s.Ledger.Submit(ctx, op); err != nil {
+		if _, err := s.ledger.Submit(ctx, op); err != nil {
 			return fmt.Errorf("grant the %s allowance of %s: %w", p.ID, sub.Customer, err)
 		}
 	}
 	if limit {
-		if _, err := s.Ledger.Submit(ctx, fb.Op{Kind: fb.OpLimit, Customer: sub.Customer, Amount: p.OverdraftLimit}); err != nil {
+		if _, err := s.ledger.Submit(ctx, fb.Op{Kind: fb.OpLimit, Customer: sub.Customer, Amount: p.OverdraftLimit}); err != nil {
 			return fmt.Errorf("set the overdraft limit of %s: %w", sub.Customer, err)
 		}
 	}
@@ -270,10 +279,10 @@ func (s *Service) startPeriod(ctx context.Context, sub *fb.Subscription, p fb.Pl
 // one) under its deterministic key, so a renewal repeated by a restart or
 // by another replica grants nothing twice. It returns how many it renewed.
 func (s *Service) RenewDue(ctx context.Context) (int, error) {
-	now := s.Now().UTC()
+	now := s.clock.Now().UTC()
 	n := 0
 	for {
-		due, err := s.Store.DueSubscriptions(ctx, now, 100)
+		due, err := s.store.DueSubscriptions(ctx, now, 100)
 		if err != nil || len(due) == 0 {
 			return n, err
 		}
@@ -292,7 +301,7 @@ func (s *Service) renew(ctx context.Context, sub fb.Subscription, now time.Time)
 	if sub.NextPlan != "" && sub.NextPlan != sub.Plan {
 		planID, changed = sub.NextPlan, true
 	}
-	p, err := s.Store.Plan(ctx, planID)
+	p, err := s.store.Plan(ctx, planID)
 	if err != nil {
 		return fmt.Errorf("renew %s: %w", sub.Customer, err)
 	}
@@ -304,43 +313,41 @@ func (s *Service) renew(ctx context.Context, sub fb.Subscription, now time.Time)
 	if err := s.startPeriod(ctx, &sub, p, now, changed, ""); err != nil {
 		return err
 	}
-	if err := s.store(ctx, old, sub); err != nil {
+	if err := s.storeRenewal(ctx, old, sub); err != nil {
 		return err
 	}
-	if s.Log != nil {
-		s.Log.Info("subscription renewed", "customer", sub.Customer, "plan", p.ID, "period_start", sub.PeriodStart, "period_end", sub.PeriodEnd)
+	{
+		s.log.Info("subscription renewed", "customer", sub.Customer, "plan", p.ID, "period_start", sub.PeriodStart, "period_end", sub.PeriodEnd)
 	}
 	return nil
 }
 
 // Run renews due subscriptions every interval until ctx ends.
 func (s *Service) Run(ctx context.Context, every time.Duration) {
-	t := time.NewTicker(every)
-	defer t.Stop()
 	for {
-		if _, err := s.RenewDue(ctx); err != nil && !errors.Is(err, context.Canceled) && s.Log != nil {
-			s.Log.Error("subscription renewal failed", "err", err)
+		if _, err := s.RenewDue(ctx); err != nil && !errors.Is(err, context.Canceled) {
+			s.log.Error("subscription renewal failed", "err", err)
 		}
 		select {
 		case <-ctx.Done():
 			return
-		case <-t.C:
+		case <-s.clock.After(every):
 		}
 	}
 }
 
-// store writes a renewed subscription over old with a compare-and-swap.
+// storeRenewal writes a renewed subscription over old with a compare-and-swap.
 // When the stored one changed meanwhile: if its period moved on, another
 // replica renewed it (the allowance is keyed, so granted once) and there
 // is nothing to do; if a plan change came in after the period had ended,
 // it is kept for the next period's end.
-func (s *Service) store(ctx context.Context, old, renewed fb.Subscription) error {
+func (s *Service) storeRenewal(ctx context.Context, old, renewed fb.Subscription) error {
 	for range maxSwaps {
-		err := s.Store.SwapSubscription(ctx, old, renewed)
+		err := s.store.SwapSubscription(ctx, old, renewed)
 		if !errors.Is(err, fb.ErrSubscriptionChanged) {
 			return err
 		}
-		fresh, err := s.Store.Subscription(ctx, old.Customer)
+		fresh, err := s.store.Subscription(ctx, old.Customer)
 		if err != nil {
 			return err
 		}

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	fb "farebox"
+	"farebox/fakeclock"
 	"farebox/ledger"
 	"farebox/plans"
 	"farebox/store/sqlite"
@@ -52,7 +53,7 @@ func TestChangeDuringRenewal(t *testing.T) {
 	if err := st.CreateCustomer(ctx, fb.Customer{ID: "acme", Name: "Acme", CreatedAt: now}); err != nil {
 		t.Fatal(err)
 	}
-	direct := &plans.Service{Store: st, Ledger: eng, Now: clock}
+	direct := plans.New(st, eng, fakeclock.Func(clock), nil)
 	if _, err := direct.Subscribe(ctx, "acme", "basic"); err != nil {
 		t.Fatal(err)
 	}
@@ -63,7 +64,7 @@ func TestChangeDuringRenewal(t *testing.T) {
 			t.Errorf("change: %v", err)
 		}
 	}
-	renewer := &plans.Service{Store: racing, Ledger: eng, Now: clock}
+	renewer := plans.New(racing, eng, fakeclock.Func(clock), nil)
 	if n, err := renewer.RenewDue(ctx); err != nil || n != 1 {
 		t.Fatalf("renew: %d %v", n, err)
 	}

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	fb "farebox"
+	"farebox/fakeclock"
 	"farebox/ledger"
 	"farebox/plans"
 	"farebox/store/postgres"
@@ -43,7 +44,7 @@ func TestRenewalOnceAcrossReplicas(t *testing.T) {
 		}
 		eng := ledger.NewEngine(st, ledger.Config{Writers: 4, Now: clock})
 		t.Cleanup(func() { eng.Close(); st.Close() })
-		reps = append(reps, replica{st, eng, &plans.Service{Store: st, Ledger: eng, Now: clock}})
+		reps = append(reps, replica{st, eng, plans.New(st, eng, fakeclock.Func(clock), nil)})
 	}
 	r0 := reps[0]
 	if err := r0.store.CreatePlan(ctx, fb.Plan{ID: "daily", Name: "Daily", PriceUSD: fb.Micro, Period: fb.PeriodDay, Credits: 100 * fb.Micro, Models: []string{"*"}, CreatedAt: now}); err != nil {

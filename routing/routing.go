@@ -1,3 +1,7 @@
+// Package routing owns the upstreams the gateway forwards to: providers'
+// deployments of each public model, what they cost us, what bounds their
+// bill, their health, and the order a request tries them in (cheapest
+// healthy first).
 package routing
 
 import (
@@ -96,9 +100,10 @@ type Deployment struct {
 	// URLs on its own network) or HostingSelf (an own server, which would
 	// fetch them inside the operator's network: only data: URLs).
 	Hosting string
-	// Faults lets a client's SimulateHeader reach a simulated deployment
-	// (demo and tests); otherwise it is never forwarded.
-	Faults bool
+	// ForwardHeaders are headers of the client's request passed on to
+	// this deployment (a simulator's controls, where the operator enabled
+	// them); no other client header is.
+	ForwardHeaders []string
 
 	health health
 }

@@ -7,7 +7,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -20,8 +19,10 @@ import (
 	"time"
 
 	fb "farebox"
-	"farebox/api"
+	"farebox/app"
+	"farebox/ids"
 	"farebox/ledger"
+	"farebox/simulator"
 )
 
 // benchLedger measures hold+capture pairs per second and acknowledgement
@@ -53,36 +54,42 @@ func benchLedger(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	}
 	dbName := "embedded SQLite (WAL, synchronous=FULL)"
 	prefix := ""
-	if *dbURL == "" {
-		if *dir == "" {
-			d, err := os.MkdirTemp("", "farebox-bench-")
-			if err != nil {
-				return err
-			}
-			defer os.RemoveAll(d)
-			*dir = d
+	if *dir == "" {
+		d, err := os.MkdirTemp("", "farebox-bench-")
+		if err != nil {
+			return err
 		}
+		defer os.RemoveAll(d)
+		*dir = d
+	}
+	if *dbURL == "" {
 		*dbURL = "sqlite://" + filepath.Join(*dir, "bench.db")
 	} else {
 		dbName = "PostgreSQL (" + redact(*dbURL) + ")"
-		prefix = ledger.RandomBase62(6) + "-" // the database may hold earlier runs
+		prefix = ids.Secret(6) + "-" // the database may hold earlier runs
 	}
-	store, _, soleWriter, err := openStore(ctx, *dbURL, "", false)
+	// Each run starts Farebox afresh on the same database, its engine tuned
+	// to the run (the spool in the bench's own directory).
+	start := func(tune func(*ledger.Config)) (*app.App, error) {
+		return app.New(ctx, app.Config{DB: *dbURL, DataDir: *dir, AdminToken: benchToken, Engine: tune})
+	}
+	setup, err := start(nil)
 	if err != nil {
 		return err
 	}
-	defer store.Close()
-
 	fmt.Fprintf(stdout, "farebox bench ledger: %s, GOMAXPROCS=%d, %s per run\n", dbName, runtime.GOMAXPROCS(0), *dur)
 	fmt.Fprintf(stdout, "setting up %d customers and one hot customer...\n", *customers)
-	uniform, err := benchCustomers(ctx, store, prefix+"u", *customers, soleWriter)
+	uniform, err := benchCustomers(ctx, setup, prefix+"u", *customers)
+	if err == nil {
+		var hot []string
+		hot, err = benchCustomers(ctx, setup, prefix+"hot", 1)
+		uniform = append(uniform, hot...)
+	}
+	setup.Close()
 	if err != nil {
 		return err
 	}
-	hot, err := benchCustomers(ctx, store, prefix+"hot", 1, soleWriter)
-	if err != nil {
-		return err
-	}
+	uniform, hot := uniform[:*customers], uniform[*customers:]
 
 	type run struct {
 		name     string
@@ -138,17 +145,18 @@ func benchLedger(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		if !r.batching {
 			maxBatch = 1
 		}
-		cfg := engineConfig(soleWriter, nil)
-		cfg.MaxBatch, cfg.MaxWait = maxBatch, *maxWait
-		engine := ledger.NewEngine(store, cfg)
-		var do pairFunc = enginePair(engine)
+		a, err := start(func(c *ledger.Config) { c.MaxBatch, c.MaxWait = maxBatch, *maxWait })
+		if err != nil {
+			return err
+		}
+		var do pairFunc = enginePair(a.Engine)
 		var stop func()
 		via := "in-process"
 		if r.http {
 			via = "HTTP"
-			do, stop, err = httpPair(store, engine)
+			do, stop, err = httpPair(a.Handler)
 			if err != nil {
-				engine.Close()
+				a.Close()
 				return err
 			}
 		}
@@ -156,8 +164,8 @@ func benchLedger(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		if stop != nil {
 			stop()
 		}
-		st := engine.Stats()
-		engine.Close()
+		st := a.Engine.Stats()
+		a.Close()
 		perCommit := 0.0
 		if st.Batches > 0 {
 			perCommit = float64(st.Ops) / float64(st.Batches)
@@ -192,9 +200,13 @@ func fmtDur(d time.Duration) string {
 	return fmt.Sprintf("%.0fµs", float64(d)/float64(time.Microsecond))
 }
 
+// benchToken is the benchmarks' admin token.
+var benchToken = "fba_" + ids.Secret(40)
+
 // benchCustomers creates n customers, each with far more credit than a run
 // can spend.
-func benchCustomers(ctx context.Context, store fb.Store, prefix string, n int, soleWriter bool) ([]string, error) {
+func benchCustomers(ctx context.Context, a *app.App, prefix string, n int) ([]string, error) {
+	store := a.Store
 	now := time.Now().UTC()
 	ids := make([]string, n)
 	cs := make([]fb.Customer, n)
@@ -205,8 +217,7 @@ func benchCustomers(ctx context.Context, store fb.Store, prefix string, n int, s
 	if err := store.CreateCustomers(ctx, cs); err != nil {
 		return nil, err
 	}
-	e := ledger.NewEngine(store, engineConfig(soleWriter, nil))
-	defer e.Close()
+	e := a.Engine
 	var wg sync.WaitGroup
 	errs := make(chan error, n)
 	sem := make(chan struct{}, 256)
@@ -245,21 +256,19 @@ func enginePair(e *ledger.Engine) pairFunc {
 	}
 }
 
-func httpPair(store fb.Store, e *ledger.Engine) (pairFunc, func(), error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+func httpPair(h http.Handler) (pairFunc, func(), error) {
+	addr, srv, err := simulator.ServeLoopback(h)
 	if err != nil {
 		return nil, nil, err
 	}
-	srv := &http.Server{Handler: (&api.Server{Store: store, Engine: e, AdminToken: "bench"}).Handler()}
-	go srv.Serve(ln)
-	base := "http://" + ln.Addr().String()
+	base := "http://" + addr
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 1024, MaxConnsPerHost: 1024}}
 	post := func(ctx context.Context, path string, body []byte, out any) error {
 		req, err := http.NewRequestWithContext(ctx, "POST", base+path, bytes.NewReader(body))
 		if err != nil {
 			return err
 		}
-		req.Header.Set("Authorization", "Bearer bench")
+		req.Header.Set("Authorization", "Bearer "+benchToken)
 		req.Header.Set("Content-Type", "application/json")
 		resp, err := client.Do(req)
 		if err != nil {

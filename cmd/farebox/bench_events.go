@@ -17,9 +17,9 @@ import (
 	"time"
 
 	fb "farebox"
-	"farebox/ledger"
+	"farebox/app"
+	"farebox/ids"
 	"farebox/metering"
-	"farebox/pricing"
 )
 
 // benchEvents measures accepted metered events per second: batches of 1
@@ -37,36 +37,32 @@ func benchEvents(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		return err
 	}
 	dbName := "embedded SQLite (WAL, synchronous=FULL)"
+	d, err := os.MkdirTemp("", "farebox-bench-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(d)
 	if *dbURL == "" {
-		d, err := os.MkdirTemp("", "farebox-bench-")
-		if err != nil {
-			return err
-		}
-		defer os.RemoveAll(d)
 		*dbURL = "sqlite://" + filepath.Join(d, "bench.db")
 	} else {
 		dbName = "PostgreSQL (" + redact(*dbURL) + ")"
 	}
-	store, _, soleWriter, err := openStore(ctx, *dbURL, "", false)
+	a, err := app.New(ctx, app.Config{DB: *dbURL, DataDir: d, AdminToken: benchToken})
 	if err != nil {
 		return err
 	}
-	defer store.Close()
-	prefix := ledger.RandomBase62(6) + "-"
+	defer a.Close()
+	engine := a.Engine
+	prefix := ids.Secret(6) + "-"
 	fmt.Fprintf(stdout, "farebox bench events: %s, GOMAXPROCS=%d, %d callers, %s per run\n", dbName, runtime.GOMAXPROCS(0), *callers, *dur)
-	ids, err := benchCustomers(ctx, store, prefix+"c", *customers, soleWriter)
+	custs, err := benchCustomers(ctx, a, prefix+"c", *customers)
 	if err != nil {
 		return err
 	}
-	engine := ledger.NewEngine(store, engineConfig(soleWriter, nil))
-	defer engine.Close()
-	for _, c := range ids {
-		if _, err := engine.Submit(ctx, fb.Op{Kind: fb.OpGrant, Customer: c, Amount: 1_000_000 * fb.Micro, Source: fb.SourcePurchase}); err != nil {
-			return err
-		}
+	if err := a.Store.PutPrice(ctx, fb.Price{Model: "bench-model", Rates: fb.Rates{InputPerMTok: 250 * fb.Micro, OutputPerMTok: 1000 * fb.Micro}, EffectiveFrom: time.Unix(1, 0).UTC(), CreatedAt: time.Now().UTC()}); err != nil {
+		return err
 	}
-	card := pricing.NewCard([]fb.Price{{Model: "bench-model", Rates: fb.Rates{InputPerMTok: 250 * fb.Micro, OutputPerMTok: 1000 * fb.Micro}, EffectiveFrom: time.Unix(1, 0)}})
-	m := &metering.Service{Ledger: engine, Card: func() *pricing.Card { return card }, Now: time.Now}
+	m := a.Meter
 
 	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "events per request\tsent\tevents/s\tp50 request\tp99 request\tops/commit\t")
@@ -108,7 +104,7 @@ func benchEvents(ctx context.Context, args []string, stdout, stderr io.Writer) e
 								n := seq.Add(1)
 								batch = append(batch, json.RawMessage(fmt.Sprintf(
 									`{"specversion":"1.0","id":"evt-%d","source":"bench","type":"usage","subject":%q,"data":{"model":"bench-model","input_tokens":%d,"output_tokens":20}}`,
-									n, ids[int(n)%len(ids)], 100+n%50)))
+									n, custs[int(n)%len(custs)], 100+n%50)))
 							}
 						}
 						t0 := time.Now()

@@ -6,12 +6,10 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"log/slog"
 	"net/http"
 	"net/http/httputil"
 	"net/url"
 	"os"
-	"path/filepath"
 	"runtime"
 	"runtime/pprof"
 	"slices"
@@ -22,12 +20,12 @@ import (
 	"time"
 
 	fb "farebox"
-	"farebox/api"
-	"farebox/gateway"
+	"farebox/app"
+	"farebox/ids"
+	"farebox/keys"
 	"farebox/ledger"
-	"farebox/pricing"
 	"farebox/routing"
-	"farebox/store/sqlite"
+	"farebox/simulator"
 )
 
 // benchGateway measures requests per second and latency of chat
@@ -74,7 +72,7 @@ func benchGateway(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	}
 
 	// The simulator, answering at once.
-	simAddr, simSrv, err := serveLoopback(&routing.Simulator{})
+	simAddr, simSrv, err := simulator.ServeLoopback(&simulator.Simulator{})
 	if err != nil {
 		return err
 	}
@@ -86,7 +84,7 @@ func benchGateway(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	rp := httputil.NewSingleHostReverseProxy(target)
 	rp.FlushInterval = -1
 	rp.Transport = &http.Transport{MaxIdleConns: 1024, MaxIdleConnsPerHost: 512}
-	proxyAddr, proxySrv, err := serveLoopback(rp)
+	proxyAddr, proxySrv, err := simulator.ServeLoopback(rp)
 	if err != nil {
 		return err
 	}
@@ -99,32 +97,23 @@ func benchGateway(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		return err
 	}
 	defer os.RemoveAll(dir)
-	store, err := sqlite.Open(ctx, filepath.Join(dir, "bench.db"), sqlite.Options{})
+	a, err := app.New(ctx, app.Config{DataDir: dir, AdminToken: benchToken, Deployments: []*routing.Deployment{{Name: "sim/gpt-4o-mini", Provider: "sim", Type: routing.TypeSimulated,
+		Model: "gpt-4o-mini", Upstream: "gpt-4o-mini", BaseURL: simURL + "/v1", MaxOutputTokens: 16384, ForwardHeaders: []string{simulator.TokensHeader},
+		Cost: routing.CostCard{InputPerMTok: 150_000, OutputPerMTok: 600_000, CachedInputPerMTok: 75_000}}}})
 	if err != nil {
 		return err
 	}
-	defer store.Close()
-	engine := ledger.NewEngine(store, engineConfig(true, nil))
-	defer engine.Close()
-	if err := seedPrices(ctx, store, pricing.DefaultCreditsPerUSD, pricing.DefaultMarkup, slog.New(slog.DiscardHandler)); err != nil {
-		return err
-	}
-	router, err := routing.NewRouter([]*routing.Deployment{{Name: "sim/gpt-4o-mini", Provider: "sim", Type: routing.TypeSimulated,
-		Model: "gpt-4o-mini", Upstream: "gpt-4o-mini", BaseURL: simURL + "/v1", MaxOutputTokens: 16384,
-		Cost: routing.CostCard{InputPerMTok: 150_000, OutputPerMTok: 600_000, CachedInputPerMTok: 75_000}}})
-	if err != nil {
-		return err
-	}
-	srv := &api.Server{Store: store, Engine: engine, AdminToken: "fba_" + ledger.RandomBase62(40), Gateway: &gateway.Gateway{Router: router, Config: gateway.Config{CacheTTL: 10 * time.Second}}}
-	fbAddr, fbSrv, err := serveLoopback(srv.Handler())
+	defer a.Close()
+	store, engine := a.Store, a.Engine
+	fbAddr, fbSrv, err := simulator.ServeLoopback(a.Handler)
 	if err != nil {
 		return err
 	}
 	defer fbSrv.Close()
 	fbURL := "http://" + fbAddr
-	keys := make([]string, *customers)
-	prefix := ledger.RandomBase62(6)
-	for i := range keys {
+	secrets := make([]string, *customers)
+	prefix := ids.Secret(6)
+	for i := range secrets {
 		id := fmt.Sprintf("%s-c%d", prefix, i)
 		if err := store.CreateCustomer(ctx, fb.Customer{ID: id, Name: id, CreatedAt: time.Now().UTC()}); err != nil {
 			return err
@@ -132,8 +121,9 @@ func benchGateway(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		if _, err := engine.Submit(ctx, fb.Op{Kind: fb.OpGrant, Customer: id, Amount: 1_000_000 * fb.Micro, Source: fb.SourcePurchase, PaidUSD: 10_000 * fb.Micro}); err != nil {
 			return err
 		}
-		keys[i] = gateway.KeyPrefix + ledger.RandomBase62(40)
-		if err := store.CreateKey(ctx, fb.APIKey{ID: ledger.RandomID("key_"), Customer: id, Name: "bench", Prefix: keys[i][:8], Hash: gateway.HashKey(keys[i]), CreatedAt: time.Now().UTC()}); err != nil {
+		var k fb.APIKey
+		k, secrets[i] = keys.Mint(id, "bench", time.Now(), ids.New)
+		if err := store.CreateKey(ctx, k); err != nil {
 			return err
 		}
 	}
@@ -154,7 +144,7 @@ func benchGateway(ctx context.Context, args []string, stdout, stderr io.Writer) 
 				keys      []string
 			}
 			var targets []target
-			for _, tg := range []target{{"direct", simURL, nil}, {"bare proxy", proxyURL, nil}, {"farebox", fbURL, keys}} {
+			for _, tg := range []target{{"direct", simURL, nil}, {"bare proxy", proxyURL, nil}, {"farebox", fbURL, secrets}} {
 				if strings.Contains(","+*only+",", ","+strings.Fields(tg.name)[len(strings.Fields(tg.name))-1]+",") {
 					targets = append(targets, tg)
 				}
@@ -231,7 +221,7 @@ func runLoad(ctx context.Context, base string, keys []string, c int, d time.Dura
 			for i := 0; time.Now().Before(cutoff); i++ {
 				req, _ := http.NewRequestWithContext(ctx, http.MethodPost, base+"/v1/chat/completions", strings.NewReader(body))
 				req.Header.Set("Content-Type", "application/json")
-				req.Header.Set(routing.SimulateTokensHeader, fmt.Sprint(tokens))
+				req.Header.Set(simulator.TokensHeader, fmt.Sprint(tokens))
 				if keys != nil {
 					req.Header.Set("Authorization", "Bearer "+keys[(w+i*c)%len(keys)])
 				}

@@ -9,15 +9,14 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"path/filepath"
 	"slices"
 	"text/tabwriter"
 	"time"
 
 	fb "farebox"
-	"farebox/api"
+	"farebox/app"
 	"farebox/economics"
-	"farebox/ledger"
+	"farebox/fakeclock"
 )
 
 // benchReport measures the economics report over many usage rows on a
@@ -42,16 +41,20 @@ func benchReport(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		return err
 	}
 	defer os.RemoveAll(dir)
-	store, _, _, err := openStore(ctx, "sqlite://"+filepath.Join(dir, "bench.db"), "", false)
+	models := []string{"gpt-4o", "gpt-4o-mini", "claude-sonnet-4", "llama-3.3-70b", "o3", "text-embedding-3-small"}
+	start := time.Date(2026, 10, 1, 0, 0, 0, 0, time.UTC)
+	span := time.Duration(*days) * 24 * time.Hour
+	// Farebox as of the end of the span, so that the report's range is
+	// the rows'.
+	a, err := app.New(ctx, app.Config{DataDir: dir, AdminToken: benchToken, Clock: fakeclock.New(start.Add(span)),
+		Economics: economics.Config{CreditsPerUSD: 100, Shares: []economics.Share{{Partner: "meta", Models: []string{"llama-*"}, Percent: 20 * fb.Micro}}}})
 	if err != nil {
 		return err
 	}
-	defer store.Close()
+	defer a.Close()
+	store := a.Store
 
-	models := []string{"gpt-4o", "gpt-4o-mini", "claude-sonnet-4", "llama-3.3-70b", "o3", "text-embedding-3-small"}
 	providers := map[string]string{"gpt-4o": "openai", "gpt-4o-mini": "openai", "claude-sonnet-4": "anthropic", "llama-3.3-70b": "gpu-pool", "o3": "openai", "text-embedding-3-small": "openai"}
-	start := time.Date(2026, 10, 1, 0, 0, 0, 0, time.UTC)
-	span := time.Duration(*days) * 24 * time.Hour
 	fmt.Fprintf(stdout, "farebox bench report: embedded SQLite, %d usage rows, %d customers, %d days, %d models\n", *rows, *customers, *days, len(models))
 	t0 := time.Now()
 	const perTx = 10_000
@@ -81,11 +84,7 @@ func benchReport(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	}
 	fmt.Fprintf(stdout, "%d rows written in %s (usage rows and their daily sums, %d rows a transaction)\n", *rows, time.Since(t0).Round(time.Millisecond), perTx)
 
-	srv := &api.Server{Store: store, Engine: ledger.NewEngine(store, ledger.Config{Cache: true}), AdminToken: "bench",
-		Economics: economics.Config{CreditsPerUSD: 100, Shares: []economics.Share{{Partner: "meta", Models: []string{"llama-*"}, Percent: 20 * fb.Micro}}},
-		Now:       func() time.Time { return start.Add(span) }}
-	defer srv.Engine.Close()
-	h := srv.Handler()
+	h := a.Handler
 	from, to := start.Format(time.DateOnly), start.Add(span).Format(time.DateOnly)
 	median := func(f func() error) (time.Duration, error) {
 		var ds []time.Duration
@@ -105,7 +104,7 @@ func benchReport(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		var nrows int
 		report, err := median(func() error {
 			req := httptest.NewRequest("GET", "/api/v1/reports/economics?from="+from+"&to="+to+"&group_by="+g, nil)
-			req.Header.Set("Authorization", "Bearer bench")
+			req.Header.Set("Authorization", "Bearer "+benchToken)
 			w := httptest.NewRecorder()
 			h.ServeHTTP(w, req)
 			if w.Code != http.StatusOK {

@@ -12,26 +12,24 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 	"unicode/utf8"
 
 	fb "farebox"
-	"farebox/api"
+	"farebox/app"
 	"farebox/economics"
-	"farebox/gateway"
-	"farebox/httpguard"
-	"farebox/ledger"
-	"farebox/plans"
+	"farebox/httpx"
+	"farebox/ids"
+	"farebox/keys"
 	"farebox/pricing"
-	"farebox/spool"
 	"farebox/store/postgres"
-	"farebox/store/sqlite"
 )
 
 type serveConfig struct {
 	addr, dataDir, db string
 	spoolDir          string
+	logFormat         string
+	logLevel          string
 	config            string
 	drain             time.Duration
 	demo              bool
@@ -49,6 +47,8 @@ func serveFlags(args []string, getenv func(string) string, stderr io.Writer) (se
 	fs.StringVar(&c.config, "config", getenv("FAREBOX_CONFIG"), "YAML config file: providers, gateway limits [FAREBOX_CONFIG]")
 	fs.StringVar(&c.spoolDir, "spool-dir", getenv("FAREBOX_SPOOL_DIR"), "where settlements the ledger could not take yet are kept, default the data directory; each replica needs its own [FAREBOX_SPOOL_DIR]")
 	fs.DurationVar(&c.drain, "drain", 30*time.Second, "on SIGTERM, how long requests in flight may take to finish")
+	fs.StringVar(&c.logFormat, "log-format", envOr(getenv, "FAREBOX_LOG_FORMAT", "text"), "the log's format: text or json [FAREBOX_LOG_FORMAT]")
+	fs.StringVar(&c.logLevel, "log-level", envOr(getenv, "FAREBOX_LOG_LEVEL", "info"), "the least level logged: debug, info, warn or error [FAREBOX_LOG_LEVEL]")
 	fs.BoolVar(&c.demo, "demo", false, "seed a demo plan, customer, key and (without configured providers) a simulator (idempotent)")
 	perUSD := fs.String("credits-per-usd", envOr(getenv, "FAREBOX_CREDITS_PER_USD", strconv.Itoa(pricing.DefaultCreditsPerUSD)), "credits one US dollar buys, for the default rate card [FAREBOX_CREDITS_PER_USD]")
 	fs.StringVar(&c.markup, "markup", envOr(getenv, "FAREBOX_MARKUP", pricing.DefaultMarkup), "factor on providers' list prices in the default rate card, such as 1.25 [FAREBOX_MARKUP]")
@@ -73,29 +73,10 @@ func envOr(getenv func(string) string, key, def string) string {
 	return def
 }
 
-// openStore opens the database a --db URL or data directory names. It
-// reports whether this process is the store's only writer (SQLite), which
-// lets the engine keep accounts in memory between batches.
-func openStore(ctx context.Context, dbURL, dataDir string, readOnly bool) (store fb.Store, where string, soleWriter bool, err error) {
-	if dbURL == "" {
-		dbURL = "sqlite://" + filepath.Join(dataDir, "farebox.db")
-	}
-	switch {
-	case strings.HasPrefix(dbURL, "sqlite:"):
-		path := sqlite.PathFromURL(dbURL)
-		s, err := sqlite.Open(ctx, path, sqlite.Options{ReadOnly: readOnly})
-		if err != nil {
-			return nil, "", false, err
-		}
-		return s, "sqlite://" + path, true, nil
-	case postgres.IsURL(dbURL):
-		s, err := postgres.Open(ctx, dbURL, postgres.Options{ReadOnly: readOnly})
-		if err != nil {
-			return nil, "", false, err
-		}
-		return s, redact(dbURL), false, nil
-	}
-	return nil, "", false, fmt.Errorf("--db %q: want sqlite:///path or postgres://…", redact(dbURL))
+// openStore opens the database a --db URL or data directory names (see
+// app.OpenStore).
+func openStore(ctx context.Context, dbURL, dataDir string, readOnly bool) (fb.Store, string, bool, error) {
+	return app.OpenStore(ctx, dbURL, dataDir, readOnly)
 }
 
 // redact hides a database URL's passwords for errors and logs.
@@ -106,7 +87,10 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	if err != nil {
 		return err
 	}
-	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	log, err := newLogger(stderr, cfg.logFormat, cfg.logLevel)
+	if err != nil {
+		return &exitError{2, err}
+	}
 	file, err := loadConfig(cfg.config)
 	if err != nil {
 		return &exitError{2, err}
@@ -125,85 +109,47 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	if t := getenv("FAREBOX_ADMIN_TOKEN"); t != "" && utf8.RuneCountInString(t) < minAdminToken {
 		return &exitError{2, fmt.Errorf("the admin token (FAREBOX_ADMIN_TOKEN or admin_token in the config) has %d characters; it must have at least %d (for example: openssl rand -base64 32)", utf8.RuneCountInString(t), minAdminToken)}
 	}
+	if postgres.IsURL(cfg.db) && getenv("FAREBOX_ADMIN_TOKEN") == "" {
+		// Replicas must share one token: none is generated for them.
+		return &exitError{2, errors.New("on PostgreSQL the admin token must be given (FAREBOX_ADMIN_TOKEN or admin_token in the config), the same for every replica")}
+	}
 	shares, err := file.shares()
 	if err != nil {
 		return &exitError{2, fmt.Errorf("--config %s: %w", cfg.config, err)}
 	}
 	providers := file.Providers
 	if len(providers) == 0 && cfg.demo {
-		providers = demoProviders
+		providers = app.DemoProviders
 	}
-	ups, err := buildUpstreams(providers, getenv, log)
-	if err != nil {
-		return &exitError{2, fmt.Errorf("--config %s: %w", cfg.config, err)}
-	}
-	defer ups.close()
-	store, where, soleWriter, err := openStore(ctx, cfg.db, cfg.dataDir, false)
-	if err != nil {
-		return err
-	}
-	defer store.Close()
 	token, generated, err := adminToken(getenv, cfg.dataDir)
 	if err != nil {
 		return err
 	}
-	engine := ledger.NewEngine(store, engineConfig(soleWriter, log))
-	if err := seedPrices(ctx, store, cfg.creditsPerUSD, cfg.markup, log); err != nil {
-		engine.Close()
-		return err
-	}
-	srv := &api.Server{Store: store, Engine: engine, AdminToken: token, Log: log,
-		Economics: economics.Config{CreditsPerUSD: cfg.creditsPerUSD, Shares: shares}}
-	if soleWriter {
-		// Every change to keys and plans passes through this process.
-		gwConfig.CacheTTL = 10 * time.Second
-	}
-	spoolDir := cfg.spoolDir
-	if spoolDir == "" {
-		spoolDir = cfg.dataDir
-	}
-	sp, err := spool.Open(filepath.Join(spoolDir, "spool.log"))
+	a, err := app.New(ctx, app.Config{
+		DB: cfg.db, DataDir: cfg.dataDir, SpoolDir: cfg.spoolDir, AdminToken: token,
+		Providers: providers, Getenv: getenv, Gateway: gwConfig, Server: limits,
+		Economics:     economics.Config{CreditsPerUSD: cfg.creditsPerUSD, Shares: shares},
+		CreditsPerUSD: cfg.creditsPerUSD, Markup: cfg.markup, Log: log, Drain: cfg.drain,
+	})
 	if err != nil {
-		engine.Close()
 		return err
 	}
-	defer sp.Close()
-	srv.Gateway = &gateway.Gateway{Router: ups.router, Config: gwConfig, Log: log, Spool: sp}
 	ln, err := net.Listen("tcp", cfg.addr)
 	if err != nil {
-		engine.Close()
+		a.Close()
 		return err
 	}
-	// The guard runs before the routes: it refuses a body the server
-	// cannot take before anything reads it.
-	hs := limits.Server(httpguard.New(limits, srv.WriteError).Handler(srv.Handler()))
-	served := make(chan error, 1)
-	go func() { served <- hs.Serve(httpguard.Listener(ln, limits.MaxConns)) }()
-
-	sweepCtx, stopSweep := context.WithCancel(context.Background())
-	swept := make(chan struct{})
-	go func() {
-		defer close(swept)
-		var wg sync.WaitGroup
-		wg.Go(func() { srv.Plans.Run(sweepCtx, time.Second) }) // renewals; idempotent across replicas
-		wg.Go(func() { srv.Gateway.RunSpool(sweepCtx, time.Second) })
-		sweep(sweepCtx, engine, log)
-		wg.Wait()
-	}()
-
-	log.Info("farebox started", "db", where, "limits", limits.String())
+	log.Info("farebox started", "db", a.Where, "limits", limits.String())
 	if generated {
 		// Only where it is: stdout ends up in terminals' scrollback and
 		// service logs, which are not as private as the file.
 		fmt.Fprintf(stdout, "admin token generated: kept in %s (mode 0600)\n", filepath.Join(cfg.dataDir, "admin-token"))
 	}
 	if cfg.demo {
-		key, err := seedDemo(ctx, store, engine, srv.Plans, cfg.dataDir)
+		key, err := seedDemo(ctx, a, cfg.dataDir)
 		if err != nil {
-			hs.Close()
-			stopSweep()
-			<-swept
-			engine.Close()
+			ln.Close()
+			a.Close()
 			return fmt.Errorf("seeding demo data: %w", err)
 		}
 		fmt.Fprintf(stdout, "demo: customer %q on plan %q, key %s (saved in %s); try\n"+
@@ -211,63 +157,29 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 			demoCustomer, demoPlan.ID, key, filepath.Join(cfg.dataDir, "demo-key"), ln.Addr(), key)
 	}
 	fmt.Fprintf(stdout, "listening on http://%s\n", ln.Addr())
-
-	select {
-	case err := <-served:
-		stopSweep()
-		<-swept
-		engine.Close()
-		return err
-	case <-ctx.Done():
-	}
-	log.Info("shutting down: draining requests", "timeout", cfg.drain)
-	drainCtx, cancel := context.WithTimeout(context.Background(), cfg.drain)
-	defer cancel()
-	if err := hs.Shutdown(drainCtx); err != nil {
-		log.Warn("drain timed out; closing connections", "err", err)
-		hs.Close()
-	}
-	stopSweep()
-	<-swept
-	engine.Close() // finishes the batch in flight and everything queued
+	err = a.Run(ctx, ln)
 	log.Info("stopped")
-	return nil
+	return err
 }
 
-// seedPrices stores the default rate card when the store has none, so a
-// new install prices the listed models at once.
-func seedPrices(ctx context.Context, store fb.Store, creditsPerUSD int64, markup string, log *slog.Logger) error {
-	have, err := store.Prices(ctx)
-	if err != nil || len(have) > 0 {
-		return err
+// newLogger is the server's log: text or JSON on w, from level on, each
+// line of a request carrying its id.
+func newLogger(w io.Writer, format, level string) (*slog.Logger, error) {
+	var lv slog.Level
+	if err := lv.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("--log-level %q: want debug, info, warn or error", level)
 	}
-	prices, err := pricing.DefaultPrices(creditsPerUSD, markup, pricing.DefaultEffective)
-	if err != nil {
-		return err
+	opts := &slog.HandlerOptions{Level: lv}
+	var h slog.Handler
+	switch format {
+	case "text":
+		h = slog.NewTextHandler(w, opts)
+	case "json":
+		h = slog.NewJSONHandler(w, opts)
+	default:
+		return nil, fmt.Errorf("--log-format %q: want text or json", format)
 	}
-	for _, p := range prices {
-		if err := store.PutPrice(ctx, p); err != nil {
-			return err
-		}
-	}
-	log.Info("default rate card stored", "models", len(prices), "credits_per_usd", creditsPerUSD, "markup", markup)
-	return nil
-}
-
-// sweep expires due holds and lots of idle accounts every second.
-func sweep(ctx context.Context, e *ledger.Engine, log *slog.Logger) {
-	t := time.NewTicker(time.Second)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			if _, err := e.Sweep(ctx); err != nil && ctx.Err() == nil {
-				log.Warn("expiry sweep failed", "err", err)
-			}
-		}
-	}
+	return slog.New(httpx.LogHandler(h)), nil
 }
 
 // minAdminToken is the fewest characters an admin token may have: the
@@ -294,7 +206,7 @@ func adminToken(getenv func(string) string, dataDir string) (string, bool, error
 	if err := os.MkdirAll(dataDir, 0o700); err != nil {
 		return "", false, err
 	}
-	t := "fba_" + ledger.RandomBase62(40)
+	t := "fba_" + ids.Secret(40)
 	if err := os.WriteFile(path, []byte(t+"\n"), 0o600); err != nil {
 		return "", false, err
 	}
@@ -311,7 +223,8 @@ var demoPlan = fb.Plan{ID: "demo", Name: "Demo", PriceUSD: 20 * fb.Micro, Period
 // seedDemo creates the demo plan, customer (subscribed, with promo credits
 // too) and key once; later starts find them and change nothing. The key is
 // kept in <data-dir>/demo-key, since only its hash is stored.
-func seedDemo(ctx context.Context, store fb.Store, e *ledger.Engine, ps *plans.Service, dataDir string) (string, error) {
+func seedDemo(ctx context.Context, a *app.App, dataDir string) (string, error) {
+	store, e := a.Store, a.Engine
 	p := demoPlan
 	p.CreatedAt = e.Now().UTC()
 	if err := store.CreatePlan(ctx, p); err != nil && fb.ErrorType(err) != fb.EConflict {
@@ -322,7 +235,7 @@ func seedDemo(ctx context.Context, store fb.Store, e *ledger.Engine, ps *plans.S
 		return "", err
 	}
 	if _, err := store.Subscription(ctx, demoCustomer); fb.ErrorType(err) == fb.ENotFound {
-		if _, err := ps.Subscribe(ctx, demoCustomer, demoPlan.ID); err != nil {
+		if _, err := a.Plans.Subscribe(ctx, demoCustomer, demoPlan.ID); err != nil {
 			return "", err
 		}
 	} else if err != nil {
@@ -334,12 +247,11 @@ func seedDemo(ctx context.Context, store fb.Store, e *ledger.Engine, ps *plans.S
 	path := filepath.Join(dataDir, "demo-key")
 	if b, err := os.ReadFile(path); err == nil {
 		key := strings.TrimSpace(string(b))
-		if k, err := store.KeyByHash(ctx, gateway.HashKey(key)); err == nil && k.RevokedAt.IsZero() && k.Customer == demoCustomer {
+		if k, err := store.KeyByHash(ctx, keys.Hash(key)); err == nil && k.RevokedAt.IsZero() && k.Customer == demoCustomer {
 			return key, nil
 		}
 	}
-	key := gateway.KeyPrefix + ledger.RandomBase62(40)
-	k := fb.APIKey{ID: ledger.RandomID("key_"), Customer: demoCustomer, Name: "demo", Prefix: key[:len(gateway.KeyPrefix)+4], Hash: gateway.HashKey(key), CreatedAt: e.Now().UTC()}
+	k, key := keys.Mint(demoCustomer, "demo", e.Now(), ids.New)
 	if err := store.CreateKey(ctx, k); err != nil {
 		return "", err
 	}
@@ -357,15 +269,4 @@ func withEnv(getenv func(string) string, key, value string) func(string) string 
 		}
 		return getenv(k)
 	}
-}
-
-// engineConfig tunes the engine to its store: a sole writer (SQLite) keeps
-// accounts in memory and commits one batch at a time; replicas on
-// PostgreSQL trust nothing in memory and keep several batches in flight,
-// each locking its own accounts.
-func engineConfig(soleWriter bool, log *slog.Logger) ledger.Config {
-	if soleWriter {
-		return ledger.Config{Cache: true, Logger: log}
-	}
-	return ledger.Config{Writers: 4, Logger: log}
 }

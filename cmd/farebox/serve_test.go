@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -23,6 +22,7 @@ import (
 	"time"
 
 	fb "farebox"
+	"farebox/app"
 	"farebox/httpguard"
 	_ "modernc.org/sqlite"
 )
@@ -784,18 +784,18 @@ func TestExampleConfig(t *testing.T) {
 	if got, err := c.Server.limits(); err != nil || got != (httpguard.Limits{}).WithDefaults() {
 		t.Errorf("server limits of the example: got %+v, %v; want the defaults", got, err)
 	}
-	ups, err := buildUpstreams(c.Providers, func(string) string { return "" }, slog.New(slog.DiscardHandler))
+	a, err := app.New(context.Background(), app.Config{DataDir: t.TempDir(), Providers: c.Providers})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ups.close()
-	if got := ups.router.Deployments("gpt-4o-mini"); len(got) != 2 || got[0].Provider != "local" || got[1].Provider != "simulator" {
+	defer a.Close()
+	if got := a.Router.Deployments("gpt-4o-mini"); len(got) != 2 || got[0].Provider != "local" || got[1].Provider != "simulator" {
 		t.Errorf("gpt-4o-mini deployments %+v", got)
 	}
-	if got := ups.router.Deployments("text-embedding-3-small"); len(got) != 1 || !got[0].Embeddings || got[0].Cost.InputPerMTok != 20_000 {
+	if got := a.Router.Deployments("text-embedding-3-small"); len(got) != 1 || !got[0].Embeddings || got[0].Cost.InputPerMTok != 20_000 {
 		t.Errorf("embedding deployment %+v", got)
 	}
-	if got := ups.router.Deployments("llama-3.3-70b-instruct-turbo"); len(got) != 1 || got[0].Cost.OutputPerMTok != 2_222_223 {
+	if got := a.Router.Deployments("llama-3.3-70b-instruct-turbo"); len(got) != 1 || got[0].Cost.OutputPerMTok != 2_222_223 {
 		t.Errorf("GPU pool deployment %+v", got)
 	}
 	if sh, err := c.shares(); err != nil || len(sh) != 1 || sh[0].Percent != 20*fb.Micro {

@@ -11,7 +11,7 @@ import (
 	"strings"
 	"time"
 
-	"farebox/routing"
+	"farebox/simulator"
 )
 
 // simulate runs the simulator as a standalone OpenAI-compatible server.
@@ -28,7 +28,7 @@ func simulate(ctx context.Context, args []string, getenv func(string) string, st
 	if *ttft < 0 || *tps < 0 {
 		return &exitError{2, errors.New("--ttft and --tps must not be negative")}
 	}
-	sim := &routing.Simulator{TTFT: *ttft, TokensPerSecond: *tps}
+	sim := &simulator.Simulator{TTFT: *ttft, TokensPerSecond: *tps}
 	if *models != "" {
 		for _, m := range strings.Split(*models, ",") {
 			if m = strings.TrimSpace(m); m != "" {
@@ -42,7 +42,7 @@ func simulate(ctx context.Context, args []string, getenv func(string) string, st
 	}
 	srv := &http.Server{Handler: sim, ReadHeaderTimeout: 10 * time.Second}
 	fmt.Fprintf(stdout, "simulator listening on http://%s/v1 (faults: header %s: 500|429|hang|disconnect|no_usage|malformed; length: %s: N)\n",
-		ln.Addr(), routing.SimulateHeader, routing.SimulateTokensHeader)
+		ln.Addr(), simulator.FaultHeader, simulator.TokensHeader)
 	done := make(chan error, 1)
 	go func() { done <- srv.Serve(ln) }()
 	select {

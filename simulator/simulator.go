@@ -1,5 +1,8 @@
-// Package routing owns the upstreams the gateway forwards to: providers and their deployments, and the simulator upstream used by the demo, the tests and the benchmarks.
-package routing
+// Package simulator is an upstream for the demo, the tests and the
+// benchmarks: an OpenAI-compatible model server with deterministic answers,
+// realistic usage, a pace, and faults on request — so that everything runs
+// without a network.
+package simulator
 
 import (
 	"bytes"
@@ -8,8 +11,10 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"math"
+	"net"
 	"net/http"
 	"strconv"
 	"strings"
@@ -18,19 +23,19 @@ import (
 	"farebox/pricing"
 )
 
-// SimulateHeader selects a fault mode of the Simulator for one request. Its
+// FaultHeader selects a fault mode of the Simulator for one request. Its
 // value, compared case-insensitively, is one of 500, 429, hang, disconnect,
 // no_usage and malformed.
-const SimulateHeader = "X-Farebox-Simulate"
+const FaultHeader = "X-Farebox-Simulate"
 
-// SimulateTokensHeader fixes the number of completion tokens per choice of
+// TokensHeader fixes the number of completion tokens per choice of
 // one chat completion (an integer ≥ 0), instead of the hash-derived length.
-const SimulateTokensHeader = "X-Farebox-Simulate-Tokens"
+const TokensHeader = "X-Farebox-Simulate-Tokens"
 
 // Limits of the simulator's requests.
 const (
 	maxRequestBody     = 16 << 20 // bytes of a request body
-	maxSimulatedTokens = 1 << 20  // value of SimulateTokensHeader
+	maxSimulatedTokens = 1 << 20  // value of TokensHeader
 	maxChoices         = 128      // n of a chat completion, as OpenAI
 	maxEmbeddingInputs = 2048     // inputs of one embeddings request, as OpenAI
 	defaultDimensions  = 8
@@ -38,14 +43,14 @@ const (
 	modelsCreated      = 1700000000
 )
 
-// simDefaultModels are the models GET /v1/models lists when Simulator.Models
+// defaultModels are the models GET /v1/models lists when Simulator.Models
 // is empty.
-var simDefaultModels = []string{"gpt-4o-mini", "text-embedding-3-small"}
+var defaultModels = []string{"gpt-4o-mini", "text-embedding-3-small"}
 
-// simVocabulary holds the words of simulated completions: each has a leading
+// vocabulary holds the words of simulated completions: each has a leading
 // space and at most four bytes, so pricing.CountTokens counts each as
 // exactly one token, and none needs JSON escaping.
-var simVocabulary = [32]string{
+var vocabulary = [32]string{
 	" the", " of", " and", " to", " in", " a", " is", " it",
 	" you", " we", " for", " on", " as", " at", " by", " be",
 	" or", " an", " so", " if", " no", " up", " go", " do",
@@ -58,7 +63,7 @@ var simVocabulary = [32]string{
 // deterministic functions of the request, apart from "created"; its usage
 // counts tokens with pricing.CountTokens and pricing.PromptTokens, so a
 // gateway counting one token per streamed delta agrees with it. The header
-// SimulateHeader injects faults and SimulateTokensHeader fixes the length
+// FaultHeader injects faults and TokensHeader fixes the length
 // of a completion.
 //
 // A Simulator must not be modified while it serves requests; it is
@@ -70,40 +75,40 @@ type Simulator struct {
 	Sleep           func(ctx context.Context, d time.Duration) error // nil: a real timer honouring ctx
 }
 
-type simFault uint8
+type fault uint8
 
 const (
-	simFaultNone simFault = iota
-	simFaultServerError
-	simFaultRateLimit
-	simFaultHang
-	simFaultDisconnect
-	simFaultNoUsage
-	simFaultMalformed
+	faultNone fault = iota
+	faultServerError
+	faultRateLimit
+	faultHang
+	faultDisconnect
+	faultNoUsage
+	faultMalformed
 )
 
-func simParseFault(v string) (simFault, bool) {
+func parseFault(v string) (fault, bool) {
 	switch strings.ToLower(strings.TrimSpace(v)) {
 	case "":
-		return simFaultNone, true
+		return faultNone, true
 	case "500":
-		return simFaultServerError, true
+		return faultServerError, true
 	case "429":
-		return simFaultRateLimit, true
+		return faultRateLimit, true
 	case "hang":
-		return simFaultHang, true
+		return faultHang, true
 	case "disconnect":
-		return simFaultDisconnect, true
+		return faultDisconnect, true
 	case "no_usage":
-		return simFaultNoUsage, true
+		return faultNoUsage, true
 	case "malformed":
-		return simFaultMalformed, true
+		return faultMalformed, true
 	}
-	return simFaultNone, false
+	return faultNone, false
 }
 
-// simMalformedBody is what the malformed fault sends in place of JSON.
-const simMalformedBody = `{"id": malformed`
+// malformedBody is what the malformed fault sends in place of JSON.
+const malformedBody = `{"id": malformed`
 
 // ServeHTTP answers one request. Client errors (4xx other than 429) are
 // answered at once; every other response is delayed by TTFT before its
@@ -116,17 +121,17 @@ func (s *Simulator) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case "/v1/models":
 		method = http.MethodGet
 	default:
-		simWriteError(w, http.StatusNotFound, "Unknown request URL: "+r.Method+" "+r.URL.Path, "invalid_request_error", "", "unknown_url")
+		writeError(w, http.StatusNotFound, "Unknown request URL: "+r.Method+" "+r.URL.Path, "invalid_request_error", "", "unknown_url")
 		return
 	}
 	if r.Method != method {
 		w.Header().Set("Allow", method)
-		simWriteError(w, http.StatusMethodNotAllowed, "Method "+r.Method+" not allowed for "+r.URL.Path+"; use "+method, "invalid_request_error", "", "method_not_allowed")
+		writeError(w, http.StatusMethodNotAllowed, "Method "+r.Method+" not allowed for "+r.URL.Path+"; use "+method, "invalid_request_error", "", "method_not_allowed")
 		return
 	}
-	f, ok := simParseFault(r.Header.Get(SimulateHeader))
+	f, ok := parseFault(r.Header.Get(FaultHeader))
 	if !ok {
-		simWriteError(w, http.StatusBadRequest, "Invalid "+SimulateHeader+" value "+strconv.Quote(r.Header.Get(SimulateHeader))+"; allowed: 500|429|hang|disconnect|no_usage|malformed", "invalid_request_error", "", "invalid_simulate_header")
+		writeError(w, http.StatusBadRequest, "Invalid "+FaultHeader+" value "+strconv.Quote(r.Header.Get(FaultHeader))+"; allowed: 500|429|hang|disconnect|no_usage|malformed", "invalid_request_error", "", "invalid_simulate_header")
 		return
 	}
 
@@ -140,31 +145,31 @@ func (s *Simulator) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if err != nil {
 			var tooLarge *http.MaxBytesError
 			if errors.As(err, &tooLarge) {
-				simWriteError(w, http.StatusRequestEntityTooLarge, "Request body larger than "+strconv.Itoa(maxRequestBody)+" bytes", "invalid_request_error", "", "request_too_large")
+				writeError(w, http.StatusRequestEntityTooLarge, "Request body larger than "+strconv.Itoa(maxRequestBody)+" bytes", "invalid_request_error", "", "request_too_large")
 				return
 			}
-			simWriteError(w, http.StatusBadRequest, "Could not read the request body: "+err.Error(), "invalid_request_error", "", "")
+			writeError(w, http.StatusBadRequest, "Could not read the request body: "+err.Error(), "invalid_request_error", "", "")
 			return
 		}
 	}
 
 	ctx := r.Context()
 	switch f {
-	case simFaultHang:
+	case faultHang:
 		<-ctx.Done()
 		return
-	case simFaultServerError:
+	case faultServerError:
 		if s.sleep(ctx, s.TTFT) != nil {
 			return
 		}
-		simWriteError(w, http.StatusInternalServerError, "The simulator failed, as asked by "+SimulateHeader+".", "server_error", "", "")
+		writeError(w, http.StatusInternalServerError, "The simulator failed, as asked by "+FaultHeader+".", "server_error", "", "")
 		return
-	case simFaultRateLimit:
+	case faultRateLimit:
 		if s.sleep(ctx, s.TTFT) != nil {
 			return
 		}
 		w.Header().Set("Retry-After", "1")
-		simWriteError(w, http.StatusTooManyRequests, "Rate limit reached, as asked by "+SimulateHeader+". Please try again in 1s.", "rate_limit_error", "", "rate_limit_exceeded")
+		writeError(w, http.StatusTooManyRequests, "Rate limit reached, as asked by "+FaultHeader+". Please try again in 1s.", "rate_limit_error", "", "rate_limit_exceeded")
 		return
 	}
 
@@ -213,11 +218,11 @@ func (s *Simulator) acceptsModel(model string) bool {
 // or not served.
 func (s *Simulator) checkModel(w http.ResponseWriter, model string) bool {
 	if model == "" {
-		simWriteError(w, http.StatusBadRequest, "you must provide a model parameter", "invalid_request_error", "model", "")
+		writeError(w, http.StatusBadRequest, "you must provide a model parameter", "invalid_request_error", "model", "")
 		return false
 	}
 	if !s.acceptsModel(model) {
-		simWriteError(w, http.StatusNotFound, "The model `"+model+"` does not exist or you do not have access to it.", "invalid_request_error", "model", "model_not_found")
+		writeError(w, http.StatusNotFound, "The model `"+model+"` does not exist or you do not have access to it.", "invalid_request_error", "model", "model_not_found")
 		return false
 	}
 	return true
@@ -230,15 +235,15 @@ func (s *Simulator) writeMalformed(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(http.StatusOK)
-	_, _ = io.WriteString(w, simMalformedBody)
+	_, _ = io.WriteString(w, malformedBody)
 }
 
 // --- chat completions ---
 
-type simChatRequest struct {
-	Model         string           `json:"model"`
-	Messages      []simChatMessage `json:"messages"`
-	Stream        bool             `json:"stream"`
+type chatRequest struct {
+	Model         string        `json:"model"`
+	Messages      []chatMessage `json:"messages"`
+	Stream        bool          `json:"stream"`
 	StreamOptions *struct {
 		IncludeUsage bool `json:"include_usage"`
 	} `json:"stream_options"`
@@ -247,18 +252,18 @@ type simChatRequest struct {
 	N                   *int   `json:"n"`
 }
 
-type simChatMessage struct {
+type chatMessage struct {
 	Content json.RawMessage `json:"content"`
 }
 
-type simContentPart struct {
+type contentPart struct {
 	Type string `json:"type"`
 	Text string `json:"text"`
 }
 
-// simMessageText is the text of a message's content: the string itself, the
+// messageText is the text of a message's content: the string itself, the
 // concatenated text parts of an array, "" for null or absent.
-func simMessageText(raw json.RawMessage) (string, error) {
+func messageText(raw json.RawMessage) (string, error) {
 	raw = bytes.TrimSpace(raw)
 	if len(raw) == 0 || string(raw) == "null" {
 		return "", nil
@@ -269,7 +274,7 @@ func simMessageText(raw json.RawMessage) (string, error) {
 		err := json.Unmarshal(raw, &s)
 		return s, err
 	case '[':
-		var parts []simContentPart
+		var parts []contentPart
 		if err := json.Unmarshal(raw, &parts); err != nil {
 			return "", err
 		}
@@ -290,7 +295,7 @@ const (
 	fnvPrime32  uint32 = 16777619
 )
 
-func simFnvAdd(h uint32, s string) uint32 {
+func fnvAdd(h uint32, s string) uint32 {
 	for i := 0; i < len(s); i++ {
 		h ^= uint32(s[i])
 		h *= fnvPrime32
@@ -298,10 +303,10 @@ func simFnvAdd(h uint32, s string) uint32 {
 	return h
 }
 
-// simSplitmix64 is the generator of the simulator's words and vectors.
-type simSplitmix64 uint64
+// splitmix64 is the generator of the simulator's words and vectors.
+type splitmix64 uint64
 
-func (x *simSplitmix64) next() uint64 {
+func (x *splitmix64) next() uint64 {
 	*x += 0x9E3779B97F4A7C15
 	z := uint64(*x)
 	z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9
@@ -309,9 +314,9 @@ func (x *simSplitmix64) next() uint64 {
 	return z ^ (z >> 31)
 }
 
-func (x *simSplitmix64) word() string { return simVocabulary[x.next()%uint64(len(simVocabulary))] }
+func (x *splitmix64) word() string { return vocabulary[x.next()%uint64(len(vocabulary))] }
 
-func simAppendHex8(b []byte, h uint32) []byte {
+func appendHex8(b []byte, h uint32) []byte {
 	const digits = "0123456789abcdef"
 	for shift := 28; shift >= 0; shift -= 4 {
 		b = append(b, digits[(h>>uint(shift))&0xf])
@@ -319,44 +324,44 @@ func simAppendHex8(b []byte, h uint32) []byte {
 	return b
 }
 
-type simChatUsage struct {
-	PromptTokens            int64                `json:"prompt_tokens"`
-	CompletionTokens        int64                `json:"completion_tokens"`
-	TotalTokens             int64                `json:"total_tokens"`
-	PromptTokensDetails     simPromptDetails     `json:"prompt_tokens_details"`
-	CompletionTokensDetails simCompletionDetails `json:"completion_tokens_details"`
+type chatUsage struct {
+	PromptTokens            int64             `json:"prompt_tokens"`
+	CompletionTokens        int64             `json:"completion_tokens"`
+	TotalTokens             int64             `json:"total_tokens"`
+	PromptTokensDetails     promptDetails     `json:"prompt_tokens_details"`
+	CompletionTokensDetails completionDetails `json:"completion_tokens_details"`
 }
 
-type simPromptDetails struct {
+type promptDetails struct {
 	CachedTokens int64 `json:"cached_tokens"`
 }
 
-type simCompletionDetails struct {
+type completionDetails struct {
 	ReasoningTokens int64 `json:"reasoning_tokens"`
 }
 
-type simChatCompletion struct {
-	ID      string          `json:"id"`
-	Object  string          `json:"object"`
-	Created int64           `json:"created"`
-	Model   string          `json:"model"`
-	Choices []simChatChoice `json:"choices"`
-	Usage   *simChatUsage   `json:"usage,omitempty"`
+type chatCompletion struct {
+	ID      string       `json:"id"`
+	Object  string       `json:"object"`
+	Created int64        `json:"created"`
+	Model   string       `json:"model"`
+	Choices []chatChoice `json:"choices"`
+	Usage   *chatUsage   `json:"usage,omitempty"`
 }
 
-type simChatChoice struct {
-	Index        int                `json:"index"`
-	Message      simAssistantOutput `json:"message"`
-	FinishReason string             `json:"finish_reason"`
+type chatChoice struct {
+	Index        int             `json:"index"`
+	Message      assistantOutput `json:"message"`
+	FinishReason string          `json:"finish_reason"`
 }
 
-type simAssistantOutput struct {
+type assistantOutput struct {
 	Role    string `json:"role"`
 	Content string `json:"content"`
 }
 
-// simChatPlan is what a chat completion will answer.
-type simChatPlan struct {
+// chatPlan is what a chat completion will answer.
+type chatPlan struct {
 	id      string
 	created int64
 	model   string
@@ -364,17 +369,17 @@ type simChatPlan struct {
 	tokens  int // L, per choice
 	n       int
 	finish  string
-	usage   simChatUsage
+	usage   chatUsage
 }
 
-func (s *Simulator) chat(w http.ResponseWriter, r *http.Request, body []byte, f simFault) {
-	var req simChatRequest
+func (s *Simulator) chat(w http.ResponseWriter, r *http.Request, body []byte, f fault) {
+	var req chatRequest
 	if err := json.Unmarshal(body, &req); err != nil {
-		simWriteError(w, http.StatusBadRequest, "We could not parse the JSON body of your request: "+err.Error(), "invalid_request_error", "", "")
+		writeError(w, http.StatusBadRequest, "We could not parse the JSON body of your request: "+err.Error(), "invalid_request_error", "", "")
 		return
 	}
 	if len(req.Messages) == 0 {
-		simWriteError(w, http.StatusBadRequest, "[] is too short - 'messages'", "invalid_request_error", "messages", "")
+		writeError(w, http.StatusBadRequest, "[] is too short - 'messages'", "invalid_request_error", "messages", "")
 		return
 	}
 	if !s.checkModel(w, req.Model) {
@@ -384,29 +389,29 @@ func (s *Simulator) chat(w http.ResponseWriter, r *http.Request, body []byte, f 
 	texts := make([]string, len(req.Messages))
 	h := fnvOffset32
 	for i, m := range req.Messages {
-		t, err := simMessageText(m.Content)
+		t, err := messageText(m.Content)
 		if err != nil {
-			simWriteError(w, http.StatusBadRequest, "Invalid content of messages["+strconv.Itoa(i)+"]: "+err.Error(), "invalid_request_error", "messages", "")
+			writeError(w, http.StatusBadRequest, "Invalid content of messages["+strconv.Itoa(i)+"]: "+err.Error(), "invalid_request_error", "messages", "")
 			return
 		}
 		texts[i] = t
-		h = simFnvAdd(h, t)
+		h = fnvAdd(h, t)
 	}
 
 	n := 1
 	if req.N != nil {
 		n = *req.N
 		if n < 1 || n > maxChoices {
-			simWriteError(w, http.StatusBadRequest, "n must be between 1 and "+strconv.Itoa(maxChoices), "invalid_request_error", "n", "")
+			writeError(w, http.StatusBadRequest, "n must be between 1 and "+strconv.Itoa(maxChoices), "invalid_request_error", "n", "")
 			return
 		}
 	}
 
 	length := 16 + int(h%48)
-	if vs, ok := r.Header[SimulateTokensHeader]; ok {
+	if vs, ok := r.Header[TokensHeader]; ok {
 		v, err := strconv.Atoi(strings.TrimSpace(vs[0]))
 		if err != nil || v < 0 || v > maxSimulatedTokens {
-			simWriteError(w, http.StatusBadRequest, "Invalid "+SimulateTokensHeader+" value "+strconv.Quote(vs[0])+"; want an integer from 0 to "+strconv.Itoa(maxSimulatedTokens), "invalid_request_error", "", "invalid_simulate_header")
+			writeError(w, http.StatusBadRequest, "Invalid "+TokensHeader+" value "+strconv.Quote(vs[0])+"; want an integer from 0 to "+strconv.Itoa(maxSimulatedTokens), "invalid_request_error", "", "invalid_simulate_header")
 			return
 		}
 		length = v
@@ -421,7 +426,7 @@ func (s *Simulator) chat(w http.ResponseWriter, r *http.Request, body []byte, f 
 			continue
 		}
 		if *c.v < 0 {
-			simWriteError(w, http.StatusBadRequest, c.name+" must be at least 0", "invalid_request_error", c.name, "")
+			writeError(w, http.StatusBadRequest, c.name+" must be at least 0", "invalid_request_error", c.name, "")
 			return
 		}
 		if limit < 0 || *c.v < limit {
@@ -436,15 +441,15 @@ func (s *Simulator) chat(w http.ResponseWriter, r *http.Request, body []byte, f 
 
 	prompt := pricing.PromptTokens(texts)
 	completion := int64(length) * int64(n)
-	p := simChatPlan{
-		id:      string(simAppendHex8([]byte("chatcmpl-sim-"), h)),
+	p := chatPlan{
+		id:      string(appendHex8([]byte("chatcmpl-sim-"), h)),
 		created: time.Now().Unix(),
 		model:   req.Model,
 		hash:    h,
 		tokens:  length,
 		n:       n,
 		finish:  finish,
-		usage: simChatUsage{
+		usage: chatUsage{
 			PromptTokens:     prompt,
 			CompletionTokens: completion,
 			TotalTokens:      prompt + completion,
@@ -452,47 +457,47 @@ func (s *Simulator) chat(w http.ResponseWriter, r *http.Request, body []byte, f 
 	}
 
 	if req.Stream {
-		includeUsage := req.StreamOptions != nil && req.StreamOptions.IncludeUsage && f != simFaultNoUsage
+		includeUsage := req.StreamOptions != nil && req.StreamOptions.IncludeUsage && f != faultNoUsage
 		s.stream(w, r, &p, includeUsage, f)
 		return
 	}
 
 	switch f {
-	case simFaultDisconnect:
+	case faultDisconnect:
 		panic(http.ErrAbortHandler)
-	case simFaultMalformed:
+	case faultMalformed:
 		s.writeMalformed(w, r)
 		return
 	}
-	rng := simSplitmix64(h)
+	rng := splitmix64(h)
 	var text strings.Builder
 	text.Grow(4 * length)
 	for range length {
 		text.WriteString(rng.word())
 	}
 	content := text.String()
-	resp := simChatCompletion{
+	resp := chatCompletion{
 		ID:      p.id,
 		Object:  "chat.completion",
 		Created: p.created,
 		Model:   p.model,
-		Choices: make([]simChatChoice, n),
+		Choices: make([]chatChoice, n),
 	}
 	for i := range resp.Choices {
-		resp.Choices[i] = simChatChoice{Index: i, Message: simAssistantOutput{Role: "assistant", Content: content}, FinishReason: finish}
+		resp.Choices[i] = chatChoice{Index: i, Message: assistantOutput{Role: "assistant", Content: content}, FinishReason: finish}
 	}
-	if f != simFaultNoUsage {
+	if f != faultNoUsage {
 		resp.Usage = &p.usage
 	}
 	if s.sleep(r.Context(), s.TTFT) != nil {
 		return
 	}
-	simWriteJSON(w, http.StatusOK, &resp)
+	writeJSON(w, http.StatusOK, &resp)
 }
 
 // stream answers a streamed chat completion, honouring the disconnect and
 // malformed faults.
-func (s *Simulator) stream(w http.ResponseWriter, r *http.Request, p *simChatPlan, includeUsage bool, f simFault) {
+func (s *Simulator) stream(w http.ResponseWriter, r *http.Request, p *chatPlan, includeUsage bool, f fault) {
 	ctx := r.Context()
 	if s.sleep(ctx, s.TTFT) != nil {
 		return
@@ -536,7 +541,7 @@ func (s *Simulator) stream(w http.ResponseWriter, r *http.Request, p *simChatPla
 	}
 
 	emit := p.tokens
-	if f == simFaultDisconnect || f == simFaultMalformed {
+	if f == faultDisconnect || f == faultMalformed {
 		emit = p.tokens / 2
 		if emit == 0 && p.tokens > 0 {
 			emit = 1
@@ -546,7 +551,7 @@ func (s *Simulator) stream(w http.ResponseWriter, r *http.Request, p *simChatPla
 	if s.TokensPerSecond > 0 {
 		gap = time.Second / time.Duration(s.TokensPerSecond)
 	}
-	rng := simSplitmix64(p.hash)
+	rng := splitmix64(p.hash)
 	for k := range emit {
 		if k > 0 && s.sleep(ctx, gap) != nil {
 			return
@@ -563,10 +568,10 @@ func (s *Simulator) stream(w http.ResponseWriter, r *http.Request, p *simChatPla
 	}
 
 	switch f {
-	case simFaultDisconnect:
+	case faultDisconnect:
 		panic(http.ErrAbortHandler)
-	case simFaultMalformed:
-		send([]byte("data: " + simMalformedBody + "\n\n"))
+	case faultMalformed:
+		send([]byte("data: " + malformedBody + "\n\n"))
 		return
 	}
 
@@ -593,21 +598,21 @@ func (s *Simulator) stream(w http.ResponseWriter, r *http.Request, p *simChatPla
 
 // --- embeddings ---
 
-type simEmbeddingRequest struct {
+type embeddingRequest struct {
 	Model          string          `json:"model"`
 	Input          json.RawMessage `json:"input"`
 	EncodingFormat string          `json:"encoding_format"`
 	Dimensions     *int            `json:"dimensions"`
 }
 
-// simEmbeddingInput is one input as the simulator sees it: the seed of its
+// embeddingInput is one input as the simulator sees it: the seed of its
 // vector and its tokens.
-type simEmbeddingInput struct {
+type embeddingInput struct {
 	hash   uint32
 	tokens int64
 }
 
-func simTokenArrayInput(ids []int64) simEmbeddingInput {
+func tokenArrayInput(ids []int64) embeddingInput {
 	h := fnvOffset32
 	var b [8]byte
 	for _, id := range ids {
@@ -617,13 +622,13 @@ func simTokenArrayInput(ids []int64) simEmbeddingInput {
 			h *= fnvPrime32
 		}
 	}
-	return simEmbeddingInput{hash: h, tokens: int64(len(ids))}
+	return embeddingInput{hash: h, tokens: int64(len(ids))}
 }
 
-// simParseEmbeddingInput reads input: a string, an array of strings, an array
+// parseEmbeddingInput reads input: a string, an array of strings, an array
 // of integers (one tokenized input) or an array of such arrays. Empty
 // inputs are refused.
-func simParseEmbeddingInput(raw json.RawMessage) ([]simEmbeddingInput, error) {
+func parseEmbeddingInput(raw json.RawMessage) ([]embeddingInput, error) {
 	raw = bytes.TrimSpace(raw)
 	if len(raw) == 0 || string(raw) == "null" {
 		return nil, errors.New("'input' is a required property")
@@ -638,7 +643,7 @@ func simParseEmbeddingInput(raw json.RawMessage) ([]simEmbeddingInput, error) {
 		if s == "" {
 			return nil, empty
 		}
-		return []simEmbeddingInput{{hash: simFnvAdd(fnvOffset32, s), tokens: pricing.CountTokens(s)}}, nil
+		return []embeddingInput{{hash: fnvAdd(fnvOffset32, s), tokens: pricing.CountTokens(s)}}, nil
 	case '[':
 	default:
 		return nil, errors.New("'input' must be a string or an array")
@@ -651,12 +656,12 @@ func simParseEmbeddingInput(raw json.RawMessage) ([]simEmbeddingInput, error) {
 		if len(strs) > maxEmbeddingInputs {
 			return nil, errors.New("'input' has more than " + strconv.Itoa(maxEmbeddingInputs) + " elements")
 		}
-		in := make([]simEmbeddingInput, len(strs))
+		in := make([]embeddingInput, len(strs))
 		for i, s := range strs {
 			if s == "" {
 				return nil, errors.New("'input' element " + strconv.Itoa(i) + " must not be empty")
 			}
-			in[i] = simEmbeddingInput{hash: simFnvAdd(fnvOffset32, s), tokens: pricing.CountTokens(s)}
+			in[i] = embeddingInput{hash: fnvAdd(fnvOffset32, s), tokens: pricing.CountTokens(s)}
 		}
 		return in, nil
 	}
@@ -665,7 +670,7 @@ func simParseEmbeddingInput(raw json.RawMessage) ([]simEmbeddingInput, error) {
 		if len(ids) == 0 {
 			return nil, empty
 		}
-		return []simEmbeddingInput{simTokenArrayInput(ids)}, nil
+		return []embeddingInput{tokenArrayInput(ids)}, nil
 	}
 	var arrays [][]int64
 	if err := json.Unmarshal(raw, &arrays); err != nil {
@@ -677,19 +682,19 @@ func simParseEmbeddingInput(raw json.RawMessage) ([]simEmbeddingInput, error) {
 	if len(arrays) > maxEmbeddingInputs {
 		return nil, errors.New("'input' has more than " + strconv.Itoa(maxEmbeddingInputs) + " elements")
 	}
-	in := make([]simEmbeddingInput, len(arrays))
+	in := make([]embeddingInput, len(arrays))
 	for i, a := range arrays {
 		if len(a) == 0 {
 			return nil, errors.New("'input' element " + strconv.Itoa(i) + " must not be empty")
 		}
-		in[i] = simTokenArrayInput(a)
+		in[i] = tokenArrayInput(a)
 	}
 	return in, nil
 }
 
 // embedding fills v with the unit vector seeded by h.
-func simEmbedding(v []float32, h uint32) {
-	rng := simSplitmix64(uint64(h)<<32 | uint64(h))
+func embedding(v []float32, h uint32) {
+	rng := splitmix64(uint64(h)<<32 | uint64(h))
 	var norm float64
 	for i := range v {
 		x := float64(int32(rng.next()>>32)) / (1 << 31) // [-1, 1)
@@ -705,33 +710,33 @@ func simEmbedding(v []float32, h uint32) {
 	}
 }
 
-type simEmbeddingList struct {
-	Object string              `json:"object"`
-	Data   []simEmbeddingDatum `json:"data"`
-	Model  string              `json:"model"`
-	Usage  *simEmbeddingUsage  `json:"usage,omitempty"`
+type embeddingList struct {
+	Object string           `json:"object"`
+	Data   []embeddingDatum `json:"data"`
+	Model  string           `json:"model"`
+	Usage  *embeddingUsage  `json:"usage,omitempty"`
 }
 
-type simEmbeddingDatum struct {
+type embeddingDatum struct {
 	Object    string `json:"object"`
 	Index     int    `json:"index"`
 	Embedding any    `json:"embedding"` // []float32, or a string of base64
 }
 
-type simEmbeddingUsage struct {
+type embeddingUsage struct {
 	PromptTokens int64 `json:"prompt_tokens"`
 	TotalTokens  int64 `json:"total_tokens"`
 }
 
-func (s *Simulator) embeddings(w http.ResponseWriter, r *http.Request, body []byte, f simFault) {
-	var req simEmbeddingRequest
+func (s *Simulator) embeddings(w http.ResponseWriter, r *http.Request, body []byte, f fault) {
+	var req embeddingRequest
 	if err := json.Unmarshal(body, &req); err != nil {
-		simWriteError(w, http.StatusBadRequest, "We could not parse the JSON body of your request: "+err.Error(), "invalid_request_error", "", "")
+		writeError(w, http.StatusBadRequest, "We could not parse the JSON body of your request: "+err.Error(), "invalid_request_error", "", "")
 		return
 	}
-	inputs, err := simParseEmbeddingInput(req.Input)
+	inputs, err := parseEmbeddingInput(req.Input)
 	if err != nil {
-		simWriteError(w, http.StatusBadRequest, err.Error(), "invalid_request_error", "input", "")
+		writeError(w, http.StatusBadRequest, err.Error(), "invalid_request_error", "input", "")
 		return
 	}
 	if !s.checkModel(w, req.Model) {
@@ -743,27 +748,27 @@ func (s *Simulator) embeddings(w http.ResponseWriter, r *http.Request, body []by
 	case "base64":
 		base64Format = true
 	default:
-		simWriteError(w, http.StatusBadRequest, "encoding_format must be float or base64", "invalid_request_error", "encoding_format", "")
+		writeError(w, http.StatusBadRequest, "encoding_format must be float or base64", "invalid_request_error", "encoding_format", "")
 		return
 	}
 	dims := defaultDimensions
 	if req.Dimensions != nil {
 		dims = *req.Dimensions
 		if dims < 1 || dims > maxDimensions {
-			simWriteError(w, http.StatusBadRequest, "dimensions must be between 1 and "+strconv.Itoa(maxDimensions), "invalid_request_error", "dimensions", "")
+			writeError(w, http.StatusBadRequest, "dimensions must be between 1 and "+strconv.Itoa(maxDimensions), "invalid_request_error", "dimensions", "")
 			return
 		}
 	}
 
 	switch f {
-	case simFaultDisconnect:
+	case faultDisconnect:
 		panic(http.ErrAbortHandler)
-	case simFaultMalformed:
+	case faultMalformed:
 		s.writeMalformed(w, r)
 		return
 	}
 
-	resp := simEmbeddingList{Object: "list", Data: make([]simEmbeddingDatum, len(inputs)), Model: req.Model}
+	resp := embeddingList{Object: "list", Data: make([]embeddingDatum, len(inputs)), Model: req.Model}
 	var prompt int64
 	var raw []byte
 	if base64Format {
@@ -772,8 +777,8 @@ func (s *Simulator) embeddings(w http.ResponseWriter, r *http.Request, body []by
 	for i, in := range inputs {
 		prompt += in.tokens
 		v := make([]float32, dims)
-		simEmbedding(v, in.hash)
-		resp.Data[i] = simEmbeddingDatum{Object: "embedding", Index: i, Embedding: v}
+		embedding(v, in.hash)
+		resp.Data[i] = embeddingDatum{Object: "embedding", Index: i, Embedding: v}
 		if base64Format {
 			for j, x := range v {
 				binary.LittleEndian.PutUint32(raw[4*j:], math.Float32bits(x))
@@ -781,78 +786,78 @@ func (s *Simulator) embeddings(w http.ResponseWriter, r *http.Request, body []by
 			resp.Data[i].Embedding = base64.StdEncoding.EncodeToString(raw)
 		}
 	}
-	if f != simFaultNoUsage {
-		resp.Usage = &simEmbeddingUsage{PromptTokens: prompt, TotalTokens: prompt}
+	if f != faultNoUsage {
+		resp.Usage = &embeddingUsage{PromptTokens: prompt, TotalTokens: prompt}
 	}
 	if s.sleep(r.Context(), s.TTFT) != nil {
 		return
 	}
-	simWriteJSON(w, http.StatusOK, &resp)
+	writeJSON(w, http.StatusOK, &resp)
 }
 
 // --- models ---
 
-type simModelList struct {
-	Object string     `json:"object"`
-	Data   []simModel `json:"data"`
+type modelList struct {
+	Object string  `json:"object"`
+	Data   []model `json:"data"`
 }
 
-type simModel struct {
+type model struct {
 	ID      string `json:"id"`
 	Object  string `json:"object"`
 	Created int64  `json:"created"`
 	OwnedBy string `json:"owned_by"`
 }
 
-func (s *Simulator) models(w http.ResponseWriter, r *http.Request, f simFault) {
+func (s *Simulator) models(w http.ResponseWriter, r *http.Request, f fault) {
 	switch f {
-	case simFaultDisconnect:
+	case faultDisconnect:
 		panic(http.ErrAbortHandler)
-	case simFaultMalformed:
+	case faultMalformed:
 		s.writeMalformed(w, r)
 		return
 	}
 	ids := s.Models
 	if len(ids) == 0 {
-		ids = simDefaultModels
+		ids = defaultModels
 	}
-	resp := simModelList{Object: "list", Data: make([]simModel, len(ids))}
+	resp := modelList{Object: "list", Data: make([]model, len(ids))}
 	for i, id := range ids {
-		resp.Data[i] = simModel{ID: id, Object: "model", Created: modelsCreated, OwnedBy: "farebox-simulator"}
+		resp.Data[i] = model{ID: id, Object: "model", Created: modelsCreated, OwnedBy: "farebox-simulator"}
 	}
 	if s.sleep(r.Context(), s.TTFT) != nil {
 		return
 	}
-	simWriteJSON(w, http.StatusOK, &resp)
+	writeJSON(w, http.StatusOK, &resp)
 }
 
 // --- responses ---
 
-type simErrorBody struct {
-	Error simErrorDetail `json:"error"`
+type errorBody struct {
+	Error errorDetail `json:"error"`
 }
 
-type simErrorDetail struct {
+type errorDetail struct {
 	Message string  `json:"message"`
 	Type    string  `json:"type"`
 	Param   *string `json:"param"`
 	Code    *string `json:"code"`
 }
 
-// simWriteError answers status with an OpenAI error body; an empty param or
+// writeError answers status with an OpenAI error body; an empty param or
 // code is written as null.
-func simWriteError(w http.ResponseWriter, status int, message, typ, param, code string) {
-	e := simErrorBody{Error: simErrorDetail{Message: message, Type: typ}}
+func writeError(w http.ResponseWriter, status int, message, typ, param, code string) {
+	e := errorBody{Error: errorDetail{Message: message, Type: typ}}
 	if param != "" {
 		e.Error.Param = &param
 	}
 	if code != "" {
 		e.Error.Code = &code
 	}
-	simWriteJSON(w, status, &e)
+	writeJSON(w, status, &e)
 }
 
-func simWriteJSON(w http.ResponseWriter, status int, v any) {
+func writeJSON(w http.ResponseWriter, status int, v any) {
 	b, err := json.Marshal(v)
 	if err != nil { // the simulator's own types always marshal
 		http.Error(w, err.Error(), http.StatusInternalServerError)
@@ -864,4 +869,16 @@ func simWriteJSON(w http.ResponseWriter, status int, v any) {
 	h.Set("Content-Length", strconv.Itoa(len(b)))
 	w.WriteHeader(status)
 	_, _ = w.Write(b)
+}
+
+// ServeLoopback serves h on a free loopback port until the server is
+// closed: an in-process simulator, or a benchmark's target.
+func ServeLoopback(h http.Handler) (addr string, srv *http.Server, err error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", nil, fmt.Errorf("listening on loopback: %w", err)
+	}
+	srv = &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+	go srv.Serve(ln)
+	return ln.Addr().String(), srv, nil
 }

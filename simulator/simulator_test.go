@@ -1,4 +1,4 @@
-package routing
+package simulator
 
 import (
 	"bufio"
@@ -25,7 +25,7 @@ import (
 
 // --- helpers ---
 
-func simNewServer(t *testing.T, h http.Handler) *httptest.Server {
+func newServer(t *testing.T, h http.Handler) *httptest.Server {
 	t.Helper()
 	srv := httptest.NewServer(h)
 	t.Cleanup(srv.Close)
@@ -33,7 +33,7 @@ func simNewServer(t *testing.T, h http.Handler) *httptest.Server {
 }
 
 // do sends a request and reads the whole response.
-func simDo(t *testing.T, ctx context.Context, srv *httptest.Server, method, path, body string, hdr map[string]string) (*http.Response, []byte, error) {
+func do(t *testing.T, ctx context.Context, srv *httptest.Server, method, path, body string, hdr map[string]string) (*http.Response, []byte, error) {
 	t.Helper()
 	var rd io.Reader
 	if body != "" {
@@ -58,18 +58,18 @@ func simDo(t *testing.T, ctx context.Context, srv *httptest.Server, method, path
 	return resp, b, err
 }
 
-func simMustDo(t *testing.T, srv *httptest.Server, method, path, body string, hdr map[string]string) (*http.Response, []byte) {
+func mustDo(t *testing.T, srv *httptest.Server, method, path, body string, hdr map[string]string) (*http.Response, []byte) {
 	t.Helper()
-	resp, b, err := simDo(t, context.Background(), srv, method, path, body, hdr)
+	resp, b, err := do(t, context.Background(), srv, method, path, body, hdr)
 	if err != nil {
 		t.Fatalf("%s %s: %v", method, path, err)
 	}
 	return resp, b
 }
 
-// simSseEvents splits an event stream into the payloads of its data lines. It
+// sseEvents splits an event stream into the payloads of its data lines. It
 // returns the events read before an error, and the error (nil at EOF).
-func simSseEvents(r io.Reader) ([]string, error) {
+func sseEvents(r io.Reader) ([]string, error) {
 	var events []string
 	br := bufio.NewReader(r)
 	for {
@@ -95,7 +95,7 @@ func simSseEvents(r io.Reader) ([]string, error) {
 	}
 }
 
-type simApiErr struct {
+type apiErr struct {
 	Error struct {
 		Message string  `json:"message"`
 		Type    string  `json:"type"`
@@ -104,9 +104,9 @@ type simApiErr struct {
 	} `json:"error"`
 }
 
-func simDecodeErr(t *testing.T, b []byte) simApiErr {
+func decodeErr(t *testing.T, b []byte) apiErr {
 	t.Helper()
-	var e simApiErr
+	var e apiErr
 	if err := json.Unmarshal(b, &e); err != nil {
 		t.Fatalf("error body %q: %v", b, err)
 	}
@@ -116,9 +116,9 @@ func simDecodeErr(t *testing.T, b []byte) simApiErr {
 	return e
 }
 
-// simExpectedLength is L without the tokens header, computed independently
+// expectedLength is L without the tokens header, computed independently
 // with hash/fnv.
-func simExpectedLength(texts []string) (int, uint32) {
+func expectedLength(texts []string) (int, uint32) {
 	h := fnv.New32a()
 	for _, t := range texts {
 		h.Write([]byte(t))
@@ -127,9 +127,9 @@ func simExpectedLength(texts []string) (int, uint32) {
 	return 16 + int(sum%48), sum
 }
 
-// simWords splits a simulated completion into its tokens, checking that
+// words splits a simulated completion into its tokens, checking that
 // each counts as one.
-func simWords(t *testing.T, content string) []string {
+func words(t *testing.T, content string) []string {
 	t.Helper()
 	if content == "" {
 		return nil
@@ -147,7 +147,7 @@ func simWords(t *testing.T, content string) []string {
 	return ws
 }
 
-type simUsageJSON struct {
+type usageJSON struct {
 	PromptTokens        int64 `json:"prompt_tokens"`
 	CompletionTokens    int64 `json:"completion_tokens"`
 	TotalTokens         int64 `json:"total_tokens"`
@@ -159,7 +159,7 @@ type simUsageJSON struct {
 	} `json:"completion_tokens_details"`
 }
 
-func simCheckUsage(t *testing.T, u *simUsageJSON, prompt, completion int64) {
+func checkUsage(t *testing.T, u *usageJSON, prompt, completion int64) {
 	t.Helper()
 	if u == nil {
 		t.Fatal("no usage")
@@ -175,7 +175,7 @@ func simCheckUsage(t *testing.T, u *simUsageJSON, prompt, completion int64) {
 	}
 }
 
-type simCompletionJSON struct {
+type completionJSON struct {
 	ID      string `json:"id"`
 	Object  string `json:"object"`
 	Created int64  `json:"created"`
@@ -188,10 +188,10 @@ type simCompletionJSON struct {
 		} `json:"message"`
 		FinishReason string `json:"finish_reason"`
 	} `json:"choices"`
-	Usage *simUsageJSON `json:"usage"`
+	Usage *usageJSON `json:"usage"`
 }
 
-type simChunkJSON struct {
+type chunkJSON struct {
 	ID      string `json:"id"`
 	Object  string `json:"object"`
 	Created int64  `json:"created"`
@@ -204,26 +204,26 @@ type simChunkJSON struct {
 		} `json:"delta"`
 		FinishReason *string `json:"finish_reason"`
 	} `json:"choices"`
-	Usage *simUsageJSON `json:"usage"`
+	Usage *usageJSON `json:"usage"`
 }
 
-// simStreamResult is a parsed chat stream.
-type simStreamResult struct {
+// streamResult is a parsed chat stream.
+type streamResult struct {
 	roles    []int    // role chunks per choice
 	contents []string // concatenated content per choice
 	deltas   []int    // non-empty content deltas per choice
 	finish   []string // finish reasons per choice
-	usage    *simUsageJSON
+	usage    *usageJSON
 	usages   int
 	done     bool
 	after    int // events after [DONE]
-	chunks   []simChunkJSON
+	chunks   []chunkJSON
 	raw      []string
 }
 
-func simParseStream(t *testing.T, events []string, n int) simStreamResult {
+func parseStream(t *testing.T, events []string, n int) streamResult {
 	t.Helper()
-	res := simStreamResult{roles: make([]int, n), contents: make([]string, n), deltas: make([]int, n), finish: make([]string, n), raw: events}
+	res := streamResult{roles: make([]int, n), contents: make([]string, n), deltas: make([]int, n), finish: make([]string, n), raw: events}
 	for _, e := range events {
 		if res.done {
 			res.after++
@@ -233,7 +233,7 @@ func simParseStream(t *testing.T, events []string, n int) simStreamResult {
 			res.done = true
 			continue
 		}
-		var c simChunkJSON
+		var c chunkJSON
 		if err := json.Unmarshal([]byte(e), &c); err != nil {
 			t.Fatalf("chunk %q: %v", e, err)
 		}
@@ -286,7 +286,7 @@ func simParseStream(t *testing.T, events []string, n int) simStreamResult {
 	return res
 }
 
-func simChatBody(stream, includeUsage bool, extra string, msgs ...string) string {
+func chatBody(stream, includeUsage bool, extra string, msgs ...string) string {
 	var b strings.Builder
 	b.WriteString(`{"model":"gpt-4o-mini","messages":[`)
 	for i, m := range msgs {
@@ -311,9 +311,9 @@ func simChatBody(stream, includeUsage bool, extra string, msgs ...string) string
 // --- chat, non-streamed ---
 
 func TestSimulatorChatNonStream(t *testing.T) {
-	srv := simNewServer(t, &Simulator{})
+	srv := newServer(t, &Simulator{})
 	defaultTexts := []string{"You are terse.", "Say hello to the simulator."}
-	defL, _ := simExpectedLength(defaultTexts)
+	defL, _ := expectedLength(defaultTexts)
 
 	tests := []struct {
 		name     string
@@ -325,37 +325,37 @@ func TestSimulatorChatNonStream(t *testing.T) {
 		finish   string
 		idTokens bool // the id's hash is that of texts
 	}{
-		{name: "default length", body: simChatBody(false, false, "", defaultTexts...), texts: defaultTexts, length: defL, n: 1, finish: "stop"},
-		{name: "header tokens", body: simChatBody(false, false, "", "hi"), hdr: map[string]string{SimulateTokensHeader: "5"}, texts: []string{"hi"}, length: 5, n: 1, finish: "stop"},
-		{name: "header zero", body: simChatBody(false, false, "", "hi"), hdr: map[string]string{SimulateTokensHeader: "0"}, texts: []string{"hi"}, length: 0, n: 1, finish: "stop"},
-		{name: "max_tokens caps", body: simChatBody(false, false, `,"max_tokens":3`, "hi"), hdr: map[string]string{SimulateTokensHeader: "10"}, texts: []string{"hi"}, length: 3, n: 1, finish: "length"},
-		{name: "smaller of both caps", body: simChatBody(false, false, `,"max_tokens":7,"max_completion_tokens":4`, "hi"), hdr: map[string]string{SimulateTokensHeader: "10"}, texts: []string{"hi"}, length: 4, n: 1, finish: "length"},
-		{name: "max_completion_tokens caps", body: simChatBody(false, false, `,"max_completion_tokens":2,"max_tokens":9`, "hi"), hdr: map[string]string{SimulateTokensHeader: "10"}, texts: []string{"hi"}, length: 2, n: 1, finish: "length"},
-		{name: "cap equal to length", body: simChatBody(false, false, `,"max_tokens":10`, "hi"), hdr: map[string]string{SimulateTokensHeader: "10"}, texts: []string{"hi"}, length: 10, n: 1, finish: "stop"},
-		{name: "cap above default", body: simChatBody(false, false, `,"max_tokens":1000`, defaultTexts...), texts: defaultTexts, length: defL, n: 1, finish: "stop"},
-		{name: "n choices", body: simChatBody(false, false, `,"n":3`, "hi"), hdr: map[string]string{SimulateTokensHeader: "6"}, texts: []string{"hi"}, length: 6, n: 3, finish: "stop"},
+		{name: "default length", body: chatBody(false, false, "", defaultTexts...), texts: defaultTexts, length: defL, n: 1, finish: "stop"},
+		{name: "header tokens", body: chatBody(false, false, "", "hi"), hdr: map[string]string{TokensHeader: "5"}, texts: []string{"hi"}, length: 5, n: 1, finish: "stop"},
+		{name: "header zero", body: chatBody(false, false, "", "hi"), hdr: map[string]string{TokensHeader: "0"}, texts: []string{"hi"}, length: 0, n: 1, finish: "stop"},
+		{name: "max_tokens caps", body: chatBody(false, false, `,"max_tokens":3`, "hi"), hdr: map[string]string{TokensHeader: "10"}, texts: []string{"hi"}, length: 3, n: 1, finish: "length"},
+		{name: "smaller of both caps", body: chatBody(false, false, `,"max_tokens":7,"max_completion_tokens":4`, "hi"), hdr: map[string]string{TokensHeader: "10"}, texts: []string{"hi"}, length: 4, n: 1, finish: "length"},
+		{name: "max_completion_tokens caps", body: chatBody(false, false, `,"max_completion_tokens":2,"max_tokens":9`, "hi"), hdr: map[string]string{TokensHeader: "10"}, texts: []string{"hi"}, length: 2, n: 1, finish: "length"},
+		{name: "cap equal to length", body: chatBody(false, false, `,"max_tokens":10`, "hi"), hdr: map[string]string{TokensHeader: "10"}, texts: []string{"hi"}, length: 10, n: 1, finish: "stop"},
+		{name: "cap above default", body: chatBody(false, false, `,"max_tokens":1000`, defaultTexts...), texts: defaultTexts, length: defL, n: 1, finish: "stop"},
+		{name: "n choices", body: chatBody(false, false, `,"n":3`, "hi"), hdr: map[string]string{TokensHeader: "6"}, texts: []string{"hi"}, length: 6, n: 3, finish: "stop"},
 		{
 			name:   "parts and null content",
 			body:   `{"model":"m","messages":[{"role":"system","content":null},{"role":"user"},{"role":"user","content":[{"type":"text","text":"look at "},{"type":"image_url","image_url":{"url":"data:x"}},{"type":"text","text":"this picture"}]}]}`,
 			texts:  []string{"", "", "look at this picture"},
-			length: func() int { l, _ := simExpectedLength([]string{"look at this picture"}); return l }(),
+			length: func() int { l, _ := expectedLength([]string{"look at this picture"}); return l }(),
 			n:      1, finish: "stop",
 		},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			resp, b := simMustDo(t, srv, "POST", "/v1/chat/completions", tc.body, tc.hdr)
+			resp, b := mustDo(t, srv, "POST", "/v1/chat/completions", tc.body, tc.hdr)
 			if resp.StatusCode != 200 {
 				t.Fatalf("status %d: %s", resp.StatusCode, b)
 			}
 			if ct := resp.Header.Get("Content-Type"); ct != "application/json" {
 				t.Fatalf("Content-Type %q", ct)
 			}
-			var c simCompletionJSON
+			var c completionJSON
 			if err := json.Unmarshal(b, &c); err != nil {
 				t.Fatalf("%s: %v", b, err)
 			}
-			_, h := simExpectedLength(tc.texts)
+			_, h := expectedLength(tc.texts)
 			if want := fmt.Sprintf("chatcmpl-sim-%08x", h); c.ID != want {
 				t.Errorf("id %q, want %q", c.ID, want)
 			}
@@ -374,31 +374,31 @@ func TestSimulatorChatNonStream(t *testing.T) {
 				if ch.Index != i || ch.Message.Role != "assistant" || ch.FinishReason != tc.finish {
 					t.Errorf("choice %d: %+v, want finish %q", i, ch, tc.finish)
 				}
-				if got := len(simWords(t, ch.Message.Content)); got != tc.length {
+				if got := len(words(t, ch.Message.Content)); got != tc.length {
 					t.Errorf("choice %d has %d tokens, want %d", i, got, tc.length)
 				}
 				if ch.Message.Content != c.Choices[0].Message.Content {
 					t.Errorf("choice %d differs from choice 0", i)
 				}
 			}
-			simCheckUsage(t, c.Usage, pricing.PromptTokens(tc.texts), int64(tc.length*tc.n))
+			checkUsage(t, c.Usage, pricing.PromptTokens(tc.texts), int64(tc.length*tc.n))
 		})
 	}
 }
 
 // The length without the header spans 16..63 and depends on the text.
 func TestSimulatorChatDefaultLengthRange(t *testing.T) {
-	srv := simNewServer(t, &Simulator{})
+	srv := newServer(t, &Simulator{})
 	seen := map[int]bool{}
 	for i := range 40 {
 		msg := fmt.Sprintf("message number %d", i)
-		_, b := simMustDo(t, srv, "POST", "/v1/chat/completions", simChatBody(false, false, "", msg), nil)
-		var c simCompletionJSON
+		_, b := mustDo(t, srv, "POST", "/v1/chat/completions", chatBody(false, false, "", msg), nil)
+		var c completionJSON
 		if err := json.Unmarshal(b, &c); err != nil {
 			t.Fatal(err)
 		}
-		l := len(simWords(t, c.Choices[0].Message.Content))
-		want, _ := simExpectedLength([]string{msg})
+		l := len(words(t, c.Choices[0].Message.Content))
+		want, _ := expectedLength([]string{msg})
 		if l != want || l < 16 || l > 63 || c.Usage.CompletionTokens != int64(l) {
 			t.Fatalf("%q: %d tokens, usage %d, want %d", msg, l, c.Usage.CompletionTokens, want)
 		}
@@ -412,9 +412,9 @@ func TestSimulatorChatDefaultLengthRange(t *testing.T) {
 // --- chat, streamed ---
 
 func TestSimulatorChatStream(t *testing.T) {
-	srv := simNewServer(t, &Simulator{})
+	srv := newServer(t, &Simulator{})
 	texts := []string{"Stream me a story", "about a bus"}
-	defL, _ := simExpectedLength(texts)
+	defL, _ := expectedLength(texts)
 	tests := []struct {
 		name         string
 		includeUsage bool
@@ -425,16 +425,16 @@ func TestSimulatorChatStream(t *testing.T) {
 	}{
 		{name: "no usage asked", length: defL, n: 1, finish: "stop"},
 		{name: "include usage", includeUsage: true, length: defL, n: 1, finish: "stop"},
-		{name: "header tokens", includeUsage: true, hdr: map[string]string{SimulateTokensHeader: "9"}, length: 9, n: 1, finish: "stop"},
-		{name: "zero tokens", includeUsage: true, hdr: map[string]string{SimulateTokensHeader: "0"}, length: 0, n: 1, finish: "stop"},
+		{name: "header tokens", includeUsage: true, hdr: map[string]string{TokensHeader: "9"}, length: 9, n: 1, finish: "stop"},
+		{name: "zero tokens", includeUsage: true, hdr: map[string]string{TokensHeader: "0"}, length: 0, n: 1, finish: "stop"},
 		{name: "capped", includeUsage: true, extra: `,"max_tokens":5`, length: 5, n: 1, finish: "length"},
-		{name: "two choices", includeUsage: true, extra: `,"n":2`, hdr: map[string]string{SimulateTokensHeader: "7"}, length: 7, n: 2, finish: "stop"},
+		{name: "two choices", includeUsage: true, extra: `,"n":2`, hdr: map[string]string{TokensHeader: "7"}, length: 7, n: 2, finish: "stop"},
 		{name: "include_usage false", extra: `,"stream_options":{"include_usage":false}`, length: defL, n: 1, finish: "stop"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			body := simChatBody(true, tc.includeUsage, tc.extra, texts...)
-			resp, b := simMustDo(t, srv, "POST", "/v1/chat/completions", body, tc.hdr)
+			body := chatBody(true, tc.includeUsage, tc.extra, texts...)
+			resp, b := mustDo(t, srv, "POST", "/v1/chat/completions", body, tc.hdr)
 			if resp.StatusCode != 200 {
 				t.Fatalf("status %d: %s", resp.StatusCode, b)
 			}
@@ -447,11 +447,11 @@ func TestSimulatorChatStream(t *testing.T) {
 			if !bytes.HasSuffix(b, []byte("data: [DONE]\n\n")) {
 				t.Fatalf("stream does not end with [DONE]: %q", b[max(0, len(b)-40):])
 			}
-			events, err := simSseEvents(bytes.NewReader(b))
+			events, err := sseEvents(bytes.NewReader(b))
 			if err != nil {
 				t.Fatal(err)
 			}
-			res := simParseStream(t, events, tc.n)
+			res := parseStream(t, events, tc.n)
 			if !res.done || res.after != 0 {
 				t.Fatalf("done %v, %d events after [DONE]", res.done, res.after)
 			}
@@ -475,12 +475,12 @@ func TestSimulatorChatStream(t *testing.T) {
 				t.Fatalf("%d usage chunks, include_usage %v", res.usages, tc.includeUsage)
 			}
 			if wantUsage {
-				simCheckUsage(t, res.usage, pricing.PromptTokens(texts), int64(tc.length*tc.n))
+				checkUsage(t, res.usage, pricing.PromptTokens(texts), int64(tc.length*tc.n))
 				if last := res.chunks[len(res.chunks)-1]; last.Usage == nil {
 					t.Fatal("the usage chunk is not the last before [DONE]")
 				}
 			}
-			_, h := simExpectedLength(texts)
+			_, h := expectedLength(texts)
 			for _, c := range res.chunks {
 				if c.ID != fmt.Sprintf("chatcmpl-sim-%08x", h) || c.Model != "gpt-4o-mini" || c.Created == 0 {
 					t.Fatalf("chunk header %q %q %d", c.ID, c.Model, c.Created)
@@ -489,8 +489,8 @@ func TestSimulatorChatStream(t *testing.T) {
 
 			// The stream says what the plain completion says.
 			plain := strings.Replace(body, `"stream":true`, `"stream":false`, 1)
-			_, pb := simMustDo(t, srv, "POST", "/v1/chat/completions", plain, tc.hdr)
-			var c simCompletionJSON
+			_, pb := mustDo(t, srv, "POST", "/v1/chat/completions", plain, tc.hdr)
+			var c completionJSON
 			if err := json.Unmarshal(pb, &c); err != nil {
 				t.Fatal(err)
 			}
@@ -513,9 +513,9 @@ func TestSimulatorChatStreamFlushes(t *testing.T) {
 			return ctx.Err()
 		}
 	}}
-	srv := simNewServer(t, sim)
-	req, _ := http.NewRequest("POST", srv.URL+"/v1/chat/completions", strings.NewReader(simChatBody(true, false, "", "hi")))
-	req.Header.Set(SimulateTokensHeader, "3")
+	srv := newServer(t, sim)
+	req, _ := http.NewRequest("POST", srv.URL+"/v1/chat/completions", strings.NewReader(chatBody(true, false, "", "hi")))
+	req.Header.Set(TokensHeader, "3")
 	resp, err := srv.Client().Do(req)
 	if err != nil {
 		t.Fatal(err)
@@ -549,7 +549,7 @@ func TestSimulatorChatStreamFlushes(t *testing.T) {
 		}
 	}
 	close(gate)
-	rest, err := simSseEvents(br)
+	rest, err := sseEvents(br)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -568,7 +568,7 @@ func TestSimulatorPacing(t *testing.T) {
 		mu.Unlock()
 		return nil
 	}}
-	srv := simNewServer(t, sim)
+	srv := newServer(t, sim)
 	check := func(t *testing.T, want []time.Duration) {
 		t.Helper()
 		mu.Lock()
@@ -580,7 +580,7 @@ func TestSimulatorPacing(t *testing.T) {
 	}
 
 	t.Run("stream", func(t *testing.T) {
-		_, b := simMustDo(t, srv, "POST", "/v1/chat/completions", simChatBody(true, false, `,"n":2`, "x"), map[string]string{SimulateTokensHeader: "4"})
+		_, b := mustDo(t, srv, "POST", "/v1/chat/completions", chatBody(true, false, `,"n":2`, "x"), map[string]string{TokensHeader: "4"})
 		if !bytes.HasSuffix(b, []byte("[DONE]\n\n")) {
 			t.Fatalf("body %s", b)
 		}
@@ -588,18 +588,18 @@ func TestSimulatorPacing(t *testing.T) {
 		check(t, []time.Duration{250 * time.Millisecond, ms, ms, ms})
 	})
 	t.Run("plain", func(t *testing.T) {
-		simMustDo(t, srv, "POST", "/v1/chat/completions", simChatBody(false, false, "", "x"), nil)
+		mustDo(t, srv, "POST", "/v1/chat/completions", chatBody(false, false, "", "x"), nil)
 		check(t, []time.Duration{250 * time.Millisecond})
 	})
 	t.Run("client error", func(t *testing.T) {
-		simMustDo(t, srv, "POST", "/v1/chat/completions", `{`, nil)
+		mustDo(t, srv, "POST", "/v1/chat/completions", `{`, nil)
 		check(t, nil)
 	})
 
 	// The default Sleep really waits.
-	realSrv := simNewServer(t, &Simulator{TTFT: 30 * time.Millisecond, TokensPerSecond: 200})
+	realSrv := newServer(t, &Simulator{TTFT: 30 * time.Millisecond, TokensPerSecond: 200})
 	start := time.Now()
-	simMustDo(t, realSrv, "POST", "/v1/chat/completions", simChatBody(true, false, "", "x"), map[string]string{SimulateTokensHeader: "5"})
+	mustDo(t, realSrv, "POST", "/v1/chat/completions", chatBody(true, false, "", "x"), map[string]string{TokensHeader: "5"})
 	if el := time.Since(start); el < 30*time.Millisecond+4*5*time.Millisecond {
 		t.Fatalf("took %v, want at least 50ms", el)
 	}
@@ -608,8 +608,8 @@ func TestSimulatorPacing(t *testing.T) {
 // --- errors ---
 
 func TestSimulatorRequestErrors(t *testing.T) {
-	srv := simNewServer(t, &Simulator{})
-	limited := simNewServer(t, &Simulator{Models: []string{"gpt-4o-mini", "text-embedding-3-small"}})
+	srv := newServer(t, &Simulator{})
+	limited := newServer(t, &Simulator{Models: []string{"gpt-4o-mini", "text-embedding-3-small"}})
 	tests := []struct {
 		name             string
 		srv              *httptest.Server
@@ -624,11 +624,11 @@ func TestSimulatorRequestErrors(t *testing.T) {
 		{name: "empty messages", method: "POST", path: "/v1/chat/completions", body: `{"model":"m","messages":[]}`, status: 400, param: "messages"},
 		{name: "no model", method: "POST", path: "/v1/chat/completions", body: `{"messages":[{"role":"user","content":"x"}]}`, status: 400, param: "model"},
 		{name: "bad content", method: "POST", path: "/v1/chat/completions", body: `{"model":"m","messages":[{"role":"user","content":3}]}`, status: 400},
-		{name: "n zero", method: "POST", path: "/v1/chat/completions", body: simChatBody(false, false, `,"n":0`, "x"), status: 400, param: "n"},
-		{name: "negative cap", method: "POST", path: "/v1/chat/completions", body: simChatBody(false, false, `,"max_tokens":-1`, "x"), status: 400, param: "max_tokens"},
-		{name: "bad tokens header", method: "POST", path: "/v1/chat/completions", body: simChatBody(false, false, "", "x"), hdr: map[string]string{SimulateTokensHeader: "-2"}, status: 400},
-		{name: "text tokens header", method: "POST", path: "/v1/chat/completions", body: simChatBody(false, false, "", "x"), hdr: map[string]string{SimulateTokensHeader: "many"}, status: 400},
-		{name: "unknown fault", method: "POST", path: "/v1/chat/completions", body: simChatBody(false, false, "", "x"), hdr: map[string]string{SimulateHeader: "explode"}, status: 400, msg: "500|429|hang|disconnect|no_usage|malformed"},
+		{name: "n zero", method: "POST", path: "/v1/chat/completions", body: chatBody(false, false, `,"n":0`, "x"), status: 400, param: "n"},
+		{name: "negative cap", method: "POST", path: "/v1/chat/completions", body: chatBody(false, false, `,"max_tokens":-1`, "x"), status: 400, param: "max_tokens"},
+		{name: "bad tokens header", method: "POST", path: "/v1/chat/completions", body: chatBody(false, false, "", "x"), hdr: map[string]string{TokensHeader: "-2"}, status: 400},
+		{name: "text tokens header", method: "POST", path: "/v1/chat/completions", body: chatBody(false, false, "", "x"), hdr: map[string]string{TokensHeader: "many"}, status: 400},
+		{name: "unknown fault", method: "POST", path: "/v1/chat/completions", body: chatBody(false, false, "", "x"), hdr: map[string]string{FaultHeader: "explode"}, status: 400, msg: "500|429|hang|disconnect|no_usage|malformed"},
 		{name: "unknown model", srv: limited, method: "POST", path: "/v1/chat/completions", body: `{"model":"gpt-5","messages":[{"role":"user","content":"x"}]}`, status: 404, param: "model", code: "model_not_found"},
 		{name: "unknown embedding model", srv: limited, method: "POST", path: "/v1/embeddings", body: `{"model":"gpt-5","input":"x"}`, status: 404, param: "model", code: "model_not_found"},
 		{name: "unknown path", method: "GET", path: "/v1/nothing", status: 404},
@@ -648,14 +648,14 @@ func TestSimulatorRequestErrors(t *testing.T) {
 			if tc.srv != nil {
 				s = tc.srv
 			}
-			resp, b := simMustDo(t, s, tc.method, tc.path, tc.body, tc.hdr)
+			resp, b := mustDo(t, s, tc.method, tc.path, tc.body, tc.hdr)
 			if resp.StatusCode != tc.status {
 				t.Fatalf("status %d, want %d: %s", resp.StatusCode, tc.status, b)
 			}
 			if ct := resp.Header.Get("Content-Type"); ct != "application/json" {
 				t.Fatalf("Content-Type %q", ct)
 			}
-			e := simDecodeErr(t, b)
+			e := decodeErr(t, b)
 			if e.Error.Type != "invalid_request_error" {
 				t.Errorf("type %q", e.Error.Type)
 			}
@@ -678,26 +678,26 @@ func TestSimulatorRequestErrors(t *testing.T) {
 // --- faults ---
 
 func TestSimulatorFaultStatus(t *testing.T) {
-	srv := simNewServer(t, &Simulator{})
+	srv := newServer(t, &Simulator{})
 	for _, tc := range []struct {
 		value, path, body string
 		method            string
 		status            int
 		typ, code         string
 	}{
-		{"500", "/v1/chat/completions", simChatBody(false, false, "", "x"), "POST", 500, "server_error", ""},
-		{"500", "/v1/chat/completions", simChatBody(true, true, "", "x"), "POST", 500, "server_error", ""},
+		{"500", "/v1/chat/completions", chatBody(false, false, "", "x"), "POST", 500, "server_error", ""},
+		{"500", "/v1/chat/completions", chatBody(true, true, "", "x"), "POST", 500, "server_error", ""},
 		{"500", "/v1/embeddings", `{"model":"m","input":"x"}`, "POST", 500, "server_error", ""},
-		{"429", "/v1/chat/completions", simChatBody(false, false, "", "x"), "POST", 429, "rate_limit_error", "rate_limit_exceeded"},
-		{"429", "/v1/chat/completions", simChatBody(true, false, "", "x"), "POST", 429, "rate_limit_error", "rate_limit_exceeded"},
+		{"429", "/v1/chat/completions", chatBody(false, false, "", "x"), "POST", 429, "rate_limit_error", "rate_limit_exceeded"},
+		{"429", "/v1/chat/completions", chatBody(true, false, "", "x"), "POST", 429, "rate_limit_error", "rate_limit_exceeded"},
 		{"429", "/v1/models", "", "GET", 429, "rate_limit_error", "rate_limit_exceeded"},
 	} {
 		t.Run(tc.value+tc.path, func(t *testing.T) {
-			resp, b := simMustDo(t, srv, tc.method, tc.path, tc.body, map[string]string{SimulateHeader: tc.value})
+			resp, b := mustDo(t, srv, tc.method, tc.path, tc.body, map[string]string{FaultHeader: tc.value})
 			if resp.StatusCode != tc.status {
 				t.Fatalf("status %d: %s", resp.StatusCode, b)
 			}
-			e := simDecodeErr(t, b)
+			e := decodeErr(t, b)
 			if e.Error.Type != tc.typ {
 				t.Errorf("type %q, want %q", e.Error.Type, tc.typ)
 			}
@@ -717,14 +717,14 @@ func TestSimulatorFaultHang(t *testing.T) {
 			returned := make(chan struct{})
 			var once sync.Once
 			sim := &Simulator{}
-			srv := simNewServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			srv := newServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 				defer once.Do(func() { close(returned) })
 				sim.ServeHTTP(w, r)
 			}))
 			ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
 			defer cancel()
 			start := time.Now()
-			_, _, err := simDo(t, ctx, srv, "POST", "/v1/chat/completions", simChatBody(stream, false, "", "x"), map[string]string{SimulateHeader: "HANG"})
+			_, _, err := do(t, ctx, srv, "POST", "/v1/chat/completions", chatBody(stream, false, "", "x"), map[string]string{FaultHeader: "HANG"})
 			if !errors.Is(err, context.DeadlineExceeded) {
 				t.Fatalf("err %v, want the client's deadline", err)
 			}
@@ -741,24 +741,24 @@ func TestSimulatorFaultHang(t *testing.T) {
 }
 
 func TestSimulatorFaultDisconnect(t *testing.T) {
-	srv := simNewServer(t, &Simulator{})
+	srv := newServer(t, &Simulator{})
 	t.Run("plain", func(t *testing.T) {
-		_, _, err := simDo(t, context.Background(), srv, "POST", "/v1/chat/completions", simChatBody(false, false, "", "x"), map[string]string{SimulateHeader: "disconnect"})
+		_, _, err := do(t, context.Background(), srv, "POST", "/v1/chat/completions", chatBody(false, false, "", "x"), map[string]string{FaultHeader: "disconnect"})
 		if err == nil {
 			t.Fatal("no error from an aborted response")
 		}
 	})
 	t.Run("embeddings", func(t *testing.T) {
-		_, _, err := simDo(t, context.Background(), srv, "POST", "/v1/embeddings", `{"model":"m","input":"x"}`, map[string]string{SimulateHeader: "disconnect"})
+		_, _, err := do(t, context.Background(), srv, "POST", "/v1/embeddings", `{"model":"m","input":"x"}`, map[string]string{FaultHeader: "disconnect"})
 		if err == nil {
 			t.Fatal("no error from an aborted response")
 		}
 	})
 	for _, tc := range []struct{ tokens, sent int }{{10, 5}, {7, 3}, {1, 1}, {0, 0}} {
 		t.Run(fmt.Sprintf("stream %d tokens", tc.tokens), func(t *testing.T) {
-			req, _ := http.NewRequest("POST", srv.URL+"/v1/chat/completions", strings.NewReader(simChatBody(true, true, "", "x")))
-			req.Header.Set(SimulateHeader, "Disconnect")
-			req.Header.Set(SimulateTokensHeader, fmt.Sprint(tc.tokens))
+			req, _ := http.NewRequest("POST", srv.URL+"/v1/chat/completions", strings.NewReader(chatBody(true, true, "", "x")))
+			req.Header.Set(FaultHeader, "Disconnect")
+			req.Header.Set(TokensHeader, fmt.Sprint(tc.tokens))
 			resp, err := srv.Client().Do(req)
 			if err != nil {
 				t.Fatal(err)
@@ -767,11 +767,11 @@ func TestSimulatorFaultDisconnect(t *testing.T) {
 			if resp.StatusCode != 200 {
 				t.Fatalf("status %d", resp.StatusCode)
 			}
-			events, err := simSseEvents(resp.Body)
+			events, err := sseEvents(resp.Body)
 			if err == nil {
 				t.Fatal("no read error from an aborted stream")
 			}
-			res := simParseStream(t, events, 1)
+			res := parseStream(t, events, 1)
 			if res.done || res.usages != 0 || res.finish[0] != "" {
 				t.Fatalf("aborted stream finished: %v", events)
 			}
@@ -783,9 +783,9 @@ func TestSimulatorFaultDisconnect(t *testing.T) {
 }
 
 func TestSimulatorFaultMalformed(t *testing.T) {
-	srv := simNewServer(t, &Simulator{})
+	srv := newServer(t, &Simulator{})
 	t.Run("plain", func(t *testing.T) {
-		resp, b := simMustDo(t, srv, "POST", "/v1/chat/completions", simChatBody(false, false, "", "x"), map[string]string{SimulateHeader: "MALFORMED"})
+		resp, b := mustDo(t, srv, "POST", "/v1/chat/completions", chatBody(false, false, "", "x"), map[string]string{FaultHeader: "MALFORMED"})
 		if resp.StatusCode != 200 || resp.Header.Get("Content-Type") != "application/json" || string(b) != `{"id": malformed` {
 			t.Fatalf("status %d type %q body %q", resp.StatusCode, resp.Header.Get("Content-Type"), b)
 		}
@@ -794,18 +794,18 @@ func TestSimulatorFaultMalformed(t *testing.T) {
 		}
 	})
 	t.Run("stream", func(t *testing.T) {
-		resp, b := simMustDo(t, srv, "POST", "/v1/chat/completions", simChatBody(true, true, "", "x"), map[string]string{SimulateHeader: "malformed", SimulateTokensHeader: "8"})
+		resp, b := mustDo(t, srv, "POST", "/v1/chat/completions", chatBody(true, true, "", "x"), map[string]string{FaultHeader: "malformed", TokensHeader: "8"})
 		if resp.StatusCode != 200 {
 			t.Fatalf("status %d", resp.StatusCode)
 		}
 		if !bytes.HasSuffix(b, []byte("data: {\"id\": malformed\n\n")) {
 			t.Fatalf("stream does not end with the malformed line: %q", b)
 		}
-		events, err := simSseEvents(bytes.NewReader(b))
+		events, err := sseEvents(bytes.NewReader(b))
 		if err != nil {
 			t.Fatal(err)
 		}
-		res := simParseStream(t, events[:len(events)-1], 1)
+		res := parseStream(t, events[:len(events)-1], 1)
 		if res.done || res.usages != 0 || res.roles[0] != 1 || res.deltas[0] != 4 {
 			t.Fatalf("done %v usages %d roles %d deltas %d", res.done, res.usages, res.roles[0], res.deltas[0])
 		}
@@ -813,10 +813,10 @@ func TestSimulatorFaultMalformed(t *testing.T) {
 }
 
 func TestSimulatorFaultNoUsage(t *testing.T) {
-	srv := simNewServer(t, &Simulator{})
-	hdr := map[string]string{SimulateHeader: "no_usage", SimulateTokensHeader: "6"}
+	srv := newServer(t, &Simulator{})
+	hdr := map[string]string{FaultHeader: "no_usage", TokensHeader: "6"}
 	t.Run("plain", func(t *testing.T) {
-		resp, b := simMustDo(t, srv, "POST", "/v1/chat/completions", simChatBody(false, false, "", "x"), hdr)
+		resp, b := mustDo(t, srv, "POST", "/v1/chat/completions", chatBody(false, false, "", "x"), hdr)
 		if resp.StatusCode != 200 {
 			t.Fatalf("status %d", resp.StatusCode)
 		}
@@ -827,28 +827,28 @@ func TestSimulatorFaultNoUsage(t *testing.T) {
 		if _, ok := m["usage"]; ok {
 			t.Fatalf("usage present: %s", b)
 		}
-		var c simCompletionJSON
+		var c completionJSON
 		_ = json.Unmarshal(b, &c)
-		if len(simWords(t, c.Choices[0].Message.Content)) != 6 {
+		if len(words(t, c.Choices[0].Message.Content)) != 6 {
 			t.Fatalf("content %q", c.Choices[0].Message.Content)
 		}
 	})
 	t.Run("stream", func(t *testing.T) {
-		_, b := simMustDo(t, srv, "POST", "/v1/chat/completions", simChatBody(true, true, "", "x"), hdr)
+		_, b := mustDo(t, srv, "POST", "/v1/chat/completions", chatBody(true, true, "", "x"), hdr)
 		if bytes.Contains(b, []byte(`"usage"`)) {
 			t.Fatalf("usage in stream: %s", b)
 		}
-		events, err := simSseEvents(bytes.NewReader(b))
+		events, err := sseEvents(bytes.NewReader(b))
 		if err != nil {
 			t.Fatal(err)
 		}
-		res := simParseStream(t, events, 1)
+		res := parseStream(t, events, 1)
 		if !res.done || res.deltas[0] != 6 || res.finish[0] != "stop" {
 			t.Fatalf("done %v deltas %d finish %q", res.done, res.deltas[0], res.finish[0])
 		}
 	})
 	t.Run("embeddings", func(t *testing.T) {
-		_, b := simMustDo(t, srv, "POST", "/v1/embeddings", `{"model":"m","input":"x"}`, hdr)
+		_, b := mustDo(t, srv, "POST", "/v1/embeddings", `{"model":"m","input":"x"}`, hdr)
 		if bytes.Contains(b, []byte(`"usage"`)) || !bytes.Contains(b, []byte(`"embedding"`)) {
 			t.Fatalf("body %s", b)
 		}
@@ -857,7 +857,7 @@ func TestSimulatorFaultNoUsage(t *testing.T) {
 
 // --- embeddings ---
 
-type simEmbeddingsJSON struct {
+type embeddingsJSON struct {
 	Object string `json:"object"`
 	Data   []struct {
 		Object    string          `json:"object"`
@@ -871,7 +871,7 @@ type simEmbeddingsJSON struct {
 	} `json:"usage"`
 }
 
-func simEmbeddingVectors(t *testing.T, e simEmbeddingsJSON, base64Format bool) [][]float32 {
+func embeddingVectors(t *testing.T, e embeddingsJSON, base64Format bool) [][]float32 {
 	t.Helper()
 	var vs [][]float32
 	for i, d := range e.Data {
@@ -900,7 +900,7 @@ func simEmbeddingVectors(t *testing.T, e simEmbeddingsJSON, base64Format bool) [
 }
 
 func TestSimulatorEmbeddings(t *testing.T) {
-	srv := simNewServer(t, &Simulator{})
+	srv := newServer(t, &Simulator{})
 	tests := []struct {
 		name   string
 		input  string
@@ -919,11 +919,11 @@ func TestSimulatorEmbeddings(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			body := `{"model":"text-embedding-3-small","input":` + tc.input + tc.extra + `}`
-			resp, b := simMustDo(t, srv, "POST", "/v1/embeddings", body, nil)
+			resp, b := mustDo(t, srv, "POST", "/v1/embeddings", body, nil)
 			if resp.StatusCode != 200 || resp.Header.Get("Content-Type") != "application/json" {
 				t.Fatalf("status %d: %s", resp.StatusCode, b)
 			}
-			var e simEmbeddingsJSON
+			var e embeddingsJSON
 			if err := json.Unmarshal(b, &e); err != nil {
 				t.Fatal(err)
 			}
@@ -934,7 +934,7 @@ func TestSimulatorEmbeddings(t *testing.T) {
 				t.Fatalf("usage %+v, want %d", e.Usage, tc.prompt)
 			}
 			b64 := strings.Contains(tc.extra, "base64")
-			vs := simEmbeddingVectors(t, e, b64)
+			vs := embeddingVectors(t, e, b64)
 			for i, v := range vs {
 				if len(v) != tc.dims {
 					t.Fatalf("vector %d has %d values, want %d", i, len(v), tc.dims)
@@ -953,12 +953,12 @@ func TestSimulatorEmbeddings(t *testing.T) {
 			if b64 {
 				// base64 carries the very floats the float format does
 				fb := strings.Replace(body, `"base64"`, `"float"`, 1)
-				_, b2 := simMustDo(t, srv, "POST", "/v1/embeddings", fb, nil)
-				var e2 simEmbeddingsJSON
+				_, b2 := mustDo(t, srv, "POST", "/v1/embeddings", fb, nil)
+				var e2 embeddingsJSON
 				if err := json.Unmarshal(b2, &e2); err != nil {
 					t.Fatal(err)
 				}
-				if got, want := fmt.Sprint(vs), fmt.Sprint(simEmbeddingVectors(t, e2, false)); got != want {
+				if got, want := fmt.Sprint(vs), fmt.Sprint(embeddingVectors(t, e2, false)); got != want {
 					t.Fatalf("base64 %s, float %s", got, want)
 				}
 			}
@@ -975,8 +975,8 @@ func TestSimulatorModels(t *testing.T) {
 		{nil, []string{"gpt-4o-mini", "text-embedding-3-small"}},
 		{[]string{"a", "b", "c"}, []string{"a", "b", "c"}},
 	} {
-		srv := simNewServer(t, &Simulator{Models: tc.models})
-		resp, b := simMustDo(t, srv, "GET", "/v1/models", "", nil)
+		srv := newServer(t, &Simulator{Models: tc.models})
+		resp, b := mustDo(t, srv, "GET", "/v1/models", "", nil)
 		if resp.StatusCode != 200 || resp.Header.Get("Content-Type") != "application/json" {
 			t.Fatalf("status %d: %s", resp.StatusCode, b)
 		}
@@ -1001,7 +1001,7 @@ func TestSimulatorModels(t *testing.T) {
 			}
 		}
 		// a listed model is served
-		resp, b = simMustDo(t, srv, "POST", "/v1/chat/completions", `{"model":"`+tc.want[0]+`","messages":[{"role":"user","content":"x"}]}`, nil)
+		resp, b = mustDo(t, srv, "POST", "/v1/chat/completions", `{"model":"`+tc.want[0]+`","messages":[{"role":"user","content":"x"}]}`, nil)
 		if resp.StatusCode != 200 {
 			t.Fatalf("model %q: status %d: %s", tc.want[0], resp.StatusCode, b)
 		}
@@ -1010,51 +1010,51 @@ func TestSimulatorModels(t *testing.T) {
 
 // --- determinism ---
 
-var simCreatedField = regexp.MustCompile(`"created":\d+`)
+var createdField = regexp.MustCompile(`"created":\d+`)
 
 func TestSimulatorDeterminism(t *testing.T) {
-	srv := simNewServer(t, &Simulator{})
+	srv := newServer(t, &Simulator{})
 	for _, tc := range []struct{ name, path, body string }{
-		{"plain", "/v1/chat/completions", simChatBody(false, false, `,"n":2`, "same", "request")},
-		{"stream", "/v1/chat/completions", simChatBody(true, true, "", "same", "request")},
+		{"plain", "/v1/chat/completions", chatBody(false, false, `,"n":2`, "same", "request")},
+		{"stream", "/v1/chat/completions", chatBody(true, true, "", "same", "request")},
 		{"embeddings", "/v1/embeddings", `{"model":"m","input":["same","request"],"dimensions":32}`},
 		{"embeddings base64", "/v1/embeddings", `{"model":"m","input":"same","encoding_format":"base64"}`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			_, a := simMustDo(t, srv, "POST", tc.path, tc.body, nil)
-			_, b := simMustDo(t, srv, "POST", tc.path, tc.body, nil)
-			a = simCreatedField.ReplaceAll(a, []byte(`"created":0`))
-			b = simCreatedField.ReplaceAll(b, []byte(`"created":0`))
+			_, a := mustDo(t, srv, "POST", tc.path, tc.body, nil)
+			_, b := mustDo(t, srv, "POST", tc.path, tc.body, nil)
+			a = createdField.ReplaceAll(a, []byte(`"created":0`))
+			b = createdField.ReplaceAll(b, []byte(`"created":0`))
 			if !bytes.Equal(a, b) {
 				t.Fatalf("bodies differ:\n%s\n%s", a, b)
 			}
 		})
 	}
 	// A different text gives a different answer.
-	_, a := simMustDo(t, srv, "POST", "/v1/chat/completions", simChatBody(false, false, "", "one text"), nil)
-	_, b := simMustDo(t, srv, "POST", "/v1/chat/completions", simChatBody(false, false, "", "another text"), nil)
-	if bytes.Equal(simCreatedField.ReplaceAll(a, nil), simCreatedField.ReplaceAll(b, nil)) {
+	_, a := mustDo(t, srv, "POST", "/v1/chat/completions", chatBody(false, false, "", "one text"), nil)
+	_, b := mustDo(t, srv, "POST", "/v1/chat/completions", chatBody(false, false, "", "another text"), nil)
+	if bytes.Equal(createdField.ReplaceAll(a, nil), createdField.ReplaceAll(b, nil)) {
 		t.Fatal("different requests gave the same body")
 	}
 }
 
 // Many concurrent streams on one Simulator (run with -race).
 func TestSimulatorConcurrent(t *testing.T) {
-	srv := simNewServer(t, &Simulator{})
+	srv := newServer(t, &Simulator{})
 	var wg sync.WaitGroup
 	errs := make(chan error, 32)
 	for i := range 32 {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			req, _ := http.NewRequest("POST", srv.URL+"/v1/chat/completions", strings.NewReader(simChatBody(true, true, "", fmt.Sprint("req ", i))))
+			req, _ := http.NewRequest("POST", srv.URL+"/v1/chat/completions", strings.NewReader(chatBody(true, true, "", fmt.Sprint("req ", i))))
 			resp, err := srv.Client().Do(req)
 			if err != nil {
 				errs <- err
 				return
 			}
 			defer resp.Body.Close()
-			events, err := simSseEvents(resp.Body)
+			events, err := sseEvents(resp.Body)
 			if err != nil || events[len(events)-1] != "[DONE]" {
 				errs <- fmt.Errorf("request %d: %v", i, err)
 			}
@@ -1069,12 +1069,12 @@ func TestSimulatorConcurrent(t *testing.T) {
 
 // --- benchmarks (in-process, no network) ---
 
-func simBenchmarkChat(b *testing.B, body string) {
+func benchmarkChat(b *testing.B, body string) {
 	sim := &Simulator{}
 	b.ReportAllocs()
 	for b.Loop() {
 		req := httptest.NewRequest("POST", "/v1/chat/completions", strings.NewReader(body))
-		req.Header.Set(SimulateTokensHeader, "64")
+		req.Header.Set(TokensHeader, "64")
 		w := httptest.NewRecorder()
 		sim.ServeHTTP(w, req)
 		if w.Code != 200 {
@@ -1084,9 +1084,9 @@ func simBenchmarkChat(b *testing.B, body string) {
 }
 
 func BenchmarkSimulatorChatStream(b *testing.B) {
-	simBenchmarkChat(b, simChatBody(true, true, "", "benchmark prompt"))
+	benchmarkChat(b, chatBody(true, true, "", "benchmark prompt"))
 }
 
 func BenchmarkSimulatorChatPlain(b *testing.B) {
-	simBenchmarkChat(b, simChatBody(false, false, "", "benchmark prompt"))
+	benchmarkChat(b, chatBody(false, false, "", "benchmark prompt"))
 }

@@ -1,0 +1,338 @@
+// Package app is Farebox's composition root: New builds every service once,
+// with its dependencies given explicitly, and Run runs them together and
+// stops them in reverse order. `farebox serve`, the benchmarks and the
+// end-to-end tests all start Farebox through it; no other package builds a
+// service or sets another's fields.
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+
+	fb "farebox"
+	"farebox/api"
+	"farebox/economics"
+	"farebox/gateway"
+	"farebox/httpguard"
+	"farebox/httpx"
+	"farebox/ids"
+	"farebox/ledger"
+	"farebox/metering"
+	"farebox/plans"
+	"farebox/pricing"
+	"farebox/routing"
+	"farebox/spool"
+	"farebox/store/cache"
+	"farebox/store/postgres"
+	"farebox/store/sqlite"
+)
+
+// Config is everything Farebox is started with. The zero value of a field
+// is its default.
+type Config struct {
+	// DB names the database: sqlite:///path, postgres://… or
+	// postgresql://…; "" is sqlite://<DataDir>/farebox.db.
+	DB      string
+	DataDir string
+	// Store, when set, is used instead of opening DB (a test's store that
+	// fails on purpose); SoleWriter says whether this process is its only
+	// writer, as with SQLite. The app closes it.
+	Store      fb.Store
+	SoleWriter bool
+	// SpoolDir holds the spool of settlements the ledger has not taken
+	// yet; DataDir when "". Each replica needs its own.
+	SpoolDir string
+	// AdminToken guards the management API.
+	AdminToken string
+	// Providers are the config file's upstreams; Deployments are added as
+	// they are (tests' own upstreams); Router, when set, is used instead
+	// of a router of those (a test's own).
+	Providers   []Provider
+	Deployments []*routing.Deployment
+	Router      *routing.Router
+	// Getenv reads the providers' API keys; os.Getenv when nil.
+	Getenv func(string) string
+
+	Gateway   gateway.Config
+	Server    httpguard.Limits
+	Economics economics.Config
+	// The default rate card, stored when the store has none: list prices
+	// × CreditsPerUSD (100 when 0) × Markup ("1" when "").
+	CreditsPerUSD int64
+	Markup        string
+
+	// Clock is time for every service and background job; the system's
+	// when nil. NewID mints ids; ids.New when nil.
+	Clock fb.Clock
+	NewID func(prefix string) string
+	Log   *slog.Logger
+	// Every is the interval of the background jobs (expiry sweep,
+	// renewals, spool); 1 s when 0.
+	Every time.Duration
+	// Drain is how long requests in flight may take to finish at
+	// shutdown; 30 s when 0.
+	Drain time.Duration
+	// Engine, when set, tunes the ledger engine before it is built (tests,
+	// benchmarks); the store decides the rest.
+	Engine func(*ledger.Config)
+}
+
+// App is a running Farebox: its services, built once.
+type App struct {
+	Store   *cache.Store
+	Engine  *ledger.Engine
+	Plans   *plans.Service
+	Meter   *metering.Service
+	Router  *routing.Router
+	Gateway *gateway.Gateway
+	Spool   *spool.Spool
+	// Handler serves the API, the gateway and health, within the
+	// server's limits.
+	Handler http.Handler
+	// Where names the store, for the log (any password hidden).
+	Where      string
+	SoleWriter bool
+
+	cfg     Config
+	limits  httpguard.Limits
+	closers []func() error // in the order of construction
+	once    sync.Once
+	closed  error
+}
+
+// New builds every service. On error it closes what it built.
+func New(ctx context.Context, cfg Config) (a *App, err error) {
+	if cfg.Clock == nil {
+		cfg.Clock = fb.SystemClock
+	}
+	if cfg.NewID == nil {
+		cfg.NewID = ids.New
+	}
+	if cfg.Log == nil {
+		cfg.Log = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Every <= 0 {
+		cfg.Every = time.Second
+	}
+	if cfg.Drain <= 0 {
+		cfg.Drain = 30 * time.Second
+	}
+	if cfg.CreditsPerUSD == 0 {
+		cfg.CreditsPerUSD = pricing.DefaultCreditsPerUSD
+	}
+	if cfg.Markup == "" {
+		cfg.Markup = pricing.DefaultMarkup
+	}
+	if err := cfg.Server.Validate(); err != nil {
+		return nil, err
+	}
+	a = &App{cfg: cfg, limits: cfg.Server.WithDefaults()}
+	defer func() {
+		if err != nil {
+			a.Close()
+			a = nil
+		}
+	}()
+	log, now := cfg.Log, cfg.Clock.Now
+
+	store, sole := cfg.Store, cfg.SoleWriter
+	a.Where = "(given)"
+	if store == nil {
+		if store, a.Where, sole, err = OpenStore(ctx, cfg.DB, cfg.DataDir, false); err != nil {
+			return a, err
+		}
+	}
+	a.closers = append(a.closers, store.Close)
+	a.SoleWriter = sole
+	// Keys, plans and subscriptions are cached only where this process
+	// makes every change to them.
+	var ttl time.Duration
+	if sole {
+		ttl = 10 * time.Second
+	}
+	a.Store = cache.New(store, cache.Options{TTL: ttl, Now: now})
+
+	if err := seedPrices(ctx, a.Store, cfg.CreditsPerUSD, cfg.Markup, log); err != nil {
+		return a, err
+	}
+
+	ecfg := ledger.Config{Cache: true, Now: now, NewID: cfg.NewID, Logger: log}
+	if !sole {
+		// Replicas on PostgreSQL trust nothing in memory and keep several
+		// batches in flight, each locking its own accounts.
+		ecfg = ledger.Config{Writers: 4, Now: now, NewID: cfg.NewID, Logger: log}
+	}
+	if cfg.Engine != nil {
+		cfg.Engine(&ecfg)
+	}
+	a.Engine = ledger.NewEngine(a.Store, ecfg)
+	a.closers = append(a.closers, func() error { a.Engine.Close(); return nil })
+
+	spoolDir := cfg.SpoolDir
+	if spoolDir == "" {
+		spoolDir = cfg.DataDir
+	}
+	if spoolDir == "" {
+		return a, errors.New("app: a data directory or a spool directory is needed for the spool")
+	}
+	if a.Spool, err = spool.Open(filepath.Join(spoolDir, "spool.log")); err != nil {
+		return a, err
+	}
+	a.closers = append(a.closers, a.Spool.Close)
+
+	getenv := cfg.Getenv
+	if getenv == nil {
+		getenv = func(string) string { return "" }
+	}
+	ups, err := buildUpstreams(cfg.Providers, cfg.Deployments, getenv, log)
+	if err != nil {
+		return a, err
+	}
+	a.closers = append(a.closers, ups.close)
+	a.Router = ups.router
+	if cfg.Router != nil {
+		a.Router = cfg.Router
+	}
+	if a.Router.Now == nil {
+		a.Router.Now = now
+	}
+
+	a.Plans = plans.New(a.Store, a.Engine, cfg.Clock, log)
+	a.Meter = metering.New(a.Engine, a.Store, now)
+	a.Gateway = gateway.New(gateway.Deps{
+		Catalog: a.Store, Ledger: a.Engine, Cards: a.Store, Router: a.Router, Spool: a.Spool,
+		Clock: cfg.Clock, NewID: cfg.NewID, Log: log,
+	}, cfg.Gateway)
+	routes := api.NewServer(api.Deps{
+		Store: a.Store, Engine: a.Engine, Plans: a.Plans, Meter: a.Meter, Cards: a.Store, Gateway: a.Gateway,
+		Economics: cfg.Economics, AdminToken: cfg.AdminToken, Clock: cfg.Clock, NewID: cfg.NewID, Log: log,
+	})
+	// The guard runs before the routes: it refuses a body the server
+	// cannot take before anything reads it.
+	a.Handler = httpguard.New(a.limits, func(w http.ResponseWriter, r *http.Request, err error) {
+		httpx.WriteError(w, r, log, err)
+	}).Handler(routes)
+	return a, nil
+}
+
+// Run serves ln (when not nil) and runs the background jobs — the expiry
+// sweep, the renewals, the spool — until ctx ends, then stops in reverse
+// order: it stops accepting and lets requests in flight finish (Drain),
+// stops the jobs, finishes the ledger's queue, and closes the spool, the
+// upstreams and the store. It returns when everything has stopped.
+func (a *App) Run(ctx context.Context, ln net.Listener) error {
+	jobs, stopJobs := context.WithCancel(context.Background())
+	defer stopJobs()
+	g, jctx := errgroup.WithContext(jobs)
+	g.Go(func() error { a.sweep(jctx); return nil })
+	g.Go(func() error { a.Plans.Run(jctx, a.cfg.Every); return nil })
+	g.Go(func() error { a.Gateway.RunSpool(jctx, a.cfg.Every); return nil })
+
+	var hs *http.Server
+	served := make(chan error, 1)
+	if ln != nil {
+		hs = a.limits.Server(a.Handler)
+		go func() { served <- hs.Serve(httpguard.Listener(ln, a.limits.MaxConns)) }()
+	}
+	var err error
+	select {
+	case <-ctx.Done():
+	case err = <-served:
+		err = fmt.Errorf("serving: %w", err)
+	}
+	if hs != nil {
+		a.cfg.Log.Info("shutting down: draining requests", "timeout", a.cfg.Drain)
+		drain, cancel := context.WithTimeout(context.Background(), a.cfg.Drain)
+		if serr := hs.Shutdown(drain); serr != nil {
+			a.cfg.Log.Warn("drain timed out; closing connections", "err", serr)
+			hs.Close()
+		}
+		cancel()
+	}
+	stopJobs()
+	g.Wait()
+	return errors.Join(err, a.Close())
+}
+
+// sweep expires due holds and lots of idle accounts every interval.
+func (a *App) sweep(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-a.cfg.Clock.After(a.cfg.Every):
+		}
+		if _, err := a.Engine.Sweep(ctx); err != nil && ctx.Err() == nil {
+			a.cfg.Log.Warn("expiry sweep failed", "err", err)
+		}
+	}
+}
+
+// Close closes what New built, in reverse order, once: the ledger's queue
+// is finished before the spool and the store close.
+func (a *App) Close() error {
+	a.once.Do(func() {
+		var errs []error
+		for i := len(a.closers) - 1; i >= 0; i-- {
+			errs = append(errs, a.closers[i]())
+		}
+		a.closed = errors.Join(errs...)
+	})
+	return a.closed
+}
+
+// OpenStore opens the database a URL or data directory names. It reports
+// whether this process is the store's only writer (SQLite), which lets the
+// engine keep accounts in memory between batches, and where it is (for
+// the log, any password hidden).
+func OpenStore(ctx context.Context, dbURL, dataDir string, readOnly bool) (store fb.Store, where string, soleWriter bool, err error) {
+	if dbURL == "" {
+		dbURL = "sqlite://" + filepath.Join(dataDir, "farebox.db")
+	}
+	switch {
+	case strings.HasPrefix(dbURL, "sqlite:"):
+		path := sqlite.PathFromURL(dbURL)
+		s, err := sqlite.Open(ctx, path, sqlite.Options{ReadOnly: readOnly})
+		if err != nil {
+			return nil, "", false, err
+		}
+		return s, "sqlite://" + path, true, nil
+	case postgres.IsURL(dbURL):
+		s, err := postgres.Open(ctx, dbURL, postgres.Options{ReadOnly: readOnly})
+		if err != nil {
+			return nil, "", false, err
+		}
+		return s, postgres.Redact(dbURL), false, nil
+	}
+	return nil, "", false, fmt.Errorf("--db %q: want sqlite:///path or postgres://…", postgres.Redact(dbURL))
+}
+
+// seedPrices stores the default rate card when the store has none, so a
+// new install prices the listed models at once.
+func seedPrices(ctx context.Context, store fb.Store, creditsPerUSD int64, markup string, log *slog.Logger) error {
+	have, err := store.Prices(ctx)
+	if err != nil || len(have) > 0 {
+		return err
+	}
+	prices, err := pricing.DefaultPrices(creditsPerUSD, markup, pricing.DefaultEffective)
+	if err != nil {
+		return err
+	}
+	for _, p := range prices {
+		if err := store.PutPrice(ctx, p); err != nil {
+			return err
+		}
+	}
+	log.Info("default rate card stored", "models", len(prices), "credits_per_usd", creditsPerUSD, "markup", markup)
+	return nil
+}
