@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -85,6 +86,9 @@ type Config struct {
 	// Engine, when set, tunes the ledger engine before it is built (tests,
 	// benchmarks); the store decides the rest.
 	Engine func(*ledger.Config)
+	// DebugAddr, when set, serves Go's profiles (net/http/pprof) there:
+	// opt-in, and never on the main address.
+	DebugAddr string
 }
 
 // App is a running Farebox: its services, built once.
@@ -105,6 +109,7 @@ type App struct {
 
 	cfg     Config
 	limits  httpguard.Limits
+	debug   net.Listener
 	closers []func() error // in the order of construction
 	once    sync.Once
 	closed  error
@@ -217,6 +222,12 @@ func New(ctx context.Context, cfg Config) (a *App, err error) {
 		Store: a.Store, Engine: a.Engine, Plans: a.Plans, Meter: a.Meter, Cards: a.Store, Gateway: a.Gateway,
 		Economics: cfg.Economics, AdminToken: cfg.AdminToken, Clock: cfg.Clock, NewID: cfg.NewID, Log: log,
 	})
+	if cfg.DebugAddr != "" {
+		if a.debug, err = net.Listen("tcp", cfg.DebugAddr); err != nil {
+			return a, fmt.Errorf("the debug address: %w", err)
+		}
+		a.closers = append(a.closers, func() error { a.debug.Close(); return nil })
+	}
 	// The guard runs before the routes: it refuses a body the server
 	// cannot take before anything reads it.
 	a.Handler = httpguard.New(a.limits, func(w http.ResponseWriter, r *http.Request, err error) {
@@ -238,6 +249,18 @@ func (a *App) Run(ctx context.Context, ln net.Listener) error {
 	g.Go(func() error { a.Plans.Run(jctx, a.cfg.Every); return nil })
 	g.Go(func() error { a.Gateway.RunSpool(jctx, a.cfg.Every); return nil })
 
+	if a.debug != nil {
+		mux := http.NewServeMux()
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+		ds := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+		go ds.Serve(a.debug)
+		defer ds.Close()
+		a.cfg.Log.Info("profiles served", "addr", "http://"+a.debug.Addr().String()+"/debug/pprof/")
+	}
 	var hs *http.Server
 	served := make(chan error, 1)
 	if ln != nil {
@@ -262,6 +285,14 @@ func (a *App) Run(ctx context.Context, ln net.Listener) error {
 	stopJobs()
 	g.Wait()
 	return errors.Join(err, a.Close())
+}
+
+// DebugAddr is where the profiles are served, "" when they are not.
+func (a *App) DebugAddr() string {
+	if a.debug == nil {
+		return ""
+	}
+	return a.debug.Addr().String()
 }
 
 // sweep expires due holds and lots of idle accounts every interval.

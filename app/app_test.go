@@ -146,3 +146,47 @@ func TestNewFailsClean(t *testing.T) {
 		t.Fatal("a provider of an unknown type was accepted")
 	}
 }
+
+// TestDebugAddr: the profiles are served on the debug address only, when
+// asked for.
+func TestDebugAddr(t *testing.T) {
+	defer goleak.VerifyNone(t)
+	a, err := app.New(context.Background(), app.Config{DataDir: t.TempDir(), AdminToken: token, DebugAddr: "127.0.0.1:0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, stop := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- a.Run(ctx, ln) }()
+	c := &http.Client{Transport: &http.Transport{}}
+	get := func(url string) int {
+		for i := 0; ; i++ {
+			resp, err := c.Get(url)
+			if err != nil {
+				if i < 100 {
+					time.Sleep(10 * time.Millisecond)
+					continue
+				}
+				t.Fatal(err)
+			}
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			return resp.StatusCode
+		}
+	}
+	if got := get("http://" + a.DebugAddr() + "/debug/pprof/"); got != 200 {
+		t.Errorf("profiles on the debug address: %d", got)
+	}
+	if got := get("http://" + ln.Addr().String() + "/debug/pprof/"); got != 404 {
+		t.Errorf("profiles on the main address: %d, want 404", got)
+	}
+	c.CloseIdleConnections()
+	stop()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}
