@@ -126,6 +126,11 @@ type Usage struct {
 	// fills both in.
 	RevenueUSD  USD           `json:"revenue_usd"`
 	Uncollected Amount        `json:"uncollected"`
+	// Product is what the usage sells: "" (inference), "lease" or "ads";
+	// Plan the plan of the customer it is reported under by plan (the
+	// requester's, or for an ad the plan of the request that carried it).
+	Product     string        `json:"product,omitempty"`
+	Plan        string        `json:"plan,omitempty"`
 	KeyID       string        `json:"key_id,omitempty"`
 	Deployment  string        `json:"deployment,omitempty"`
 	Latency     time.Duration `json:"latency,omitempty"`
@@ -157,6 +162,15 @@ const (
 	GroupCustomer   GroupBy = "customer"
 	GroupDeployment GroupBy = "deployment"
 	GroupStatus     GroupBy = "status"
+	GroupProduct    GroupBy = "product"
+	GroupPlan       GroupBy = "plan"
+)
+
+// Products a usage sells: inference is the default, "".
+const (
+	ProductInference = "inference"
+	ProductLease     = "lease"
+	ProductAds       = "ads"
 )
 
 // UsageFilter selects usage rows and how to group them.

@@ -93,7 +93,7 @@ func testServer(st fb.Store, eng *ledger.Engine, clk *fakeclock.Clock) *Server {
 	router, _ := routing.NewRouter(nil)
 	gw := gateway.New(gateway.Deps{Catalog: cs, Ledger: eng, Cards: cs, Router: router, Clock: clk, NewID: ids.New}, gateway.Config{})
 	return &Server{Deps: Deps{
-		Store: cs, Engine: eng, Plans: plans.New(cs, eng, clk, nil), Meter: metering.New(eng, cs, clk.Now), Cards: cs, Gateway: gw,
+		Store: cs, Engine: eng, Plans: plans.New(cs, eng, clk, nil), Meter: metering.New(eng, cs, cs, clk.Now), Cards: cs, Gateway: gw,
 		AdminToken: adminTok, Clock: clk, NewID: ids.New, Log: slog.New(slog.DiscardHandler),
 	}}
 }

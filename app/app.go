@@ -213,7 +213,7 @@ func New(ctx context.Context, cfg Config) (a *App, err error) {
 	}
 
 	a.Plans = plans.New(a.Store, a.Engine, cfg.Clock, log)
-	a.Meter = metering.New(a.Engine, a.Store, now)
+	a.Meter = metering.New(a.Engine, a.Store, a.Store, now)
 	a.Gateway = gateway.New(gateway.Deps{
 		Catalog: a.Store, Ledger: a.Engine, Cards: a.Store, Router: a.Router, Spool: a.Spool,
 		Clock: cfg.Clock, NewID: cfg.NewID, Log: log,

@@ -49,16 +49,17 @@ type Row struct {
 
 // Report folds the store's sums (by group and model) into rows by group
 // and their totals, which are the sums of the rows. Breakage belongs to
-// customers and days: grouped by model or provider it is left out (0).
-// Revenue recognised without a usage row (model "": debt repaid by a grant,
-// holds captured through the API) has no model or provider: grouped by
-// either it is the row of key "", so the revenue totals are the same
+// customers and days: grouped by model, provider, product or plan it is
+// left out (0). Revenue recognised without a usage row (model "": debt
+// repaid by a grant, holds captured through the API) has no model or
+// provider: grouped by either it is the row of key "" (by product, it is
+// inference's; by plan, no plan's), so the revenue totals are the same
 // whatever the grouping. It carries no partner share.
 func Report(in []fb.EconRow, groupBy fb.GroupBy, cfg Config) ([]Row, Row, error) {
 	byKey := map[string]*Row{}
 	var keys []string
 	for _, e := range in {
-		if e.Model == "" && (groupBy == fb.GroupModel || groupBy == fb.GroupProvider) {
+		if e.Model == "" && groupBy != fb.GroupCustomer && groupBy != fb.GroupDay {
 			e.BreakageCredits, e.BreakageUSD = 0, 0
 			if e == (fb.EconRow{Key: e.Key}) {
 				continue // breakage only

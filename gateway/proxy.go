@@ -604,6 +604,9 @@ func (g *Gateway) settlement(x *exchange, q *fb.Quantities, status string, deliv
 	if x.dep != nil {
 		u.Provider, u.Deployment = x.dep.Provider, x.dep.Name
 	}
+	if x.plan != nil {
+		u.Plan = x.plan.ID
+	}
 	if !delivered || q == nil {
 		return fb.Op{Kind: fb.OpRelease, Customer: x.key.Customer, HoldID: x.hold, Usage: u}
 	}

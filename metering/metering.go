@@ -38,16 +38,44 @@ type Cards interface {
 	Card(ctx context.Context) (*pricing.Card, error)
 }
 
+// Subscriptions says which plan a customer is on (the catalog).
+type Subscriptions interface {
+	Subscription(ctx context.Context, customer string) (fb.Subscription, error)
+}
+
 // Service meters events.
 type Service struct {
 	ledger Ledger
 	cards  Cards
+	subs   Subscriptions
 	now    func() time.Time
 }
 
-// New returns a service that prices with cards and debits through ledger.
-func New(ledger Ledger, cards Cards, now func() time.Time) *Service {
-	return &Service{ledger: ledger, cards: cards, now: now}
+// New returns a service that prices with cards, debits through ledger and
+// reports each usage under its customer's plan, from subs.
+func New(ledger Ledger, cards Cards, subs Subscriptions, now func() time.Time) *Service {
+	return &Service{ledger: ledger, cards: cards, subs: subs, now: now}
+}
+
+// plansOf is the plan of each customer of the prepared ops, read once per
+// customer ("" for none).
+func (s *Service) plansOf(ctx context.Context, ops []fb.Op) (map[string]string, error) {
+	out := map[string]string{}
+	for _, op := range ops {
+		if _, ok := out[op.Customer]; ok || op.Usage == nil {
+			continue
+		}
+		sub, err := s.subs.Subscription(ctx, op.Customer)
+		switch {
+		case err == nil:
+			out[op.Customer] = sub.Plan
+		case fb.ErrorType(err) == fb.ENotFound:
+			out[op.Customer] = ""
+		default:
+			return nil, err
+		}
+	}
+	return out, nil
 }
 
 // Event is a CloudEvents 1.0 usage event.
@@ -117,15 +145,23 @@ func (s *Service) Meter(ctx context.Context, raw []json.RawMessage) ([]Result, e
 		return nil, err
 	}
 	now := s.now().UTC()
+	ops := make([]fb.Op, len(raw))
+	valid := make([]bool, len(raw))
+	for i, r := range raw {
+		ops[i], results[i], valid[i] = s.prepare(r, card, now)
+	}
+	plans, err := s.plansOf(ctx, ops)
+	if err != nil {
+		return nil, err
+	}
 	var wg sync.WaitGroup
 	var mu sync.Mutex
 	var failure error
-	for i, r := range raw {
-		op, res, ok := s.prepare(r, card, now)
-		results[i] = res
-		if !ok {
+	for i, op := range ops {
+		if !valid[i] {
 			continue
 		}
+		op.Usage.Plan = plans[op.Customer]
 		wg.Add(1)
 		go func() {
 			defer wg.Done()

@@ -203,7 +203,7 @@ func Marshal(v any) ([]byte, error) { return json.Marshal(v) }
 
 // UsageColumns lists the columns of a usage row, in the order UsageValues
 // gives their values.
-const UsageColumns = "id, source, customer, model, provider, at, day, input_tokens, output_tokens, cached_input_tokens, reasoning_tokens, images, audio_us, video_us, gpu_us, requests, credits, cost_usd, key_id, deployment, latency_us, ttft_us, status, revenue_usd, uncollected"
+const UsageColumns = "id, source, customer, model, provider, at, day, input_tokens, output_tokens, cached_input_tokens, reasoning_tokens, images, audio_us, video_us, gpu_us, requests, credits, cost_usd, key_id, deployment, latency_us, ttft_us, status, revenue_usd, uncollected, product, plan"
 
 // UsageValues returns a usage row's column values; day is the UTC date of
 // its time, so every engine groups days the same way.
@@ -212,12 +212,13 @@ func UsageValues(u *fb.Usage) []any {
 	return []any{u.ID, u.Source, u.Customer, u.Model, u.Provider, Nanos(u.At), u.At.UTC().Format(time.DateOnly),
 		q.InputTokens, q.OutputTokens, q.CachedInputTokens, q.ReasoningTokens, q.Images, q.AudioMicros, q.VideoMicros, q.GPUMicros, q.Requests,
 		int64(u.Credits), int64(u.CostUSD), u.KeyID, u.Deployment, u.Latency.Microseconds(), u.TTFT.Microseconds(), u.Status,
-		int64(u.RevenueUSD), int64(u.Uncollected)}
+		int64(u.RevenueUSD), int64(u.Uncollected), u.Product, u.Plan}
 }
 
 // Daily is one row of the daily sums (usage_daily), as an increment.
 type Daily struct {
 	Day, Customer, Model, Provider  string
+	Product, Plan                   string
 	Requests                        int64
 	Credits, Uncollected, BrCredits fb.Amount
 	Revenue, Cost, BrUSD            fb.USD
@@ -225,9 +226,9 @@ type Daily struct {
 
 // DailyUpsert adds a Daily to its row; placeholders are ? (the driver
 // rewrites them).
-const DailyUpsert = `INSERT INTO usage_daily (day, customer, model, provider, requests, credits, revenue_usd, cost_usd, uncollected, breakage_credits, breakage_usd)
-VALUES (?,?,?,?,?,?,?,?,?,?,?)
-ON CONFLICT (day, customer, model, provider) DO UPDATE SET
+const DailyUpsert = `INSERT INTO usage_daily (day, customer, model, provider, product, plan, requests, credits, revenue_usd, cost_usd, uncollected, breakage_credits, breakage_usd)
+VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)
+ON CONFLICT (day, customer, model, provider, product, plan) DO UPDATE SET
  requests = usage_daily.requests + excluded.requests, credits = usage_daily.credits + excluded.credits,
  revenue_usd = usage_daily.revenue_usd + excluded.revenue_usd, cost_usd = usage_daily.cost_usd + excluded.cost_usd,
  uncollected = usage_daily.uncollected + excluded.uncollected,
@@ -235,19 +236,19 @@ ON CONFLICT (day, customer, model, provider) DO UPDATE SET
 
 // Values are the DailyUpsert arguments.
 func (d *Daily) Values() []any {
-	return []any{d.Day, d.Customer, d.Model, d.Provider, d.Requests, int64(d.Credits), int64(d.Revenue), int64(d.Cost),
+	return []any{d.Day, d.Customer, d.Model, d.Provider, d.Product, d.Plan, d.Requests, int64(d.Credits), int64(d.Revenue), int64(d.Cost),
 		int64(d.Uncollected), int64(d.BrCredits), int64(d.BrUSD)}
 }
 
 // DailyOfUsage sums usage rows into daily increments, sorted by key so
 // that concurrent transactions take row locks in one order.
 func DailyOfUsage(rows []*fb.Usage) []*Daily {
-	m := map[[4]string]*Daily{}
+	m := map[dailyKey]*Daily{}
 	for _, u := range rows {
-		k := [4]string{u.At.UTC().Format(time.DateOnly), u.Customer, u.Model, u.Provider}
+		k := dailyKey{u.At.UTC().Format(time.DateOnly), u.Customer, u.Model, u.Provider, u.Product, u.Plan}
 		d := m[k]
 		if d == nil {
-			d = &Daily{Day: k[0], Customer: k[1], Model: k[2], Provider: k[3]}
+			d = &Daily{Day: k.day, Customer: k.customer, Model: k.model, Provider: k.provider, Product: k.product, Plan: k.plan}
 			m[k] = d
 		}
 		d.Requests++
@@ -262,12 +263,12 @@ func DailyOfUsage(rows []*fb.Usage) []*Daily {
 // DailyOfBreakage sums breakage into daily increments (model and provider
 // ""), sorted.
 func DailyOfBreakage(bs []fb.Breakage) []*Daily {
-	m := map[[4]string]*Daily{}
+	m := map[dailyKey]*Daily{}
 	for _, b := range bs {
-		k := [4]string{b.At.UTC().Format(time.DateOnly), b.Customer, "", ""}
+		k := dailyKey{day: b.At.UTC().Format(time.DateOnly), customer: b.Customer}
 		d := m[k]
 		if d == nil {
-			d = &Daily{Day: k[0], Customer: k[1]}
+			d = &Daily{Day: k.day, Customer: k.customer}
 			m[k] = d
 		}
 		d.BrCredits += b.Credits
@@ -279,12 +280,12 @@ func DailyOfBreakage(bs []fb.Breakage) []*Daily {
 // DailyOfRevenue sums the revenue of ops without a usage row into daily
 // increments (model and provider "", no requests), sorted.
 func DailyOfRevenue(rs []fb.Revenue) []*Daily {
-	m := map[[4]string]*Daily{}
+	m := map[dailyKey]*Daily{}
 	for _, r := range rs {
-		k := [4]string{r.At.UTC().Format(time.DateOnly), r.Customer, "", ""}
+		k := dailyKey{day: r.At.UTC().Format(time.DateOnly), customer: r.Customer}
 		d := m[k]
 		if d == nil {
-			d = &Daily{Day: k[0], Customer: k[1]}
+			d = &Daily{Day: k.day, Customer: k.customer}
 			m[k] = d
 		}
 		d.Credits += r.Credits
@@ -294,13 +295,17 @@ func DailyOfRevenue(rs []fb.Revenue) []*Daily {
 	return sortDaily(m)
 }
 
-func sortDaily(m map[[4]string]*Daily) []*Daily {
+// dailyKey is a row of the daily sums.
+type dailyKey struct{ day, customer, model, provider, product, plan string }
+
+func sortDaily(m map[dailyKey]*Daily) []*Daily {
 	out := make([]*Daily, 0, len(m))
 	for _, d := range m {
 		out = append(out, d)
 	}
-	slices.SortFunc(out, func(a, b *Daily) int {
-		return strings.Compare(a.Day+"\x00"+a.Customer+"\x00"+a.Model+"\x00"+a.Provider, b.Day+"\x00"+b.Customer+"\x00"+b.Model+"\x00"+b.Provider)
-	})
+	key := func(d *Daily) string {
+		return strings.Join([]string{d.Day, d.Customer, d.Model, d.Provider, d.Product, d.Plan}, "\x00")
+	}
+	slices.SortFunc(out, func(a, b *Daily) int { return strings.Compare(key(a), key(b)) })
 	return out
 }

@@ -37,9 +37,12 @@ var schemaV3 string
 //go:embed schema4.sql
 var schemaV4 string
 
+//go:embed schema5.sql
+var schemaV5 string
+
 // migrations are applied in order; migration i brings the schema to
 // version i+1. Never edit one that has shipped: append.
-var migrations = []string{schemaV1, schemaV2, schemaV3, schemaV4}
+var migrations = []string{schemaV1, schemaV2, schemaV3, schemaV4, schemaV5}
 
 // SchemaVersion is the version this build needs.
 var SchemaVersion = len(migrations)
@@ -369,7 +372,7 @@ func (t *writeTx) AppendJournal(ctx context.Context, entries []*fb.JournalEntry)
 
 func (t *writeTx) AppendUsage(ctx context.Context, rows []*fb.Usage) error {
 	for _, u := range rows {
-		t.batch.Queue(`INSERT INTO usage_rows (`+codec.UsageColumns+`) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18,$19,$20,$21,$22,$23,$24,$25)`, codec.UsageValues(u)...)
+		t.batch.Queue(`INSERT INTO usage_rows (`+codec.UsageColumns+`) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18,$19,$20,$21,$22,$23,$24,$25,$26,$27)`, codec.UsageValues(u)...)
 	}
 	t.daily(codec.DailyOfUsage(rows))
 	return nil

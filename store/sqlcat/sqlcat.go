@@ -310,15 +310,20 @@ func (c *Catalog) FinishRequest(ctx context.Context, customer, scope, key string
 	return err
 }
 
-var groupColumns = map[fb.GroupBy]string{fb.GroupModel: "model", fb.GroupDay: "day", fb.GroupProvider: "provider", fb.GroupCustomer: "customer", fb.GroupDeployment: "deployment", fb.GroupStatus: "status"}
+// productColumn names an inference row (product '') as inference.
+const productColumn = "CASE WHEN product = '' THEN 'inference' ELSE product END"
 
-var econColumns = map[fb.GroupBy]string{fb.GroupCustomer: "customer", fb.GroupModel: "model", fb.GroupProvider: "provider", fb.GroupDay: "day"}
+var groupColumns = map[fb.GroupBy]string{fb.GroupModel: "model", fb.GroupDay: "day", fb.GroupProvider: "provider", fb.GroupCustomer: "customer",
+	fb.GroupDeployment: "deployment", fb.GroupStatus: "status", fb.GroupProduct: productColumn, fb.GroupPlan: "plan"}
+
+var econColumns = map[fb.GroupBy]string{fb.GroupCustomer: "customer", fb.GroupModel: "model", fb.GroupProvider: "provider", fb.GroupDay: "day",
+	fb.GroupProduct: productColumn, fb.GroupPlan: "plan"}
 
 // Usage sums usage rows by f.GroupBy.
 func (c *Catalog) Usage(ctx context.Context, f fb.UsageFilter) ([]fb.UsageRow, error) {
 	col, ok := groupColumns[f.GroupBy]
 	if !ok {
-		return nil, fb.Invalid("group_by", "group_by must be model, day, provider, customer, deployment or status")
+		return nil, fb.Invalid("group_by", "group_by must be model, day, provider, customer, deployment, status, product or plan")
 	}
 	var where []string
 	var args []any
@@ -385,7 +390,7 @@ func list[T any](ctx context.Context, db *sql.DB, q string, decode func(string) 
 func (c *Catalog) Economics(ctx context.Context, f fb.EconFilter) ([]fb.EconRow, error) {
 	col, ok := econColumns[f.GroupBy]
 	if !ok {
-		return nil, fb.Invalid("group_by", "group_by must be customer, model, provider or day")
+		return nil, fb.Invalid("group_by", "group_by must be customer, model, provider, day, product or plan")
 	}
 	var where []string
 	var args []any

@@ -37,10 +37,13 @@ var schemaV3 string
 //go:embed schema4.sql
 var schemaV4 string
 
+//go:embed schema5.sql
+var schemaV5 string
+
 // migrations are applied in order; migration i brings the schema to
 // version i+1 (PRAGMA user_version). Never edit one that has shipped:
 // append.
-var migrations = []string{schemaV1, schemaV2, schemaV3, schemaV4}
+var migrations = []string{schemaV1, schemaV2, schemaV3, schemaV4, schemaV5}
 
 var schemaVersion = len(migrations)
 
@@ -195,7 +198,7 @@ var statements = map[string]string{
 	"journal":     `INSERT INTO journal (customer, idem_key, op, fingerprint, result) VALUES (?,?,?,?,?)`,
 	"eventKey":    `SELECT j.seq, j.op, j.fingerprint, j.result FROM events e JOIN journal j ON j.seq = e.seq WHERE e.event_key = ?`,
 	"event":       `INSERT INTO events (event_key, seq) VALUES (?,?)`,
-	"usage":       `INSERT INTO usage_rows (` + codec.UsageColumns + `) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)`,
+	"usage":       `INSERT INTO usage_rows (` + codec.UsageColumns + `) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)`,
 	"daily":       codec.DailyUpsert,
 }
 

@@ -187,8 +187,8 @@ func testEventsAndUsage(t *testing.T, s fb.Store) {
 	day2 := t0.Add(24 * time.Hour)
 	usage := []*fb.Usage{
 		{ID: "e1", Source: "video", Customer: "acme", Model: "sora-1", At: t0, Quantities: fb.Quantities{VideoMicros: 12_000_000}, Credits: amt("6")},
-		{ID: "e2", Source: "video", Customer: "acme", Model: "gpt-4o", Provider: "openai", At: day2, Quantities: fb.Quantities{InputTokens: 1000, OutputTokens: 500}, Credits: amt("0.75"), CostUSD: 7500, RevenueUSD: 5000, Uncollected: amt("0.25")},
-		{ID: "e3", Source: "video", Customer: "beta", Model: "gpt-4o", Provider: "openai", At: day2, Quantities: fb.Quantities{InputTokens: 10}, Credits: amt("0.0025"), CostUSD: 25, RevenueUSD: 20},
+		{ID: "e2", Source: "video", Customer: "acme", Model: "gpt-4o", Provider: "openai", Plan: "pro", At: day2, Quantities: fb.Quantities{InputTokens: 1000, OutputTokens: 500}, Credits: amt("0.75"), CostUSD: 7500, RevenueUSD: 5000, Uncollected: amt("0.25")},
+		{ID: "e3", Source: "video", Customer: "beta", Model: "gpt-4o", Provider: "openai", Product: fb.ProductLease, Plan: "free", At: day2, Quantities: fb.Quantities{InputTokens: 10}, Credits: amt("0.0025"), CostUSD: 25, RevenueUSD: 20},
 	}
 	write := func(c string, u *fb.Usage) error {
 		return s.Write(ctx, func(tx fb.WriteTx) error {
@@ -259,6 +259,13 @@ func testEventsAndUsage(t *testing.T, s fb.Store) {
 			`{"key":"beta","requests":1,"input_tokens":10,"credits":"0.0025","cost_usd":"0.000025"}`+"\n")
 	check(fb.UsageFilter{GroupBy: "provider", To: day2},
 		`{"key":"","requests":1,"video_us":12000000,"credits":"6","cost_usd":"0"}`+"\n")
+	check(fb.UsageFilter{GroupBy: fb.GroupProduct},
+		`{"key":"inference","requests":2,"input_tokens":1000,"output_tokens":500,"video_us":12000000,"credits":"6.75","cost_usd":"0.0075"}`+"\n"+
+			`{"key":"lease","requests":1,"input_tokens":10,"credits":"0.0025","cost_usd":"0.000025"}`+"\n")
+	check(fb.UsageFilter{GroupBy: fb.GroupPlan},
+		`{"key":"","requests":1,"video_us":12000000,"credits":"6","cost_usd":"0"}`+"\n"+
+			`{"key":"free","requests":1,"input_tokens":10,"credits":"0.0025","cost_usd":"0.000025"}`+"\n"+
+			`{"key":"pro","requests":1,"input_tokens":1000,"output_tokens":500,"credits":"0.75","cost_usd":"0.0075"}`+"\n")
 	if _, err := s.Usage(ctx, fb.UsageFilter{GroupBy: "colour"}); fb.ErrorType(err) != fb.EInvalid {
 		t.Fatalf("bad group_by: %v", err)
 	}
@@ -292,6 +299,16 @@ func testEventsAndUsage(t *testing.T, s fb.Store) {
 	econ(fb.EconFilter{GroupBy: "day", From: day2, To: day2.Add(24 * time.Hour), Customer: "acme"},
 		"2026-11-02/ req=0 cr=0 rev=0 cost=0 unc=0 brk=4/0.04\n"+
 			"2026-11-02/gpt-4o req=1 cr=0.75 rev=0.005 cost=0.0075 unc=0.25 brk=0/0\n")
+	econ(fb.EconFilter{GroupBy: fb.GroupProduct},
+		"inference/ req=0 cr=0 rev=0 cost=0 unc=0 brk=4/0.04\n"+
+			"inference/gpt-4o req=1 cr=0.75 rev=0.005 cost=0.0075 unc=0.25 brk=0/0\n"+
+			"inference/sora-1 req=1 cr=6 rev=0 cost=0 unc=0 brk=0/0\n"+
+			"lease/gpt-4o req=1 cr=0.0025 rev=0.00002 cost=0.000025 unc=0 brk=0/0\n")
+	econ(fb.EconFilter{GroupBy: fb.GroupPlan},
+		"/ req=0 cr=0 rev=0 cost=0 unc=0 brk=4/0.04\n"+
+			"/sora-1 req=1 cr=6 rev=0 cost=0 unc=0 brk=0/0\n"+
+			"free/gpt-4o req=1 cr=0.0025 rev=0.00002 cost=0.000025 unc=0 brk=0/0\n"+
+			"pro/gpt-4o req=1 cr=0.75 rev=0.005 cost=0.0075 unc=0.25 brk=0/0\n")
 	if _, err := s.Economics(ctx, fb.EconFilter{GroupBy: "colour"}); fb.ErrorType(err) != fb.EInvalid {
 		t.Fatalf("bad group_by: %v", err)
 	}
