@@ -67,6 +67,21 @@ hold. Exit 0 consistent, 1 mismatch, 2 cannot open. Safe on a live server's data
 			about: `Bring the database's schema up to date.
 It applies the schema migrations the database lacks. Serve does it at start too, under
 a lock; this is for doing it ahead of a rollout.`},
+		{name: "backup", group: groupServer, run: backup,
+			synopsis: "--to FILE [--data-dir DIR | --db sqlite:///path]",
+			about: `Copy the SQLite database to FILE, online and consistent.
+A server may be running on the data directory. The copy is one committed state of the
+ledger (SQLite's VACUUM INTO, read in one transaction, without the directory's lock).
+FILE must not exist; it is written 0600, synced, checked (integrity_check) and what it
+holds is printed. For PostgreSQL (--db postgres://…) it prints the pg_dump and
+pg_restore commands to use instead, and exits 2.`},
+		{name: "restore", group: groupServer, run: restore,
+			synopsis: "--from FILE [--data-dir DIR]",
+			about: `Restore a backup into a new data directory and verify it.
+DIR must not exist or be empty. FILE is copied to DIR/farebox.db (0600, synced), checked
+(integrity, schema version; an older schema is migrated) and its journal replayed as
+'ledger verify' does. Exit 0 verified, 1 damaged or not verified (nothing is left in DIR),
+2 usage (a non-empty DIR, a missing FILE). The admin token and the spool are not in a backup.`},
 		{name: "simulate", group: groupServer, run: simulate,
 			synopsis: "[--addr HOST:PORT] [--ttft D] [--tps N] [--models M,…]",
 			about: `Run the simulator: an OpenAI-compatible upstream.
