@@ -284,11 +284,32 @@ func TestBackupRestoreRefusals(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if err := s.CreateCustomer(ctx, fb.Customer{ID: "acme", CreatedAt: time.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	e := ledger.NewEngine(s, ledger.Config{})
+	if _, err := e.Submit(ctx, fb.Op{Kind: fb.OpGrant, Customer: "acme", Key: "g1", Amount: 10 * fb.Micro, Source: fb.SourcePurchase}); err != nil {
+		t.Fatal(err)
+	}
+	e.Close()
 	s.Close()
 	good := filepath.Join(t.TempDir(), "good.db")
 	if code, _, stderr := runCmd(nil, "backup", "--data-dir", dir, "--to", good); code != 0 {
-		t.Fatalf("backup of an empty ledger: exit %d\n%s", code, stderr)
+		t.Fatalf("backup: exit %d\n%s", code, stderr)
 	}
+	// A sound file whose stored state is not its journal's: a lot's
+	// remaining changed behind the ledger's back.
+	tampered := filepath.Join(t.TempDir(), "tampered.db")
+	tb, _ := os.ReadFile(good)
+	os.WriteFile(tampered, tb, 0o600)
+	tdb, err := sql.Open("sqlite", tampered)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tdb.Exec(`UPDATE accounts SET state = json_set(state, '$.lots[0].r', json_extract(state, '$.lots[0].r') + 1) WHERE customer = 'acme'`); err != nil {
+		t.Fatal(err)
+	}
+	tdb.Close()
 	b, _ := os.ReadFile(good)
 	for i := 4096; i < len(b); i++ {
 		b[i] = 0x55
@@ -337,6 +358,7 @@ func TestBackupRestoreRefusals(t *testing.T) {
 		want       string
 	}{
 		{"damaged", damaged, 1, "damaged"},
+		{"not verified", tampered, 1, "does not verify"},
 		{"not a database", garbage, 2, "not a farebox database"},
 	} {
 		for _, existed := range []bool{false, true} {
