@@ -19,201 +19,292 @@ import (
 )
 
 // The CLI over the management API: farebox plans|customers|keys|grants|
-// balance|events|usage …, tables for people and --json for scripts.
+// balance|events|prices|usage|report …, tables for people and --json for
+// scripts. Each command has its own flags: a flag another command takes is
+// a usage error here, not silently ignored.
 
-const cliUsage = `Management commands (they talk to a running server):
-  farebox plans list | get ID | delete ID
-  farebox plans create --id pro --price-usd 20 --credits 2000 [--period month] [--rollover-max N] [--overdraft-limit N] [--models 'gpt-4o*,o3'] [--rpm N] [--tpm N]
-  farebox customers list | get ID
-  farebox customers create --id acme [--name Acme] [--plan pro]
-  farebox customers subscribe ID --plan pro [--now]
-  farebox keys create CUSTOMER [--name ci] | list CUSTOMER | revoke KEY_ID
-  farebox grants create CUSTOMER --amount 100 [--source purchase] [--paid-usd 1] [--expires-at T] [--idempotency-key K]
-  farebox balance CUSTOMER
-  farebox events send FILE|-        (one CloudEvent, or a JSON array of them)
-  farebox prices list | set MODEL --input-per-mtok 250 --output-per-mtok 1000 [...]
-  farebox usage [--customer C] [--from T] [--to T] [--group-by model|day|provider|customer]
-  farebox report economics [--from DAY] [--to DAY] [--group-by customer|model|provider|day]
-  farebox report forecast [--customer C] [--days 7]
-Flags for all: --server URL [FAREBOX_SERVER, default http://127.0.0.1:8080]
-  --token T [FAREBOX_ADMIN_TOKEN, else ~/.config/farebox/config.json {"server","token"},
-  else ./farebox-data/admin-token], --json (print the API's JSON).
-`
-
+// cliConfig is where a management command sends its request, and how it
+// shows the answer.
 type cliConfig struct {
 	server, token string
 	json          bool
 	out           io.Writer
 }
 
-// cliCommands are the resources the CLI knows.
-var cliCommands = map[string]bool{"plans": true, "customers": true, "keys": true, "grants": true, "balance": true, "events": true, "usage": true, "prices": true, "report": true}
+// cliCommand is one management command: its positional arguments (all
+// required), its flags, and the request it sends.
+type cliCommand struct {
+	name, synopsis, about string
+	args                  []cliArg
+	flags                 []cliFlag
+	request               func(in cliInput) (cliRequest, error)
+}
 
-func cli(ctx context.Context, resource string, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
-	verb := ""
-	if len(args) > 0 && !strings.HasPrefix(args[0], "-") && resource != "balance" && resource != "usage" {
-		verb, args = args[0], args[1:]
-	}
-	fs := flag.NewFlagSet(resource+" "+verb, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() { fmt.Fprint(stderr, cliUsage) }
-	cfg := cliConfig{out: stdout}
-	fs.StringVar(&cfg.server, "server", getenv("FAREBOX_SERVER"), "server URL")
-	fs.StringVar(&cfg.token, "token", getenv("FAREBOX_ADMIN_TOKEN"), "admin token")
-	fs.BoolVar(&cfg.json, "json", false, "print JSON")
-	str := map[string]*string{}
-	for _, name := range []string{"id", "name", "plan", "price-usd", "credits", "period", "rollover-max", "overdraft-limit", "models",
-		"amount", "source", "paid-usd", "expires-at", "idempotency-key", "customer", "from", "to", "group-by",
-		"input-per-mtok", "output-per-mtok", "cached-input-per-mtok", "reasoning-per-mtok", "per-image", "per-audio-second",
-		"per-video-second", "per-gpu-second", "per-request", "effective-from", "days"} {
-		str[name] = fs.String(name, "", "")
-	}
-	rpm := fs.Int64("rpm", 0, "")
-	tpm := fs.Int64("tpm", 0, "")
-	now := fs.Bool("now", false, "")
-	// Positional arguments may come before or after the flags.
-	var pos []string
-	for {
-		if err := fs.Parse(args); err != nil {
-			return &exitError{2, err}
+type cliArg struct{ name, what string } // "CUSTOMER", "a customer id"
+
+type flagKind int
+
+const (
+	flagString flagKind = iota
+	flagInt
+	flagBool
+)
+
+// cliFlag is a flag of a management command. A string flag named a-b is
+// the API's field a_b.
+type cliFlag struct {
+	name, usage string
+	kind        flagKind
+}
+
+func textFlag(name, usage string) cliFlag { return cliFlag{name: name, usage: usage} }
+
+// cliInput is what a command was given.
+type cliInput struct {
+	args []string
+	str  map[string]*string
+	num  map[string]*int64
+	on   map[string]*bool
+}
+
+type cliRequest struct {
+	method, path string
+	payload      any
+}
+
+// seg is positional argument i as a path segment.
+func (in cliInput) seg(i int) string { return url.PathEscape(in.args[i]) }
+
+// body is the JSON object of the named string flags that were set.
+func (in cliInput) body(names ...string) map[string]any {
+	m := map[string]any{}
+	for _, f := range names {
+		if v := *in.str[f]; v != "" {
+			m[strings.ReplaceAll(f, "-", "_")] = v
 		}
-		if fs.NArg() == 0 {
-			break
+	}
+	return m
+}
+
+// query is the query string of the named string flags that were set.
+func (in cliInput) query(names ...string) string {
+	q := url.Values{}
+	for _, f := range names {
+		if v := *in.str[f]; v != "" {
+			q.Set(strings.ReplaceAll(f, "-", "_"), v)
 		}
-		pos, args = append(pos, fs.Arg(0)), fs.Args()[1:]
 	}
-	if err := cfg.resolve(getenv); err != nil {
-		return err
+	return q.Encode()
+}
+
+func get(path string) func(cliInput) (cliRequest, error) {
+	return func(cliInput) (cliRequest, error) { return cliRequest{"GET", path, nil}, nil }
+}
+
+var (
+	argPlan     = cliArg{"ID", "a plan id"}
+	argCustomer = cliArg{"CUSTOMER", "a customer id"}
+	amountNote  = " (a decimal: 2000, 0.5)"
+	priceFlags  = []string{"input-per-mtok", "output-per-mtok", "cached-input-per-mtok", "reasoning-per-mtok",
+		"per-image", "per-audio-second", "per-video-second", "per-gpu-second", "per-request"}
+)
+
+// cliCommands lists the management commands in help's order.
+func cliCommands() []cliCommand {
+	prices := []cliFlag{
+		textFlag("input-per-mtok", "credits per million input tokens"),
+		textFlag("output-per-mtok", "credits per million output tokens"),
+		textFlag("cached-input-per-mtok", "credits per million cached input tokens"),
+		textFlag("reasoning-per-mtok", "credits per million reasoning tokens"),
+		textFlag("per-image", "credits per image"),
+		textFlag("per-audio-second", "credits per second of audio"),
+		textFlag("per-video-second", "credits per second of video"),
+		textFlag("per-gpu-second", "credits per GPU-second"),
+		textFlag("per-request", "credits per request"),
+		textFlag("effective-from", "when this version takes effect, `RFC3339` (default now)"),
 	}
-	arg := func(i int, what string) (string, error) {
-		if i >= len(pos) {
-			return "", &exitError{2, fmt.Errorf("%s %s needs %s", resource, verb, what)}
-		}
-		return url.PathEscape(pos[i]), nil
+	return []cliCommand{
+		{name: "plans list", about: "List the plans.", request: get("/api/v1/plans")},
+		{name: "plans get", synopsis: "ID", args: []cliArg{argPlan}, about: "Show one plan.",
+			request: func(in cliInput) (cliRequest, error) {
+				return cliRequest{"GET", "/api/v1/plans/" + in.seg(0), nil}, nil
+			}},
+		{name: "plans create", synopsis: "--id ID --price-usd USD --credits N [flags]",
+			about: `Create a plan.
+A plan has a price per period and the credits each period grants. A customer on it
+gets each period's credits as a subscription lot (cost basis price ÷ credits).`,
+			flags: []cliFlag{textFlag("id", "the plan's `ID`"), textFlag("name", "its display name"),
+				textFlag("price-usd", "price per period, in `USD`"), textFlag("credits", "credits granted each period"+amountNote),
+				textFlag("period", "day, week, month or year (default month)"),
+				textFlag("rollover-max", "most credits carried into the next period"+amountNote),
+				textFlag("overdraft-limit", "credit a customer may draw beyond its lots"+amountNote),
+				textFlag("models", "models allowed, comma-separated globs such as `'gpt-4o*,o3'` (default any)"),
+				{name: "rpm", usage: "requests per minute (0: unlimited)", kind: flagInt},
+				{name: "tpm", usage: "tokens per minute (0: unlimited)", kind: flagInt}},
+			request: func(in cliInput) (cliRequest, error) {
+				b := in.body("id", "name", "price-usd", "credits", "period", "rollover-max", "overdraft-limit")
+				if m := *in.str["models"]; m != "" {
+					b["models"] = strings.Split(m, ",")
+				}
+				b["rpm"], b["tpm"] = *in.num["rpm"], *in.num["tpm"]
+				return cliRequest{"POST", "/api/v1/plans", b}, nil
+			}},
+		{name: "plans delete", synopsis: "ID", args: []cliArg{argPlan},
+			about: "Delete a plan.\nIt is refused (409) while a customer is on it.",
+			request: func(in cliInput) (cliRequest, error) {
+				return cliRequest{"DELETE", "/api/v1/plans/" + in.seg(0), nil}, nil
+			}},
+		{name: "customers list", about: "List the customers (the first 1,000).", request: get("/api/v1/customers?limit=1000")},
+		{name: "customers get", synopsis: "CUSTOMER", args: []cliArg{argCustomer}, about: "Show one customer.",
+			request: func(in cliInput) (cliRequest, error) {
+				return cliRequest{"GET", "/api/v1/customers/" + in.seg(0), nil}, nil
+			}},
+		{name: "customers create", synopsis: "--id ID [--name NAME] [--plan PLAN] [flags]",
+			about: `Create a customer, subscribed to a plan if one is named.
+The first period starts now and its credits are granted at once.`,
+			flags: []cliFlag{textFlag("id", "the customer's `ID`"), textFlag("name", "its display name"), textFlag("plan", "the `PLAN` it subscribes to")},
+			request: func(in cliInput) (cliRequest, error) {
+				return cliRequest{"POST", "/api/v1/customers", in.body("id", "name", "plan")}, nil
+			}},
+		{name: "customers subscribe", synopsis: "CUSTOMER --plan PLAN [--now] [flags]", args: []cliArg{argCustomer},
+			about: `Move a customer to another plan.
+The change waits for the period's end; with --now a period of the new plan starts at once.`,
+			flags: []cliFlag{textFlag("plan", "the new `PLAN`"), {name: "now", usage: "start a period of the new plan now, with its credits", kind: flagBool}},
+			request: func(in cliInput) (cliRequest, error) {
+				b := in.body("plan")
+				if *in.on["now"] {
+					b["effective"] = "now"
+				}
+				return cliRequest{"PUT", "/api/v1/customers/" + in.seg(0) + "/subscription", b}, nil
+			}},
+		{name: "keys create", synopsis: "CUSTOMER [--name NAME] [flags]", args: []cliArg{argCustomer},
+			about: "Create an API key for a customer.\nThe key is shown once: only its hash is kept.",
+			flags: []cliFlag{textFlag("name", "what the key is for, such as ci")},
+			request: func(in cliInput) (cliRequest, error) {
+				return cliRequest{"POST", "/api/v1/customers/" + in.seg(0) + "/keys", in.body("name")}, nil
+			}},
+		{name: "keys list", synopsis: "CUSTOMER", args: []cliArg{argCustomer}, about: "List a customer's keys (never the keys themselves).",
+			request: func(in cliInput) (cliRequest, error) {
+				return cliRequest{"GET", "/api/v1/customers/" + in.seg(0) + "/keys", nil}, nil
+			}},
+		{name: "keys revoke", synopsis: "KEY_ID", args: []cliArg{{"KEY_ID", "a key id"}}, about: "Revoke a key, at once.",
+			request: func(in cliInput) (cliRequest, error) {
+				return cliRequest{"DELETE", "/api/v1/keys/" + in.seg(0), nil}, nil
+			}},
+		{name: "grants create", synopsis: "CUSTOMER --amount N [flags]", args: []cliArg{argCustomer},
+			about: `Grant credits to a customer.
+A grant is a new lot (it repays overdraft debt first). The same --idempotency-key
+again returns the first answer and grants nothing more.`,
+			flags: []cliFlag{textFlag("amount", "credits granted"+amountNote),
+				textFlag("source", "subscription, purchase, promo, refund or adjustment (default purchase)"),
+				textFlag("paid-usd", "what was paid for them, in `USD`: their cost basis (default 0)"),
+				textFlag("expires-at", "when the lot expires, `RFC3339` (default never)"),
+				textFlag("idempotency-key", "a `KEY` that makes a retry safe")},
+			request: func(in cliInput) (cliRequest, error) {
+				return cliRequest{"POST", "/api/v1/customers/" + in.seg(0) + "/grants", in.body("amount", "source", "paid-usd", "expires-at", "idempotency-key")}, nil
+			}},
+		{name: "balance", synopsis: "CUSTOMER", args: []cliArg{argCustomer}, about: "Show a customer's balance and live lots.",
+			request: func(in cliInput) (cliRequest, error) {
+				return cliRequest{"GET", "/api/v1/customers/" + in.seg(0) + "/balance", nil}, nil
+			}},
+		{name: "events send", synopsis: "FILE|-", args: []cliArg{{"FILE", "a file (or - for standard input)"}},
+			about: `Send usage events (CloudEvents) to be metered.
+One CloudEvent, or a JSON array of them, from FILE or standard input (-).
+Each is accepted, duplicate or rejected on its own.`,
+			request: func(in cliInput) (cliRequest, error) {
+				var b []byte
+				var err error
+				if in.args[0] == "-" {
+					b, err = io.ReadAll(os.Stdin)
+				} else {
+					b, err = os.ReadFile(in.args[0])
+				}
+				return cliRequest{"POST", "/api/v1/events", json.RawMessage(b)}, err
+			}},
+		{name: "prices list", about: "List the rate card in force (credits per unit).", request: get("/api/v1/prices")},
+		{name: "prices set", synopsis: "MODEL --input-per-mtok N --output-per-mtok N [flags]", args: []cliArg{{"MODEL", "a model"}},
+			about: `Set a model's price (a new version).
+The version is in force from --effective-from. Usage is priced by the version in
+force at its time.`,
+			flags: prices,
+			request: func(in cliInput) (cliRequest, error) {
+				return cliRequest{"PUT", "/api/v1/prices/" + in.seg(0), in.body(append(priceFlags, "effective-from")...)}, nil
+			}},
+		{name: "usage", synopsis: "[--customer C] [--from T] [--to T] [--group-by model|day|provider|customer] [flags]",
+			about: "Show usage: requests, tokens, credits, cost.\nThe provider's cost in USD, grouped by model, day, provider or customer.",
+			flags: []cliFlag{textFlag("customer", "only this `CUSTOMER`"), textFlag("from", "from this time, `RFC3339` or a day"),
+				textFlag("to", "up to this time, `RFC3339` or a day"), textFlag("group-by", "model, day, provider or customer")},
+			request: func(in cliInput) (cliRequest, error) {
+				return cliRequest{"GET", "/api/v1/usage?" + in.query("customer", "from", "to", "group-by"), nil}, nil
+			}},
+		{name: "report economics", synopsis: "[--from DAY] [--to DAY] [--group-by customer|model|provider|day] [flags]",
+			about: `Show revenue, cost and margin.
+Over whole UTC days [from, to): revenue, cost, margin, breakage, uncollected credit
+and partners' shares (default: the last 30 days, by customer).`,
+			flags: []cliFlag{textFlag("customer", "only this `CUSTOMER`"), textFlag("from", "first `DAY` (2026-11-01)"),
+				textFlag("to", "the `DAY` after the last"), textFlag("group-by", "customer, model, provider or day")},
+			request: func(in cliInput) (cliRequest, error) {
+				return cliRequest{"GET", "/api/v1/reports/economics?" + in.query("customer", "from", "to", "group-by"), nil}, nil
+			}},
+		{name: "report forecast", synopsis: "[--customer C] [--days N] [flags]",
+			about: "Show burn rates and when credits run out.\nEach customer's burn rate over --days, and when its available credit runs out\nat that rate.",
+			flags: []cliFlag{textFlag("customer", "only this `CUSTOMER`"), textFlag("days", "the burn rate's window in days, 1 to 366 (default 7)")},
+			request: func(in cliInput) (cliRequest, error) {
+				return cliRequest{"GET", "/api/v1/reports/forecast?" + in.query("customer", "days"), nil}, nil
+			}},
 	}
-	body := func(fields ...string) map[string]any {
-		m := map[string]any{}
-		for _, f := range fields {
-			if v := *str[f]; v != "" {
-				m[strings.ReplaceAll(f, "-", "_")] = v
+}
+
+// runner parses a command's own flags and arguments and sends its request.
+func (c cliCommand) runner() runFunc {
+	return func(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+		fs := flag.NewFlagSet(c.name, flag.ContinueOnError)
+		fs.SetOutput(stderr)
+		cfg := cliConfig{out: stdout}
+		in := cliInput{str: map[string]*string{}, num: map[string]*int64{}, on: map[string]*bool{}}
+		for _, f := range c.flags {
+			switch f.kind {
+			case flagInt:
+				in.num[f.name] = fs.Int64(f.name, 0, f.usage)
+			case flagBool:
+				in.on[f.name] = fs.Bool(f.name, false, f.usage)
+			default:
+				in.str[f.name] = fs.String(f.name, "", f.usage)
 			}
 		}
-		return m
+		// Defaults are resolved after parsing, so that help never shows
+		// the token the environment holds.
+		fs.StringVar(&cfg.server, "server", "", "the server's `URL` [FAREBOX_SERVER; default http://127.0.0.1:8080]")
+		fs.StringVar(&cfg.token, "token", "", "the admin `TOKEN` [FAREBOX_ADMIN_TOKEN; else the config file, else\n./farebox-data/admin-token]")
+		fs.BoolVar(&cfg.json, "json", false, "print the API's JSON instead of a table")
+		pos, err := parseArgs(fs, args)
+		if err != nil {
+			return err
+		}
+		switch {
+		case len(pos) < len(c.args):
+			printHelp(stderr, fs)
+			a := c.args[len(pos)]
+			return &exitError{2, fmt.Errorf("%s needs %s (%s)", c.name, a.name, a.what)}
+		case len(pos) > len(c.args):
+			printHelp(stderr, fs)
+			return &exitError{2, fmt.Errorf("%s: unexpected argument %q", c.name, pos[len(c.args)])}
+		}
+		in.args = pos
+		if err := cfg.resolve(getenv); err != nil {
+			return err
+		}
+		req, err := c.request(in)
+		if err != nil {
+			return err
+		}
+		return cfg.do(ctx, req.method, req.path, req.payload, c.name)
 	}
-	var method, path string
-	var payload any
-	switch resource + " " + verb {
-	case "plans list", "plans ":
-		method, path = "GET", "/api/v1/plans"
-	case "plans get", "plans delete":
-		id, err := arg(0, "a plan id")
-		if err != nil {
-			return err
-		}
-		method, path = map[string]string{"get": "GET", "delete": "DELETE"}[verb], "/api/v1/plans/"+id
-	case "plans create":
-		b := body("id", "name", "price-usd", "credits", "period", "rollover-max", "overdraft-limit")
-		if *str["models"] != "" {
-			b["models"] = strings.Split(*str["models"], ",")
-		}
-		b["rpm"], b["tpm"] = *rpm, *tpm
-		method, path, payload = "POST", "/api/v1/plans", b
-	case "customers list", "customers ":
-		method, path = "GET", "/api/v1/customers?limit=1000"
-	case "customers get":
-		id, err := arg(0, "a customer id")
-		if err != nil {
-			return err
-		}
-		method, path = "GET", "/api/v1/customers/"+id
-	case "customers create":
-		method, path, payload = "POST", "/api/v1/customers", body("id", "name", "plan")
-	case "customers subscribe":
-		id, err := arg(0, "a customer id")
-		if err != nil {
-			return err
-		}
-		b := body("plan")
-		if *now {
-			b["effective"] = "now"
-		}
-		method, path, payload = "PUT", "/api/v1/customers/"+id+"/subscription", b
-	case "keys create", "keys list":
-		id, err := arg(0, "a customer id")
-		if err != nil {
-			return err
-		}
-		method, path = map[string]string{"create": "POST", "list": "GET"}[verb], "/api/v1/customers/"+id+"/keys"
-		if verb == "create" {
-			payload = body("name")
-		}
-	case "keys revoke":
-		id, err := arg(0, "a key id")
-		if err != nil {
-			return err
-		}
-		method, path = "DELETE", "/api/v1/keys/"+id
-	case "grants create":
-		id, err := arg(0, "a customer id")
-		if err != nil {
-			return err
-		}
-		method, path, payload = "POST", "/api/v1/customers/"+id+"/grants", body("amount", "source", "paid-usd", "expires-at", "idempotency-key")
-	case "balance ":
-		id, err := arg(0, "a customer id")
-		if err != nil {
-			return err
-		}
-		method, path = "GET", "/api/v1/customers/"+id+"/balance"
-	case "events send":
-		name, err := arg(0, "a file (or - for standard input)")
-		if err != nil {
-			return err
-		}
-		var b []byte
-		if name == "-" {
-			b, err = io.ReadAll(os.Stdin)
-		} else {
-			b, err = os.ReadFile(pos[0])
-		}
-		if err != nil {
-			return err
-		}
-		method, path, payload = "POST", "/api/v1/events", json.RawMessage(b)
-	case "prices list", "prices ":
-		method, path = "GET", "/api/v1/prices"
-	case "prices set":
-		model, err := arg(0, "a model")
-		if err != nil {
-			return err
-		}
-		method, path, payload = "PUT", "/api/v1/prices/"+model, body("input-per-mtok", "output-per-mtok", "cached-input-per-mtok", "reasoning-per-mtok",
-			"per-image", "per-audio-second", "per-video-second", "per-gpu-second", "per-request", "effective-from")
-	case "report economics", "report forecast":
-		q := url.Values{}
-		for _, f := range []string{"customer", "from", "to", "group-by", "days"} {
-			if v := *str[f]; v != "" {
-				q.Set(strings.ReplaceAll(f, "-", "_"), v)
-			}
-		}
-		method, path = "GET", "/api/v1/reports/"+verb+"?"+q.Encode()
-	case "usage ":
-		q := url.Values{}
-		for _, f := range []string{"customer", "from", "to", "group-by"} {
-			if v := *str[f]; v != "" {
-				q.Set(strings.ReplaceAll(f, "-", "_"), v)
-			}
-		}
-		method, path = "GET", "/api/v1/usage?"+q.Encode()
-	default:
-		fmt.Fprint(stderr, cliUsage)
-		return &exitError{2, fmt.Errorf("unknown command %q", strings.TrimSpace(resource+" "+verb))}
-	}
-	return cfg.do(ctx, method, path, payload, resource+" "+verb)
 }
 
 // resolve fills the server and token from the config file and defaults.
 func (c *cliConfig) resolve(getenv func(string) string) error {
+	c.server, c.token = cmp(c.server, getenv("FAREBOX_SERVER")), cmp(c.token, getenv("FAREBOX_ADMIN_TOKEN"))
 	if home := getenv("HOME"); home != "" && (c.server == "" || c.token == "") {
 		if b, err := os.ReadFile(filepath.Join(home, ".config", "farebox", "config.json")); err == nil {
 			var f struct{ Server, Token string }

@@ -30,7 +30,17 @@ func TestCLI(t *testing.T) {
 	if out := cli(0, "plans", "list"); !strings.Contains(out, "pro") || !strings.Contains(out, "gpt-4o*,o3") || !strings.Contains(out, "PRICE_USD") {
 		t.Fatalf("plans list:\n%s", out)
 	}
+	// A group alone is its list; positional arguments may follow flags.
+	if out := cli(0, "plans"); !strings.Contains(out, "gpt-4o*,o3") {
+		t.Fatalf("plans:\n%s", out)
+	}
+	if out := cli(0, "plans", "--json"); !strings.Contains(out, `"id": "pro"`) {
+		t.Fatalf("plans --json:\n%s", out)
+	}
 	cli(0, "customers", "create", "--id", "acme", "--plan", "pro")
+	if out := cli(0, "keys", "create", "--name", "first", "acme"); !strings.Contains(out, "fbk_") {
+		t.Fatalf("keys create --name first acme:\n%s", out)
+	}
 	cli(0, "grants", "create", "acme", "--amount", "100", "--paid-usd", "1")
 	out := cli(0, "balance", "acme")
 	if !strings.Contains(out, "available:        2100") || !strings.Contains(out, "subscription") || !strings.Contains(out, "purchase") {
@@ -58,6 +68,8 @@ func TestCLI(t *testing.T) {
 	}
 	cli(2, "balance")
 	cli(2, "plans", "frobnicate")
+	cli(2, "plans", "list", "--amount", "5")
+	cli(2, "balance", "acme", "extra")
 	vars["FAREBOX_ADMIN_TOKEN"] = "wrong"
 	if out := cli(1, "plans", "list"); !strings.Contains(out, "401") {
 		t.Fatalf("bad token:\n%s", out)

@@ -1,5 +1,6 @@
 // Command farebox runs the Farebox server and its tools: serve, ledger
-// verify, bench.
+// verify, migrate, backup, restore, bench, simulate and the management
+// commands; `farebox help` lists them.
 package main
 
 import (

@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"strings"
 )
 
 // exitError carries a process exit code.
@@ -25,72 +26,155 @@ func exitCode(err error) int {
 	return 1
 }
 
-// parseFlags parses a command's flags; a usage error, and any argument
-// left over, exit 2.
-func parseFlags(fs *flag.FlagSet, args []string) error {
-	if err := fs.Parse(args); err != nil {
-		return &exitError{2, err}
-	}
-	if fs.NArg() > 0 {
-		return &exitError{2, fmt.Errorf("unexpected argument %q", fs.Arg(0))}
-	}
-	return nil
+// runFunc is what every command runs.
+type runFunc func(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error
+
+// command is one verb of the binary: how it is called, what it does (the
+// first line is its summary in `farebox help`) and what runs it.
+type command struct {
+	name     string // "serve", "ledger verify", "plans create"
+	synopsis string // what follows the name on its usage line
+	about    string
+	group    string
+	run      runFunc
 }
 
-const usage = `farebox sells AI by usage: a credits ledger, metering and an OpenAI-compatible gateway.
+const (
+	groupServer = "Server and data"
+	groupBench  = "Benchmarks (their flags, workloads and columns are stable: scripts parse them)"
+	groupAPI    = "Management (over the API of a running server: --server, --token, --json)"
+)
 
-Usage:
-  farebox serve [flags]          run the server (embedded SQLite in ./farebox-data)
-  farebox ledger verify [flags]  replay the journal and compare it with stored state
-  farebox migrate [flags]        bring the database's schema up to date (serve does it too)
-  farebox bench ledger [flags]   measure the ledger: hold+capture pairs per second
-  farebox bench events [flags]   measure metering: accepted events per second
-  farebox bench gateway [flags]  measure the gateway against the simulator and a bare reverse proxy
-  farebox bench report [flags]   measure the economics report over 1,000,000 usage rows
-  farebox simulate [flags]       run the simulator: an OpenAI-compatible upstream with fault modes
-  farebox help                   this text
+// commands lists every command in the order help shows them. It is a
+// function, not a variable, because the commands' own flag parsing looks
+// their help up here (an initialisation cycle otherwise).
+func commands() []command {
+	cs := []command{
+		{name: "serve", group: groupServer, run: serve,
+			synopsis: "[--config FILE] [--addr HOST:PORT] [--data-dir DIR] [--db sqlite:///path | postgres://…] [--demo] [flags]",
+			about: `Run the server: management API, gateway, dashboard.
+It serves the management API, the OpenAI-compatible gateway and the dashboard. The
+ledger is embedded SQLite in the data directory unless --db names PostgreSQL.
+FAREBOX_ADMIN_TOKEN (or admin_token in the config) sets the admin token, of at least
+32 characters; without one, a token is generated into <data-dir>/admin-token (0600).`},
+		{name: "ledger verify", group: groupServer, run: verify,
+			synopsis: "[--data-dir DIR | --db URL]",
+			about: `Replay the journal and compare it with stored state.
+It replays the journal from nothing and compares it with every stored account, lot and
+hold. Exit 0 consistent, 1 mismatch, 2 cannot open. Safe on a live server's data.`},
+		{name: "migrate", group: groupServer, run: migrate,
+			synopsis: "[--data-dir DIR | --db URL]",
+			about: `Bring the database's schema up to date.
+It applies the schema migrations the database lacks. Serve does it at start too, under
+a lock; this is for doing it ahead of a rollout.`},
+		{name: "backup", group: groupServer, run: backup,
+			synopsis: "--to FILE [--data-dir DIR | --db sqlite:///path]",
+			about: `Copy the SQLite database to FILE, online and consistent.
+A server may be running on the data directory. The copy is one committed state of the
+ledger (SQLite's VACUUM INTO, read in one transaction, without the directory's lock).
+FILE must not exist; it is written 0600, synced, checked (integrity_check) and what it
+holds is printed. For PostgreSQL (--db postgres://…) it prints the pg_dump and
+pg_restore commands to use instead, and exits 2.`},
+		{name: "restore", group: groupServer, run: restore,
+			synopsis: "--from FILE [--data-dir DIR]",
+			about: `Restore a backup into a new data directory and verify it.
+DIR must not exist or be empty. FILE is copied to DIR/farebox.db (0600, synced), checked
+(integrity, schema version; an older schema is migrated) and its journal replayed as
+'ledger verify' does. Exit 0 verified, 1 damaged or not verified (nothing is left in DIR),
+2 usage (a non-empty DIR, a missing FILE). The admin token and the spool are not in a backup.`},
+		{name: "simulate", group: groupServer, run: simulate,
+			synopsis: "[--addr HOST:PORT] [--ttft D] [--tps N] [--models M,…]",
+			about: `Run the simulator: an OpenAI-compatible upstream.
+It answers with deterministic text and usage, and with faults per request on the header
+X-Farebox-Simulate: 500|429|hang|disconnect|no_usage|malformed.`},
+		{name: "bench ledger", group: groupBench, run: bench(benchLedger), synopsis: "[flags]",
+			about: `Measure the ledger: hold+capture pairs per second.
+Pairs per second and acknowledgement latency, batched and unbatched, in-process and over
+HTTP, uniform over many customers and on one hot customer.`},
+		{name: "bench events", group: groupBench, run: bench(benchEvents), synopsis: "[flags]",
+			about: `Measure metering: accepted events per second.
+Batches of 1 and 100, new and duplicate events.`},
+		{name: "bench gateway", group: groupBench, run: bench(benchGateway), synopsis: "[flags]",
+			about: `Measure the gateway against a bare reverse proxy.
+Requests per second and latency through Farebox, against the simulator directly and a
+bare httputil.ReverseProxy, stream and not.`},
+		{name: "bench report", group: groupBench, run: bench(benchReport), synopsis: "[flags]",
+			about: `Measure the economics report over many usage rows.
+The report's queries over daily sums, against aggregating the raw rows.`},
+	}
+	for _, c := range cliCommands() {
+		cs = append(cs, command{name: c.name, synopsis: c.synopsis, about: c.about, group: groupAPI, run: c.runner()})
+	}
+	return cs
+}
 
-Run 'farebox <command> -h' for a command's flags.
-`
+// bench adapts a bench command, which needs no environment.
+func bench(f func(ctx context.Context, args []string, stdout, stderr io.Writer) error) runFunc {
+	return func(ctx context.Context, args []string, _ func(string) string, stdout, stderr io.Writer) error {
+		return f(ctx, args, stdout, stderr)
+	}
+}
+
+// defaultVerb is what a group alone means: `farebox plans` lists plans.
+var defaultVerb = map[string]string{"plans": "list", "customers": "list", "prices": "list"}
+
+// lookup finds the command args name: one word or two. It returns the
+// command and the arguments that follow its name.
+func lookup(args []string) (command, []string, bool) {
+	cs := commands()
+	find := func(name string) (command, bool) {
+		for _, c := range cs {
+			if c.name == name {
+				return c, true
+			}
+		}
+		return command{}, false
+	}
+	if len(args) == 0 {
+		return command{}, nil, false
+	}
+	if len(args) > 1 {
+		if c, ok := find(args[0] + " " + args[1]); ok {
+			return c, args[2:], true
+		}
+	}
+	if c, ok := find(args[0]); ok {
+		return c, args[1:], true
+	}
+	if v, ok := defaultVerb[args[0]]; ok && (len(args) == 1 || strings.HasPrefix(args[1], "-")) && !wantsHelp(args[1:]) {
+		c, _ := find(args[0] + " " + v)
+		return c, args[1:], true
+	}
+	return command{}, nil, false
+}
 
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	if len(args) < 2 {
-		fmt.Fprint(stderr, usage)
+		printUsage(stderr)
 		return &exitError{2, errors.New("no command given")}
 	}
-	rest := args[2:]
 	switch args[1] {
-	case "serve":
-		return serve(ctx, rest, getenv, stdout, stderr)
-	case "ledger":
-		if len(rest) == 0 || rest[0] != "verify" {
-			fmt.Fprint(stderr, usage)
-			return &exitError{2, errors.New("usage: farebox ledger verify [--data-dir DIR | --db URL]")}
-		}
-		return verify(ctx, rest[1:], getenv, stdout, stderr)
-	case "simulate":
-		return simulate(ctx, rest, getenv, stdout, stderr)
-	case "migrate":
-		return migrate(ctx, rest, getenv, stdout, stderr)
-	case "bench":
-		switch {
-		case len(rest) > 0 && rest[0] == "ledger":
-			return benchLedger(ctx, rest[1:], stdout, stderr)
-		case len(rest) > 0 && rest[0] == "events":
-			return benchEvents(ctx, rest[1:], stdout, stderr)
-		case len(rest) > 0 && rest[0] == "gateway":
-			return benchGateway(ctx, rest[1:], stdout, stderr)
-		case len(rest) > 0 && rest[0] == "report":
-			return benchReport(ctx, rest[1:], stdout, stderr)
-		}
-		return &exitError{2, errors.New("usage: farebox bench ledger|events|gateway|report [flags]")}
-	case "help", "-h", "--help":
-		fmt.Fprint(stdout, usage+"\n"+cliUsage)
-		return nil
+	case "help", "-h", "-help", "--help":
+		return help(ctx, args[2:], getenv, stdout)
 	}
-	if cliCommands[args[1]] {
-		return cli(ctx, args[1], rest, getenv, stdout, stderr)
+	c, rest, ok := lookup(args[1:])
+	if !ok {
+		if len(args) > 2 && isGroup(args[1]) && wantsHelp(args[2:]) {
+			return help(ctx, args[1:2], getenv, stdout)
+		}
+		printUsage(stderr)
+		name := args[1]
+		if isGroup(name) && len(args) > 2 && !strings.HasPrefix(args[2], "-") {
+			name += " " + args[2]
+		}
+		return &exitError{2, fmt.Errorf("unknown command %q", name)}
 	}
-	fmt.Fprint(stderr, usage)
-	return &exitError{2, fmt.Errorf("unknown command %q", args[1])}
+	if wantsHelp(rest) {
+		return showHelp(ctx, c, getenv, stdout)
+	}
+	err := c.run(ctx, rest, getenv, stdout, stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		return nil // the help was asked for, and shown
+	}
+	return err
 }

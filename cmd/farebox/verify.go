@@ -28,18 +28,27 @@ func verify(ctx context.Context, args []string, getenv func(string) string, stdo
 	if err != nil {
 		return &exitError{2, fmt.Errorf("cannot read %s: %w", where, err)}
 	}
-	fmt.Fprintf(stdout, "%s: replayed %d journal entries over %d accounts, %d lots, %d holds\n", where, rep.Entries, rep.Accounts, rep.Lots, rep.Holds)
+	if !printVerify(stdout, where, rep) {
+		return &exitError{1, errors.New("the stored state differs from the journal")}
+	}
+	return nil
+}
+
+// printVerify prints a verification's outcome and reports whether the
+// stored state is exactly the journal's.
+func printVerify(w io.Writer, where string, rep *ledger.Report) bool {
+	fmt.Fprintf(w, "%s: replayed %d journal entries over %d accounts, %d lots, %d holds\n", where, rep.Entries, rep.Accounts, rep.Lots, rep.Holds)
 	if rep.LegacyOverCaptures > 0 {
-		fmt.Fprintf(stdout, "note: %d captures above their hold from before allow_over_capture was required, replayed as they were made\n", rep.LegacyOverCaptures)
+		fmt.Fprintf(w, "note: %d captures above their hold from before allow_over_capture was required, replayed as they were made\n", rep.LegacyOverCaptures)
 	}
 	if len(rep.Problems) == 0 {
-		fmt.Fprintln(stdout, "ok: the stored state is exactly the journal's")
-		return nil
+		fmt.Fprintln(w, "ok: the stored state is exactly the journal's")
+		return true
 	}
 	for _, p := range rep.Problems {
-		fmt.Fprintln(stdout, "MISMATCH:", p)
+		fmt.Fprintln(w, "MISMATCH:", p)
 	}
-	return &exitError{1, errors.New("the stored state differs from the journal")}
+	return false
 }
 
 // migrate opens the database, which applies the migrations it lacks, and

@@ -151,9 +151,16 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 			s.Close()
 			return nil, err
 		}
-		if v != schemaVersion {
+		switch {
+		case v == 0:
 			s.Close()
-			return nil, fmt.Errorf("%s is not a farebox database (schema version %d)", path, v)
+			return nil, fmt.Errorf("%s is not a farebox database (schema version 0)", path)
+		case v < schemaVersion:
+			s.Close()
+			return nil, fmt.Errorf("%s has schema version %d, older than this farebox's %d: farebox migrate brings it up to date", path, v, schemaVersion)
+		case v > schemaVersion:
+			s.Close()
+			return nil, fmt.Errorf("%s has schema version %d, newer than this farebox's %d", path, v, schemaVersion)
 		}
 	}
 	return s, nil
