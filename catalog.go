@@ -124,18 +124,18 @@ type Usage struct {
 	// lot's cost basis, recognised exactly: see ledger.Recognize);
 	// Uncollected the part of its price no credit covered. The engine
 	// fills both in.
-	RevenueUSD  USD           `json:"revenue_usd"`
-	Uncollected Amount        `json:"uncollected"`
+	RevenueUSD  USD    `json:"revenue_usd"`
+	Uncollected Amount `json:"uncollected"`
 	// Product is what the usage sells: "" (inference), "lease" or "ads";
 	// Plan the plan of the customer it is reported under by plan (the
 	// requester's, or for an ad the plan of the request that carried it).
-	Product     string        `json:"product,omitempty"`
-	Plan        string        `json:"plan,omitempty"`
-	KeyID       string        `json:"key_id,omitempty"`
-	Deployment  string        `json:"deployment,omitempty"`
-	Latency     time.Duration `json:"latency,omitempty"`
-	TTFT        time.Duration `json:"ttft,omitempty"`
-	Status      string        `json:"status,omitempty"`
+	Product    string        `json:"product,omitempty"`
+	Plan       string        `json:"plan,omitempty"`
+	KeyID      string        `json:"key_id,omitempty"`
+	Deployment string        `json:"deployment,omitempty"`
+	Latency    time.Duration `json:"latency,omitempty"`
+	TTFT       time.Duration `json:"ttft,omitempty"`
+	Status     string        `json:"status,omitempty"`
 }
 
 // APIKey is a customer's key to the gateway. Only a hash of the secret is

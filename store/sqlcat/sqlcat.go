@@ -310,7 +310,7 @@ func (c *Catalog) FinishRequest(ctx context.Context, customer, scope, key string
 	return err
 }
 
-// productColumn names an inference row (product '') as inference.
+// productColumn names an inference row (product ”) as inference.
 const productColumn = "CASE WHEN product = '' THEN 'inference' ELSE product END"
 
 var groupColumns = map[fb.GroupBy]string{fb.GroupModel: "model", fb.GroupDay: "day", fb.GroupProvider: "provider", fb.GroupCustomer: "customer",
