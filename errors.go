@@ -75,6 +75,8 @@ var (
 	ErrStoreUnavailable    = &Error{Type: EUnavailable, Code: "store_unavailable"}
 	ErrShuttingDown        = &Error{Type: EUnavailable, Code: "shutting_down"}
 	ErrStoreRejected       = &Error{Type: EInvalid, Code: "store_rejected"}
+	// ErrBudgetExceeded: an op would pass the budget it counts against.
+	ErrBudgetExceeded = &Error{Type: EInsufficientCredits, Code: "budget_exceeded"}
 )
 
 // Errorf returns an *Error of type typ with a formatted message.

@@ -118,8 +118,12 @@ type Hold struct {
 	ResolvedAt  time.Time    `json:"resolved_at"`
 	// Resolution is the fingerprint of the op that resolved the hold and
 	// Result its answer, so the same resolution repeated gets the same answer.
-	Resolution string  `json:"resolution,omitempty"`
-	Result     *Result `json:"result,omitempty"`
+	// Budget names the budget the hold counts against, in the budget's
+	// epoch BudgetEpoch (see BudgetState); "" for none.
+	Budget      string  `json:"budget,omitempty"`
+	BudgetEpoch int64   `json:"budget_epoch,omitempty"`
+	Resolution  string  `json:"resolution,omitempty"`
+	Result      *Result `json:"result,omitempty"`
 }
 
 // Account is one customer's ledger state: running totals, its live lots in
@@ -137,11 +141,73 @@ type Account struct {
 	Lots              []*Lot
 	Holds             map[string]*Hold
 	Closed            map[string]*Hold
+	// Budgets are what ops naming a budget took in its current window.
+	Budgets map[string]*BudgetState
+}
+
+// BudgetPeriod is how long a budget's window lasts: a UTC calendar day or
+// month, or for ever.
+type BudgetPeriod string
+
+// Budget periods.
+const (
+	BudgetDay   BudgetPeriod = "day"
+	BudgetMonth BudgetPeriod = "month"
+	BudgetTotal BudgetPeriod = "total"
+)
+
+// Valid reports whether p is a known period.
+func (p BudgetPeriod) Valid() bool { return p == BudgetDay || p == BudgetMonth || p == BudgetTotal }
+
+// Window is the start of the period that holds at: midnight UTC of its
+// day, the first of its month, or the zero time for a total budget.
+func (p BudgetPeriod) Window(at time.Time) time.Time {
+	at = at.UTC()
+	switch p {
+	case BudgetDay:
+		return time.Date(at.Year(), at.Month(), at.Day(), 0, 0, 0, 0, time.UTC)
+	case BudgetMonth:
+		return time.Date(at.Year(), at.Month(), 1, 0, 0, 0, 0, time.UTC)
+	}
+	return time.Time{}
+}
+
+// Next is the end of the window that starts at w (zero for a total one).
+func (p BudgetPeriod) Next(w time.Time) time.Time {
+	switch p {
+	case BudgetDay:
+		return w.AddDate(0, 0, 1)
+	case BudgetMonth:
+		return w.AddDate(0, 1, 0)
+	}
+	return time.Time{}
+}
+
+// BudgetRef is a cap that a hold or debit counts against, within the same
+// account: a key's budget, a campaign's daily budget. The caller gives the
+// limit with each op (it is the key's or the campaign's); the ledger keeps
+// what was spent, so that concurrent ops can never pass the limit
+// together: the check and the spending are one op.
+type BudgetRef struct {
+	ID     string       `json:"id"`
+	Limit  Amount       `json:"limit"`
+	Period BudgetPeriod `json:"period"`
+}
+
+// BudgetState is a budget's spending in its current window: what pending
+// holds reserve on it and what captures and debits took. Each new window
+// is a new epoch (counted from 1): a hold gives back what it reserved only
+// to the epoch it reserved it in, however the window moved since.
+type BudgetState struct {
+	ID     string
+	Window time.Time
+	Epoch  int64
+	Spent  Amount
 }
 
 // NewAccount returns an empty account.
 func NewAccount(customer string) *Account {
-	return &Account{Customer: customer, Holds: map[string]*Hold{}, Closed: map[string]*Hold{}}
+	return &Account{Customer: customer, Holds: map[string]*Hold{}, Closed: map[string]*Hold{}, Budgets: map[string]*BudgetState{}}
 }
 
 // OpKind names a ledger operation.
@@ -184,7 +250,9 @@ type Op struct {
 	// Rollover of the lot at ExpiresAt (see Lot).
 	RolloverMax   Amount    `json:"rollover_max,omitempty"`
 	RolloverUntil time.Time `json:"rollover_until,omitzero"`
-	// Hold, capture, release.
+	// Hold, capture, release. A hold lives TTL (at most a day), or until
+	// ExpiresAt when that is set (a lease's hold, for as long as the
+	// lease).
 	HoldID       string        `json:"hold_id,omitempty"`
 	TTL          time.Duration `json:"ttl,omitempty"`
 	AllowPartial bool          `json:"allow_partial,omitempty"`
@@ -204,6 +272,8 @@ type Op struct {
 	Event  string `json:"event,omitempty"`
 	Digest string `json:"digest,omitempty"`
 	Usage  *Usage `json:"usage,omitempty"`
+	// Budget, of a hold or a debit, is a cap the op must stay within.
+	Budget *BudgetRef `json:"budget,omitempty"`
 }
 
 // KeyRef returns the scope and key under which the op's result is kept,
@@ -241,6 +311,9 @@ func (op *Op) Fingerprint() string {
 		w(op.Amount.String())
 		w(op.TTL.String())
 		w(strconv.FormatBool(op.AllowPartial))
+		if !op.ExpiresAt.IsZero() {
+			w("until " + timeKey(op.ExpiresAt))
+		}
 	case OpCapture:
 		w(op.HoldID)
 		if op.Full {
@@ -271,7 +344,19 @@ func (op *Op) Fingerprint() string {
 	case OpLimit:
 		w(op.Amount.String())
 	}
+	if op.Kind == OpHold || op.Kind == OpDebit {
+		b.WriteString(budgetKey(op.Budget))
+	}
 	return b.String()
+}
+
+// budgetKey is a budget's part of a fingerprint; "" for none, so that ops
+// journaled before budgets keep theirs.
+func budgetKey(b *BudgetRef) string {
+	if b == nil {
+		return ""
+	}
+	return "|budget " + b.ID + " " + b.Limit.String() + " " + string(b.Period)
 }
 
 func timeKey(t time.Time) string {

@@ -135,6 +135,7 @@ func Advance(a *fb.Account, now time.Time, t *Touched) (fb.Result, bool) {
 	})
 	for _, h := range due {
 		releaseAllocations(a, h, 0, now, t, &res)
+		unspend(a, h, h.Amount)
 		h.Status = fb.HoldExpired
 		h.ResolvedAt = now
 		delete(a.Holds, h.ID)
@@ -317,8 +318,11 @@ func Validate(op *fb.Op) error {
 		if op.Amount > fb.MaxTotal {
 			return fb.Invalid("amount", "amount is too large")
 		}
-		if op.TTL <= 0 || op.TTL > MaxHoldTTL {
+		if op.ExpiresAt.IsZero() && (op.TTL <= 0 || op.TTL > MaxHoldTTL) {
 			return fb.Invalid("ttl_seconds", "ttl_seconds must be between 1 and %d", int(MaxHoldTTL/time.Second))
+		}
+		if err := validBudget(op.Budget); err != nil {
+			return err
 		}
 	case fb.OpCapture:
 		if op.HoldID == "" {
@@ -342,6 +346,9 @@ func Validate(op *fb.Op) error {
 			return fb.Invalid("expires_at", "the hold's new expiry is required")
 		}
 	case fb.OpDebit:
+		if err := validBudget(op.Budget); err != nil {
+			return err
+		}
 		// A metered event may cost nothing; it is still recorded once.
 		if op.Amount < 0 || op.Amount == 0 && op.Event == "" {
 			return fb.Invalid("amount", "amount must be greater than 0")
@@ -358,6 +365,59 @@ func Validate(op *fb.Op) error {
 		return fb.Invalid("kind", "unknown ledger op %q", op.Kind)
 	}
 	return nil
+}
+
+func validBudget(b *fb.BudgetRef) error {
+	switch {
+	case b == nil:
+		return nil
+	case b.ID == "" || !fb.Printable(b.ID):
+		return fb.Invalid("budget", "a budget needs a printable id")
+	case b.Limit < 0 || b.Limit > fb.MaxTotal:
+		return fb.Invalid("budget", "a budget's limit must be between 0 and %s", fb.MaxTotal)
+	case !b.Period.Valid():
+		return fb.Invalid("budget_period", "a budget's period must be day, month or total")
+	}
+	return nil
+}
+
+// budgetOf is the budget ref names, as it stands at at: its state (afresh,
+// not yet in the account, when its window has moved on) and the room left
+// in it.
+func budgetOf(a *fb.Account, ref *fb.BudgetRef, at time.Time) (*fb.BudgetState, fb.Amount) {
+	w := ref.Period.Window(at)
+	bs := a.Budgets[ref.ID]
+	switch {
+	case bs == nil:
+		bs = &fb.BudgetState{ID: ref.ID, Window: w, Epoch: 1}
+	case !bs.Window.Equal(w):
+		bs = &fb.BudgetState{ID: ref.ID, Window: w, Epoch: bs.Epoch + 1}
+	}
+	return bs, max(ref.Limit-bs.Spent, 0)
+}
+
+func budgetExceeded(ref *fb.BudgetRef, room, want fb.Amount) error {
+	return fb.ErrBudgetExceeded.New("the budget %s has %s left of its %s (%s); %s was asked", ref.ID, room, ref.Limit, ref.Period, want)
+}
+
+// spend counts x on bs and keeps bs in the account.
+func spend(a *fb.Account, bs *fb.BudgetState, x fb.Amount) {
+	if a.Budgets == nil {
+		a.Budgets = map[string]*fb.BudgetState{}
+	}
+	bs.Spent += x
+	a.Budgets[bs.ID] = bs
+}
+
+// unspend gives back x of what hold h counted on its budget, when that is
+// still the budget's epoch: what a window spent ends with it.
+func unspend(a *fb.Account, h *fb.Hold, x fb.Amount) {
+	if h.Budget == "" || x == 0 {
+		return
+	}
+	if bs := a.Budgets[h.Budget]; bs != nil && bs.Epoch == h.BudgetEpoch {
+		bs.Spent -= x
+	}
 }
 
 // Hold TTLs.
@@ -417,6 +477,13 @@ func hold(a *fb.Account, op *fb.Op, t *Touched) (fb.Result, error) {
 	if _, dup := a.Holds[op.HoldID]; dup {
 		return fb.Result{}, fmt.Errorf("ledger: hold id %s reused", op.HoldID)
 	}
+	expires := op.At.Add(op.TTL)
+	if !op.ExpiresAt.IsZero() {
+		if !op.ExpiresAt.After(op.At) {
+			return fb.Result{}, fb.Invalid("expires_at", "a hold's expiry must be in the future")
+		}
+		expires = op.ExpiresAt
+	}
 	avail := Available(a, op.At)
 	take := op.Amount
 	if avail < take {
@@ -425,9 +492,24 @@ func hold(a *fb.Account, op *fb.Op, t *Touched) (fb.Result, error) {
 		}
 		take = avail
 	}
+	var bs *fb.BudgetState
+	if op.Budget != nil {
+		var room fb.Amount
+		bs, room = budgetOf(a, op.Budget, op.At)
+		if room < take {
+			if !op.AllowPartial || room <= 0 {
+				return fb.Result{}, budgetExceeded(op.Budget, room, op.Amount)
+			}
+			take = room
+		}
+	}
 	h := &fb.Hold{
 		ID: op.HoldID, Customer: a.Customer, Amount: take, Requested: op.Amount,
-		CreatedAt: op.At, ExpiresAt: op.At.Add(op.TTL), Status: fb.HoldPending,
+		CreatedAt: op.At, ExpiresAt: expires, Status: fb.HoldPending,
+	}
+	if bs != nil {
+		spend(a, bs, take)
+		h.Budget, h.BudgetEpoch = bs.ID, bs.Epoch
 	}
 	left := take
 	for _, l := range a.Lots {
@@ -512,6 +594,7 @@ func capture(a *fb.Account, op *fb.Op, t *Touched, legacy bool) (fb.Result, erro
 	fromHold := releaseAllocations(a, h, min(want, h.Amount), op.At, t, &res)
 	res.Captured = want
 	res.Released = h.Amount - fromHold
+	unspend(a, h, res.Released)
 	if excess > 0 {
 		got := take(a, excess, op.At, t, &res)
 		res.Uncollected = excess - got
@@ -536,6 +619,7 @@ func release(a *fb.Account, op *fb.Op, t *Touched) (fb.Result, error) {
 	var res fb.Result
 	releaseAllocations(a, h, 0, op.At, t, &res)
 	res.Released = h.Amount
+	unspend(a, h, h.Amount)
 	closeHold(a, h, fb.HoldReleased, op, &res, t)
 	return res, nil
 }
@@ -602,6 +686,13 @@ func debit(a *fb.Account, op *fb.Op, t *Touched) (fb.Result, error) {
 	if avail < op.Amount && !op.AllowUncollected {
 		return fb.Result{}, insufficient(avail, op.Amount)
 	}
+	var bs *fb.BudgetState
+	if op.Budget != nil {
+		var room fb.Amount
+		if bs, room = budgetOf(a, op.Budget, op.At); room < op.Amount {
+			return fb.Result{}, budgetExceeded(op.Budget, room, op.Amount)
+		}
+	}
 	charged, err := a.Charged.Add(op.Amount)
 	if err != nil || charged > fb.MaxTotal*2 {
 		return fb.Result{}, fb.Invalid("amount", "the account's charged total would overflow")
@@ -612,6 +703,9 @@ func debit(a *fb.Account, op *fb.Op, t *Touched) (fb.Result, error) {
 	res.Uncollected = op.Amount - got
 	a.Uncollected += res.Uncollected
 	a.Charged = charged
+	if bs != nil {
+		spend(a, bs, op.Amount)
+	}
 	dropDead(a)
 	return res, nil
 }
@@ -699,6 +793,17 @@ func Check(a *fb.Account) error {
 	}
 	if a.Debt < 0 || a.OverdraftReserved < 0 || a.Debt+a.OverdraftReserved > a.OverdraftLimit {
 		return fmt.Errorf("debt %s + overdraft reserved %s outside [0, %s]", a.Debt, a.OverdraftReserved, a.OverdraftLimit)
+	}
+	onBudget := map[string]fb.Amount{}
+	for _, h := range a.Holds {
+		if bs := a.Budgets[h.Budget]; h.Budget != "" && bs != nil && bs.Epoch == h.BudgetEpoch {
+			onBudget[h.Budget] += h.Amount
+		}
+	}
+	for id, bs := range a.Budgets {
+		if bs.ID != id || bs.Spent < onBudget[id] {
+			return fmt.Errorf("budget %s: spent %s below the %s its pending holds reserve", id, bs.Spent, onBudget[id])
+		}
 	}
 	if a.Granted+a.Debt+a.Uncollected != remaining+a.Charged+a.Expired {
 		return fmt.Errorf("granted %s + debt %s + uncollected %s != remaining %s + charged %s + expired %s",

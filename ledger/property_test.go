@@ -38,11 +38,21 @@ type mHold struct {
 	status    fb.HoldStatus
 	fp        string
 	outcome   outcome
+	budget    string // the budget it counts against, in epoch
+	epoch     int64
+}
+
+// mBudget is a budget's spending in its window, the window's epoch.
+type mBudget struct {
+	window time.Time
+	epoch  int64
+	spent  int64
 }
 
 type model struct {
 	lots                                                              []*mLot
 	holds                                                             map[string]*mHold
+	budgets                                                           map[string]*mBudget
 	odLimit, debt, odReserved, uncollected, granted, charged, expired int64
 }
 
@@ -167,6 +177,7 @@ func (m *model) advance(now time.Time) {
 	})
 	for _, h := range due {
 		m.settle(h, 0, now, &outcome{})
+		m.giveBack(h, h.amount)
 		h.status = fb.HoldExpired
 	}
 	for _, l := range m.lots {
@@ -180,6 +191,39 @@ func (m *model) advance(now time.Time) {
 }
 
 func refused(typ, code string) outcome { return outcome{errType: typ, errCode: code} }
+
+// mWindow is a budget period's window at t, written out plainly.
+func mWindow(p fb.BudgetPeriod, t time.Time) time.Time {
+	t = t.UTC()
+	switch p {
+	case fb.BudgetDay:
+		y, mo, d := t.Date()
+		return time.Date(y, mo, d, 0, 0, 0, 0, time.UTC)
+	case fb.BudgetMonth:
+		y, mo, _ := t.Date()
+		return time.Date(y, mo, 1, 0, 0, 0, 0, time.UTC)
+	}
+	return time.Time{}
+}
+
+// room is what budget b leaves at now, and its spending as of now.
+func (m *model) room(b *fb.BudgetRef, now time.Time) (int64, *mBudget) {
+	w := mWindow(b.Period, now)
+	cur := m.budgets[b.ID]
+	if cur == nil {
+		cur = &mBudget{window: w, epoch: 1}
+	} else if !cur.window.Equal(w) {
+		cur = &mBudget{window: w, epoch: cur.epoch + 1}
+	}
+	return max(int64(b.Limit)-cur.spent, 0), cur
+}
+
+// giveBack returns x of what h counted on its budget, in its window only.
+func (m *model) giveBack(h *mHold, x int64) {
+	if cur := m.budgets[h.budget]; h.budget != "" && cur != nil && cur.epoch == h.epoch {
+		cur.spent -= x
+	}
+}
 
 func (m *model) apply(op *fb.Op) outcome {
 	now := op.At
@@ -203,6 +247,13 @@ func (m *model) apply(op *fb.Op) outcome {
 		o.remaining = l.remaining
 		return o
 	case fb.OpHold:
+		exp := now.Add(op.TTL)
+		if !op.ExpiresAt.IsZero() {
+			if !op.ExpiresAt.After(now) {
+				return refused(fb.EInvalid, fb.EInvalid)
+			}
+			exp = op.ExpiresAt
+		}
 		avail := m.available(now)
 		want := int64(op.Amount)
 		if avail < want {
@@ -211,7 +262,23 @@ func (m *model) apply(op *fb.Op) outcome {
 			}
 			want = avail
 		}
-		h := &mHold{id: op.HoldID, amount: want, requested: int64(op.Amount), exp: now.Add(op.TTL), status: fb.HoldPending}
+		var cur *mBudget
+		if op.Budget != nil {
+			var room int64
+			room, cur = m.room(op.Budget, now)
+			if room < want {
+				if !op.AllowPartial || room <= 0 {
+					return refused(fb.EInsufficientCredits, "budget_exceeded")
+				}
+				want = room
+			}
+		}
+		h := &mHold{id: op.HoldID, amount: want, requested: int64(op.Amount), exp: exp, status: fb.HoldPending}
+		if cur != nil {
+			cur.spent += want
+			m.budgets[op.Budget.ID] = cur
+			h.budget, h.epoch = op.Budget.ID, cur.epoch
+		}
 		left := want
 		for _, l := range m.ordered() {
 			if free := l.remaining - l.held; left > 0 && m.usable(l, now) && free > 0 {
@@ -253,6 +320,7 @@ func (m *model) apply(op *fb.Op) outcome {
 		if op.Kind == fb.OpRelease {
 			m.settle(h, 0, now, &o)
 			o.released = h.amount
+			m.giveBack(h, h.amount)
 			h.status = fb.HoldReleased
 		} else {
 			want := int64(op.Amount)
@@ -266,6 +334,7 @@ func (m *model) apply(op *fb.Op) outcome {
 			got := m.settle(h, min(want, h.amount), now, &o)
 			o.captured = want
 			o.released = h.amount - got
+			m.giveBack(h, o.released)
 			if want > h.amount {
 				excess := want - h.amount
 				o.uncollected = excess - m.takeFree(excess, now, &o)
@@ -297,6 +366,14 @@ func (m *model) apply(op *fb.Op) outcome {
 		want := int64(op.Amount)
 		if m.available(now) < want && !op.AllowUncollected {
 			return refused(fb.EInsufficientCredits, fb.EInsufficientCredits)
+		}
+		if op.Budget != nil {
+			room, cur := m.room(op.Budget, now)
+			if room < want {
+				return refused(fb.EInsufficientCredits, "budget_exceeded")
+			}
+			cur.spent += want
+			m.budgets[op.Budget.ID] = cur
 		}
 		var o outcome
 		o.captured = want
@@ -347,7 +424,7 @@ func TestPropertyAgainstModel(t *testing.T) {
 func runSequence(t *testing.T, seed uint64, steps int) bool {
 	t.Helper()
 	rng := rand.New(rand.NewPCG(seed, 0x5eed))
-	m := &model{holds: map[string]*mHold{}}
+	m := &model{holds: map[string]*mHold{}, budgets: map[string]*mBudget{}}
 	a := fb.NewAccount("cus_p")
 	tch := NewTouched()
 	if rng.IntN(3) == 0 {
@@ -404,6 +481,11 @@ func runSequence(t *testing.T, seed uint64, steps int) bool {
 				}
 			}
 			op.TTL = time.Duration(1+rng.IntN(300)) * time.Second
+			if rng.IntN(6) == 0 {
+				// A lease's hold: until a time, past a day.
+				op.ExpiresAt = now.Add(time.Duration(rng.IntN(3*24*3600)-60) * time.Second)
+			}
+			op.Budget = budgetRef(rng)
 			op.AllowPartial = rng.IntN(3) == 0
 		case k < 17:
 			op.Kind = fb.OpCapture
@@ -433,6 +515,7 @@ func runSequence(t *testing.T, seed uint64, steps int) bool {
 			op.Kind = fb.OpDebit
 			op.Amount = amount(30)
 			op.AllowUncollected = rng.IntN(2) == 0
+			op.Budget = budgetRef(rng)
 		}
 		log = append(log, fmt.Sprintf("%s at +%s amount=%s hold=%s full=%v partial=%v over=%v", op.Kind, now.Sub(t0), op.Amount, op.HoldID, op.Full, op.AllowPartial, op.AllowOverCapture))
 
@@ -462,6 +545,19 @@ func runSequence(t *testing.T, seed uint64, steps int) bool {
 		}
 	}
 	return true
+}
+
+// budgetRef is, one time in two, one of two budgets of random limits and
+// periods (the same budget may come with another limit: the caller's).
+func budgetRef(rng *rand.Rand) *fb.BudgetRef {
+	if rng.IntN(2) == 0 {
+		return nil
+	}
+	return &fb.BudgetRef{
+		ID:     []string{"key:a", "campaign:b"}[rng.IntN(2)],
+		Limit:  fb.Amount(rng.Int64N(60 * fb.Micro)),
+		Period: []fb.BudgetPeriod{fb.BudgetDay, fb.BudgetMonth, fb.BudgetTotal}[rng.IntN(3)],
+	}
 }
 
 func compareModel(a *fb.Account, tch *Touched, m *model, now time.Time) string {
@@ -499,6 +595,15 @@ func compareModel(a *fb.Account, tch *Touched, m *model, now time.Time) string {
 	}
 	if int64(Held(a)) != held || len(a.Holds) != pending {
 		return fmt.Sprintf("held: machine %s in %d holds, model %d in %d", Held(a), len(a.Holds), held, pending)
+	}
+	for id, mb := range m.budgets {
+		b := a.Budgets[id]
+		switch {
+		case b == nil && mb.spent != 0:
+			return "machine lost budget " + id
+		case b != nil && (int64(b.Spent) != mb.spent || !b.Window.Equal(mb.window) || b.Epoch != mb.epoch):
+			return fmt.Sprintf("budget %s: machine %s in %s, model %d in %s", id, b.Spent, b.Window, mb.spent, mb.window)
+		}
 	}
 	return ""
 }

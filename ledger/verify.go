@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"slices"
+	"strings"
 
 	fb "farebox"
 )
@@ -104,6 +105,9 @@ func Verify(ctx context.Context, store fb.Store) (*Report, error) {
 			want = fb.NewAccount(c)
 		}
 		compareTotals(rep, c, stored, want)
+		if !sameJSON(budgetsOf(stored), budgetsOf(want)) {
+			rep.problem("account %s: stored budgets %s, replay gives %s", c, mustJSON(budgetsOf(stored)), mustJSON(budgetsOf(want)))
+		}
 		compareLots(rep, c, stored.Lots, lots[c])
 		storedHolds := map[string]*fb.Hold{}
 		for id, h := range stored.Holds {
@@ -186,6 +190,19 @@ func compareHolds(rep *Report, c string, stored, replayed map[string]*fb.Hold) {
 			rep.problem("account %s: hold %s from the journal is not stored", c, id)
 		}
 	}
+}
+
+// budgetsOf lists an account's budgets by id, those with nothing spent left
+// out (a window that moved on and one never used say the same).
+func budgetsOf(a *fb.Account) []fb.BudgetState {
+	var out []fb.BudgetState
+	for _, b := range a.Budgets {
+		if b.Spent != 0 {
+			out = append(out, *b)
+		}
+	}
+	slices.SortFunc(out, func(x, y fb.BudgetState) int { return strings.Compare(x.ID, y.ID) })
+	return out
 }
 
 func sameJSON(a, b any) bool { return mustJSON(a) == mustJSON(b) }

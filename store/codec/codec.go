@@ -18,15 +18,24 @@ import (
 // AccountState is the stored form of an account: integers and Unix
 // nanoseconds, compact and exact.
 type AccountState struct {
-	OverdraftLimit    int64       `json:"ol,omitempty"`
-	Debt              int64       `json:"d,omitempty"`
-	OverdraftReserved int64       `json:"or,omitempty"`
-	Uncollected       int64       `json:"u,omitempty"`
-	Granted           int64       `json:"g,omitempty"`
-	Charged           int64       `json:"c,omitempty"`
-	Expired           int64       `json:"e,omitempty"`
-	Lots              []LotState  `json:"lots,omitempty"`
-	Holds             []HoldState `json:"holds,omitempty"`
+	OverdraftLimit    int64         `json:"ol,omitempty"`
+	Debt              int64         `json:"d,omitempty"`
+	OverdraftReserved int64         `json:"or,omitempty"`
+	Uncollected       int64         `json:"u,omitempty"`
+	Granted           int64         `json:"g,omitempty"`
+	Charged           int64         `json:"c,omitempty"`
+	Expired           int64         `json:"e,omitempty"`
+	Lots              []LotState    `json:"lots,omitempty"`
+	Holds             []HoldState   `json:"holds,omitempty"`
+	Budgets           []BudgetState `json:"budgets,omitempty"`
+}
+
+// BudgetState is the stored form of a budget's spending in its window.
+type BudgetState struct {
+	ID     string `json:"id"`
+	Window int64  `json:"w,omitempty"`
+	Epoch  int64  `json:"e"`
+	Spent  int64  `json:"s"`
 }
 
 // LotState is the stored form of a lot.
@@ -64,6 +73,8 @@ type HoldState struct {
 	ExpiresAt   int64        `json:"xa"`
 	Status      string       `json:"s"`
 	ResolvedAt  int64        `json:"ra,omitempty"`
+	Budget      string       `json:"b,omitempty"`
+	BudgetEpoch int64        `json:"be,omitempty"`
 	Resolution  string       `json:"res,omitempty"`
 	Result      *fb.Result   `json:"result,omitempty"`
 }
@@ -81,6 +92,15 @@ func EncodeAccount(a *fb.Account) ([]byte, error) {
 	}
 	for _, h := range a.Holds {
 		st.Holds = append(st.Holds, HoldToState(h))
+	}
+	ids := make([]string, 0, len(a.Budgets))
+	for id := range a.Budgets {
+		ids = append(ids, id)
+	}
+	slices.Sort(ids)
+	for _, id := range ids {
+		b := a.Budgets[id]
+		st.Budgets = append(st.Budgets, BudgetState{ID: b.ID, Window: Nanos(b.Window), Epoch: b.Epoch, Spent: int64(b.Spent)})
 	}
 	return json.Marshal(&st)
 }
@@ -101,6 +121,9 @@ func DecodeAccount(customer string, b []byte) (*fb.Account, error) {
 	for i := range st.Holds {
 		h := HoldFromState(customer, &st.Holds[i])
 		a.Holds[h.ID] = h
+	}
+	for _, b := range st.Budgets {
+		a.Budgets[b.ID] = &fb.BudgetState{ID: b.ID, Window: FromNanos(b.Window), Epoch: b.Epoch, Spent: fb.Amount(b.Spent)}
 	}
 	return a, nil
 }
@@ -130,7 +153,7 @@ func HoldToState(h *fb.Hold) HoldState {
 	s := HoldState{
 		ID: h.ID, Amount: int64(h.Amount), Requested: int64(h.Requested), Overdraft: int64(h.Overdraft),
 		CreatedAt: Nanos(h.CreatedAt), ExpiresAt: Nanos(h.ExpiresAt), Status: string(h.Status), ResolvedAt: Nanos(h.ResolvedAt),
-		Resolution: h.Resolution, Result: h.Result,
+		Budget: h.Budget, BudgetEpoch: h.BudgetEpoch, Resolution: h.Resolution, Result: h.Result,
 	}
 	for _, al := range h.Allocations {
 		s.Allocations = append(s.Allocations, AllocState{Lot: al.Lot, Amount: int64(al.Amount)})
@@ -143,7 +166,7 @@ func HoldFromState(customer string, s *HoldState) *fb.Hold {
 	h := &fb.Hold{
 		ID: s.ID, Customer: customer, Amount: fb.Amount(s.Amount), Requested: fb.Amount(s.Requested), Overdraft: fb.Amount(s.Overdraft),
 		CreatedAt: FromNanos(s.CreatedAt), ExpiresAt: FromNanos(s.ExpiresAt), Status: fb.HoldStatus(s.Status),
-		ResolvedAt: FromNanos(s.ResolvedAt), Resolution: s.Resolution, Result: s.Result,
+		ResolvedAt: FromNanos(s.ResolvedAt), Budget: s.Budget, BudgetEpoch: s.BudgetEpoch, Resolution: s.Resolution, Result: s.Result,
 	}
 	for _, al := range s.Allocations {
 		h.Allocations = append(h.Allocations, fb.Allocation{Lot: al.Lot, Amount: fb.Amount(al.Amount)})
