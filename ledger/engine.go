@@ -102,12 +102,13 @@ type request struct {
 	answered  bool
 	retried   bool // a lone op the store refused, run once more
 
-	// early: answer once applied, before the commit (Reserve). acked is
-	// that answer; lost is called when it does not become durable as
-	// answered.
-	early bool
-	acked fb.Result
-	lost  func()
+	// early: answer once applied, before the commit (Reserve). acked and
+	// ackedErr are that answer; lost is called when a hold so answered
+	// does not become durable as answered. A refusal so answered stands.
+	early    bool
+	acked    fb.Result
+	ackedErr error
+	lost     func()
 }
 
 func (r *request) answer() {
@@ -414,6 +415,9 @@ func (e *Engine) run(batch []*request, now time.Time) {
 	for _, r := range batch {
 		r.op.At = now
 		r.out, r.outErr, r.outReplay = fb.Result{}, nil, false
+		if r.answered && r.ackedErr != nil {
+			r.outErr = r.ackedErr // refused when answered early: it stays refused
+		}
 	}
 	var accts map[string]*fb.Account
 	var loaded []string
@@ -429,7 +433,7 @@ func (e *Engine) run(batch []*request, now time.Time) {
 		if err == nil && e.cfg.Cache {
 			for _, r := range batch {
 				if r.early && !r.answered {
-					r.acked = r.out
+					r.acked, r.ackedErr = r.out, r.outErr
 					r.answer()
 				}
 			}
@@ -474,7 +478,9 @@ func (e *Engine) run(batch []*request, now time.Time) {
 		}
 		for _, r := range batch {
 			if r.answered {
-				e.lose(r)
+				if r.ackedErr == nil {
+					e.lose(r)
+				}
 				continue
 			}
 			r.out, r.outReplay, r.outErr = fb.Result{}, false, fail
@@ -512,7 +518,7 @@ func (e *Engine) run(batch []*request, now time.Time) {
 		switch {
 		case !r.answered:
 			r.answer()
-		case r.outErr != nil || !sameHold(r.acked.Hold, r.out.Hold):
+		case r.ackedErr == nil && (r.outErr != nil || !sameHold(r.acked.Hold, r.out.Hold)):
 			// Run again after a split, the hold came out otherwise than
 			// it was answered (an op before it, on the same account,
 			// was the one refused).

@@ -937,3 +937,31 @@ func TestReservedThenRefused(t *testing.T) {
 		t.Fatalf("verify: %+v, %v", rep, err)
 	}
 }
+
+// TestReserveRefusedIsNotLost: a reservation refused (402) when answered
+// before its batch's commit is an answer like any other: when the batch
+// commits, it is not reported lost (it was, and its caller's request was
+// cancelled: a refusal could then turn into a 500).
+func TestReserveRefusedIsNotLost(t *testing.T) {
+	st, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "r.db"), sqlite.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	eng := ledger.NewEngine(st, ledger.Config{Cache: true, Now: func() time.Time { return t0 }})
+	defer eng.Close()
+	ctx := context.Background()
+	if err := st.CreateCustomer(ctx, fb.Customer{ID: "cus_a", Name: "a", CreatedAt: t0}); err != nil {
+		t.Fatal(err)
+	}
+	var lost atomic.Int32
+	if _, err := eng.Reserve(ctx, hold("cus_a", "10", ""), func() { lost.Add(1) }); fb.ErrorType(err) != fb.EInsufficientCredits {
+		t.Fatalf("reserve without credit: %v", err)
+	}
+	if _, err := eng.Submit(ctx, fb.Op{Kind: fb.OpLimit, Customer: "cus_a"}); err != nil {
+		t.Fatal(err)
+	}
+	if n, st := lost.Load(), eng.Stats(); n != 0 || st.Lost != 0 {
+		t.Errorf("a refused reservation was reported lost: %d calls, stats %+v", n, st)
+	}
+}
