@@ -389,7 +389,8 @@ func lookup(doc any, ptr string) (any, error) {
 	return v, nil
 }
 
-// Operations lists the document's operations, by path then method.
+// Operations lists the document's operations, by path, then in OpenAPI's
+// order of methods (get, put, post, delete, …).
 func (d *Doc) Operations() []*Operation {
 	return slices.Clone(d.ops)
 }
