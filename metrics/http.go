@@ -4,6 +4,7 @@ import (
 	"errors"
 	"net/http"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -27,9 +28,10 @@ func (m *Metrics) Middleware(route string, next http.Handler) http.Handler {
 	if m == nil {
 		return next
 	}
-	// Curried once per route rather than per request.
-	requests := m.httpRequests.MustCurryWith(prometheus.Labels{"route": route})
-	durations := m.httpDuration.MustCurryWith(prometheus.Labels{"route": route})
+	rm := &routeMetrics{
+		requests:  m.httpRequests.MustCurryWith(prometheus.Labels{"route": route}),
+		durations: m.httpDuration.MustCurryWith(prometheus.Labels{"route": route}),
+	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		rec := &recorder{ResponseWriter: w}
@@ -44,13 +46,42 @@ func (m *Metrics) Middleware(route string, next http.Handler) http.Handler {
 					status = http.StatusInternalServerError
 				}
 			}
-			method, code := methodLabel(r.Method), statusLabel(status)
-			requests.WithLabelValues(method, code).Inc()
-			durations.WithLabelValues(method, code).Observe(time.Since(start).Seconds())
+			s := rm.series(r.Method, status)
+			s.requests.Inc()
+			s.duration.Observe(time.Since(start).Seconds())
 		}()
 		next.ServeHTTP(rec, r)
 		returned = true
 	})
+}
+
+// routeMetrics keeps one route's series by method and status. Looking a
+// series up by its label values hashes and validates them (the route
+// pattern included) on every call, most of the middleware's cost; a route
+// sees few methods and statuses, so each pair's series is looked up once.
+type routeMetrics struct {
+	requests  *prometheus.CounterVec
+	durations prometheus.ObserverVec
+	byKey     sync.Map // uint64(method index)<<32 | status → *routeSeries
+}
+
+type routeSeries struct {
+	requests prometheus.Counter
+	duration prometheus.Observer
+}
+
+func (rm *routeMetrics) series(method string, status int) *routeSeries {
+	mi := methodIndex(method)
+	key := uint64(mi)<<32 | uint64(uint32(status))
+	if s, ok := rm.byKey.Load(key); ok {
+		return s.(*routeSeries)
+	}
+	mlabel, slabel := methods[mi], statusLabel(status)
+	s, _ := rm.byKey.LoadOrStore(key, &routeSeries{
+		requests: rm.requests.WithLabelValues(mlabel, slabel),
+		duration: rm.durations.WithLabelValues(mlabel, slabel),
+	})
+	return s.(*routeSeries)
 }
 
 // recorder notes the status a handler writes and passes the rest through.
@@ -97,14 +128,20 @@ func (w *recorder) Flush() { _ = w.FlushError() }
 // Unwrap lets http.ResponseController reach the writer beneath.
 func (w *recorder) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
-// methodLabel bounds the method label to the standard methods.
-func methodLabel(m string) string {
-	switch m {
-	case http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch,
-		http.MethodDelete, http.MethodOptions, http.MethodConnect, http.MethodTrace:
-		return m
+// methods are the method label's values: the standard methods, and OTHER
+// for whatever else a client sends.
+var methods = [...]string{
+	http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch,
+	http.MethodDelete, http.MethodOptions, http.MethodConnect, http.MethodTrace, "OTHER",
+}
+
+func methodIndex(m string) int {
+	for i, s := range methods[:len(methods)-1] {
+		if m == s {
+			return i
+		}
 	}
-	return "OTHER"
+	return len(methods) - 1
 }
 
 // statusLabels spares the common codes an allocation per request.

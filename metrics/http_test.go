@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"testing"
 	"time"
 )
@@ -233,3 +234,33 @@ type plainWriter struct{ w http.ResponseWriter }
 func (p plainWriter) Header() http.Header         { return p.w.Header() }
 func (p plainWriter) Write(b []byte) (int, error) { return p.w.Write(b) }
 func (p plainWriter) WriteHeader(code int)        { p.w.WriteHeader(code) }
+
+func TestMiddlewareSeriesPerMethodAndStatus(t *testing.T) {
+	// One route, several methods and statuses, each seen more than once:
+	// every pair keeps its own series.
+	m := New(Options{})
+	h := m.Middleware("/api/v1/holds/{id}", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		code, _ := strconv.Atoi(r.URL.Query().Get("code"))
+		w.WriteHeader(code)
+	}))
+	calls := []struct {
+		method string
+		code   int
+	}{{"GET", 200}, {"GET", 404}, {"POST", 200}, {"GET", 200}, {"POST", 409}, {"GET", 404}, {"GET", 200}}
+	for _, c := range calls {
+		h.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest(c.method, "/api/v1/holds/h1?code="+strconv.Itoa(c.code), nil))
+	}
+	fams := scrape(t, m)
+	for _, c := range []struct {
+		method, status string
+		want           float64
+	}{{"GET", "200", 3}, {"GET", "404", 2}, {"POST", "200", 1}, {"POST", "409", 1}} {
+		labels := map[string]string{"route": "/api/v1/holds/{id}", "method": c.method, "status": c.status}
+		if got := value(t, fams, "farebox_http_requests_total", labels); got != c.want {
+			t.Errorf("http_requests_total%v: got %v, want %v", labels, got, c.want)
+		}
+		if n, _ := hist(t, fams, "farebox_http_request_duration_seconds", labels); float64(n) != c.want {
+			t.Errorf("http_request_duration_seconds%v: got count %d, want %v", labels, n, c.want)
+		}
+	}
+}
