@@ -23,7 +23,8 @@ import (
 // WriteHeader, or wrote nothing at all (net/http answers 200 then), and 500
 // when next panicked before writing (the client then gets no answer).
 // Flush, http.ResponseController (through Unwrap) and trailers work through
-// the wrapper. On a nil *Metrics, Middleware returns next.
+// the wrapper. On a nil *Metrics, Middleware returns next. A route that is
+// not valid UTF-8 panics here, at wiring, not on a request.
 func (m *Metrics) Middleware(route string, next http.Handler) http.Handler {
 	if m == nil {
 		return next

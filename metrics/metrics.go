@@ -11,6 +11,17 @@
 // GatewayStats) that a custom collector calls at each scrape, so figures
 // that a package already keeps cost nothing until Prometheus asks.
 //
+// Wiring, in the composition root (a sketch; eng is the ledger engine):
+//
+//	m := metrics.New(metrics.Options{Log: log})
+//	m.Gauges(metrics.Sources{Ledger: func() metrics.LedgerStats {
+//		s := eng.Stats()
+//		return metrics.LedgerStats{Batches: s.Batches, Ops: s.Ops, Failed: s.Failed,
+//			LostHolds: s.Lost, QueuedOps: int64(eng.Queued())}
+//	}})
+//	mux.Handle("GET /metrics", m.Handler())
+//	mux.Handle(pattern, m.Middleware(pattern, h)) // the pattern, never r.URL.Path
+//
 // A nil *Metrics is a valid no-op for every Observe method, Middleware and
 // Gauges, so callers (and their tests) need no "if m != nil".
 //
