@@ -44,9 +44,9 @@ type Deps struct {
 	// Middleware, when set, wraps each route's handler with its pattern
 	// ("GET /v1/models"): the metrics.
 	Middleware func(route string, h http.Handler) http.Handler
-	// Extra routes served beside the API's own: pattern → handler (such
-	// as "GET /metrics").
-	Extra map[string]http.Handler
+	// Metrics serves GET /metrics; nil when the metrics are off on this
+	// address (served elsewhere, or not at all): 404.
+	Metrics http.Handler
 }
 
 // Server holds the handlers' dependencies.
@@ -68,15 +68,35 @@ func NewServer(d Deps) http.Handler {
 	return s.routes()
 }
 
+// route is one of the server's routes.
+type route struct {
+	method, path string
+	admin        bool
+	h            handlerFunc
+}
+
+// Routes lists every route as "METHOD /path" (the OpenAPI document must
+// have exactly these operations).
+func Routes() []string {
+	var out []string
+	for _, rt := range (&Server{}).table() {
+		out = append(out, rt.method+" "+rt.path)
+	}
+	return out
+}
+
 // routes builds the mux of every route.
 func (s *Server) routes() http.Handler {
-	routes := []struct {
-		method, path string
-		admin        bool
-		h            handlerFunc
-	}{
+	return s.routesMux(s.table())
+}
+
+// table is the route table.
+func (s *Server) table() []route {
+	return []route{
 		{"GET", "/healthz", false, s.healthz},
 		{"GET", "/readyz", false, s.readyz},
+		{"GET", "/metrics", false, s.metrics},
+		{"GET", "/openapi.json", false, s.openapi},
 		{"POST", "/api/v1/customers", true, s.createCustomer},
 		{"GET", "/api/v1/customers", true, s.listCustomers},
 		{"GET", "/api/v1/customers/{id}", true, s.getCustomer},
@@ -107,6 +127,9 @@ func (s *Server) routes() http.Handler {
 		{"POST", "/v1/embeddings", false, s.Gateway.Embeddings},
 		{"GET", "/v1/models", false, s.Gateway.Models},
 	}
+}
+
+func (s *Server) routesMux(routes []route) http.Handler {
 	mux := http.NewServeMux()
 	allowed := map[string][]string{}
 	for _, rt := range routes {
@@ -123,9 +146,6 @@ func (s *Server) routes() http.Handler {
 			allowed[rt.path] = append(allowed[rt.path], "HEAD")
 		}
 		allowed[rt.path] = append(allowed[rt.path], rt.method)
-	}
-	for pattern, h := range s.Extra {
-		mux.Handle(pattern, h)
 	}
 	// Any other method on a known path: 405 with the error body.
 	for path, methods := range allowed {
@@ -218,6 +238,22 @@ func (s *Server) admin(h handlerFunc) handlerFunc {
 
 func (s *Server) healthz(w http.ResponseWriter, r *http.Request) error {
 	httpx.WriteJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	return nil
+}
+
+// metrics is GET /metrics: Prometheus's text format, no auth.
+func (s *Server) metrics(w http.ResponseWriter, r *http.Request) error {
+	if s.Metrics == nil {
+		return fb.Errorf(fb.ENotFound, "metrics are not served on this address")
+	}
+	s.Metrics.ServeHTTP(w, r)
+	return nil
+}
+
+// openapi is GET /openapi.json: the document of every route, no auth.
+func (s *Server) openapi(w http.ResponseWriter, r *http.Request) error {
+	w.Header().Set("Content-Type", "application/json")
+	w.Write(OpenAPI)
 	return nil
 }
 

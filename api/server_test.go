@@ -161,6 +161,7 @@ func (h *harness) roundTrip(req *http.Request) reply {
 	if err != nil {
 		h.t.Fatal(err)
 	}
+	checkDocumented(h.t, req.Method, req.URL.EscapedPath(), resp.StatusCode, resp.Header, b)
 	return decodeReply(h.t, req.Method+" "+req.URL.Path, resp.StatusCode, resp.Header, b)
 }
 
@@ -183,6 +184,7 @@ func (h *harness) record(req *http.Request) reply {
 	h.t.Helper()
 	rec := httptest.NewRecorder()
 	h.handler.ServeHTTP(rec, req)
+	checkDocumented(h.t, req.Method, req.URL.EscapedPath(), rec.Code, rec.Result().Header, rec.Body.Bytes())
 	return decodeReply(h.t, req.Method+" "+req.URL.Path, rec.Code, rec.Result().Header, rec.Body.Bytes())
 }
 

@@ -29,6 +29,7 @@ import (
 	"farebox/ids"
 	"farebox/ledger"
 	"farebox/metering"
+	"farebox/metrics"
 	"farebox/plans"
 	"farebox/pricing"
 	"farebox/routing"
@@ -89,6 +90,9 @@ type Config struct {
 	// DebugAddr, when set, serves Go's profiles (net/http/pprof) there:
 	// opt-in, and never on the main address.
 	DebugAddr string
+	// MetricsAddr says where GET /metrics is served: "" on the main
+	// address, "off" nowhere, or an address of its own.
+	MetricsAddr string
 }
 
 // App is a running Farebox: its services, built once.
@@ -100,6 +104,7 @@ type App struct {
 	Router  *routing.Router
 	Gateway *gateway.Gateway
 	Spool   *spool.Spool
+	Metrics *metrics.Metrics
 	// Handler serves the API, the gateway and health, within the
 	// server's limits.
 	Handler http.Handler
@@ -110,6 +115,7 @@ type App struct {
 	cfg     Config
 	limits  httpguard.Limits
 	debug   net.Listener
+	metrics net.Listener // MetricsAddr's own, when it has one
 	closers []func() error // in the order of construction
 	once    sync.Once
 	closed  error
@@ -177,6 +183,8 @@ func New(ctx context.Context, cfg Config) (a *App, err error) {
 		// batches in flight, each locking its own accounts.
 		ecfg = ledger.Config{Writers: 4, Now: now, NewID: cfg.NewID, Logger: log}
 	}
+	a.Metrics = metrics.New(metrics.Options{Log: log})
+	ecfg.Observer = a.Metrics
 	if cfg.Engine != nil {
 		cfg.Engine(&ecfg)
 	}
@@ -215,12 +223,29 @@ func New(ctx context.Context, cfg Config) (a *App, err error) {
 	a.Plans = plans.New(a.Store, a.Engine, cfg.Clock, log)
 	a.Meter = metering.New(a.Engine, a.Store, a.Store, now)
 	a.Gateway = gateway.New(gateway.Deps{
-		Catalog: a.Store, Ledger: a.Engine, Cards: a.Store, Router: a.Router, Spool: a.Spool,
+		Catalog: a.Store, Ledger: a.Engine, Cards: a.Store, Router: a.Router, Spool: a.Spool, Metrics: a.Metrics,
 		Clock: cfg.Clock, NewID: cfg.NewID, Log: log,
 	}, cfg.Gateway)
+	a.Metrics.Gauges(metrics.Sources{
+		Ledger:      a.ledgerStats,
+		Deployments: a.deploymentStatuses,
+		Gateway:     a.gatewayStats,
+	})
+	var onMain http.Handler
+	switch cfg.MetricsAddr {
+	case "":
+		onMain = a.Metrics.Handler()
+	case "off":
+	default:
+		if a.metrics, err = net.Listen("tcp", cfg.MetricsAddr); err != nil {
+			return a, fmt.Errorf("the metrics address: %w", err)
+		}
+		a.closers = append(a.closers, func() error { a.metrics.Close(); return nil })
+	}
 	routes := api.NewServer(api.Deps{
 		Store: a.Store, Engine: a.Engine, Plans: a.Plans, Meter: a.Meter, Cards: a.Store, Gateway: a.Gateway,
 		Economics: cfg.Economics, AdminToken: cfg.AdminToken, Clock: cfg.Clock, NewID: cfg.NewID, Log: log,
+		Middleware: a.Metrics.Middleware, Metrics: onMain,
 	})
 	if cfg.DebugAddr != "" {
 		if a.debug, err = net.Listen("tcp", cfg.DebugAddr); err != nil {
@@ -261,6 +286,11 @@ func (a *App) Run(ctx context.Context, ln net.Listener) error {
 		defer ds.Close()
 		a.cfg.Log.Info("profiles served", "addr", "http://"+a.debug.Addr().String()+"/debug/pprof/")
 	}
+	if a.metrics != nil {
+		ms := &http.Server{Handler: a.Metrics.Handler(), ReadHeaderTimeout: 10 * time.Second}
+		go ms.Serve(a.metrics)
+		defer ms.Close()
+	}
 	var hs *http.Server
 	served := make(chan error, 1)
 	if ln != nil {
@@ -285,6 +315,37 @@ func (a *App) Run(ctx context.Context, ln net.Listener) error {
 	stopJobs()
 	g.Wait()
 	return errors.Join(err, a.Close())
+}
+
+// What the metrics read at each scrape.
+
+func (a *App) ledgerStats() metrics.LedgerStats {
+	s := a.Engine.Stats()
+	return metrics.LedgerStats{Batches: s.Batches, Ops: s.Ops, Failed: s.Failed, LostHolds: s.Lost,
+		QueuedOps: int64(a.Engine.Queued()), HoldsOpen: s.HoldsOpen}
+}
+
+func (a *App) deploymentStatuses() []metrics.DeploymentStatus {
+	var out []metrics.DeploymentStatus
+	for _, d := range a.Router.Statuses() {
+		out = append(out, metrics.DeploymentStatus{Name: d.Name, Model: d.Model, Provider: d.Provider, Healthy: d.Healthy,
+			Served: d.Served, Failed: d.Failed, TTFTEWMASeconds: d.TTFTEWMAMS / 1000})
+	}
+	return out
+}
+
+func (a *App) gatewayStats() metrics.GatewayStats {
+	s := a.Gateway.Stats()
+	return metrics.GatewayStats{OverCaptures: s.OverCaptures, OverCaptureCredits: int64(s.OverCaptureCredits), Spooled: s.Spooled, Unsettled: s.Unsettled}
+}
+
+// MetricsAddr is where the metrics are served on an address of their own,
+// "" when they are not.
+func (a *App) MetricsAddr() string {
+	if a.metrics == nil {
+		return ""
+	}
+	return a.metrics.Addr().String()
 }
 
 // DebugAddr is where the profiles are served, "" when they are not.

@@ -42,6 +42,16 @@ type Config struct {
 	// NewID returns a fresh id with the given prefix; random when nil.
 	NewID  func(prefix string) string
 	Logger *slog.Logger
+	// Observer is told of every batch (the metrics); nil: nobody.
+	Observer Observer
+}
+
+// Observer is told, once per batch, how many ops it held, how long its
+// commit took and whether it failed, and of the credit its entries
+// granted, consumed and expired (micro-credits).
+type Observer interface {
+	ObserveBatch(ops int, commit time.Duration, failed bool)
+	ObserveCredits(granted, consumed, expired int64)
 }
 
 // errInvariant marks a batch the state machine left breaking an invariant.
@@ -83,6 +93,9 @@ type Stats struct {
 	Ops     int64
 	Failed  int64 // batches whose commit failed
 	Lost    int64 // holds answered early whose commit failed (see Reserve)
+	// HoldsOpen is the pending holds of the accounts kept in memory (a
+	// sole writer's; 0 for an engine that keeps none).
+	HoldsOpen int64
 }
 
 type request struct {
@@ -422,6 +435,8 @@ func (e *Engine) run(batch []*request, now time.Time) {
 	var accts map[string]*fb.Account
 	var loaded []string
 	var newHolds, closedHolds []*fb.Hold
+	var entries []*fb.JournalEntry
+	t0 := time.Now()
 	ctx, cancel := context.WithTimeout(context.Background(), e.cfg.WriteTimeout)
 	err := e.store.Write(ctx, func(tx fb.WriteTx) error {
 		var err error
@@ -429,7 +444,7 @@ func (e *Engine) run(batch []*request, now time.Time) {
 		if err != nil {
 			return err
 		}
-		newHolds, closedHolds, err = e.apply(ctx, tx, batch, accts, now)
+		newHolds, closedHolds, entries, err = e.apply(ctx, tx, batch, accts, now)
 		if err == nil && e.cfg.Cache {
 			for _, r := range batch {
 				if r.early && !r.answered {
@@ -441,6 +456,12 @@ func (e *Engine) run(batch []*request, now time.Time) {
 		return err
 	})
 	cancel()
+	if o := e.cfg.Observer; o != nil {
+		o.ObserveBatch(len(batch), time.Since(t0), err != nil)
+		if err == nil {
+			o.ObserveCredits(creditsOf(entries))
+		}
+	}
 	e.statsMu.Lock()
 	e.stats.Batches++
 	e.stats.Ops += int64(len(batch))
@@ -513,6 +534,9 @@ func (e *Engine) run(batch []*request, now time.Time) {
 		if len(e.cache) > e.cfg.MaxCached {
 			e.shrink(loaded)
 		}
+		e.statsMu.Lock()
+		e.stats.HoldsOpen = int64(len(e.holdOwner))
+		e.statsMu.Unlock()
 	}
 	for _, r := range batch {
 		switch {
@@ -525,6 +549,22 @@ func (e *Engine) run(batch []*request, now time.Time) {
 			e.lose(r)
 		}
 	}
+}
+
+// creditsOf sums what committed entries granted, consumed and expired.
+func creditsOf(entries []*fb.JournalEntry) (granted, consumed, expired int64) {
+	for _, e := range entries {
+		if e.Op.Kind == fb.OpGrant {
+			granted += int64(e.Op.Amount)
+		}
+		for _, c := range e.Result.Consumed {
+			consumed += int64(c.Amount)
+		}
+		for _, x := range e.Result.Expired {
+			expired += int64(x.Amount)
+		}
+	}
+	return granted, consumed, expired
 }
 
 // sameHold reports whether two answers of a hold reserve the same.
@@ -660,7 +700,7 @@ func (e *Engine) prepare(ctx context.Context, tx fb.WriteTx, batch []*request) (
 
 // apply runs the state machine over the batch, checks invariants and writes
 // the result. It returns the holds opened and closed.
-func (e *Engine) apply(ctx context.Context, tx fb.WriteTx, batch []*request, accts map[string]*fb.Account, now time.Time) (opened, closed []*fb.Hold, err error) {
+func (e *Engine) apply(ctx context.Context, tx fb.WriteTx, batch []*request, accts map[string]*fb.Account, now time.Time) (opened, closed []*fb.Hold, entries []*fb.JournalEntry, err error) {
 	// Idempotency: one lookup for every keyed op of the batch.
 	var keys []fb.KeyRef
 	for _, r := range batch {
@@ -671,11 +711,10 @@ func (e *Engine) apply(ctx context.Context, tx fb.WriteTx, batch []*request, acc
 	seen := map[fb.KeyRef]*fb.JournalEntry{}
 	if len(keys) > 0 {
 		if seen, err = tx.LookupKeys(ctx, keys); err != nil {
-			return nil, nil, err
+			return nil, nil, nil, err
 		}
 	}
 	t := NewTouched()
-	var entries []*fb.JournalEntry
 	var usage []*fb.Usage
 	advanced := map[string]bool{}
 	dirty := map[string]bool{}
@@ -712,7 +751,7 @@ func (e *Engine) apply(ctx context.Context, tx fb.WriteTx, batch []*request, acc
 		if err != nil {
 			var fe *fb.Error
 			if !errors.As(err, &fe) {
-				return nil, nil, err
+				return nil, nil, nil, err
 			}
 			r.outErr = err
 			continue
@@ -737,11 +776,11 @@ func (e *Engine) apply(ctx context.Context, tx fb.WriteTx, batch []*request, acc
 		if err := Check(a); err != nil {
 			// A bug of the state machine, caught before it is committed:
 			// refused like bad data, so the op that broke it fails alone.
-			return nil, nil, fmt.Errorf("%w on %s, batch not committed: %w: %w", errInvariant, a.Customer, fb.ErrRejected, err)
+			return nil, nil, nil, fmt.Errorf("%w on %s, batch not committed: %w: %w", errInvariant, a.Customer, fb.ErrRejected, err)
 		}
 	}
 	if len(entries) == 0 {
-		return nil, nil, nil
+		return nil, nil, nil, nil
 	}
 	lots := map[string][]*fb.Lot{}
 	holds := map[string][]*fb.Hold{}
@@ -763,15 +802,15 @@ func (e *Engine) apply(ctx context.Context, tx fb.WriteTx, batch []*request, acc
 	slices.Sort(customers)
 	for _, c := range customers {
 		if err := tx.SaveAccount(ctx, accts[c], lots[c], holds[c]); err != nil {
-			return nil, nil, err
+			return nil, nil, nil, err
 		}
 	}
 	if err := tx.AppendJournal(ctx, entries); err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	if len(usage) > 0 {
 		if err := tx.AppendUsage(ctx, usage); err != nil {
-			return nil, nil, err
+			return nil, nil, nil, err
 		}
 	}
 	var breakage []fb.Breakage
@@ -782,13 +821,13 @@ func (e *Engine) apply(ctx context.Context, tx fb.WriteTx, batch []*request, acc
 	}
 	if len(breakage) > 0 {
 		if err := tx.AppendBreakage(ctx, breakage); err != nil {
-			return nil, nil, err
+			return nil, nil, nil, err
 		}
 	}
 	if rev := Unattributed(entries); len(rev) > 0 {
 		if err := tx.AppendRevenue(ctx, rev); err != nil {
-			return nil, nil, err
+			return nil, nil, nil, err
 		}
 	}
-	return opened, closed, nil
+	return opened, closed, entries, nil
 }

@@ -31,6 +31,7 @@ type serveConfig struct {
 	logFormat         string
 	logLevel          string
 	debugAddr         string
+	metricsAddr       string
 	config            string
 	drain             time.Duration
 	demo              bool
@@ -50,6 +51,7 @@ func serveFlags(args []string, getenv func(string) string, stderr io.Writer) (se
 	fs.DurationVar(&c.drain, "drain", 30*time.Second, "on SIGTERM, how long requests in flight may take to finish")
 	fs.StringVar(&c.logFormat, "log-format", envOr(getenv, "FAREBOX_LOG_FORMAT", "text"), "the log's format: text or json [FAREBOX_LOG_FORMAT]")
 	fs.StringVar(&c.debugAddr, "debug-addr", getenv("FAREBOX_DEBUG_ADDR"), "serve Go's profiles (/debug/pprof/) on this address, such as 127.0.0.1:6060; off when empty [FAREBOX_DEBUG_ADDR]")
+	fs.StringVar(&c.metricsAddr, "metrics-addr", getenv("FAREBOX_METRICS_ADDR"), "where GET /metrics is served: empty for the main address, off, or an address of its own [FAREBOX_METRICS_ADDR]")
 	fs.StringVar(&c.logLevel, "log-level", envOr(getenv, "FAREBOX_LOG_LEVEL", "info"), "the least level logged: debug, info, warn or error [FAREBOX_LOG_LEVEL]")
 	fs.BoolVar(&c.demo, "demo", false, "seed a demo plan, customer, key and (without configured providers) a simulator (idempotent)")
 	perUSD := fs.String("credits-per-usd", envOr(getenv, "FAREBOX_CREDITS_PER_USD", strconv.Itoa(pricing.DefaultCreditsPerUSD)), "credits one US dollar buys, for the default rate card [FAREBOX_CREDITS_PER_USD]")
@@ -131,7 +133,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		DB: cfg.db, DataDir: cfg.dataDir, SpoolDir: cfg.spoolDir, AdminToken: token,
 		Providers: providers, Getenv: getenv, Gateway: gwConfig, Server: limits,
 		Economics:     economics.Config{CreditsPerUSD: cfg.creditsPerUSD, Shares: shares},
-		CreditsPerUSD: cfg.creditsPerUSD, Markup: cfg.markup, Log: log, Drain: cfg.drain, DebugAddr: cfg.debugAddr,
+		CreditsPerUSD: cfg.creditsPerUSD, Markup: cfg.markup, Log: log, Drain: cfg.drain, DebugAddr: cfg.debugAddr, MetricsAddr: cfg.metricsAddr,
 	})
 	if err != nil {
 		return err
