@@ -115,7 +115,7 @@ type App struct {
 	cfg     Config
 	limits  httpguard.Limits
 	debug   net.Listener
-	metrics net.Listener // MetricsAddr's own, when it has one
+	metrics net.Listener   // MetricsAddr's own, when it has one
 	closers []func() error // in the order of construction
 	once    sync.Once
 	closed  error
