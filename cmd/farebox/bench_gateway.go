@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"net/http/httputil"
 	"net/url"
 	"os"
@@ -128,6 +129,7 @@ func benchGateway(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		}
 	}
 
+	var answered int64 // Farebox's answers, all runs
 	fmt.Fprintf(stdout, "farebox bench gateway: GOMAXPROCS=%d, %d tokens per answer, %s per run, median of %d interleaved rounds, %d customers\n",
 		runtime.GOMAXPROCS(0), *tokens, *dur, *rounds, *customers)
 	fmt.Fprintln(stdout, "Farebox: key lookup, plan, hold of the worst case, forward, count, capture, usage row; SQLite WAL synchronous=FULL.")
@@ -154,6 +156,9 @@ func benchGateway(ctx context.Context, args []string, stdout, stderr io.Writer) 
 				for i, tg := range targets {
 					r := runLoad(ctx, tg.url, tg.keys, c, *dur, *tokens, stream)
 					results[i] = append(results[i], r)
+					if tg.name == "farebox" {
+						answered += r.answered
+					}
 				}
 			}
 			med := make([]loadResult, len(targets))
@@ -177,6 +182,13 @@ func benchGateway(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	tw.Flush() // one table, aligned as a whole
 	st := engine.Stats()
 	fmt.Fprintf(stdout, "ledger: %d ops in %d commits (%.1f ops/commit)\n", st.Ops, st.Batches, float64(st.Ops)/float64(max(st.Batches, 1)))
+	// What Farebox's own /metrics counted meanwhile.
+	rec := httptest.NewRecorder()
+	a.Handler.ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	counted := sumMetric(rec.Body.String(), "farebox_http_requests_total{", `route="POST /v1/chat/completions"`)
+	batches := sumMetric(rec.Body.String(), "farebox_ledger_commit_duration_seconds_count", "")
+	fmt.Fprintf(stdout, "metrics: %d chat completions counted by /metrics (the bench got %d answers); %d batches in the commit histogram (the engine committed %d)\n",
+		counted, answered, batches, st.Batches)
 	rep, err := ledger.Verify(ctx, store)
 	if err != nil {
 		return err
@@ -188,10 +200,27 @@ func benchGateway(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	return nil
 }
 
+// sumMetric sums the samples of Prometheus's text exposition whose line
+// starts with prefix and contains has.
+func sumMetric(text, prefix, has string) int64 {
+	var n float64
+	for _, line := range strings.Split(text, "\n") {
+		if !strings.HasPrefix(line, prefix) || !strings.Contains(line, has) {
+			continue
+		}
+		f := strings.Fields(line)
+		var v float64
+		fmt.Sscan(f[len(f)-1], &v)
+		n += v
+	}
+	return int64(n)
+}
+
 type loadResult struct {
 	rps      float64
 	p50, p99 time.Duration
 	errors   int64
+	answered int64 // requests that got an answer (whatever its status)
 }
 
 // runLoad sends chat completions from c workers for d and measures each
@@ -208,8 +237,9 @@ func runLoad(ctx context.Context, base string, keys []string, c int, d time.Dura
 	var (
 		mu     sync.Mutex
 		lat    []time.Duration
-		errs   atomic.Int64
-		wg     sync.WaitGroup
+		errs     atomic.Int64
+		answered atomic.Int64
+		wg       sync.WaitGroup
 		start  = time.Now()
 		cutoff = start.Add(d)
 	)
@@ -231,6 +261,7 @@ func runLoad(ctx context.Context, base string, keys []string, c int, d time.Dura
 					errs.Add(1)
 					continue
 				}
+				answered.Add(1)
 				ok := resp.StatusCode == http.StatusOK
 				if stream {
 					ok = drainSSE(resp.Body) && ok
@@ -253,7 +284,7 @@ func runLoad(ctx context.Context, base string, keys []string, c int, d time.Dura
 	wg.Wait()
 	elapsed := time.Since(start)
 	slices.Sort(lat)
-	r := loadResult{rps: float64(len(lat)) / elapsed.Seconds(), errors: errs.Load()}
+	r := loadResult{rps: float64(len(lat)) / elapsed.Seconds(), errors: errs.Load(), answered: answered.Load()}
 	if len(lat) > 0 {
 		r.p50, r.p99 = lat[len(lat)/2], lat[len(lat)*99/100]
 	}

@@ -768,6 +768,16 @@ func TestBenchGatewayAndReportSmoke(t *testing.T) {
 			if len(f) > 3 && (f[0] == "non-stream" || f[0] == "stream") && f[2] == "farebox" && (f[3] == "0" || f[3] == "NaN") {
 				t.Errorf("farebox served nothing: %q", line)
 			}
+			// /metrics, scraped after the runs, counted every request the
+			// bench got an answer to, and every batch the engine committed.
+			var counted, answered, batches, committed int64
+			if n, _ := fmt.Sscanf(line, "metrics: %d chat completions counted by /metrics (the bench got %d answers); %d batches in the commit histogram (the engine committed %d)",
+				&counted, &answered, &batches, &committed); n == 4 && (counted != answered || batches != committed || answered == 0) {
+				t.Errorf("metrics disagree with the bench: %q", line)
+			}
+		}
+		if c.args[0] == "gateway" && !strings.Contains(out.String(), "metrics: ") {
+			t.Errorf("bench gateway printed no metrics line:\n%s", out.String())
 		}
 	}
 }
