@@ -235,13 +235,13 @@ func runLoad(ctx context.Context, base string, keys []string, c int, d time.Dura
 	}
 	body += "}"
 	var (
-		mu     sync.Mutex
-		lat    []time.Duration
+		mu       sync.Mutex
+		lat      []time.Duration
 		errs     atomic.Int64
 		answered atomic.Int64
 		wg       sync.WaitGroup
-		start  = time.Now()
-		cutoff = start.Add(d)
+		start    = time.Now()
+		cutoff   = start.Add(d)
 	)
 	for w := range c {
 		wg.Add(1)
