@@ -205,7 +205,7 @@ func (g *Guard) refuse(w http.ResponseWriter, r *http.Request, err error) {
 }
 
 func busy() error {
-	return fb.Errorf(fb.ENoCapacity, "the server is receiving too many request bodies at once; retry shortly").WithCode("server_busy")
+	return fb.Errorf(fb.EUnavailable, "the server is receiving too many request bodies at once; retry shortly").WithCode("server_busy")
 }
 
 // body is a request body within the guard's limits.

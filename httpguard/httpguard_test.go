@@ -134,6 +134,11 @@ func TestBodyBudget(t *testing.T) {
 		resp.Body.Close()
 		return resp.StatusCode, string(b)
 	}
+	// A failure below must not leave the held handler blocked: the
+	// server's Close waits for it.
+	var once sync.Once
+	release := func() { once.Do(func() { close(proceed) }) }
+	t.Cleanup(release)
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() {
@@ -159,7 +164,7 @@ func TestBodyBudget(t *testing.T) {
 	if st, b := post("/", strings.NewReader(strings.Repeat("x", 101))); st != 413 {
 		t.Fatalf("a body larger than the whole budget: got %d %q, want 413", st, b)
 	}
-	close(proceed)
+	release()
 	wg.Wait()
 	if got := g.InFlight(); got != 0 {
 		t.Fatalf("in flight after every handler returned: got %d, want 0", got)

@@ -225,8 +225,8 @@ func TestServerLimits(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if typ, code := errorType(got); resp.StatusCode != http.StatusServiceUnavailable || typ != "no_capacity" || code != "server_busy" || resp.Header.Get("Retry-After") == "" {
-			t.Fatalf("past the body budget: got %d %v %s, want 503 no_capacity/server_busy with Retry-After", resp.StatusCode, resp.Header, got)
+		if typ, code := errorType(got); resp.StatusCode != http.StatusServiceUnavailable || typ != "unavailable" || code != "server_busy" || resp.Header.Get("Retry-After") == "" {
+			t.Fatalf("past the body budget: got %d %v %s, want 503 unavailable/server_busy with Retry-After", resp.StatusCode, resp.Header, got)
 		}
 		// More than the whole budget can never be served: 413.
 		c4, br4 := dial(t, s)
