@@ -411,22 +411,18 @@ func (s *Server) writeBalance(w http.ResponseWriter, r *http.Request, customer s
 	if err != nil {
 		return err
 	}
-	now := s.Now().UTC()
-	// Show the account as of now: what has expired since the last write
-	// counts as expired already.
-	ledger.SortLots(a.Lots)
-	ledger.Advance(a, now, nil)
-	lots := make([]lotJSON, 0, len(a.Lots))
-	for _, l := range a.Lots {
+	b := ledger.BalanceAt(a, s.Now().UTC())
+	lots := make([]lotJSON, 0, len(b.Lots))
+	for _, l := range b.Lots {
 		lots = append(lots, lotView(l))
 	}
 	httpx.WriteJSON(w, http.StatusOK, map[string]any{
-		"customer":        a.Customer,
-		"available":       max(ledger.Available(a, now), 0),
-		"held":            ledger.Held(a),
-		"overdraft_limit": a.OverdraftLimit,
-		"debt":            a.Debt,
-		"uncollected":     a.Uncollected,
+		"customer":        b.Customer,
+		"available":       b.Available,
+		"held":            b.Held,
+		"overdraft_limit": b.OverdraftLimit,
+		"debt":            b.Debt,
+		"uncollected":     b.Uncollected,
 		"lots":            lots,
 	})
 	return nil
