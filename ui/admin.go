@@ -80,19 +80,24 @@ func (u *UI) economicsPage(r *Request) (*View, error) {
 	}
 	v := &economicsView{From: from, To: to, LastDay: last, PartnerShare: len(u.d.Economics.Shares) > 0}
 	ctx := r.Context()
-	byDay, totals, err := economics.Read(ctx, u.d.Store, fb.EconFilter{From: from, To: to, GroupBy: fb.GroupDay}, u.d.Economics)
+	byDay, _, err := economics.Read(ctx, u.d.Store, fb.EconFilter{From: from, To: to, GroupBy: fb.GroupDay}, u.d.Economics)
 	if err != nil {
 		return nil, err
 	}
-	v.Totals = totals
 	v.Chart = marginChart(byDay, from, to)
 	for _, g := range []struct {
 		by    fb.GroupBy
 		title string
 	}{{fb.GroupCustomer, "By customer"}, {fb.GroupModel, "By model"}, {fb.GroupProvider, "By provider"}} {
-		rows, _, err := economics.Read(ctx, u.d.Store, fb.EconFilter{From: from, To: to, GroupBy: g.by}, u.d.Economics)
+		rows, totals, err := economics.Read(ctx, u.d.Store, fb.EconFilter{From: from, To: to, GroupBy: g.by}, u.d.Economics)
 		if err != nil {
 			return nil, err
+		}
+		if g.by == fb.GroupCustomer {
+			// The totals of the API's default grouping: partner shares
+			// are rounded down per group and model, so their total can
+			// differ by a micro-dollar between groupings.
+			v.Totals = totals
 		}
 		v.Tables = append(v.Tables, econTable{Title: g.title, By: string(g.by), Rows: rows})
 	}
@@ -115,7 +120,8 @@ func marginChart(rows []economics.Row, from, to time.Time) template.HTML {
 		}
 	}
 	return Lines(Chart{Title: "Revenue, inference cost and margin per day (USD)", Labels: labels, Titles: titles,
-		Series: []Series{{"Revenue", rev}, {"Inference cost", cost}, {"Margin", margin}},
+		Series: []Series{{Name: "Margin", Values: margin, Bars: true, Color: "#16a34a"}, {Name: "Revenue", Values: rev, Color: "#2563eb"},
+			{Name: "Inference cost", Values: cost, Color: "#d97706"}},
 		Format: func(v int64) string { return Dollars(fb.USD(v)) }})
 }
 

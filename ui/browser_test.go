@@ -191,8 +191,8 @@ func TestBrowser(t *testing.T) {
 		if got := figure(b.text(row + `[data-col=amount]`)); got != l.Amount {
 			t.Errorf("lot %s amount on the page = %q; the API says %q", l.ID, got, l.Amount)
 		}
-		if l.Source == "promo" && !strings.Contains(b.text(row+`.warn`), "expires in 3 days") {
-			t.Errorf("the promo lot (expiring 23 Nov, now %s) has no warning: %q", e.clock.Now().Format(time.DateOnly), b.text(row))
+		if l.Source == "refund" && (!strings.Contains(b.text(row+`.warn`), "expires in 3 days") || !strings.Contains(b.text(`[data-expiring="`+l.ID+`"]`), "expire in 3 days, on 23 Nov 2026")) {
+			t.Errorf("the refund lot (expiring 23 Nov, now %s) has no warning: %q", e.clock.Now().Format(time.DateOnly), b.text(row))
 		}
 	}
 	var econ struct {

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"html"
 	"html/template"
+	"slices"
 	"strings"
 )
 
@@ -16,6 +17,18 @@ import (
 type Series struct {
 	Name   string
 	Values []int64
+	// Bars draws the series as bars behind the lines (Lines only), red
+	// where negative.
+	Bars bool
+	// Color, when set, is the series' colour instead of the palette's.
+	Color string
+}
+
+func (s Series) color(i int) string {
+	if s.Color != "" {
+		return s.Color
+	}
+	return palette[i%len(palette)]
 }
 
 // Chart is what StackedBars and Lines draw: Labels along the x axis
@@ -29,10 +42,18 @@ type Chart struct {
 	Format func(int64) string
 }
 
-const (
-	chartW, chartH                  = 720, 260
-	padL, padR, padT, padB, legendH = 76, 12, 12, 26, 22
-)
+// size is one drawing of a chart: wide for a desktop, narrow for a phone
+// (the stylesheet shows one of the two), so text stays legible at both.
+type size struct {
+	w, h    float64
+	padL    float64 // room for the y labels
+	class   string
+	xLabels int // about how many x labels fit
+}
+
+var sizes = []size{{720, 260, 76, "wide", 10}, {360, 250, 62, "narrow", 6}}
+
+const padR, padT, padB, legendH = 12, 12, 26, 22
 
 // palette: distinguishable, and dark enough for white text beside them.
 var palette = []string{"#2563eb", "#16a34a", "#d97706", "#9333ea", "#dc2626", "#0891b2", "#4b5563", "#db2777"}
@@ -76,6 +97,7 @@ func axis(min, max int64) (lo, hi, step int64) {
 }
 
 type plot struct {
+	sz     size
 	b      strings.Builder
 	lo, hi int64
 	x0, y0 float64
@@ -86,12 +108,12 @@ type plot struct {
 	titles []string
 }
 
-func newPlot(c Chart, lo, hi, step int64) *plot {
-	p := &plot{lo: lo, hi: hi, x0: padL, y0: padT, w: chartW - padL - padR, h: chartH - padT - padB - legendH, n: len(c.Labels), format: c.Format, labels: c.Labels, titles: c.Titles}
+func newPlot(c Chart, sz size, lo, hi, step int64) *plot {
+	p := &plot{sz: sz, lo: lo, hi: hi, x0: sz.padL, y0: padT, w: sz.w - sz.padL - padR, h: sz.h - padT - padB - legendH, n: len(c.Labels), format: c.Format, labels: c.Labels, titles: c.Titles}
 	if p.titles == nil {
 		p.titles = c.Labels
 	}
-	fmt.Fprintf(&p.b, `<svg class="chart" viewBox="0 0 %d %d" role="img" aria-label="%s" xmlns="http://www.w3.org/2000/svg">`, chartW, chartH, html.EscapeString(c.Title))
+	fmt.Fprintf(&p.b, `<svg class="chart %s" viewBox="0 0 %.0f %.0f" role="img" aria-label="%s" xmlns="http://www.w3.org/2000/svg">`, sz.class, sz.w, sz.h, html.EscapeString(c.Title))
 	fmt.Fprintf(&p.b, `<title>%s</title>`, html.EscapeString(c.Title))
 	// Grid and y labels.
 	for v := lo; v <= hi; v += step {
@@ -103,10 +125,10 @@ func newPlot(c Chart, lo, hi, step int64) *plot {
 		fmt.Fprintf(&p.b, `<line class="%s" x1="%.1f" y1="%.1f" x2="%.1f" y2="%.1f"/>`, cls, p.x0, y, p.x0+p.w, y)
 		fmt.Fprintf(&p.b, `<text class="ylab" x="%.1f" y="%.1f" text-anchor="end">%s</text>`, p.x0-6, y+4, html.EscapeString(c.Format(v)))
 	}
-	// X labels: at most about 10 of them.
-	every := max(1, (p.n+9)/10)
+	// X labels: as many as fit.
+	every := max(1, (p.n+sz.xLabels-1)/sz.xLabels)
 	for i, l := range c.Labels {
-		if i%every != 0 && i != p.n-1 {
+		if (p.n-1-i)%every != 0 { // counted from the last, which is always labelled
 			continue
 		}
 		fmt.Fprintf(&p.b, `<text class="xlab" x="%.1f" y="%.1f" text-anchor="middle">%s</text>`, p.cx(i), p.y0+p.h+16, html.EscapeString(l))
@@ -122,28 +144,43 @@ func (p *plot) slot() float64 { return p.w / float64(max(p.n, 1)) }
 
 func (p *plot) cx(i int) float64 { return p.x0 + p.slot()*(float64(i)+0.5) }
 
-func (p *plot) legend(names []string, kinds string) {
+func (p *plot) legend(series []Series, kind string) {
 	x := p.x0
-	y := float64(chartH - 8)
-	for i, n := range names {
-		color := palette[i%len(palette)]
-		if kinds == "line" {
-			fmt.Fprintf(&p.b, `<line x1="%.1f" y1="%.1f" x2="%.1f" y2="%.1f" stroke="%s" stroke-width="3"/>`, x, y-4, x+14, y-4, color)
-		} else {
+	y := p.sz.h - 8
+	for i, s := range series {
+		color := s.color(i)
+		if s.Bars || kind == "bar" {
 			fmt.Fprintf(&p.b, `<rect x="%.1f" y="%.1f" width="10" height="10" fill="%s"/>`, x, y-9, color)
+		} else {
+			fmt.Fprintf(&p.b, `<line x1="%.1f" y1="%.1f" x2="%.1f" y2="%.1f" stroke="%s" stroke-width="3"/>`, x, y-4, x+14, y-4, color)
 		}
-		fmt.Fprintf(&p.b, `<text class="legend" x="%.1f" y="%.1f">%s</text>`, x+18, y, html.EscapeString(n))
-		x += 26 + 7*float64(len([]rune(n)))
+		fmt.Fprintf(&p.b, `<text class="legend" x="%.1f" y="%.1f">%s</text>`, x+18, y, html.EscapeString(s.Name))
+		x += 26 + 7*float64(len([]rune(s.Name)))
 	}
 }
 
-func (p *plot) done() template.HTML {
+func (p *plot) done() string {
 	p.b.WriteString(`</svg>`)
-	return template.HTML(p.b.String()) // every text in it was escaped above
+	return p.b.String()
+}
+
+// both draws a chart at every size.
+func both(c Chart, draw func(Chart, size) string) template.HTML {
+	var b strings.Builder
+	for _, sz := range sizes {
+		b.WriteString(draw(c, sz))
+	}
+	return template.HTML(b.String()) // every text in it was escaped
 }
 
 // StackedBars draws one bar per label, its series stacked (values ≥ 0).
-func StackedBars(c Chart) template.HTML {
+func StackedBars(c Chart) template.HTML { return both(c, stackedBars) }
+
+// Lines draws each series as a line with a point per label (values may
+// be negative: a loss).
+func Lines(c Chart) template.HTML { return both(c, lines) }
+
+func stackedBars(c Chart, sz size) string {
 	var top int64
 	for i := range c.Labels {
 		var sum int64
@@ -153,7 +190,7 @@ func StackedBars(c Chart) template.HTML {
 		top = max(top, sum)
 	}
 	lo, hi, step := axis(0, top)
-	p := newPlot(c, lo, hi, step)
+	p := newPlot(c, sz, lo, hi, step)
 	bw := p.slot() * 0.7
 	for i := range c.Labels {
 		var base, total int64
@@ -172,17 +209,15 @@ func StackedBars(c Chart) template.HTML {
 			base += v
 		}
 	}
-	var names []string
-	for _, s := range c.Series {
-		names = append(names, s.Name)
+	bars := slices.Clone(c.Series)
+	for i := range bars {
+		bars[i].Bars = true
 	}
-	p.legend(names, "bar")
+	p.legend(bars, "bar")
 	return p.done()
 }
 
-// Lines draws each series as a line with a point per label (values may
-// be negative: a loss).
-func Lines(c Chart) template.HTML {
+func lines(c Chart, sz size) string {
 	var lo, hi int64
 	for _, s := range c.Series {
 		for _, v := range s.Values {
@@ -190,9 +225,30 @@ func Lines(c Chart) template.HTML {
 		}
 	}
 	lo, hi, step := axis(lo, hi)
-	p := newPlot(c, lo, hi, step)
+	p := newPlot(c, sz, lo, hi, step)
+	bw := p.slot() * 0.6
 	for si, s := range c.Series {
-		color := palette[si%len(palette)]
+		if !s.Bars {
+			continue
+		}
+		for i, v := range s.Values {
+			if v == 0 {
+				continue
+			}
+			color := s.color(si)
+			if v < 0 {
+				color = "#dc2626"
+			}
+			y1, y2 := p.y(max(v, 0)), p.y(min(v, 0))
+			fmt.Fprintf(&p.b, `<rect x="%.1f" y="%.1f" width="%.1f" height="%.1f" fill="%s" opacity="0.45"><title>%s · %s: %s</title></rect>`,
+				p.cx(i)-bw/2, y1, bw, max(y2-y1, 0.5), color, html.EscapeString(p.titles[i]), html.EscapeString(s.Name), html.EscapeString(c.Format(v)))
+		}
+	}
+	for si, s := range c.Series {
+		if s.Bars {
+			continue
+		}
+		color := s.color(si)
 		var pts []string
 		for i, v := range s.Values {
 			pts = append(pts, fmt.Sprintf("%.1f,%.1f", p.cx(i), p.y(v)))
@@ -203,10 +259,6 @@ func Lines(c Chart) template.HTML {
 				p.cx(i), p.y(v), color, html.EscapeString(p.titles[i]), html.EscapeString(s.Name), html.EscapeString(c.Format(v)))
 		}
 	}
-	var names []string
-	for _, s := range c.Series {
-		names = append(names, s.Name)
-	}
-	p.legend(names, "line")
+	p.legend(c.Series, "line")
 	return p.done()
 }

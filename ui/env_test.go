@@ -26,8 +26,8 @@ import (
 const adminToken = "ui-test-admin-token-0123456789abcdefghij"
 
 // env is Farebox on SQLite behind a real HTTP server, its clock fake, with
-// two customers: acme (on plan pro, with a promo lot expiring in 3 days
-// and a purchase, and ten days of metered usage on two models) and beta.
+// two customers: acme (on plan pro, with a promo lot soon used up, a
+// refund lot expiring in 3 days and a purchase, and ten days of metered usage on two models) and beta.
 type env struct {
 	t                 *testing.T
 	url               string
@@ -58,13 +58,20 @@ func (s *syncBuffer) String() string {
 
 var start = time.Date(2026, 11, 10, 9, 0, 0, 0, time.UTC)
 
+// providers: two simulated deployments of gpt-4o-mini (the cheaper one
+// first), answering at once.
+var providers = []app.Provider{
+	{Name: "sim-a", Type: "simulated", Models: []app.Model{{Model: "gpt-4o-mini", MaxOutputTokens: 16384}}},
+	{Name: "sim-b", Type: "simulated", Models: []app.Model{{Model: "gpt-4o-mini", MaxOutputTokens: 16384, Priority: 1}}},
+}
+
 func newEnv(t *testing.T) *env {
 	t.Helper()
 	ctx := context.Background()
 	clock := fakeclock.New(start)
 	logs := &syncBuffer{}
 	a, err := app.New(ctx, app.Config{
-		DataDir: t.TempDir(), AdminToken: adminToken, Clock: clock, Providers: app.DemoProviders,
+		DataDir: t.TempDir(), AdminToken: adminToken, Clock: clock, Providers: providers,
 		Log:       slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
 		Economics: economics.Config{CreditsPerUSD: 100, Shares: []economics.Share{{Partner: "openai-partner", Models: []string{"gpt-4o"}, Percent: 10 * fb.Micro}}},
 		Dashboard: app.DashboardConfig{TopUp: "Email billing@example.com to buy credits."},
@@ -82,7 +89,8 @@ func newEnv(t *testing.T) *env {
 	e.api("POST", "/api/v1/plans", `{"id": "team", "name": "Team", "price_usd": "100", "period": "month", "credits": "12000", "models": ["*"]}`, 201)
 	e.api("POST", "/api/v1/customers", `{"id": "acme", "name": "Acme Corp", "plan": "pro"}`, 201)
 	e.api("POST", "/api/v1/customers", `{"id": "beta", "name": "Beta Ltd"}`, 201)
-	e.api("POST", "/api/v1/customers/acme/grants", `{"amount": "100", "source": "promo", "expires_at": "2026-11-23T09:00:00Z", "idempotency_key": "promo-1"}`, 201)
+	e.api("POST", "/api/v1/customers/acme/grants", `{"amount": "5", "source": "promo", "expires_at": "2026-11-23T09:00:00Z", "idempotency_key": "promo-1"}`, 201)
+	e.api("POST", "/api/v1/customers/acme/grants", `{"amount": "50", "source": "refund", "priority": 30, "paid_usd": "0.5", "expires_at": "2026-11-23T09:00:00Z", "idempotency_key": "refund-1"}`, 201)
 	e.api("POST", "/api/v1/customers/acme/grants", `{"amount": "500", "source": "purchase", "paid_usd": "5", "idempotency_key": "buy-1"}`, 201)
 	e.api("POST", "/api/v1/customers/beta/grants", `{"amount": "777.5", "source": "purchase", "paid_usd": "7.775", "idempotency_key": "buy-b"}`, 201)
 	e.acmeKey, e.acmeID = e.key("acme", "laptop")
@@ -101,6 +109,9 @@ func newEnv(t *testing.T) *env {
 		}
 		evs = append(evs, fmt.Sprintf(`{"specversion": "1.0", "id": "b-%d", "source": "app", "type": "usage", "subject": "beta", "data": {"model": "gpt-4o", "input_tokens": 5000, "output_tokens": 900}}`, d))
 		e.events("[" + strings.Join(evs, ",") + "]")
+		for i := range 2 {
+			e.chat(e.acmeKey, fmt.Sprintf("Day %d, question %d: how are my credits doing?", d, i))
+		}
 		e.clock.Advance(24 * time.Hour)
 	}
 	return e
@@ -138,6 +149,24 @@ func (e *env) events(batch string) {
 	b, _ := io.ReadAll(res.Body)
 	if res.StatusCode != 200 || strings.Contains(string(b), "rejected") {
 		e.t.Fatalf("events: %d %s", res.StatusCode, b)
+	}
+}
+
+// chat sends one chat completion through the gateway.
+func (e *env) chat(key, text string) {
+	e.t.Helper()
+	body := fmt.Sprintf(`{"model": "gpt-4o-mini", "max_tokens": 200, "messages": [{"role": "user", "content": %q}]}`, text)
+	req, _ := http.NewRequest("POST", e.url+"/v1/chat/completions", strings.NewReader(body))
+	req.Header.Set("Authorization", "Bearer "+key)
+	req.Header.Set("Content-Type", "application/json")
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	defer res.Body.Close()
+	b, _ := io.ReadAll(res.Body)
+	if res.StatusCode != 200 {
+		e.t.Fatalf("chat: %d %s", res.StatusCode, b)
 	}
 }
 
