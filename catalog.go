@@ -235,6 +235,12 @@ type EconRow struct {
 	BreakageUSD     USD
 }
 
+// EconDetail is the sums of one day, customer, model and provider.
+type EconDetail struct {
+	Day, Customer, Model, Provider string
+	EconRow                        // its Key is empty
+}
+
 // UsageList pages through one customer's usage rows, newest first: those
 // before the row (BeforeAt, BeforeID) when BeforeAt is set, at most Limit.
 type UsageList struct {

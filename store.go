@@ -102,6 +102,10 @@ type Catalog interface {
 	Usage(ctx context.Context, f UsageFilter) ([]UsageRow, error)
 	// Economics sums the daily rollups of usage and breakage.
 	Economics(ctx context.Context, f EconFilter) ([]EconRow, error)
+	// EconomicsDetail sums the same rollups by day, customer, model and
+	// provider (f.GroupBy is ignored), in that order, the rollups' own:
+	// one read that a page folds into several groupings.
+	EconomicsDetail(ctx context.Context, f EconFilter) ([]EconDetail, error)
 
 	// UsageRows lists one customer's usage rows, newest first (by time,
 	// then id), from the index on customer and time: the dashboard's

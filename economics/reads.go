@@ -62,3 +62,83 @@ func Forecasts(ctx context.Context, r Reader, customer string, days int, now tim
 	}
 	return out, nil
 }
+
+// Detailer reads the daily sums by day, customer, model and provider.
+type Detailer interface {
+	EconomicsDetail(ctx context.Context, f fb.EconFilter) ([]fb.EconDetail, error)
+}
+
+// Fold sums detail rows into the store's sums by one grouping (customer,
+// model, provider or day) and model: what Economics answers for that
+// grouping, so Report over it is the API's report.
+func Fold(detail []fb.EconDetail, by fb.GroupBy) ([]fb.EconRow, error) {
+	type k struct{ key, model string }
+	idx := map[k]int{}
+	var out []fb.EconRow
+	for _, d := range detail {
+		var key string
+		switch by {
+		case fb.GroupDay:
+			key = d.Day
+		case fb.GroupCustomer:
+			key = d.Customer
+		case fb.GroupModel:
+			key = d.Model
+		case fb.GroupProvider:
+			key = d.Provider
+		default:
+			return nil, fb.Invalid("group_by", "a detail read folds by customer, model, provider or day")
+		}
+		i, ok := idx[k{key, d.Model}]
+		if !ok {
+			i = len(out)
+			idx[k{key, d.Model}] = i
+			out = append(out, fb.EconRow{Key: key, Model: d.Model})
+		}
+		r := &out[i]
+		r.Requests += d.Requests
+		for _, p := range []struct{ to, v *fb.Amount }{{&r.Credits, &d.Credits}, {&r.Uncollected, &d.Uncollected}, {&r.BreakageCredits, &d.BreakageCredits}} {
+			s, err := p.to.Add(*p.v)
+			if err != nil {
+				return nil, err
+			}
+			*p.to = s
+		}
+		for _, p := range []struct{ to, v *fb.USD }{{&r.RevenueUSD, &d.RevenueUSD}, {&r.CostUSD, &d.CostUSD}, {&r.BreakageUSD, &d.BreakageUSD}} {
+			s, err := p.to.Add(*p.v)
+			if err != nil {
+				return nil, err
+			}
+			*p.to = s
+		}
+	}
+	return out, nil
+}
+
+// Grouped is one grouping's report.
+type Grouped struct {
+	Rows   []Row
+	Totals Row
+}
+
+// ReadGroupings is the report of f by each of the groupings, from one
+// read of the daily sums: each equals Read of f by that grouping.
+func ReadGroupings(ctx context.Context, r Detailer, f fb.EconFilter, cfg Config, groupings ...fb.GroupBy) (map[fb.GroupBy]Grouped, error) {
+	detail, err := r.EconomicsDetail(ctx, f)
+	if err != nil {
+		return nil, err
+	}
+	out := map[fb.GroupBy]Grouped{}
+	for _, g := range groupings {
+		sums, err := Fold(detail, g)
+		if err != nil {
+			return nil, err
+		}
+		rows, totals, err := Report(sums, g, cfg)
+		if err != nil {
+			return nil, err
+		}
+		out[g] = Grouped{rows, totals}
+	}
+	return out, nil
+}

@@ -79,27 +79,23 @@ func (u *UI) economicsPage(r *Request) (*View, error) {
 		return nil, fb.Invalid("from", "the range is at most 366 days")
 	}
 	v := &economicsView{From: from, To: to, LastDay: last, PartnerShare: len(u.d.Economics.Shares) > 0}
-	ctx := r.Context()
-	byDay, _, err := economics.Read(ctx, u.d.Store, fb.EconFilter{From: from, To: to, GroupBy: fb.GroupDay}, u.d.Economics)
+	// One read of the daily sums, folded into each grouping: each is what
+	// the API's report by that grouping answers.
+	f := fb.EconFilter{From: from, To: to}
+	reports, err := economics.ReadGroupings(r.Context(), u.d.Store, f, u.d.Economics, fb.GroupDay, fb.GroupCustomer, fb.GroupModel, fb.GroupProvider)
 	if err != nil {
 		return nil, err
 	}
-	v.Chart = marginChart(byDay, from, to)
+	v.Chart = marginChart(reports[fb.GroupDay].Rows, from, to)
+	// The totals of the API's default grouping (by customer): partner
+	// shares are rounded down per group and model, so their total can
+	// differ by a micro-dollar between groupings.
+	v.Totals = reports[fb.GroupCustomer].Totals
 	for _, g := range []struct {
 		by    fb.GroupBy
 		title string
 	}{{fb.GroupCustomer, "By customer"}, {fb.GroupModel, "By model"}, {fb.GroupProvider, "By provider"}} {
-		rows, totals, err := economics.Read(ctx, u.d.Store, fb.EconFilter{From: from, To: to, GroupBy: g.by}, u.d.Economics)
-		if err != nil {
-			return nil, err
-		}
-		if g.by == fb.GroupCustomer {
-			// The totals of the API's default grouping: partner shares
-			// are rounded down per group and model, so their total can
-			// differ by a micro-dollar between groupings.
-			v.Totals = totals
-		}
-		v.Tables = append(v.Tables, econTable{Title: g.title, By: string(g.by), Rows: rows})
+		v.Tables = append(v.Tables, econTable{Title: g.title, By: string(g.by), Rows: reports[g.by].Rows})
 	}
 	return &View{Title: "Economics", Template: "economics", Data: v}, nil
 }
