@@ -121,6 +121,18 @@ func (b *tab) shot(name string) {
 			b.t.Fatal(err)
 		}
 	}
+	// And the top of the page at 1280 px, drawn at 0.6 scale: the small
+	// pictures of the README (docs/img) are these.
+	b.do(chromedp.EmulateViewport(1280, 760, chromedp.EmulateScale(0.6)), chromedp.Sleep(100*time.Millisecond))
+	ctx, cancel := context.WithTimeout(b.ctx, 20*time.Second)
+	png, err := chromedp.Run(ctx, chromedp.CaptureScreenshot())
+	cancel()
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(b.dir, name+"-small.png"), png, 0o644); err != nil {
+		b.t.Fatal(err)
+	}
 	b.do(chromedp.EmulateViewport(1280, 900))
 }
 

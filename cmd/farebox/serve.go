@@ -164,6 +164,8 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		fmt.Fprintf(stdout, "demo: customer %q on plan %q, key %s (saved in %s); try\n"+
 			"  curl -s http://%s/v1/chat/completions -H 'Authorization: Bearer %s' -H 'Content-Type: application/json' -d '{\"model\": \"gpt-4o-mini\", \"messages\": [{\"role\": \"user\", \"content\": \"Hello\"}]}'\n",
 			demoCustomer, demoPlan.ID, key, filepath.Join(cfg.dataDir, "demo-key"), ln.Addr(), key)
+		fmt.Fprintf(stdout, "dashboard: open http://%s/ and sign in with the demo key (the customer's pages) or the admin token (the operator's: FAREBOX_ADMIN_TOKEN, or the file %s)\n",
+			ln.Addr(), filepath.Join(cfg.dataDir, "admin-token"))
 	}
 	fmt.Fprintf(stdout, "listening on http://%s\n", ln.Addr())
 	err = a.Run(ctx, ln)
