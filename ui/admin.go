@@ -1,10 +1,12 @@
 package ui
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"html/template"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -34,7 +36,13 @@ func (u *UI) adminPages() []Page {
 type econTable struct {
 	Title, By string
 	Rows      []economics.Row
+	Total     int    // rows in the report
+	More      string // the URL of the whole table, when Rows are the top ones
 }
+
+// topCustomers is how many customers the economics page lists unless
+// asked for all.
+const topCustomers = 25
 
 type economicsView struct {
 	From, To     time.Time // [From, To)
@@ -95,7 +103,16 @@ func (u *UI) economicsPage(r *Request) (*View, error) {
 		by    fb.GroupBy
 		title string
 	}{{fb.GroupCustomer, "By customer"}, {fb.GroupModel, "By model"}, {fb.GroupProvider, "By provider"}} {
-		v.Tables = append(v.Tables, econTable{Title: g.title, By: string(g.by), Rows: reports[g.by].Rows})
+		t := econTable{Title: g.title, By: string(g.by), Rows: reports[g.by].Rows, Total: len(reports[g.by].Rows)}
+		if g.by == fb.GroupCustomer && q.Get("customers") != "all" && len(t.Rows) > topCustomers {
+			// The customers who earned most; all of them on request (a
+			// long table is a heavy page).
+			t.Rows = slices.Clone(t.Rows)
+			slices.SortStableFunc(t.Rows, func(a, b economics.Row) int { return cmp.Compare(b.RevenueUSD, a.RevenueUSD) })
+			t.Rows = t.Rows[:topCustomers]
+			t.More = "/ui/admin?" + url.Values{"from": {from.Format(time.DateOnly)}, "to": {last.Format(time.DateOnly)}, "customers": {"all"}}.Encode()
+		}
+		v.Tables = append(v.Tables, t)
 	}
 	return &View{Title: "Economics", Template: "economics", Data: v}, nil
 }

@@ -186,6 +186,7 @@ func benchUI(ctx context.Context, args []string, stdout, stderr io.Writer) error
 			}
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t\n", p.path, p.side, fmtMS(ds[len(ds)/2]), fmtMS(ds[(len(ds)*99)/100]), kb(len(body)), kb(weight))
+		fmt.Fprintf(stderr, "  %s: median %s\n", p.path, fmtMS(ds[len(ds)/2]))
 	}
 	// The baseline: the same sums from the raw usage rows.
 	from, to := start.Add(span).Truncate(24*time.Hour).AddDate(0, 0, -29), start.Add(span).Truncate(24*time.Hour).AddDate(0, 0, 1)
