@@ -234,3 +234,38 @@ type EconRow struct {
 	BreakageCredits Amount
 	BreakageUSD     USD
 }
+
+// EconDetail is the sums of one day, customer, model and provider.
+type EconDetail struct {
+	Day, Customer, Model, Provider string
+	EconRow                        // its Key is empty
+}
+
+// UsageList pages through one customer's usage rows, newest first: those
+// before the row (BeforeAt, BeforeID) when BeforeAt is set, at most Limit.
+type UsageList struct {
+	Customer string
+	BeforeAt time.Time
+	BeforeID string
+	Limit    int
+}
+
+// Session is a dashboard sign-in: an operator's (Customer "") or a
+// customer's, made with one of its keys (KeyID). It lasts until ExpiresAt
+// or until it is ended (EndedAt: signed out).
+type Session struct {
+	ID        string    `json:"id"`
+	Customer  string    `json:"customer,omitempty"`
+	KeyID     string    `json:"key_id,omitempty"`
+	CreatedAt time.Time `json:"created_at"`
+	ExpiresAt time.Time `json:"expires_at"`
+	EndedAt   time.Time `json:"ended_at,omitzero"`
+}
+
+// Operator reports whether the session was opened with the admin token.
+func (s Session) Operator() bool { return s.Customer == "" }
+
+// Live reports whether the session may be used at now.
+func (s Session) Live(now time.Time) bool {
+	return s.EndedAt.IsZero() && now.Before(s.ExpiresAt)
+}

@@ -102,6 +102,36 @@ type Catalog interface {
 	Usage(ctx context.Context, f UsageFilter) ([]UsageRow, error)
 	// Economics sums the daily rollups of usage and breakage.
 	Economics(ctx context.Context, f EconFilter) ([]EconRow, error)
+	// EconomicsDetail sums the same rollups by day, customer, model and
+	// provider (f.GroupBy is ignored), in that order, the rollups' own:
+	// one read that a page folds into several groupings.
+	EconomicsDetail(ctx context.Context, f EconFilter) ([]EconDetail, error)
+
+	// UsageRows lists one customer's usage rows, newest first (by time,
+	// then id), from the index on customer and time: the dashboard's
+	// recent requests.
+	UsageRows(ctx context.Context, f UsageList) ([]Usage, error)
+	// LastUsage is the time of each of these customers' latest usage row
+	// (absent: none), one index probe each.
+	LastUsage(ctx context.Context, customers []string) (map[string]time.Time, error)
+	// FindCustomers lists customers, ordered by id after startingAfter,
+	// whose id starts with query or whose name contains it (any case);
+	// every customer when query is "".
+	FindCustomers(ctx context.Context, query, startingAfter string, limit int) ([]Customer, error)
+	// JournalSeq is the sequence number of the journal's last entry (0:
+	// empty).
+	JournalSeq(ctx context.Context) (int64, error)
+
+	// CreateSession stores a new dashboard session; a taken id is a
+	// conflict.
+	CreateSession(ctx context.Context, s Session) error
+	// Session reads a session, ended or expired ones included.
+	Session(ctx context.Context, id string) (Session, error)
+	// EndSession marks a session ended at at (once: the first time stays).
+	EndSession(ctx context.Context, id string, at time.Time) error
+	// DeleteSessions removes the sessions that expired before before and
+	// says how many.
+	DeleteSessions(ctx context.Context, before time.Time) (int64, error)
 }
 
 // WriteTx is the part of a write transaction the ledger engine uses.

@@ -8,7 +8,6 @@ import (
 	fb "farebox"
 	"farebox/economics"
 	"farebox/httpx"
-	"farebox/ledger"
 	"farebox/routing"
 )
 
@@ -57,11 +56,7 @@ func (s *Server) economicsReport(w http.ResponseWriter, r *http.Request) error {
 	if !f.From.Before(f.To) {
 		return fb.Invalid("to", "to must be after from")
 	}
-	sums, err := s.Store.Economics(r.Context(), f)
-	if err != nil {
-		return err
-	}
-	rows, totals, err := economics.Report(sums, f.GroupBy, s.Economics)
+	rows, totals, err := economics.Read(r.Context(), s.Store, f, s.Economics)
 	if err != nil {
 		return err
 	}
@@ -89,35 +84,9 @@ func (s *Server) forecastReport(w http.ResponseWriter, r *http.Request) error {
 		}
 		days = n
 	}
-	now := s.Now().UTC()
-	rows, err := s.Store.Usage(r.Context(), fb.UsageFilter{Customer: customer, From: now.AddDate(0, 0, -days), To: now.Add(time.Nanosecond), GroupBy: fb.GroupCustomer})
+	out, err := economics.Forecasts(r.Context(), s.Store, customer, days, s.Now().UTC())
 	if err != nil {
 		return err
-	}
-	consumed := map[string]fb.Amount{}
-	for _, u := range rows {
-		consumed[u.Key] = u.Credits
-	}
-	customers := []string{}
-	if c := customer; c != "" {
-		if _, err := s.Store.Customer(r.Context(), c); err != nil {
-			return err
-		}
-		customers = append(customers, c)
-	} else {
-		for _, u := range rows {
-			customers = append(customers, u.Key)
-		}
-	}
-	out := []economics.Forecast{}
-	for _, c := range customers {
-		a, err := s.Store.Account(r.Context(), c)
-		if err != nil {
-			return err
-		}
-		ledger.SortLots(a.Lots)
-		ledger.Advance(a, now, nil)
-		out = append(out, economics.NewForecast(c, ledger.Available(a, now), consumed[c], days, now))
 	}
 	httpx.WriteJSON(w, http.StatusOK, map[string]any{"data": out, "has_more": false})
 	return nil

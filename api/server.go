@@ -47,6 +47,10 @@ type Deps struct {
 	// Metrics serves GET /metrics; nil when the metrics are off on this
 	// address (served elsewhere, or not at all): 404.
 	Metrics http.Handler
+	// UI, when set, is the dashboard (package ui): mounted on / (its
+	// sign-in) and everything under /ui/. Its HTML pages are not part of
+	// the API's route table or its OpenAPI document.
+	UI http.Handler
 }
 
 // Server holds the handlers' dependencies.
@@ -154,6 +158,16 @@ func (s *Server) routesMux(routes []route) http.Handler {
 			w.Header().Set("Allow", allow)
 			return fb.Errorf(fb.EMethodNotAllowed, "%s is not allowed on %s; use %s", r.Method, r.URL.Path, allow)
 		}))
+	}
+	if s.UI != nil {
+		ui := s.wrap(func(w http.ResponseWriter, r *http.Request) error { s.UI.ServeHTTP(w, r); return nil })
+		for _, p := range []string{"/{$}", "/ui/"} {
+			h := ui
+			if s.Middleware != nil {
+				h = s.Middleware("UI "+p, h)
+			}
+			mux.Handle(p, h)
+		}
 	}
 	mux.Handle("/", s.wrap(func(w http.ResponseWriter, r *http.Request) error {
 		return fb.Errorf(fb.ENotFound, "no route %s %s", r.Method, r.URL.Path)
@@ -411,22 +425,18 @@ func (s *Server) writeBalance(w http.ResponseWriter, r *http.Request, customer s
 	if err != nil {
 		return err
 	}
-	now := s.Now().UTC()
-	// Show the account as of now: what has expired since the last write
-	// counts as expired already.
-	ledger.SortLots(a.Lots)
-	ledger.Advance(a, now, nil)
-	lots := make([]lotJSON, 0, len(a.Lots))
-	for _, l := range a.Lots {
+	b := ledger.BalanceAt(a, s.Now().UTC())
+	lots := make([]lotJSON, 0, len(b.Lots))
+	for _, l := range b.Lots {
 		lots = append(lots, lotView(l))
 	}
 	httpx.WriteJSON(w, http.StatusOK, map[string]any{
-		"customer":        a.Customer,
-		"available":       max(ledger.Available(a, now), 0),
-		"held":            ledger.Held(a),
-		"overdraft_limit": a.OverdraftLimit,
-		"debt":            a.Debt,
-		"uncollected":     a.Uncollected,
+		"customer":        b.Customer,
+		"available":       b.Available,
+		"held":            b.Held,
+		"overdraft_limit": b.OverdraftLimit,
+		"debt":            b.Debt,
+		"uncollected":     b.Uncollected,
 		"lots":            lots,
 	})
 	return nil

@@ -37,6 +37,7 @@ import (
 	"farebox/store/cache"
 	"farebox/store/postgres"
 	"farebox/store/sqlite"
+	"farebox/ui"
 )
 
 // Config is everything Farebox is started with. The zero value of a field
@@ -93,6 +94,17 @@ type Config struct {
 	// MetricsAddr says where GET /metrics is served: "" on the main
 	// address, "off" nowhere, or an address of its own.
 	MetricsAddr string
+	// Dashboard configures the web dashboard (package ui).
+	Dashboard DashboardConfig
+}
+
+// DashboardConfig is the dashboard's part of the config.
+type DashboardConfig struct {
+	// TopUp is what the customer's top-up panel says (how to buy
+	// credits), until payments offer a checkout.
+	TopUp string
+	// SessionTTL is how long a sign-in lasts; 12 hours when 0.
+	SessionTTL time.Duration
 }
 
 // App is a running Farebox: its services, built once.
@@ -105,6 +117,9 @@ type App struct {
 	Gateway *gateway.Gateway
 	Spool   *spool.Spool
 	Metrics *metrics.Metrics
+	// UI is the dashboard; features add their pages to it (UI.Register)
+	// here, before its handler is built.
+	UI *ui.UI
 	// Handler serves the API, the gateway and health, within the
 	// server's limits.
 	Handler http.Handler
@@ -242,10 +257,18 @@ func New(ctx context.Context, cfg Config) (a *App, err error) {
 		}
 		a.closers = append(a.closers, func() error { a.metrics.Close(); return nil })
 	}
+	if a.UI, err = ui.New(ui.Deps{
+		Store: a.Store, Engine: a.Engine, Plans: a.Plans, Gateway: a.Gateway, Economics: cfg.Economics,
+		AdminToken: cfg.AdminToken, Clock: cfg.Clock, NewID: cfg.NewID, Log: log,
+		TopUp: cfg.Dashboard.TopUp, SessionTTL: cfg.Dashboard.SessionTTL, CanVerify: sole,
+	}); err != nil {
+		return a, err
+	}
+	// Other features' pages are registered with a.UI.Register here.
 	routes := api.NewServer(api.Deps{
 		Store: a.Store, Engine: a.Engine, Plans: a.Plans, Meter: a.Meter, Cards: a.Store, Gateway: a.Gateway,
 		Economics: cfg.Economics, AdminToken: cfg.AdminToken, Clock: cfg.Clock, NewID: cfg.NewID, Log: log,
-		Middleware: a.Metrics.Middleware, Metrics: onMain,
+		Middleware: a.Metrics.Middleware, Metrics: onMain, UI: a.UI.Handler(),
 	})
 	if cfg.DebugAddr != "" {
 		if a.debug, err = net.Listen("tcp", cfg.DebugAddr); err != nil {
@@ -273,6 +296,7 @@ func (a *App) Run(ctx context.Context, ln net.Listener) error {
 	g.Go(func() error { a.sweep(jctx); return nil })
 	g.Go(func() error { a.Plans.Run(jctx, a.cfg.Every); return nil })
 	g.Go(func() error { a.Gateway.RunSpool(jctx, a.cfg.Every); return nil })
+	g.Go(func() error { a.UI.Run(jctx, time.Hour); return nil })
 
 	if a.debug != nil {
 		mux := http.NewServeMux()

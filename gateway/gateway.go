@@ -243,8 +243,17 @@ func (g *Gateway) Authenticate(r *http.Request) (fb.APIKey, error) {
 	if !strings.HasPrefix(key, keys.Prefix) {
 		return fb.APIKey{}, fb.Errorf(fb.EInvalidAPIKey, "an API key (Authorization: Bearer fbk_…) is required")
 	}
+	return g.AuthenticateKey(r.Context(), key)
+}
+
+// AuthenticateKey finds the live key whose secret is key (the dashboard's
+// sign-in checks a key with it too).
+func (g *Gateway) AuthenticateKey(ctx context.Context, key string) (fb.APIKey, error) {
+	if !strings.HasPrefix(key, keys.Prefix) {
+		return fb.APIKey{}, fb.Errorf(fb.EInvalidAPIKey, "the API key is not valid")
+	}
 	want := keys.Hash(key)
-	k, err := g.catalog.KeyByHash(r.Context(), want)
+	k, err := g.catalog.KeyByHash(ctx, want)
 	if fb.ErrorType(err) == fb.ENotFound {
 		return fb.APIKey{}, fb.Errorf(fb.EInvalidAPIKey, "the API key is not valid")
 	}

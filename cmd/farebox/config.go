@@ -24,7 +24,27 @@ type fileConfig struct {
 	Gateway    gatewayConfig  `yaml:"gateway"`
 	Providers  []app.Provider `yaml:"providers"`
 	// RevenueShares: percentages of revenue owed to partners, by model.
-	RevenueShares []shareEntry `yaml:"revenue_shares"`
+	RevenueShares []shareEntry    `yaml:"revenue_shares"`
+	Dashboard     dashboardConfig `yaml:"dashboard"`
+}
+
+// dashboardConfig is the web dashboard's section.
+type dashboardConfig struct {
+	// TopUpInstructions is what a customer's top-up panel says.
+	TopUpInstructions string `yaml:"topup_instructions"`
+	SessionTTL        string `yaml:"session_ttl"`
+}
+
+func (c dashboardConfig) config() (app.DashboardConfig, error) {
+	d := app.DashboardConfig{TopUp: strings.TrimSpace(c.TopUpInstructions)}
+	if c.SessionTTL != "" {
+		v, err := time.ParseDuration(c.SessionTTL)
+		if err != nil || v < time.Minute {
+			return d, fmt.Errorf("dashboard.session_ttl %q must be a duration of at least 1m, such as 12h", c.SessionTTL)
+		}
+		d.SessionTTL = v
+	}
+	return d, nil
 }
 
 type shareEntry struct {

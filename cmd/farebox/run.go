@@ -101,6 +101,10 @@ bare httputil.ReverseProxy, stream and not.`},
 		{name: "bench report", group: groupBench, run: bench(benchReport), synopsis: "[flags]",
 			about: `Measure the economics report over many usage rows.
 The report's queries over daily sums, against aggregating the raw rows.`},
+		{name: "bench ui", group: groupBench, run: bench(benchUI), synopsis: "[flags]",
+			about: `Measure the dashboard's pages over many usage rows.
+Server time (median, p99) and weight of each customer and operator page, against summing
+the raw rows.`},
 	}
 	for _, c := range cliCommands() {
 		cs = append(cs, command{name: c.name, synopsis: c.synopsis, about: c.about, group: groupAPI, run: c.runner()})

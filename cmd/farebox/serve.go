@@ -117,6 +117,10 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		// Replicas must share one token: none is generated for them.
 		return &exitError{2, errors.New("on PostgreSQL the admin token must be given (FAREBOX_ADMIN_TOKEN or admin_token in the config), the same for every replica")}
 	}
+	dash, err := file.Dashboard.config()
+	if err != nil {
+		return &exitError{2, err}
+	}
 	shares, err := file.shares()
 	if err != nil {
 		return &exitError{2, fmt.Errorf("--config %s: %w", cfg.config, err)}
@@ -134,6 +138,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		Providers: providers, Getenv: getenv, Gateway: gwConfig, Server: limits,
 		Economics:     economics.Config{CreditsPerUSD: cfg.creditsPerUSD, Shares: shares},
 		CreditsPerUSD: cfg.creditsPerUSD, Markup: cfg.markup, Log: log, Drain: cfg.drain, DebugAddr: cfg.debugAddr, MetricsAddr: cfg.metricsAddr,
+		Dashboard: dash,
 	})
 	if err != nil {
 		return err
@@ -159,6 +164,8 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		fmt.Fprintf(stdout, "demo: customer %q on plan %q, key %s (saved in %s); try\n"+
 			"  curl -s http://%s/v1/chat/completions -H 'Authorization: Bearer %s' -H 'Content-Type: application/json' -d '{\"model\": \"gpt-4o-mini\", \"messages\": [{\"role\": \"user\", \"content\": \"Hello\"}]}'\n",
 			demoCustomer, demoPlan.ID, key, filepath.Join(cfg.dataDir, "demo-key"), ln.Addr(), key)
+		fmt.Fprintf(stdout, "dashboard: open http://%s/ and sign in with the demo key (the customer's pages) or the admin token (the operator's: FAREBOX_ADMIN_TOKEN, or the file %s)\n",
+			ln.Addr(), filepath.Join(cfg.dataDir, "admin-token"))
 	}
 	fmt.Fprintf(stdout, "listening on http://%s\n", ln.Addr())
 	err = a.Run(ctx, ln)

@@ -748,6 +748,8 @@ func TestBenchGatewayAndReportSmoke(t *testing.T) {
 			[]string{"bare proxy", "farebox", "vs proxy", "stream", "ledger verified after the bench"}},
 		{[]string{"report", "--rows", "3000", "--customers", "20", "--days", "3", "--runs", "1"},
 			[]string{"3000 rows written", "customer", "provider", "baseline (raw rows)"}},
+		{[]string{"ui", "--rows", "3000", "--customers", "20", "--days", "3", "--runs", "2"},
+			[]string{"3000 rows written", "/ui/account", "/ui/admin/customers/cus-0000", "/ui/admin/system", "baseline"}},
 	} {
 		var out, errOut syncBuffer
 		if err := run(context.Background(), append([]string{"farebox", "bench"}, c.args...), env(nil), &out, &errOut); err != nil {

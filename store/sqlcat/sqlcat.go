@@ -430,3 +430,45 @@ func (c *Catalog) Economics(ctx context.Context, f fb.EconFilter) ([]fb.EconRow,
 	}
 	return out, rows.Err()
 }
+
+// EconomicsDetail sums usage_daily by its key's first four columns, in
+// their order (no sort: the primary key's).
+func (c *Catalog) EconomicsDetail(ctx context.Context, f fb.EconFilter) ([]fb.EconDetail, error) {
+	var where []string
+	var args []any
+	if !f.From.IsZero() {
+		where, args = append(where, "day >= ?"), append(args, f.From.UTC().Format(time.DateOnly))
+	}
+	if !f.To.IsZero() {
+		where, args = append(where, "day < ?"), append(args, f.To.UTC().Format(time.DateOnly))
+	}
+	if f.Customer != "" {
+		where, args = append(where, "customer = ?"), append(args, f.Customer)
+	}
+	q := `SELECT day, customer, model, provider`
+	for _, s := range []string{"requests", "credits", "revenue_usd", "cost_usd", "uncollected", "breakage_credits", "breakage_usd"} {
+		q += `, CAST(sum(` + s + `) AS BIGINT)`
+	}
+	q += ` FROM usage_daily`
+	if len(where) > 0 {
+		q += " WHERE " + strings.Join(where, " AND ")
+	}
+	q += " GROUP BY day, customer, model, provider ORDER BY day, customer, model, provider"
+	rows, err := c.R.QueryContext(ctx, c.q(q), args...)
+	if err != nil {
+		return nil, fmt.Errorf("economics detail query: %w", err)
+	}
+	defer rows.Close()
+	var out []fb.EconDetail
+	for rows.Next() {
+		var r fb.EconDetail
+		var credits, rev, cost, unc, brc, bru int64
+		if err := rows.Scan(&r.Day, &r.Customer, &r.Model, &r.Provider, &r.Requests, &credits, &rev, &cost, &unc, &brc, &bru); err != nil {
+			return nil, err
+		}
+		r.Credits, r.RevenueUSD, r.CostUSD, r.Uncollected = fb.Amount(credits), fb.USD(rev), fb.USD(cost), fb.Amount(unc)
+		r.BreakageCredits, r.BreakageUSD = fb.Amount(brc), fb.USD(bru)
+		out = append(out, r)
+	}
+	return out, rows.Err()
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -185,6 +186,25 @@ func testEconomicsIdentity(t *testing.T, s fb.Store) {
 		rows, tot, err := economics.Report(in, fb.GroupBy(g.by), economics.Config{})
 		if err != nil {
 			t.Fatal(err)
+		}
+		// The detail read, folded by this grouping, is the same sums.
+		if g.by != string(fb.GroupProduct) && g.by != string(fb.GroupPlan) {
+			detail, err := s.EconomicsDetail(ctx, f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			folded, err := economics.Fold(detail, fb.GroupBy(g.by))
+			if err != nil {
+				t.Fatal(err)
+			}
+			byKey := func(rs []fb.EconRow) []fb.EconRow {
+				rs = slices.Clone(rs)
+				slices.SortFunc(rs, func(a, b fb.EconRow) int { return cmpString(a.Key+"\x00"+a.Model, b.Key+"\x00"+b.Model) })
+				return rs
+			}
+			if got, want := js(byKey(folded)), js(byKey(in)); got != want {
+				t.Errorf("by %s: the detail read folded = %s; Economics = %s", g.by, got, want)
+			}
 		}
 		if tot.RevenueUSD != total.revenue || tot.CreditsConsumed != total.charged || tot.Uncollected != total.uncollected {
 			t.Errorf("by %s: totals revenue %s, credits %s, uncollected %s; the journal recognised %s, charged %s, left %s uncollected",

@@ -4,7 +4,7 @@
 // the catalog: plans, subscriptions, keyed requests, rate cards, API keys,
 // global event keys and usage rows, the daily sums of revenue and
 // breakage, and that the economics report adds up to what the ledger
-// recognised.
+// recognised; the dashboard's reads and sessions.
 // A store's own tests call Run with a function that opens a fresh, empty
 // store.
 package storetest
@@ -52,6 +52,8 @@ func Run(t *testing.T, open Opener) {
 		{"EventsAndUsage", testEventsAndUsage},
 		{"Revenue", testRevenue},
 		{"EconomicsIdentity", testEconomicsIdentity},
+		{"DashboardReads", testDashboardReads},
+		{"Sessions", testSessions},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -1,0 +1,99 @@
+package ui_test
+
+import (
+	"net/http"
+	"net/http/cookiejar"
+	"net/http/httptest"
+	"net/url"
+	"strings"
+	"testing"
+
+	"farebox/ui"
+)
+
+// TestRegistry: a feature's page registered with the dashboard is in its
+// side's navigation, in order, drawn from its sections, behind the same
+// session, side and CSRF checks as the built-in pages; a path taken twice,
+// a page without a side and a registration after the handler are refused.
+func TestRegistry(t *testing.T) {
+	e := newEnv(t)
+	a := e.app
+	if err := a.UI.Register(ui.Page{Side: ui.Operator, Path: "late", Title: "Late", Handle: nil}); err == nil {
+		t.Fatal("a page registered after the app's handler was built")
+	}
+	d, err := ui.New(ui.Deps{Store: a.Store, Engine: a.Engine, Plans: a.Plans, Gateway: a.Gateway, AdminToken: adminToken, Clock: e.clock})
+	if err != nil {
+		t.Fatal(err)
+	}
+	posted := ""
+	pools := func(r *ui.Request) (*ui.View, error) {
+		return &ui.View{Title: "Pools", Sections: []ui.Section{
+			ui.Cards{{Label: "GPUs", Value: "64", Note: "16 kept for inference"}},
+			ui.Table{Title: "Pools", Columns: []ui.Column{{Label: "Pool"}, {Label: "GPUs", Num: true}},
+				Rows: [][]ui.Cell{{{Text: "h100-eu", Href: "/ui/admin/pools/h100-eu"}, {Text: "64", Sort: "64"}}}},
+			ui.Form{Title: "Resize", Action: "/ui/admin/pools", Fields: []ui.Field{{Name: "gpus", Label: "GPUs", Type: "number", Value: "64"}}, Submit: "Resize"},
+			ui.Note("Leases are billed per second."),
+		}}, nil
+	}
+	for _, p := range []ui.Page{
+		{Side: ui.Operator, Path: "pools", Title: "Pools", Order: 25, Handle: pools},
+		{Side: ui.Operator, Path: "pools", Method: "POST", Handle: func(r *ui.Request) (*ui.View, error) {
+			posted = r.PostFormValue("gpus")
+			return &ui.View{Redirect: "/ui/admin/pools", Flash: "Resized."}, nil
+		}},
+	} {
+		if err := d.Register(p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, bad := range []ui.Page{
+		{Side: ui.Operator, Path: "pools", Title: "Again", Handle: pools},
+		{Path: "nowhere", Handle: pools},
+		{Side: ui.Customer, Path: "nothing"},
+	} {
+		if err := d.Register(bad); err == nil {
+			t.Errorf("registered %+v", bad)
+		}
+	}
+	var titles []string
+	for _, p := range d.Pages(ui.Operator) {
+		if p.Title != "" {
+			titles = append(titles, p.Title)
+		}
+	}
+	if got := strings.Join(titles, ", "); got != "Economics, Customers, Pools, Deployments & ledger" {
+		t.Fatalf("the operator's navigation: %s", got)
+	}
+
+	hs := httptest.NewServer(d.Handler())
+	defer hs.Close()
+	jar, _ := cookiejar.New(nil)
+	b := &browser{t: t, e: &env{t: t, url: hs.URL}, jar: jar, c: &http.Client{Jar: jar, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}}
+	if code, _ := b.signIn(e.acmeKey); code != http.StatusSeeOther {
+		t.Fatalf("sign-in: %d", code)
+	}
+	if res, _ := b.do("GET", "/ui/admin/pools", nil); res.StatusCode != http.StatusForbidden {
+		t.Fatalf("a customer on a registered operator page: %d; want 403", res.StatusCode)
+	}
+	b.do("POST", "/ui/signout", url.Values{"csrf": {b.csrf("/ui/account")}})
+	if code, _ := b.signIn(adminToken); code != http.StatusSeeOther {
+		t.Fatalf("operator sign-in: %d", code)
+	}
+	res, page := b.do("GET", "/ui/admin/pools", nil)
+	for _, want := range []string{`<a href="/ui/admin/pools" aria-current="page">Pools</a>`, `<div class="value">64</div>`, `data-sort="64"`,
+		`<a href="/ui/admin/pools/h100-eu">h100-eu</a>`, `action="/ui/admin/pools"`, `name="csrf"`, "Leases are billed per second."} {
+		if res.StatusCode != 200 || !strings.Contains(page, want) {
+			t.Errorf("the registered page (%d) lacks %s", res.StatusCode, want)
+		}
+	}
+	if res, _ := b.do("POST", "/ui/admin/pools", url.Values{"gpus": {"80"}}); res.StatusCode != http.StatusForbidden || posted != "" {
+		t.Fatalf("a registered form without its CSRF token: %d, handled %q", res.StatusCode, posted)
+	}
+	res, _ = b.do("POST", "/ui/admin/pools", url.Values{"gpus": {"80"}, "csrf": {b.csrf("/ui/admin/pools")}})
+	if res.StatusCode != http.StatusSeeOther || posted != "80" {
+		t.Fatalf("the registered form: %d, handled %q", res.StatusCode, posted)
+	}
+	if _, page := b.do("GET", "/ui/admin/pools", nil); !strings.Contains(page, "Resized.") {
+		t.Error("the flash after the form is not shown")
+	}
+}
