@@ -40,17 +40,15 @@ var schemaV4 string
 //go:embed schema5.sql
 var schemaV5 string
 
-// schemaV9 is the dashboard's migration, numbered 9 on main after the
-// leasing (6), sponsored suggestions (7) and payments (8) migrations; it
-// takes the next free place in the list until those are on this branch.
+// schemaV6 is the dashboard's: sessions and the daily sums by customer.
 //
-//go:embed schema9.sql
-var schemaV9 string
+//go:embed schema6.sql
+var schemaV6 string
 
 // migrations are applied in order; migration i brings the schema to
 // version i+1 (PRAGMA user_version). Never edit one that has shipped:
 // append.
-var migrations = []string{schemaV1, schemaV2, schemaV3, schemaV4, schemaV5, schemaV9}
+var migrations = []string{schemaV1, schemaV2, schemaV3, schemaV4, schemaV5, schemaV6}
 
 var schemaVersion = len(migrations)
 

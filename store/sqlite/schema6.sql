@@ -1,4 +1,4 @@
--- Migration 9: the dashboard. Its sessions (a signed cookie names one;
+-- Migration 6: the dashboard. Its sessions (a signed cookie names one;
 -- signing out ends it here, so a copied cookie dies with it), and an index
 -- of the daily sums by customer and day, so a customer's pages read their
 -- own days without walking every customer's.
