@@ -25,7 +25,6 @@ import (
 	"embed"
 	"encoding/base64"
 	"errors"
-	"fmt"
 	"html/template"
 	"io/fs"
 	"log/slog"
@@ -531,5 +530,3 @@ func mustCustomer(r *Request) (string, error) {
 	}
 	return r.Session.Customer, nil
 }
-
-var _ = fmt.Sprintf
