@@ -28,6 +28,7 @@ import (
 	"farebox/routing"
 	"farebox/store/cache"
 	"farebox/store/sqlite"
+	"farebox/testlog"
 )
 
 const adminTok = "srv-test-admin-token-0123456789"
@@ -72,8 +73,11 @@ func newHarnessOn(t *testing.T, st fb.Store, cfg ledger.Config) *harness {
 	t.Helper()
 	clk := fakeclock.New(clockStart)
 	cfg.Now = clk.Now
+	log := testlog.New(t)
+	cfg.Logger = log
 	eng := ledger.NewEngine(st, cfg)
 	srv := testServer(st, eng, clk)
+	srv.Log = log
 	h := srv.routes()
 	hs := httptest.NewServer(h)
 	tr := &http.Transport{MaxIdleConns: 256, MaxIdleConnsPerHost: 256, MaxConnsPerHost: 256}

@@ -28,6 +28,7 @@ import (
 	"farebox/routing"
 	"farebox/simulator"
 	"farebox/store/sqlite"
+	"farebox/testlog"
 )
 
 const adminToken = "fba_test"
@@ -122,6 +123,9 @@ func newEnvWith(t *testing.T, o envOptions) *env {
 	var clock fb.Clock = fb.SystemClock
 	if o.now != nil {
 		clock = fakeclock.Func(o.now)
+	}
+	if o.log == nil {
+		o.log = testlog.New(t)
 	}
 	a, err := app.New(ctx, app.Config{
 		Store: through, SoleWriter: !o.replicas, DataDir: dir, AdminToken: adminToken, Router: o.router,
@@ -675,7 +679,10 @@ func TestFaults(t *testing.T) {
 func TestZeroOverspend(t *testing.T) {
 	for _, faults := range []bool{false, true} {
 		t.Run(fmt.Sprintf("faults=%v", faults), func(t *testing.T) {
-			e := newEnv(t, gateway.Config{FirstByteTimeout: 2 * time.Second, RequestTimeout: 4 * time.Second})
+			// No fault here hangs, so the timeouts are only a bound on a
+			// loaded machine (the race detector, a parallel CI): generous,
+			// so a slow simulator is not mistaken for a gateway fault.
+			e := newEnv(t, gateway.Config{FirstByteTimeout: 30 * time.Second, RequestTimeout: 60 * time.Second})
 			per := cost(promptTokens, 40)
 			grant := per * 50
 			key, _ := e.customer("acme", grant.String(), nil)

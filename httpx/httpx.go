@@ -5,6 +5,7 @@
 package httpx
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"io"
@@ -43,7 +44,7 @@ var statusOf = map[string]int{
 
 // Status is the HTTP status of err.
 func Status(err error) int {
-	if s, ok := statusOf[fb.ErrorType(err)]; ok {
+	if s, ok := statusOf[ClientError(err).Type]; ok {
 		return s
 	}
 	return http.StatusInternalServerError
@@ -72,7 +73,22 @@ func ClientError(err error) *fb.Error {
 	if errors.As(err, &fe) {
 		return fe
 	}
+	if isContext(err) {
+		return busy
+	}
 	return internal
+}
+
+// busy is what a client sees when its request's context ended before the
+// server was done with it (the gateway's request deadline passed while it
+// waited for the ledger, say): nothing about the request was wrong, and
+// a retry with the same idempotency key is safe.
+var busy = &fb.Error{Type: fb.EUnavailable, Code: "server_busy", Message: "the server could not finish the request in time; retry with the same idempotency key"}
+
+// isContext reports whether err is a context's end (deadline or
+// cancellation), not a fault of the server.
+func isContext(err error) bool {
+	return errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled)
 }
 
 // BodyOf is err's error body.
@@ -99,14 +115,18 @@ func ErrorJSON(err error) []byte {
 // *farebox.Error is logged with its cause and the request's id.
 func WriteError(w http.ResponseWriter, r *http.Request, log *slog.Logger, err error) {
 	var fe *fb.Error
-	if !errors.As(err, &fe) && log != nil {
+	switch {
+	case errors.As(err, &fe) || log == nil:
+	case isContext(err):
+		log.WarnContext(r.Context(), "request ended before the server was done", "method", r.Method, "path", r.URL.Path, "request_id", w.Header().Get("X-Request-Id"), "err", err)
+	default:
 		log.ErrorContext(r.Context(), "internal error", "method", r.Method, "path", r.URL.Path, "request_id", w.Header().Get("X-Request-Id"), "err", err)
 	}
 	status := Status(err)
 	switch status {
 	case http.StatusUnauthorized:
 		w.Header().Set("WWW-Authenticate", `Bearer realm="farebox"`)
-	case http.StatusTooManyRequests:
+	case http.StatusServiceUnavailable, http.StatusTooManyRequests:
 		if w.Header().Get("Retry-After") == "" {
 			w.Header().Set("Retry-After", strconv.Itoa(1))
 		}

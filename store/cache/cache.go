@@ -15,6 +15,7 @@ package cache
 
 import (
 	"context"
+	"fmt"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -213,6 +214,12 @@ func (s *Store) Card(ctx context.Context) (*pricing.Card, error) {
 		if r.Err != nil {
 			if c != nil {
 				return c.card, nil
+			}
+			if fb.ErrorType(r.Err) == fb.EInternal {
+				// No card to fall back on and the database did not
+				// answer in time: the store is unavailable (503), which
+				// a client may retry, not an internal error.
+				return nil, fmt.Errorf("%w: %w", fb.ErrStoreUnavailable.New("the rate card could not be read; retry shortly"), r.Err)
 			}
 			return nil, r.Err
 		}
