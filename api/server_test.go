@@ -73,6 +73,13 @@ func newHarnessOn(t *testing.T, st fb.Store, cfg ledger.Config) *harness {
 	t.Helper()
 	clk := fakeclock.New(clockStart)
 	cfg.Now = clk.Now
+	if cfg.WriteTimeout == 0 {
+		// Under the race detector a batch of 4,096 metered events takes
+		// SQLite (pure Go) tens of seconds on a loaded two-core machine,
+		// past the 30 s a production batch gets; the tests here are about
+		// what commits, not how fast.
+		cfg.WriteTimeout = 5 * time.Minute
+	}
 	log := testlog.New(t)
 	cfg.Logger = log
 	eng := ledger.NewEngine(st, cfg)
