@@ -3,6 +3,7 @@ package farebox
 import (
 	"errors"
 	"fmt"
+	"time"
 )
 
 // Error types. Each maps to one HTTP status in the api package's table; the
@@ -36,6 +37,9 @@ type Error struct {
 	Code    string // Type, or something more specific such as "hold_expired"
 	Message string // for people; never internals
 	Param   string // the offending field, for invalid_request
+	// At is the first instant a lease's pool lacks the GPUs it asks for
+	// (ErrLeaseNoCapacity); zero otherwise.
+	At time.Time
 }
 
 func (e *Error) Error() string {
@@ -77,6 +81,13 @@ var (
 	ErrStoreRejected       = &Error{Type: EInvalid, Code: "store_rejected"}
 	// ErrBudgetExceeded: an op would pass the budget it counts against.
 	ErrBudgetExceeded = &Error{Type: EInsufficientCredits, Code: "budget_exceeded"}
+	// ErrLeaseNoCapacity: a pool lacks the GPUs a lease (or a change of
+	// the pool) needs, from the error's At.
+	ErrLeaseNoCapacity = &Error{Type: EConflict, Code: "no_capacity"}
+	// ErrLeaseChanged: a lease changed since the op about it was made;
+	// made afresh, it applies to the lease as it is now.
+	ErrLeaseChanged = &Error{Type: EConflict, Code: "lease_changed"}
+	ErrPoolExists   = &Error{Type: EConflict, Code: "pool_exists"}
 )
 
 // Errorf returns an *Error of type typ with a formatted message.

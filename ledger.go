@@ -229,6 +229,9 @@ const (
 	// earlier): the gateway keeps a running stream's hold alive with it,
 	// and a lease its hold until the lease ends.
 	OpExtend OpKind = "extend"
+	// OpLease records a change of a lease (its start, its end) that moves
+	// no credit: it has no effect on the account, only its journal entry.
+	OpLease OpKind = "lease"
 )
 
 // Op is one ledger operation, as journaled. IDs of what it creates are
@@ -274,6 +277,8 @@ type Op struct {
 	Usage  *Usage `json:"usage,omitempty"`
 	// Budget, of a hold or a debit, is a cap the op must stay within.
 	Budget *BudgetRef `json:"budget,omitempty"`
+	// Lease, when set, says what the op does for a lease (see LeaseNote).
+	Lease *LeaseNote `json:"lease,omitempty"`
 }
 
 // KeyRef returns the scope and key under which the op's result is kept,
@@ -292,6 +297,9 @@ func (op *Op) KeyRef() (KeyRef, bool) {
 // when an idempotency key is reused. Parsed values are used, so "1.5" and
 // "1.50" agree; values the engine fills in (IDs, At) are left out.
 func (op *Op) Fingerprint() string {
+	if op.Lease != nil {
+		return op.leaseFingerprint()
+	}
 	var b strings.Builder
 	b.WriteString(string(op.Kind))
 	w := func(s string) { b.WriteByte('|'); b.WriteString(s) }
@@ -348,6 +356,19 @@ func (op *Op) Fingerprint() string {
 		b.WriteString(budgetKey(op.Budget))
 	}
 	return b.String()
+}
+
+// leaseFingerprint is the fingerprint of a lease's op. A booking is the
+// same booking when the client's request is (its price follows from the
+// pool's sheet, its start from when it was first made); any other lease
+// op is the change of one version of the lease, whose amounts follow from
+// that version, so it is named by it.
+func (op *Op) leaseFingerprint() string {
+	l := op.Lease
+	if l.Version == 0 {
+		return "lease|book|" + l.Request
+	}
+	return "lease|" + string(op.Kind) + "|" + l.ID + "|" + strconv.FormatInt(l.Version, 10) + "|" + l.Event + "|" + op.HoldID
 }
 
 // budgetKey is a budget's part of a fingerprint; "" for none, so that ops

@@ -15,6 +15,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"time"
 
 	fb "farebox"
 )
@@ -61,6 +62,9 @@ type Detail struct {
 	Code    string  `json:"code"`
 	Message string  `json:"message"`
 	Param   *string `json:"param"`
+	// At is the first instant a lease's pool lacks its GPUs (no_capacity
+	// of a lease).
+	At *time.Time `json:"at,omitempty"`
 }
 
 // internal is what a client sees of an error that is not a *farebox.Error.
@@ -101,6 +105,10 @@ func BodyOf(err error) Body {
 	if fe.Param != "" {
 		p := fe.Param
 		b.Error.Param = &p
+	}
+	if !fe.At.IsZero() {
+		at := fe.At.UTC()
+		b.Error.At = &at
 	}
 	return b
 }
