@@ -46,6 +46,7 @@ type Store interface {
 	DueAccounts(ctx context.Context, now time.Time, limit int) ([]string, error)
 
 	Catalog
+	Leasing
 
 	Ping(ctx context.Context) error
 	Close() error
@@ -134,8 +135,56 @@ type Catalog interface {
 	DeleteSessions(ctx context.Context, before time.Time) (int64, error)
 }
 
-// WriteTx is the part of a write transaction the ledger engine uses.
+// Leasing is the part of the store that keeps GPU pools and leases, as
+// committed (package compute writes them, through LeaseTx). Missing rows
+// are not_found errors.
+type Leasing interface {
+	Pool(ctx context.Context, id string) (*Pool, error)
+	// Pools lists every pool by id.
+	Pools(ctx context.Context) ([]*Pool, error)
+	// PoolCapacity reads, in one read transaction, a pool and its whole
+	// change log (the capacity it has leased over time).
+	PoolCapacity(ctx context.Context, id string) (*Pool, []PoolChange, error)
+	Lease(ctx context.Context, id string) (*Lease, error)
+	// LeaseByKey finds the lease booked by the ledger op journaled under
+	// a customer's idempotency key (the booking's hold).
+	LeaseByKey(ctx context.Context, customer, key string) (*Lease, error)
+	// Leases lists the leases f selects, by id.
+	Leases(ctx context.Context, f LeaseFilter) ([]*Lease, error)
+	// DueLeases lists leases with something due (NextAt) at or before now,
+	// soonest first, at most limit of them.
+	DueLeases(ctx context.Context, now time.Time, limit int) ([]*Lease, error)
+}
+
+// LeaseTx is the part of a write transaction package compute uses. Every
+// change to a pool's capacity or leases is made under the pool's lock.
+type LeaseTx interface {
+	// LockPools returns these pools (unknown ones are absent), locked
+	// until the transaction ends. Engines with several writers lock them
+	// in sorted order, after any account the transaction locked.
+	LockPools(ctx context.Context, ids []string) (map[string]*Pool, error)
+	// PoolChanges lists a pool's capacity changes written at a Rev above
+	// after, in the order they were written.
+	PoolChanges(ctx context.Context, pool string, after int64) ([]PoolChange, error)
+	// LiveLeases lists a pool's scheduled and active leases of a class.
+	LiveLeases(ctx context.Context, pool string, class LeaseClass) ([]*Lease, error)
+	// LeasesByID reads leases; unknown ids are absent.
+	LeasesByID(ctx context.Context, ids []string) (map[string]*Lease, error)
+	// SavePool inserts a pool (a taken id is a pool_exists conflict) or
+	// updates it; AppendPoolChanges adds its changes made at rev, and
+	// ResetPoolChanges replaces its whole log with changes (written at
+	// rev, as a compacted log).
+	SavePool(ctx context.Context, p *Pool, insert bool) error
+	AppendPoolChanges(ctx context.Context, pool string, rev int64, changes []PoolChange) error
+	ResetPoolChanges(ctx context.Context, pool string, rev int64, changes []PoolChange) error
+	// SaveLeases inserts or updates leases.
+	SaveLeases(ctx context.Context, ls []*Lease) error
+}
+
+// WriteTx is the part of a write transaction the ledger engine uses, with
+// the lease tables' part that commits with it.
 type WriteTx interface {
+	LeaseTx
 	// LoadAccounts loads the accounts of these customers with their live
 	// lots (in any order) and pending holds; unknown customers are absent
 	// from the map.

@@ -45,9 +45,14 @@ var schemaV5 string
 //go:embed schema6.sql
 var schemaV6 string
 
+// schemaV7 is leasing's: GPU pools, their capacity change logs and leases.
+//
+//go:embed schema7.sql
+var schemaV7 string
+
 // migrations are applied in order; migration i brings the schema to
 // version i+1. Never edit one that has shipped: append.
-var migrations = []string{schemaV1, schemaV2, schemaV3, schemaV4, schemaV5, schemaV6}
+var migrations = []string{schemaV1, schemaV2, schemaV3, schemaV4, schemaV5, schemaV6, schemaV7}
 
 // SchemaVersion is the version this build needs.
 var SchemaVersion = len(migrations)

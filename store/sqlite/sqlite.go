@@ -45,10 +45,15 @@ var schemaV5 string
 //go:embed schema6.sql
 var schemaV6 string
 
+// schemaV7 is leasing's: GPU pools, their capacity change logs and leases.
+//
+//go:embed schema7.sql
+var schemaV7 string
+
 // migrations are applied in order; migration i brings the schema to
 // version i+1 (PRAGMA user_version). Never edit one that has shipped:
 // append.
-var migrations = []string{schemaV1, schemaV2, schemaV3, schemaV4, schemaV5, schemaV6}
+var migrations = []string{schemaV1, schemaV2, schemaV3, schemaV4, schemaV5, schemaV6, schemaV7}
 
 var schemaVersion = len(migrations)
 
@@ -216,12 +221,14 @@ var statements = map[string]string{
 
 func (s *Store) prepare(ctx context.Context) error {
 	s.stmts = map[string]*sql.Stmt{}
-	for name, q := range statements {
-		st, err := s.w.PrepareContext(ctx, q)
-		if err != nil {
-			return fmt.Errorf("prepare %s: %w", name, err)
+	for _, m := range []map[string]string{statements, leaseStatements} {
+		for name, q := range m {
+			st, err := s.w.PrepareContext(ctx, q)
+			if err != nil {
+				return fmt.Errorf("prepare %s: %w", name, err)
+			}
+			s.stmts[name] = st
 		}
-		s.stmts[name] = st
 	}
 	return nil
 }

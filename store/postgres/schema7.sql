@@ -1,0 +1,41 @@
+-- Migration 7: GPU pools and their leases (package compute). A pool and a
+-- lease are JSON documents beside the columns queries use; times are Unix
+-- nanoseconds (0: none). Each admission writes its lease row in the
+-- transaction of its hold, so the lease's indexes are few and, but for the
+-- one of what is due next, grow at their end (ids sort by creation time).
+-- A lease booked under an idempotency key is found through the journal's
+-- key, which the booking's hold op is recorded under.
+CREATE TABLE pools (
+    id   text PRIMARY KEY,
+    pool text NOT NULL
+);
+
+-- Each pool's capacity over time, as a log of changes: from instant at on,
+-- the GPUs in use by firm (reserved, on-demand) and spot leases change by
+-- firm and spot. A transaction appends its changes at the pool's next rev,
+-- under the pool's lock, so rows land at the end of the index; the
+-- capacity is their sum (a replica catches up by reading what came after
+-- the rev it has).
+CREATE TABLE pool_changes (
+    pool text NOT NULL,
+    rev  bigint NOT NULL,
+    at   bigint NOT NULL,
+    firm bigint NOT NULL,
+    spot bigint NOT NULL,
+    PRIMARY KEY (pool, rev, at)
+);
+
+CREATE TABLE leases (
+    id       text PRIMARY KEY,
+    customer text NOT NULL,
+    pool     text NOT NULL,
+    class    text NOT NULL,
+    state    text NOT NULL,
+    start_at bigint NOT NULL,
+    end_at   bigint NOT NULL,
+    next_at  bigint NOT NULL,
+    lease    text NOT NULL
+);
+CREATE INDEX leases_due ON leases (next_at) WHERE next_at > 0;
+CREATE INDEX leases_pool ON leases (pool, class, state);
+CREATE INDEX leases_state ON leases (state);
