@@ -122,6 +122,9 @@ type request struct {
 	acked    fb.Result
 	ackedErr error
 	lost     func()
+
+	// with commits its own work with the op (SubmitWith).
+	with Companion
 }
 
 func (r *request) answer() {
@@ -243,7 +246,7 @@ func (e *Engine) Submit(ctx context.Context, op fb.Op) (fb.Result, error) {
 // SubmitReplay is Submit, also reporting whether the answer is the one kept
 // under the op's key from an earlier application (a duplicate).
 func (e *Engine) SubmitReplay(ctx context.Context, op fb.Op) (fb.Result, bool, error) {
-	return e.submit(ctx, op, false, nil)
+	return e.submit(ctx, op, false, nil, nil)
 }
 
 // Reserve is Submit for a hold that answers as soon as the hold is applied,
@@ -263,11 +266,11 @@ func (e *Engine) Reserve(ctx context.Context, op fb.Op, lost func()) (fb.Result,
 	if op.Kind != fb.OpHold {
 		return fb.Result{}, fmt.Errorf("ledger: Reserve takes a hold, not a %s", op.Kind)
 	}
-	res, _, err := e.submit(ctx, op, e.cfg.Cache, lost)
+	res, _, err := e.submit(ctx, op, e.cfg.Cache, lost, nil)
 	return res, err
 }
 
-func (e *Engine) submit(ctx context.Context, op fb.Op, early bool, lost func()) (fb.Result, bool, error) {
+func (e *Engine) submit(ctx context.Context, op fb.Op, early bool, lost func(), with Companion) (fb.Result, bool, error) {
 	if err := Validate(&op); err != nil {
 		return fb.Result{}, false, err
 	}
@@ -284,7 +287,7 @@ func (e *Engine) submit(ctx context.Context, op fb.Op, early bool, lost func()) 
 	if lost == nil {
 		lost = func() {}
 	}
-	r := &request{op: op, done: make(chan struct{}), early: early, lost: lost}
+	r := &request{op: op, done: make(chan struct{}), early: early, lost: lost, with: with}
 	e.mu.RLock()
 	if e.closed {
 		e.mu.RUnlock()
@@ -436,6 +439,7 @@ func (e *Engine) run(batch []*request, now time.Time) {
 	var loaded []string
 	var newHolds, closedHolds []*fb.Hold
 	var entries []*fb.JournalEntry
+	var comps []CompanionTx
 	t0 := time.Now()
 	ctx, cancel := context.WithTimeout(context.Background(), e.cfg.WriteTimeout)
 	err := e.store.Write(ctx, func(tx fb.WriteTx) error {
@@ -444,7 +448,7 @@ func (e *Engine) run(batch []*request, now time.Time) {
 		if err != nil {
 			return err
 		}
-		newHolds, closedHolds, entries, err = e.apply(ctx, tx, batch, accts, now)
+		newHolds, closedHolds, entries, err = e.apply(ctx, tx, batch, accts, now, &comps)
 		if err == nil && e.cfg.Cache {
 			for _, r := range batch {
 				if r.early && !r.answered {
@@ -456,6 +460,9 @@ func (e *Engine) run(batch []*request, now time.Time) {
 		return err
 	})
 	cancel()
+	for _, c := range comps {
+		c.End(err == nil)
+	}
 	if o := e.cfg.Observer; o != nil {
 		o.ObserveBatch(len(batch), time.Since(t0), err != nil)
 		if err == nil {
@@ -700,7 +707,7 @@ func (e *Engine) prepare(ctx context.Context, tx fb.WriteTx, batch []*request) (
 
 // apply runs the state machine over the batch, checks invariants and writes
 // the result. It returns the holds opened and closed.
-func (e *Engine) apply(ctx context.Context, tx fb.WriteTx, batch []*request, accts map[string]*fb.Account, now time.Time) (opened, closed []*fb.Hold, entries []*fb.JournalEntry, err error) {
+func (e *Engine) apply(ctx context.Context, tx fb.WriteTx, batch []*request, accts map[string]*fb.Account, now time.Time, comps *[]CompanionTx) (opened, closed []*fb.Hold, entries []*fb.JournalEntry, err error) {
 	// Idempotency: one lookup for every keyed op of the batch.
 	var keys []fb.KeyRef
 	for _, r := range batch {
@@ -713,6 +720,11 @@ func (e *Engine) apply(ctx context.Context, tx fb.WriteTx, batch []*request, acc
 		if seen, err = tx.LookupKeys(ctx, keys); err != nil {
 			return nil, nil, nil, err
 		}
+	}
+	with, begun, err := companions(ctx, tx, batch)
+	*comps = begun
+	if err != nil {
+		return nil, nil, nil, err
 	}
 	t := NewTouched()
 	var usage []*fb.Usage
@@ -747,7 +759,23 @@ func (e *Engine) apply(ctx context.Context, tx fb.WriteTx, batch []*request, acc
 			}
 			continue
 		}
+		ct := with[r.with]
+		if ct != nil {
+			if err := ct.Before(ctx, op); err != nil {
+				var fe *fb.Error
+				if !errors.As(err, &fe) {
+					return nil, nil, nil, err
+				}
+				r.outErr = err
+				continue
+			}
+		}
 		res, err := Apply(a, op, t)
+		if ct != nil {
+			if cerr := ct.After(ctx, op, &res, err); cerr != nil {
+				return nil, nil, nil, cerr
+			}
+		}
 		if err != nil {
 			var fe *fb.Error
 			if !errors.As(err, &fe) {
@@ -777,6 +805,11 @@ func (e *Engine) apply(ctx context.Context, tx fb.WriteTx, batch []*request, acc
 			// A bug of the state machine, caught before it is committed:
 			// refused like bad data, so the op that broke it fails alone.
 			return nil, nil, nil, fmt.Errorf("%w on %s, batch not committed: %w: %w", errInvariant, a.Customer, fb.ErrRejected, err)
+		}
+	}
+	for _, ct := range begun {
+		if err := ct.Flush(ctx); err != nil {
+			return nil, nil, nil, err
 		}
 	}
 	if len(entries) == 0 {

@@ -256,6 +256,9 @@ func Apply(a *fb.Account, op *fb.Op, t *Touched) (fb.Result, error) {
 		return debit(a, op, t)
 	case fb.OpExtend:
 		return extend(a, op, t)
+	case fb.OpLease:
+		// A lease's change that moves no credit: only journaled.
+		return fb.Result{}, Validate(op)
 	case fb.OpLimit:
 		if err := Validate(op); err != nil {
 			return fb.Result{}, err
@@ -360,9 +363,16 @@ func Validate(op *fb.Op) error {
 		if op.Amount < 0 || op.Amount > fb.MaxTotal {
 			return fb.Invalid("overdraft_limit", "overdraft_limit must be between 0 and %s", fb.MaxTotal)
 		}
+	case fb.OpLease:
+		if op.Lease == nil {
+			return fb.Invalid("lease", "a lease op names its lease")
+		}
 	case fb.OpExpire:
 	default:
 		return fb.Invalid("kind", "unknown ledger op %q", op.Kind)
+	}
+	if op.Lease != nil && (op.Lease.ID == "" || op.Lease.Event == "") {
+		return fb.Invalid("lease", "a lease's op names the lease and what it does")
 	}
 	return nil
 }

@@ -381,6 +381,8 @@ func (m *model) apply(op *fb.Op) outcome {
 		m.uncollected += o.uncollected
 		m.charged += want
 		return o
+	case fb.OpLease:
+		return outcome{} // a lease's change, journaled, no credit moved
 	}
 	panic("model: unknown op " + op.Kind)
 }
@@ -507,6 +509,9 @@ func runSequence(t *testing.T, seed uint64, steps int) bool {
 				}
 				op.AllowOverCapture = rng.IntN(2) == 0
 			}
+		case k == 18 && rng.IntN(2) == 0:
+			op.Kind = fb.OpLease
+			op.Lease = &fb.LeaseNote{ID: "lease_a", Pool: "p", Event: fb.LeaseStarted, Version: int64(i)}
 		case k == 19 && len(holdIDs) > 0:
 			op.Kind = fb.OpExtend
 			op.HoldID = holdIDs[rng.IntN(len(holdIDs))]
