@@ -15,6 +15,7 @@ import (
 	"time"
 
 	fb "farebox"
+	"farebox/compute"
 	"farebox/economics"
 	"farebox/gateway"
 	"farebox/httpx"
@@ -35,6 +36,7 @@ type Deps struct {
 	Meter     *metering.Service
 	Cards     metering.Cards
 	Gateway   *gateway.Gateway
+	Compute   *compute.Service
 	Economics economics.Config
 	// AdminToken guards /api/v1.
 	AdminToken string
@@ -125,6 +127,16 @@ func (s *Server) table() []route {
 		{"GET", "/api/v1/reports/economics", true, s.economicsReport},
 		{"GET", "/api/v1/reports/forecast", true, s.forecastReport},
 		{"GET", "/api/v1/deployments", true, s.deployments},
+		{"POST", "/api/v1/pools", true, s.createPool},
+		{"GET", "/api/v1/pools", true, s.listPools},
+		{"GET", "/api/v1/pools/{id}", true, s.getPool},
+		{"PATCH", "/api/v1/pools/{id}", true, s.updatePool},
+		{"GET", "/api/v1/pools/{id}/utilization", true, s.poolUtilization},
+		{"GET", "/api/v1/pools/{id}/availability", true, s.poolAvailability},
+		{"POST", "/api/v1/leases", true, s.createLease},
+		{"GET", "/api/v1/leases", true, s.listLeases},
+		{"GET", "/api/v1/leases/{id}", true, s.getLease},
+		{"POST", "/api/v1/leases/{id}/end", true, s.endLease},
 		{"GET", "/v1/account/usage", false, s.accountUsage},
 		{"GET", "/v1/account/balance", false, s.accountBalance},
 		{"POST", "/v1/chat/completions", false, s.Gateway.Chat},

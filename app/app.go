@@ -22,6 +22,7 @@ import (
 
 	fb "farebox"
 	"farebox/api"
+	"farebox/compute"
 	"farebox/economics"
 	"farebox/gateway"
 	"farebox/httpguard"
@@ -115,6 +116,7 @@ type App struct {
 	Meter   *metering.Service
 	Router  *routing.Router
 	Gateway *gateway.Gateway
+	Compute *compute.Service
 	Spool   *spool.Spool
 	Metrics *metrics.Metrics
 	// UI is the dashboard; features add their pages to it (UI.Register)
@@ -257,6 +259,14 @@ func New(ctx context.Context, cfg Config) (a *App, err error) {
 		}
 		a.closers = append(a.closers, func() error { a.metrics.Close(); return nil })
 	}
+	router := a.Router
+	a.Compute = compute.New(compute.Deps{Store: a.Store, Ledger: a.Engine, Clock: cfg.Clock, NewID: cfg.NewID, Log: log,
+		Serving: func(name string) (int64, int64, bool) {
+			if d := router.Deployment(name); d != nil && d.TokensPerSecond > 0 {
+				return d.GPUs, d.TokensPerSecond, true
+			}
+			return 0, 0, false
+		}})
 	if a.UI, err = ui.New(ui.Deps{
 		Store: a.Store, Engine: a.Engine, Plans: a.Plans, Gateway: a.Gateway, Economics: cfg.Economics,
 		AdminToken: cfg.AdminToken, Clock: cfg.Clock, NewID: cfg.NewID, Log: log,
@@ -266,7 +276,7 @@ func New(ctx context.Context, cfg Config) (a *App, err error) {
 	}
 	// Other features' pages are registered with a.UI.Register here.
 	routes := api.NewServer(api.Deps{
-		Store: a.Store, Engine: a.Engine, Plans: a.Plans, Meter: a.Meter, Cards: a.Store, Gateway: a.Gateway,
+		Store: a.Store, Engine: a.Engine, Plans: a.Plans, Meter: a.Meter, Cards: a.Store, Gateway: a.Gateway, Compute: a.Compute,
 		Economics: cfg.Economics, AdminToken: cfg.AdminToken, Clock: cfg.Clock, NewID: cfg.NewID, Log: log,
 		Middleware: a.Metrics.Middleware, Metrics: onMain, UI: a.UI.Handler(),
 	})
@@ -285,7 +295,7 @@ func New(ctx context.Context, cfg Config) (a *App, err error) {
 }
 
 // Run serves ln (when not nil) and runs the background jobs — the expiry
-// sweep, the renewals, the spool — until ctx ends, then stops in reverse
+// sweep, the renewals, the spool, lease billing — until ctx ends, then stops in reverse
 // order: it stops accepting and lets requests in flight finish (Drain),
 // stops the jobs, finishes the ledger's queue, and closes the spool, the
 // upstreams and the store. It returns when everything has stopped.
@@ -297,6 +307,7 @@ func (a *App) Run(ctx context.Context, ln net.Listener) error {
 	g.Go(func() error { a.Plans.Run(jctx, a.cfg.Every); return nil })
 	g.Go(func() error { a.Gateway.RunSpool(jctx, a.cfg.Every); return nil })
 	g.Go(func() error { a.UI.Run(jctx, time.Hour); return nil })
+	g.Go(func() error { a.Compute.Run(jctx, a.cfg.Every); return nil })
 
 	if a.debug != nil {
 		mux := http.NewServeMux()

@@ -187,6 +187,9 @@ func buildUpstreams(providers []Provider, extra []*routing.Deployment, getenv fu
 			if d.Cost, err = m.Cost.card(list[m.Model]); err != nil {
 				return nil, fmt.Errorf("%s (%s): %w", mw, m.Model, err)
 			}
+			if m.Cost.USDPerGPUHour != "" {
+				d.GPUs, d.TokensPerSecond = m.Cost.GPUs, m.Cost.TokensPerSecond
+			}
 			deps = append(deps, d)
 		}
 	}

@@ -249,6 +249,18 @@ type Status struct {
 	Failed     int64     `json:"failed"`
 }
 
+// Deployment finds a deployment by name, nil when there is none.
+func (r *Router) Deployment(name string) *Deployment {
+	for _, ds := range r.byModel {
+		for _, d := range ds {
+			if d.Name == name {
+				return d
+			}
+		}
+	}
+	return nil
+}
+
 // Statuses lists every deployment's health, by model then config order.
 func (r *Router) Statuses() []Status {
 	_, _, _, _, now := r.defaults()

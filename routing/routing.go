@@ -104,6 +104,10 @@ type Deployment struct {
 	// this deployment (a simulator's controls, where the operator enabled
 	// them); no other client header is.
 	ForwardHeaders []string
+	// GPUs and TokensPerSecond, of a deployment on own GPUs (a GPU cost),
+	// are what it runs on and their throughput at full load: with its
+	// served tokens, the GPU-time own inference used (compute's reports).
+	GPUs, TokensPerSecond int64
 
 	health health
 }
