@@ -98,6 +98,11 @@ Batches of 1 and 100, new and duplicate events.`},
 			about: `Measure the gateway against a bare reverse proxy.
 Requests per second and latency through Farebox, against the simulator directly and a
 bare httputil.ReverseProxy, stream and not.`},
+		{name: "bench leases", group: groupBench, run: bench(benchLeases), synopsis: "[flags]",
+			about: `Measure lease admission: bookings per second, durable with their holds.
+A year of reserved, on-demand and spot bookings on one pool by concurrent callers, each
+admitted (or refused with the instant that lacks GPUs) in the transaction of its first
+hold, batched and one per transaction; then no instant may be overbooked.`},
 		{name: "bench report", group: groupBench, run: bench(benchReport), synopsis: "[flags]",
 			about: `Measure the economics report over many usage rows.
 The report's queries over daily sums, against aggregating the raw rows.`},
