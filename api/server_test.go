@@ -13,12 +13,14 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	fb "farebox"
+	"farebox/compute"
 	"farebox/fakeclock"
 	"farebox/gateway"
 	"farebox/ids"
@@ -103,8 +105,12 @@ func testServer(st fb.Store, eng *ledger.Engine, clk *fakeclock.Clock) *Server {
 	cs := cache.New(st, cache.Options{Now: clk.Now})
 	router, _ := routing.NewRouter(nil)
 	gw := gateway.New(gateway.Deps{Catalog: cs, Ledger: eng, Cards: cs, Router: router, Clock: clk, NewID: ids.New}, gateway.Config{})
+	var leases *compute.Service
+	if eng != nil {
+		leases = compute.New(compute.Deps{Store: cs, Ledger: eng, Clock: clk, NewID: ids.New})
+	}
 	return &Server{Deps: Deps{
-		Store: cs, Engine: eng, Plans: plans.New(cs, eng, clk, nil), Meter: metering.New(eng, cs, cs, clk.Now), Cards: cs, Gateway: gw,
+		Store: cs, Engine: eng, Plans: plans.New(cs, eng, clk, nil), Meter: metering.New(eng, cs, cs, clk.Now), Cards: cs, Gateway: gw, Compute: leases,
 		AdminToken: adminTok, Clock: clk, NewID: ids.New, Log: slog.New(slog.DiscardHandler),
 	}}
 }
@@ -116,11 +122,20 @@ type reply struct {
 	raw    string
 }
 
-// get walks the JSON body by keys and returns the value found as a string
-// (strings as they are, anything else formatted, missing as "<missing>").
+// get walks the JSON body by keys (an array by index) and returns the
+// value found as a string (strings as they are, anything else formatted,
+// missing as "<missing>").
 func (r reply) get(keys ...string) string {
 	var v any = r.body
 	for _, k := range keys {
+		if a, ok := v.([]any); ok {
+			i, err := strconv.Atoi(k)
+			if err != nil || i < 0 || i >= len(a) {
+				return "<missing>"
+			}
+			v = a[i]
+			continue
+		}
 		m, ok := v.(map[string]any)
 		if !ok {
 			return "<missing>"

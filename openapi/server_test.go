@@ -16,6 +16,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 
 	"farebox/api"
 	"farebox/app"
@@ -285,6 +286,34 @@ func TestServerResponsesMatchTheDocument(t *testing.T) {
 	s.call("GET", "/v1/account/balance", "", "", 401)
 	s.call("GET", "/v1/account/usage?group_by=day", key, "", 200)
 	s.call("GET", "/v1/account/usage?customer=poor", key, "", 403)
+
+	// Compute leasing.
+	pool := `{"id":"h100-eu","gpu_type":"H100","region":"eu","gpus":16,"cost_usd_per_gpu_hour":"1.9","reserved_for_inference":4,"deployments":["sim/gpt-4o-mini"],"prices":{"on_demand":"250","reserved":"190","spot":"120"}}`
+	s.call("POST", "/api/v1/pools", A, pool, 201)
+	s.call("POST", "/api/v1/pools", A, pool, 200)
+	s.call("POST", "/api/v1/pools", A, strings.Replace(pool, `"gpus":16`, `"gpus":8`, 1), 409)
+	s.call("POST", "/api/v1/pools", A, `{"id":"x","gpus":0,"prices":{"on_demand":"1","reserved":"1","spot":"1"}}`, 400)
+	s.call("GET", "/api/v1/pools", A, "", 200)
+	s.call("GET", "/api/v1/pools/h100-eu", A, "", 200)
+	s.call("GET", "/api/v1/pools/nope", A, "", 404)
+	s.call("POST", "/api/v1/customers/acme/grants", A, `{"amount":"100000","paid_usd":"1000"}`, 201)
+	at := func(d time.Duration) string { return time.Now().UTC().Truncate(time.Hour).Add(d).Format(time.RFC3339) }
+	spot, _ := s.call("POST", "/api/v1/leases", A, `{"customer":"acme","pool":"h100-eu","gpus":6,"class":"spot"}`, 201)
+	s.call("POST", "/api/v1/leases", A, `{"customer":"acme","pool":"h100-eu","gpus":8,"class":"reserved","start":"`+at(2*time.Hour)+`","end":"`+at(5*time.Hour)+`","idempotency_key":"r-1"}`, 201)
+	s.call("POST", "/api/v1/leases", A, `{"customer":"acme","pool":"h100-eu","gpus":8,"class":"reserved","start":"`+at(2*time.Hour)+`","end":"`+at(5*time.Hour)+`","idempotency_key":"r-1"}`, 201)
+	s.call("POST", "/api/v1/leases", A, `{"customer":"acme","pool":"h100-eu","gpus":5,"class":"on_demand","start":"`+at(3*time.Hour)+`"}`, 409)
+	s.call("POST", "/api/v1/leases", A, `{"customer":"poor","pool":"h100-eu","gpus":1,"class":"on_demand"}`, 402)
+	s.call("POST", "/api/v1/leases", A, `{"customer":"acme","pool":"h100-eu","gpus":1,"class":"reserved"}`, 400)
+	s.call("PATCH", "/api/v1/pools/h100-eu", A, `{"gpus":10}`, 409)
+	s.call("PATCH", "/api/v1/pools/h100-eu", A, `{"reserved_for_inference":2,"prices":{"spot":"100"}}`, 200)
+	s.call("GET", "/api/v1/leases?state=active&limit=10", A, "", 200)
+	s.call("GET", "/api/v1/leases?state=gone", A, "", 400)
+	s.call("GET", "/api/v1/leases/"+str(spot, "id"), A, "", 200)
+	s.call("GET", "/api/v1/leases/nope", A, "", 404)
+	s.call("GET", "/api/v1/pools/h100-eu/availability", A, "", 200)
+	s.call("GET", "/api/v1/pools/h100-eu/utilization", A, "", 200)
+	s.call("GET", "/api/v1/pools/h100-eu/utilization?from=2026-01-01&to=2025-01-01", A, "", 400)
+	s.call("POST", "/api/v1/leases/"+str(spot, "id")+"/end", A, "", 200)
 
 	// Reports.
 	s.call("GET", "/api/v1/usage?customer=acme&group_by=model", A, "", 200)
