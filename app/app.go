@@ -247,6 +247,7 @@ func New(ctx context.Context, cfg Config) (a *App, err error) {
 		Ledger:      a.ledgerStats,
 		Deployments: a.deploymentStatuses,
 		Gateway:     a.gatewayStats,
+		Compute:     a.computeStats,
 	})
 	var onMain http.Handler
 	switch cfg.MetricsAddr {
@@ -367,6 +368,11 @@ func (a *App) deploymentStatuses() []metrics.DeploymentStatus {
 			Served: d.Served, Failed: d.Failed, TTFTEWMASeconds: d.TTFTEWMAMS / 1000})
 	}
 	return out
+}
+
+func (a *App) computeStats() metrics.ComputeStats {
+	s := a.Compute.Stats()
+	return metrics.ComputeStats{Admitted: s.Admitted, Refused: s.Refused, Preempted: s.Preempted, Reloads: s.Reloads, StepErrors: s.StepErrors}
 }
 
 func (a *App) gatewayStats() metrics.GatewayStats {

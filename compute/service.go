@@ -40,7 +40,17 @@ type Service struct {
 	// by id (so a booking needs no read after it).
 	slots sync.Map
 
-	reloads atomic.Int64
+	reloads, admitted, refused, preempted, stepErrors atomic.Int64
+}
+
+// Stats counts the service's work since it started.
+type Stats struct {
+	Admitted, Refused, Preempted, Reloads, StepErrors int64
+}
+
+// Stats returns the counts so far.
+func (s *Service) Stats() Stats {
+	return Stats{Admitted: s.admitted.Load(), Refused: s.refused.Load(), Preempted: s.preempted.Load(), Reloads: s.reloads.Load(), StepErrors: s.stepErrors.Load()}
 }
 
 // Deps are what a Service works with.
@@ -63,10 +73,6 @@ func New(d Deps) *Service {
 	}
 	return &Service{store: d.Store, ledger: d.Ledger, clock: d.Clock, newID: d.NewID, log: d.Log, serving: d.Serving, pools: map[string]*entry{}}
 }
-
-// Reloads counts the times a pool's capacity was read from the store
-// (at first use, and after another replica changed it).
-func (s *Service) Reloads() int64 { return s.reloads.Load() }
 
 func (s *Service) now() time.Time { return s.clock.Now().UTC().Truncate(time.Second) }
 
@@ -450,7 +456,9 @@ func (s *Service) Tick(ctx context.Context) (int, error) {
 			go func() {
 				defer wg.Done()
 				defer func() { <-sem }()
-				_, errs[i] = s.Advance(ctx, l.ID)
+				if _, errs[i] = s.Advance(ctx, l.ID); errs[i] != nil {
+					s.stepErrors.Add(1)
+				}
 			}()
 		}
 		wg.Wait()

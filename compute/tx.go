@@ -58,6 +58,8 @@ type txn struct {
 	bookings map[*fb.Op]*booking
 	steps    map[*fb.Op]*fb.Lease
 	booked   []*fb.Lease // admitted by this transaction
+	// refused bookings and pre-empted leases, counted once it commits
+	refused, cuts int
 }
 
 type lockedPool struct {
@@ -249,6 +251,7 @@ func (t *txn) book(op *fb.Op) error {
 	span := Span{ID: n.ID, Seq: p.Seq + 1, GPUs: n.GPUs, Start: n.Start.Unix(), End: endSecs(n.End)}
 	ad, at, ok := lp.st.cap.Admit(span, n.Class.Firm(), now.Unix())
 	if !ok {
+		t.refused++
 		e := fb.ErrLeaseNoCapacity.New("pool %s lacks %d free GPUs from %s", p.ID, n.GPUs, fromSecs(at).Format(time.RFC3339))
 		e.At = fromSecs(at)
 		return e
@@ -382,6 +385,7 @@ func (t *txn) shortened(lp *lockedPool, old, l *fb.Lease) {
 // preempted records the spot leases cut for by (a lease, or "pool"):
 // each now ends where its GPUs are needed, its reason recorded.
 func (t *txn) preempted(ctx context.Context, lp *lockedPool, cuts []Cut, by string, at time.Time) error {
+	t.cuts += len(cuts)
 	for _, c := range cuts {
 		l, err := t.lease(ctx, c.ID)
 		if err != nil {
@@ -449,6 +453,11 @@ func (t *txn) End(committed bool) {
 		for _, lp := range t.pools {
 			lp.e.st = nil
 		}
+	}
+	if committed {
+		t.s.admitted.Add(int64(len(t.booked)))
+		t.s.refused.Add(int64(t.refused))
+		t.s.preempted.Add(int64(t.cuts))
 	}
 	for _, l := range t.booked {
 		if committed {

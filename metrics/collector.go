@@ -10,6 +10,7 @@ type Sources struct {
 	Ledger      func() LedgerStats
 	Deployments func() []DeploymentStatus
 	Gateway     func() GatewayStats
+	Compute     func() ComputeStats
 }
 
 // LedgerStats is what the ledger engine counts, in plain types so the
@@ -51,6 +52,18 @@ type GatewayStats struct {
 	Spooled, Unsettled int64
 }
 
+// ComputeStats is what the lease service counts since it started
+// (compute.Stats), in plain types.
+type ComputeStats struct {
+	// Admitted leases, and Refused bookings (no GPUs at some instant of
+	// their window); Preempted spot leases cut for a firm lease or a pool.
+	Admitted, Refused, Preempted int64
+	// Reloads are pools' capacity read from the store (at first use, and
+	// after another replica changed them); StepErrors lease ops the
+	// billing job could not apply (tried again next tick).
+	Reloads, StepErrors int64
+}
+
 // Gauges sets the scrape-time sources; the nil fields of s leave what was
 // set before, so each part of the composition root may hand its own. A
 // no-op on a nil *Metrics.
@@ -68,6 +81,9 @@ func (m *Metrics) Gauges(s Sources) {
 	}
 	if s.Gateway != nil {
 		m.sources.Gateway = s.Gateway
+	}
+	if s.Compute != nil {
+		m.sources.Compute = s.Compute
 	}
 }
 
@@ -90,6 +106,12 @@ var (
 	descOverCaptureCredit = prometheus.NewDesc("farebox_gateway_overcapture_credits_total", "Credits those requests cost beyond their holds (a display figure).", nil, nil)
 	descSpooled           = prometheus.NewDesc("farebox_gateway_spooled_total", "Gateway settlements left to the spool because the ledger could not take them.", nil, nil)
 	descUnsettled         = prometheus.NewDesc("farebox_gateway_unsettled_total", "Gateway settlements that could not even be spooled.", nil, nil)
+
+	descLeasesAdmitted  = prometheus.NewDesc("farebox_leases_admitted_total", "Leases admitted (their first hold taken) since start.", nil, nil)
+	descLeasesRefused   = prometheus.NewDesc("farebox_leases_refused_total", "Lease bookings refused for lack of GPUs at some instant of their window since start.", nil, nil)
+	descLeasesPreempted = prometheus.NewDesc("farebox_leases_preempted_total", "Spot leases pre-empted for a reserved or on-demand lease or a pool's change since start.", nil, nil)
+	descPoolReloads     = prometheus.NewDesc("farebox_pool_capacity_reloads_total", "Pools' capacity read from the store: at first use, and after another replica changed them.", nil, nil)
+	descLeaseStepErrors = prometheus.NewDesc("farebox_lease_step_errors_total", "Lease ops (starts, holds, captures, ends) the billing job could not apply, to be tried again.", nil, nil)
 )
 
 // collector turns the Sources into metrics at each scrape.
@@ -100,6 +122,7 @@ func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 		descQueueDepth, descHoldsOpen, descLostHolds, descEngineBatches, descEngineFailed, descEngineOps,
 		descHealthy, descServed, descFailed, descTTFTEWMA,
 		descOverCaptures, descOverCaptureCredit, descSpooled, descUnsettled,
+		descLeasesAdmitted, descLeasesRefused, descLeasesPreempted, descPoolReloads, descLeaseStepErrors,
 	} {
 		ch <- d
 	}
@@ -151,5 +174,13 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		counter(descOverCaptureCredit, microToCredits(g.OverCaptureCredits))
 		counter(descSpooled, float64(g.Spooled))
 		counter(descUnsettled, float64(g.Unsettled))
+	}
+	if s.Compute != nil {
+		c := s.Compute()
+		counter(descLeasesAdmitted, float64(c.Admitted))
+		counter(descLeasesRefused, float64(c.Refused))
+		counter(descLeasesPreempted, float64(c.Preempted))
+		counter(descPoolReloads, float64(c.Reloads))
+		counter(descLeaseStepErrors, float64(c.StepErrors))
 	}
 }

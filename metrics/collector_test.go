@@ -30,6 +30,9 @@ func TestCollectorReadsSourcesAtScrape(t *testing.T) {
 			gatewayCalls.Add(1)
 			return GatewayStats{OverCaptures: 2, OverCaptureCredits: 1_250_000, Spooled: 4, Unsettled: 1}
 		},
+		Compute: func() ComputeStats {
+			return ComputeStats{Admitted: 30, Refused: 4, Preempted: 2, Reloads: 1, StepErrors: 3}
+		},
 	}})
 	// Nothing is read until a scrape asks.
 	m.ObserveBatch(1, 0, false)
@@ -54,6 +57,11 @@ func TestCollectorReadsSourcesAtScrape(t *testing.T) {
 		{"farebox_gateway_overcapture_credits_total", 1.25},
 		{"farebox_gateway_spooled_total", 4},
 		{"farebox_gateway_unsettled_total", 1},
+		{"farebox_leases_admitted_total", 30},
+		{"farebox_leases_refused_total", 4},
+		{"farebox_leases_preempted_total", 2},
+		{"farebox_pool_capacity_reloads_total", 1},
+		{"farebox_lease_step_errors_total", 3},
 	} {
 		if got := value(t, fams, c.name, none); got != c.want {
 			t.Errorf("%s: got %v, want %v", c.name, got, c.want)

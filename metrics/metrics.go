@@ -8,7 +8,7 @@
 // package can call. What metrics needs to know of them it is handed: the
 // Observe methods on the hot path (each a few counter and histogram
 // updates), and plain functions (LedgerStats, DeploymentStatus,
-// GatewayStats) that a custom collector calls at each scrape, so figures
+// GatewayStats, ComputeStats) that a custom collector calls at each scrape, so figures
 // that a package already keeps cost nothing until Prometheus asks.
 //
 // Wiring, in the composition root (a sketch; eng is the ledger engine):
