@@ -19,7 +19,7 @@ import (
 )
 
 // The CLI over the management API: farebox plans|customers|keys|grants|
-// balance|events|prices|usage|report …, tables for people and --json for
+// balance|events|prices|usage|report|pools|leases …, tables for people and --json for
 // scripts. Each command has its own flags: a flag another command takes is
 // a usage error here, not silently ignored.
 
@@ -386,15 +386,18 @@ func (c *cliConfig) do(ctx context.Context, method, path string, payload any, wh
 
 // columns chooses what each listing shows.
 var columns = map[string][]string{
-	"plans":           {"id", "name", "price_usd", "period", "credits", "rollover_max", "overdraft_limit", "models", "rpm", "tpm"},
-	"customers":       {"id", "name", "created_at"},
-	"keys":            {"id", "prefix", "name", "created_at", "revoked_at"},
-	"prices":          {"model", "input_per_mtok", "output_per_mtok", "cached_input_per_mtok", "reasoning_per_mtok", "per_image", "per_video_second", "per_gpu_second", "effective_from"},
-	"usage":           {"key", "requests", "input_tokens", "output_tokens", "credits", "cost_usd"},
-	"report forecast": {"customer", "available", "consumed", "burn_per_day", "days_left", "runs_out_at"},
-	"report":          {"key", "requests", "revenue_usd", "cost_usd", "margin_usd", "margin_pct", "credits_consumed", "breakage_usd", "uncollected_usd", "partner_share_usd"},
-	"events":          {"id", "status", "cost", "error", "message"},
-	"lots":            {"id", "source", "priority", "amount", "remaining", "held", "expires_at", "cost_basis_usd"},
+	"plans":              {"id", "name", "price_usd", "period", "credits", "rollover_max", "overdraft_limit", "models", "rpm", "tpm"},
+	"customers":          {"id", "name", "created_at"},
+	"keys":               {"id", "prefix", "name", "created_at", "revoked_at"},
+	"prices":             {"model", "input_per_mtok", "output_per_mtok", "cached_input_per_mtok", "reasoning_per_mtok", "per_image", "per_video_second", "per_gpu_second", "effective_from"},
+	"usage":              {"key", "requests", "input_tokens", "output_tokens", "credits", "cost_usd"},
+	"report forecast":    {"customer", "available", "consumed", "burn_per_day", "days_left", "runs_out_at"},
+	"report":             {"key", "requests", "revenue_usd", "cost_usd", "margin_usd", "margin_pct", "credits_consumed", "breakage_usd", "uncollected_usd", "partner_share_usd"},
+	"events":             {"id", "status", "cost", "error", "message"},
+	"lots":               {"id", "source", "priority", "amount", "remaining", "held", "expires_at", "cost_basis_usd"},
+	"pools":              {"id", "gpu_type", "region", "gpus", "reserved_for_inference", "leasable_gpus", "cost_usd_per_gpu_hour", "prices"},
+	"pools availability": {"start", "free_gpus", "leasable_gpus", "firm_gpus", "spot_gpus"},
+	"leases":             {"id", "customer", "pool", "gpus", "class", "state", "start", "end", "held", "charged", "reason"},
 }
 
 // printTable shows a list as a table and an object as name: value lines

@@ -111,7 +111,7 @@ The report's queries over daily sums, against aggregating the raw rows.`},
 Server time (median, p99) and weight of each customer and operator page, against summing
 the raw rows.`},
 	}
-	for _, c := range cliCommands() {
+	for _, c := range append(cliCommands(), leaseCommands()...) {
 		cs = append(cs, command{name: c.name, synopsis: c.synopsis, about: c.about, group: groupAPI, run: c.runner()})
 	}
 	return cs
@@ -125,7 +125,7 @@ func bench(f func(ctx context.Context, args []string, stdout, stderr io.Writer) 
 }
 
 // defaultVerb is what a group alone means: `farebox plans` lists plans.
-var defaultVerb = map[string]string{"plans": "list", "customers": "list", "prices": "list"}
+var defaultVerb = map[string]string{"plans": "list", "customers": "list", "prices": "list", "pools": "list", "leases": "list"}
 
 // lookup finds the command args name: one word or two. It returns the
 // command and the arguments that follow its name.
