@@ -201,3 +201,75 @@ func TestBillingScenario(t *testing.T) {
 		}
 	}
 }
+
+// TestBillingEdges: a lease of 30 s pays the 60 s minimum; a scheduled
+// lease ended before its start pays nothing (a reserved one its window,
+// its GPUs free again at once); after three hours without the billing
+// job an open lease is charged every second of them, its expired hold
+// debited instead; spot leases inside the pool's notice are safe from a
+// booking that would need them (no_capacity at the instant).
+func TestBillingEdges(t *testing.T) {
+	t0 := time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)
+	h := newHarness(t, t0)
+	h.must("POST", "/api/v1/pools", `{"id": "a100", "gpus": 10, "cost_usd_per_gpu_hour": "1", "spot_notice_seconds": 600,
+		"prices": {"on_demand": "360", "reserved": "100", "spot": "36"}}`, 201)
+	h.must("POST", "/api/v1/customers", `{"id": "acme"}`, 201)
+	h.must("POST", "/api/v1/customers/acme/grants", `{"amount": "100000", "paid_usd": "1000"}`, 201)
+	book := func(body string) map[string]any {
+		return h.must("POST", "/api/v1/leases", `{"customer": "acme", "pool": "a100", `+body+`}`, 201)
+	}
+
+	// 1 GPU at 360 credits an hour is 0.1 a second: 30 s pays 60 s.
+	short := book(`"gpus": 1, "class": "on_demand"`)
+	h.clk.Set(t0.Add(30 * time.Second))
+	h.check("30 s", h.must("POST", "/api/v1/leases/"+short["id"].(string)+"/end", "", 200), map[string]any{"charged": "6", "state": "ended"})
+
+	// Scheduled, ended before they start.
+	od := book(`"gpus": 2, "class": "on_demand", "start": "2026-12-01T02:00:00Z"`)
+	res := book(`"gpus": 2, "class": "reserved", "start": "2026-12-01T02:00:00Z", "end": "2026-12-01T04:00:00Z"`)
+	h.check("scheduled on-demand", od, map[string]any{"state": "scheduled", "held": "720"})
+	h.check("scheduled reserved", res, map[string]any{"held": "400"})
+	h.check("never started", h.must("POST", "/api/v1/leases/"+od["id"].(string)+"/end", "", 200), map[string]any{"charged": "0", "held": "0", "state": "ended"})
+	h.check("reserved, ended early", h.must("POST", "/api/v1/leases/"+res["id"].(string)+"/end", "", 200), map[string]any{"charged": "400", "held": "0", "state": "ended"})
+	av := h.must("GET", "/api/v1/pools/a100/availability?from=2026-12-01T02:00:00Z&to=2026-12-01T03:00:00Z", "", 200)
+	if hr := av["data"].([]any)[0].(map[string]any); hr["free_gpus"] != float64(10) {
+		t.Fatalf("GPUs of the ended leases not free again: %v", hr)
+	}
+
+	// An open lease left three hours without the billing job (and its
+	// first hold past its expiry): every second charged all the same.
+	open := book(`"gpus": 1, "class": "on_demand"`) // from 00:00:30
+	h.at(t0, 3*time.Hour+30*time.Second)
+	got := h.lease(open["id"].(string))
+	h.check("caught up", got, map[string]any{"charged": "1080", "state": "active", "billed_to": "2026-12-01T03:00:30Z"})
+	if got["held"] != "360" {
+		t.Fatalf("caught up without the next hour held: %v", got)
+	}
+	if b := h.must("GET", "/api/v1/customers/acme/balance", "", 200); b["held"] != "360" {
+		t.Fatalf("balance %v", b)
+	}
+	debits := 0
+	h.a.Store.Snapshot(context.Background(), func(e *fb.JournalEntry) error {
+		if e.Op.Kind == fb.OpDebit && e.Op.Lease != nil && e.Op.Lease.ID == open["id"] {
+			debits++
+		}
+		return nil
+	})
+	if debits != 1 {
+		t.Fatalf("%d debits of the lease, want 1 (its first hold expired before its capture)", debits)
+	}
+
+	// Spot within the notice: a firm booking that needs it is refused
+	// until the notice has run.
+	h.clk.Set(t0.Add(4 * time.Hour))
+	spot := book(`"gpus": 8, "class": "spot"`)
+	_, m := h.call("POST", "/api/v1/leases", `{"customer": "acme", "pool": "a100", "gpus": 4, "class": "on_demand"}`)
+	if e := m["error"].(map[string]any); e["code"] != "no_capacity" || e["at"] != "2026-12-01T04:00:00Z" {
+		t.Fatalf("a firm booking inside the spot notice: %v", m)
+	}
+	late := book(`"gpus": 4, "class": "on_demand", "start": "2026-12-01T04:10:00Z"`)
+	h.check("spot, pre-empted after its notice", h.lease(spot["id"].(string)), map[string]any{"end": "2026-12-01T04:10:00Z", "reason": "preempted", "preempted_by": late["id"]})
+	if rep, err := ledger.Verify(context.Background(), h.a.Store); err != nil || len(rep.Problems) > 0 {
+		t.Fatalf("ledger verify: %v %v", err, rep.Problems)
+	}
+}
