@@ -24,7 +24,7 @@ type mlease struct {
 
 // horizon bounds the minutes the model looks at; every finite lease ends
 // well before it, so what lies beyond is the open leases' alone.
-const horizon = 2000
+const horizon = 1200
 
 func (m *model) levels(t int64) (firm, spot int64) {
 	for _, l := range m.leases {
@@ -114,7 +114,7 @@ func TestCapacityAgainstModel(t *testing.T) {
 		}
 		t.Logf("%v", seen)
 	}()
-	for seed := range uint64(60) {
+	for seed := range uint64(40) {
 		t.Run(fmt.Sprint(seed), func(t *testing.T) {
 			rng := rand.New(rand.NewPCG(seed, 7))
 			notice := int64(0)
@@ -124,7 +124,7 @@ func TestCapacityAgainstModel(t *testing.T) {
 			m := &model{gpus: 16, inf: 2, notice: notice}
 			c := NewCapacity(16, 2, notice, NewProfile(nil), nil)
 			now, seq := int64(0), int64(0)
-			for step := range 300 {
+			for step := range 200 {
 				what := ""
 				switch r := rng.IntN(100); {
 				case r < 50:

@@ -14,6 +14,7 @@ import (
 	"farebox/app"
 	"farebox/fakeclock"
 	"farebox/ledger"
+	"farebox/routing"
 )
 
 const token = "compute-test-admin-token-0123456789abcdef"
@@ -271,5 +272,39 @@ func TestBillingEdges(t *testing.T) {
 	h.check("spot, pre-empted after its notice", h.lease(spot["id"].(string)), map[string]any{"end": "2026-12-01T04:10:00Z", "reason": "preempted", "preempted_by": late["id"]})
 	if rep, err := ledger.Verify(context.Background(), h.a.Store); err != nil || len(rep.Problems) > 0 {
 		t.Fatalf("ledger verify: %v %v", err, rep.Problems)
+	}
+}
+
+// TestUtilizationMeasuresInference: a pool's utilization shows own
+// inference's measured use beside its reservation: the served tokens of
+// the pool's deployments ÷ their throughput, times their GPUs.
+func TestUtilizationMeasuresInference(t *testing.T) {
+	t0 := time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)
+	clk := fakeclock.New(t0)
+	a, err := app.New(context.Background(), app.Config{DataDir: t.TempDir(), AdminToken: token, Clock: clk,
+		Deployments: []*routing.Deployment{{Name: "gpu/llama", Provider: "gpu", Type: routing.TypeOpenAI, Model: "llama", Upstream: "llama",
+			BaseURL: "http://127.0.0.1:1/v1", GPUs: 4, TokensPerSecond: 2000}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := &harness{t: t, a: a, clk: clk, srv: httptest.NewServer(a.Handler)}
+	t.Cleanup(func() {
+		h.srv.Close()
+		a.Close()
+	})
+	h.must("POST", "/api/v1/pools", `{"id": "own", "gpus": 8, "reserved_for_inference": 4, "deployments": ["gpu/llama"],
+		"prices": {"on_demand": "1", "reserved": "1", "spot": "1"}}`, 201)
+	h.must("POST", "/api/v1/customers", `{"id": "acme"}`, 201)
+	h.must("POST", "/api/v1/customers/acme/grants", `{"amount": "100"}`, 201)
+	// 3.6M tokens served at 2,000 a second on 4 GPUs: 1,800 s on 4 GPUs, 2 GPU-hours.
+	if _, err := a.Engine.Submit(context.Background(), fb.Op{Kind: fb.OpDebit, Customer: "acme", Amount: fb.Micro, Key: "u1",
+		Usage: &fb.Usage{ID: "req-1", Source: "gateway", Customer: "acme", Model: "llama", Provider: "gpu", Deployment: "gpu/llama", At: t0.Add(time.Minute),
+			Quantities: fb.Quantities{InputTokens: 3_000_000, OutputTokens: 600_000}, Credits: fb.Micro}}); err != nil {
+		t.Fatal(err)
+	}
+	u := h.must("GET", "/api/v1/pools/own/utilization?from=2026-12-01T00:00:00Z&to=2026-12-01T01:00:00Z", "", 200)
+	inf := u["inference"].(map[string]any)
+	if inf["reserved_gpu_hours"] != "4" || inf["measured_gpu_hours"] != "2" || inf["utilization_pct"] != "50.00" {
+		t.Fatalf("inference %v: want 4 GPU-hours reserved, 2 measured, 50%%", inf)
 	}
 }
