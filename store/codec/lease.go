@@ -39,6 +39,29 @@ func EncodePool(p *fb.Pool) (string, error) {
 	return string(b), err
 }
 
+// EncodePoolChanges is a transaction's changes of a pool's capacity as a
+// row of its log: [[at, firm, spot], …], at in Unix nanoseconds.
+func EncodePoolChanges(cs []fb.PoolChange) (string, error) {
+	rows := make([][3]int64, len(cs))
+	for i, c := range cs {
+		rows[i] = [3]int64{Nanos(c.At), c.Firm, c.Spot}
+	}
+	b, err := json.Marshal(rows)
+	return string(b), err
+}
+
+// DecodePoolChanges appends a log row's changes to out.
+func DecodePoolChanges(out []fb.PoolChange, doc []byte) ([]fb.PoolChange, error) {
+	var rows [][3]int64
+	if err := json.Unmarshal(doc, &rows); err != nil {
+		return out, fmt.Errorf("pool changes: %w", err)
+	}
+	for _, r := range rows {
+		out = append(out, fb.PoolChange{At: FromNanos(r[0]), Firm: r[1], Spot: r[2]})
+	}
+	return out, nil
+}
+
 // DecodePool reads a pool document.
 func DecodePool(doc []byte) (*fb.Pool, error) {
 	p := &fb.Pool{}

@@ -40,20 +40,20 @@ func (t *writeTx) LockPools(ctx context.Context, ids []string) (map[string]*fb.P
 }
 
 func (t *writeTx) PoolChanges(ctx context.Context, pool string, after int64) ([]fb.PoolChange, error) {
-	rows, err := t.tx.Query(ctx, `SELECT at, firm, spot FROM pool_changes WHERE pool = $1 AND rev > $2 ORDER BY rev, at`, pool, after)
+	rows, err := t.tx.Query(ctx, `SELECT changes FROM pool_changes WHERE pool = $1 AND rev > $2 ORDER BY rev`, pool, after)
 	if err != nil {
 		return nil, err
 	}
 	defer rows.Close()
 	var out []fb.PoolChange
 	for rows.Next() {
-		var at int64
-		var c fb.PoolChange
-		if err := rows.Scan(&at, &c.Firm, &c.Spot); err != nil {
+		var doc []byte
+		if err := rows.Scan(&doc); err != nil {
 			return nil, err
 		}
-		c.At = codec.FromNanos(at)
-		out = append(out, c)
+		if out, err = codec.DecodePoolChanges(out, doc); err != nil {
+			return nil, err
+		}
 	}
 	return out, rows.Err()
 }
@@ -125,9 +125,14 @@ func (t *writeTx) SavePool(ctx context.Context, p *fb.Pool, insert bool) error {
 }
 
 func (t *writeTx) AppendPoolChanges(ctx context.Context, pool string, rev int64, changes []fb.PoolChange) error {
-	for _, c := range changes {
-		t.batch.Queue(`INSERT INTO pool_changes (pool, rev, at, firm, spot) VALUES ($1, $2, $3, $4, $5)`, pool, rev, codec.Nanos(c.At), c.Firm, c.Spot)
+	if len(changes) == 0 {
+		return nil
 	}
+	doc, err := codec.EncodePoolChanges(changes)
+	if err != nil {
+		return err
+	}
+	t.batch.Queue(`INSERT INTO pool_changes (pool, rev, changes) VALUES ($1, $2, $3)`, pool, rev, doc)
 	return nil
 }
 

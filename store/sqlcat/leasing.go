@@ -64,7 +64,7 @@ func (c *Catalog) PoolCapacity(ctx context.Context, id string) (*fb.Pool, []fb.P
 	if err != nil {
 		return nil, nil, err
 	}
-	rows, err := tx.QueryContext(ctx, c.q(`SELECT at, firm, spot FROM pool_changes WHERE pool = ? ORDER BY rev, at`), id)
+	rows, err := tx.QueryContext(ctx, c.q(`SELECT changes FROM pool_changes WHERE pool = ? ORDER BY rev`), id)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -72,18 +72,20 @@ func (c *Catalog) PoolCapacity(ctx context.Context, id string) (*fb.Pool, []fb.P
 	return p, changes, err
 }
 
-// ScanPoolChanges reads (at, firm, spot) rows and closes them.
+// ScanPoolChanges reads rows of a pool's change log, in order, and closes
+// them.
 func ScanPoolChanges(rows *sql.Rows) ([]fb.PoolChange, error) {
 	defer rows.Close()
 	var out []fb.PoolChange
 	for rows.Next() {
-		var at int64
-		var ch fb.PoolChange
-		if err := rows.Scan(&at, &ch.Firm, &ch.Spot); err != nil {
+		var doc []byte
+		if err := rows.Scan(&doc); err != nil {
 			return nil, err
 		}
-		ch.At = codec.FromNanos(at)
-		out = append(out, ch)
+		var err error
+		if out, err = codec.DecodePoolChanges(out, doc); err != nil {
+			return nil, err
+		}
 	}
 	return out, rows.Err()
 }

@@ -16,12 +16,12 @@ import (
 
 var leaseStatements = map[string]string{
 	"pool":        `SELECT pool FROM pools WHERE id = ?`,
-	"poolChanges": `SELECT at, firm, spot FROM pool_changes WHERE pool = ? AND rev > ? ORDER BY rev, at`,
+	"poolChanges": `SELECT changes FROM pool_changes WHERE pool = ? AND rev > ? ORDER BY rev`,
 	"liveLeases":  `SELECT lease FROM leases WHERE pool = ? AND class = ? AND state IN ('scheduled', 'active')`,
 	"leaseByID":   `SELECT lease FROM leases WHERE id = ?`,
 	"insertPool":  `INSERT INTO pools (id, pool) VALUES (?, ?)`,
 	"updatePool":  `UPDATE pools SET pool = ? WHERE id = ?`,
-	"poolChange":  `INSERT INTO pool_changes (pool, rev, at, firm, spot) VALUES (?, ?, ?, ?, ?)`,
+	"poolChange":  `INSERT INTO pool_changes (pool, rev, changes) VALUES (?, ?, ?)`,
 	"saveLease": `INSERT INTO leases (` + codec.LeaseColumns + `) VALUES (?,?,?,?,?,?,?,?,?)
 		ON CONFLICT (id) DO UPDATE SET state = excluded.state, start_at = excluded.start_at, end_at = excluded.end_at,
 		next_at = excluded.next_at, lease = excluded.lease`,
@@ -123,11 +123,15 @@ func (t *writeTx) SavePool(ctx context.Context, p *fb.Pool, insert bool) error {
 }
 
 func (t *writeTx) AppendPoolChanges(ctx context.Context, pool string, rev int64, changes []fb.PoolChange) error {
-	st := t.stmt(ctx, "poolChange")
-	for _, c := range changes {
-		if _, err := st.ExecContext(ctx, pool, rev, codec.Nanos(c.At), c.Firm, c.Spot); err != nil {
-			return fmt.Errorf("pool %s change: %w", pool, err)
-		}
+	if len(changes) == 0 {
+		return nil
+	}
+	doc, err := codec.EncodePoolChanges(changes)
+	if err != nil {
+		return err
+	}
+	if _, err := t.stmt(ctx, "poolChange").ExecContext(ctx, pool, rev, doc); err != nil {
+		return fmt.Errorf("pool %s changes: %w", pool, err)
 	}
 	return nil
 }

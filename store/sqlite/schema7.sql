@@ -10,19 +10,18 @@ CREATE TABLE pools (
     pool TEXT NOT NULL
 ) WITHOUT ROWID;
 
--- Each pool's capacity over time, as a log of changes: from instant at on,
--- the GPUs in use by firm (reserved, on-demand) and spot leases change by
--- firm and spot. A transaction appends its changes at the pool's next rev,
--- under the pool's lock, so rows land at the end of the index; the
--- capacity is their sum (a replica catches up by reading what came after
+-- Each pool's capacity over time, as a log of changes: each transaction
+-- that changes it appends one row at the pool's next rev, under the pool's
+-- lock, holding its changes as a JSON array of [at, firm, spot]: from
+-- instant at on, the GPUs in use by firm (reserved, on-demand) and spot
+-- leases change by firm and spot. Rows land at the end of the index; the
+-- capacity is their sum (a replica catches up by reading the rows after
 -- the rev it has).
 CREATE TABLE pool_changes (
-    pool TEXT    NOT NULL,
-    rev  INTEGER NOT NULL,
-    at   INTEGER NOT NULL,
-    firm INTEGER NOT NULL,
-    spot INTEGER NOT NULL,
-    PRIMARY KEY (pool, rev, at)
+    pool    TEXT NOT NULL,
+    rev     INTEGER NOT NULL,
+    changes TEXT NOT NULL,
+    PRIMARY KEY (pool, rev)
 ) WITHOUT ROWID;
 
 CREATE TABLE leases (
