@@ -15,6 +15,7 @@ import (
 
 	fb "farebox"
 	"farebox/app"
+	"farebox/fakeclock"
 	"farebox/ledger"
 	"farebox/store/postgres/pgtest"
 )
@@ -198,4 +199,82 @@ func errAt(m map[string]any) string {
 	}
 	at, _ := e["at"].(string)
 	return at
+}
+
+// TestReplicasBillOnce: two replicas' billing jobs on one PostgreSQL
+// database run at the same instants over the same leases, at once: every
+// hour is held and captured once, every lease starts and ends once, and
+// the ledger verifies.
+func TestReplicasBillOnce(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts PostgreSQL and two replicas")
+	}
+	t0 := time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)
+	pg := pgtest.Start(t)
+	url := pg.NewDatabase(t)
+	var hs []*harness
+	for range 2 {
+		clk := fakeclock.New(t0)
+		a, err := app.New(context.Background(), app.Config{DB: url, DataDir: t.TempDir(), AdminToken: token, Clock: clk})
+		if err != nil {
+			t.Fatal(err)
+		}
+		h := &harness{t: t, a: a, clk: clk, srv: httptest.NewServer(a.Handler)}
+		t.Cleanup(func() {
+			h.srv.Close()
+			a.Close()
+		})
+		hs = append(hs, h)
+	}
+	hs[0].must("POST", "/api/v1/pools", `{"id": "p", "gpus": 64, "prices": {"on_demand": "10", "reserved": "5", "spot": "2"}}`, 201)
+	hs[1].must("POST", "/api/v1/customers", `{"id": "acme"}`, 201)
+	hs[0].must("POST", "/api/v1/customers/acme/grants", `{"amount": "100000"}`, 201)
+	var ids []string
+	for i := range 12 {
+		class := []string{"on_demand", "spot", "reserved"}[i%3]
+		l := hs[i%2].must("POST", "/api/v1/leases", fmt.Sprintf(`{"customer": "acme", "pool": "p", "gpus": 1, "class": %q, "start": "2026-12-01T00:30:00Z", "end": "2026-12-01T03:30:00Z"}`, class), 201)
+		ids = append(ids, l["id"].(string))
+	}
+	for _, d := range []time.Duration{30 * time.Minute, 85 * time.Minute, 90 * time.Minute, 145 * time.Minute, 150 * time.Minute, 205 * time.Minute, 210 * time.Minute, 4 * time.Hour} {
+		var wg sync.WaitGroup
+		for _, h := range hs {
+			h.clk.Set(t0.Add(d))
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				if _, err := h.a.Compute.Tick(context.Background()); err != nil {
+					t.Errorf("tick at +%s: %v", d, err)
+				}
+			}()
+		}
+		wg.Wait()
+	}
+	// Three hours of one GPU: 30 on demand, 6 spot, 15 reserved.
+	want := map[string]string{"on_demand": "30", "spot": "6", "reserved": "15"}
+	for _, id := range ids {
+		l := hs[0].lease(id)
+		if l["state"] != "ended" || l["charged"] != want[l["class"].(string)] || l["held"] != "0" {
+			t.Errorf("lease %v", l)
+		}
+	}
+	if b := hs[1].must("GET", "/api/v1/customers/acme/balance", "", 200); b["available"] != "99796" || b["held"] != "0" {
+		t.Fatalf("balance %v: want 100000 less 4 × (30 + 6 + 15), nothing held", b)
+	}
+	events := map[string]int{}
+	if _, err := hs[0].a.Store.Snapshot(context.Background(), func(e *fb.JournalEntry) error {
+		if l := e.Op.Lease; l != nil && (l.Event == fb.LeaseStarted || l.Event == fb.LeaseEndedEv) {
+			events[l.ID+" "+l.Event]++
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range ids {
+		if events[id+" started"] != 1 || events[id+" ended"] != 1 {
+			t.Errorf("lease %s: started %d times, ended %d times", id, events[id+" started"], events[id+" ended"])
+		}
+	}
+	if rep, err := ledger.Verify(context.Background(), hs[0].a.Store); err != nil || len(rep.Problems) > 0 {
+		t.Fatalf("verify: %v %v", err, rep.Problems)
+	}
 }
