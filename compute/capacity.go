@@ -1,6 +1,7 @@
 package compute
 
 import (
+	"cmp"
 	"fmt"
 	"slices"
 )
@@ -52,18 +53,8 @@ type Admission struct {
 // leases.
 func NewCapacity(gpus, inference, notice int64, p *Profile, spot []*Span) *Capacity {
 	spot = slices.Clone(spot)
-	slices.SortFunc(spot, func(a, b *Span) int { return cmp64(a.Seq, b.Seq) })
+	slices.SortFunc(spot, func(a, b *Span) int { return cmp.Compare(a.Seq, b.Seq) })
 	return &Capacity{GPUs: gpus, Inference: inference, Notice: notice, Profile: p, Spot: spot}
-}
-
-func cmp64(a, b int64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 // add changes the profile and records the change.
@@ -93,7 +84,7 @@ func (c *Capacity) Changes() []Change {
 		}
 	}
 	clear(c.pending)
-	slices.SortFunc(out, func(a, b Change) int { return cmp64(a.At, b.At) })
+	slices.SortFunc(out, func(a, b Change) int { return cmp.Compare(a.At, b.At) })
 	return out
 }
 
@@ -116,7 +107,7 @@ func (c *Capacity) Admit(s Span, firm bool, now int64) (Admission, int64, bool) 
 		c.add(s.Start, s.End, 0, s.GPUs)
 		sp := s
 		c.Spot = append(c.Spot, &sp)
-		slices.SortStableFunc(c.Spot, func(a, b *Span) int { return cmp64(a.Seq, b.Seq) })
+		slices.SortStableFunc(c.Spot, func(a, b *Span) int { return cmp.Compare(a.Seq, b.Seq) })
 		return Admission{Span: s}, 0, true
 	}
 	at, over := c.Profile.FirstOver(s.Start, s.End, room, NoLimit)

@@ -9,6 +9,7 @@
 package compute
 
 import (
+	"cmp"
 	"math"
 	"slices"
 	"sort"
@@ -55,15 +56,7 @@ type Change struct {
 // at one instant add up).
 func NewProfile(changes []Change) *Profile {
 	cs := slices.Clone(changes)
-	slices.SortFunc(cs, func(a, b Change) int {
-		switch {
-		case a.At < b.At:
-			return -1
-		case a.At > b.At:
-			return 1
-		}
-		return 0
-	})
+	slices.SortFunc(cs, func(a, b Change) int { return cmp.Compare(a.At, b.At) })
 	p := &Profile{}
 	var b *block
 	var f, s int64

@@ -4,6 +4,7 @@ import (
 	"context"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	fb "farebox"
@@ -112,21 +113,11 @@ func Utilize(p *fb.Pool, leases []*fb.Lease, from, to time.Time) Utilization {
 			g.UtilizationPct = pct(g.GPUHours, u.AvailableGPUHours)
 			out = append(out, *g)
 		}
-		slices.SortFunc(out, func(a, b UseGroup) int { return cmpStr(a.Key, b.Key) })
+		slices.SortFunc(out, func(a, b UseGroup) int { return strings.Compare(a.Key, b.Key) })
 		return out
 	}
 	u.ByClass, u.ByTenant = groups(class), groups(tenant)
 	return u
-}
-
-func cmpStr(a, b string) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 // Utilization reports a pool's utilization over [from, to), with own

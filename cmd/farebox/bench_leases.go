@@ -264,7 +264,7 @@ func overbooked(ctx context.Context, a *app.App, gpus int64) (int, error) {
 		}
 		after = page[len(page)-1].ID
 	}
-	slices.SortFunc(changes, func(x, y compute.Change) int { return int(x.At - y.At) })
+	slices.SortFunc(changes, func(x, y compute.Change) int { return int(min(max(x.At-y.At, -1), 1)) })
 	over := 0
 	var level int64
 	for i, c := range changes {
