@@ -203,8 +203,8 @@ func stackedBars(c Chart, sz size) string {
 				continue
 			}
 			y1, y2 := p.y(base+v), p.y(base)
-			fmt.Fprintf(&p.b, `<rect x="%.1f" y="%.1f" width="%.1f" height="%.1f" fill="%s"><title>%s · %s: %s (day total %s)</title></rect>`,
-				p.cx(i)-bw/2, y1, bw, max(y2-y1, 0.5), palette[si%len(palette)],
+			fmt.Fprintf(&p.b, `<rect x="%.1f" y="%.1f" width="%.1f" height="%.1f" fill="%s"><title>%s · %s: %s (total %s)</title></rect>`,
+				p.cx(i)-bw/2, y1, bw, max(y2-y1, 0.5), s.color(si),
 				html.EscapeString(p.titles[i]), html.EscapeString(s.Name), html.EscapeString(c.Format(v)), html.EscapeString(c.Format(total)))
 			base += v
 		}

@@ -23,7 +23,7 @@ import (
 //		}})
 //
 // A page needs no template of its own: its View's Sections (Cards, Table,
-// Form, Note, Chart) are drawn by the ui package, styled like the rest,
+// Form, Note, Links, Chart) are drawn by the ui package, styled like the rest,
 // and every Form carries the session's CSRF token. The ui package checks
 // the session and its side, and the CSRF token of every POST, before a
 // page's Handle runs.
@@ -97,11 +97,12 @@ type View struct {
 }
 
 // Section is one block of a page drawn from data: Cards, Table, Form,
-// Note or Chart.
+// Note, Links or Chart.
 type Section interface{ section() }
 
-// Card is one figure: a label, its value and a note under it.
-type Card struct{ Label, Value, Note string }
+// Card is one figure: a label, its value and a note under it. Figure,
+// when set, names it in the page (data-figure), for tests and scripts.
+type Card struct{ Label, Value, Note, Figure string }
 
 // Cards is a row of figures.
 type Cards []Card
@@ -119,7 +120,9 @@ type Cell struct {
 // sort when their header is clicked (a little JavaScript; the server's
 // order otherwise).
 type Table struct {
-	Title   string
+	Title string
+	// Name, when set, names the table in the page (data-table).
+	Name    string
 	Columns []Column
 	Rows    [][]Cell
 	Empty   string // shown when there are no rows
@@ -151,6 +154,19 @@ type Field struct {
 // Note is a paragraph of text.
 type Note string
 
+// Links is a row of links: a page's filters or its next page. The
+// Current one is marked (aria-current) and not a link.
+type Links struct {
+	Label string // the row's accessible name
+	Items []Link
+}
+
+// Link is one of Links.
+type Link struct {
+	Text, Href string
+	Current    bool
+}
+
 // Chart is an SVG drawn by StackedBars or Lines.
 type ChartSection struct {
 	Title string
@@ -161,6 +177,7 @@ func (Cards) section()        {}
 func (Table) section()        {}
 func (Form) section()         {}
 func (Note) section()         {}
+func (Links) section()        {}
 func (ChartSection) section() {}
 
 // navItem is an entry of the navigation as a template draws it.
@@ -239,6 +256,7 @@ type sectionView struct {
 	Table *Table
 	Form  *Form
 	Note  Note
+	Links *Links
 	Chart *ChartSection
 	CSRF  string
 }
@@ -254,6 +272,8 @@ func sectionOf(s Section, csrf string) sectionView {
 		v.Kind, v.Form = "form", &s
 	case Note:
 		v.Kind, v.Note = "note", s
+	case Links:
+		v.Kind, v.Links = "links", &s
 	case ChartSection:
 		v.Kind, v.Chart = "chart", &s
 	}

@@ -28,8 +28,9 @@ func TestRegistry(t *testing.T) {
 	posted := ""
 	pools := func(r *ui.Request) (*ui.View, error) {
 		return &ui.View{Title: "Pools", Sections: []ui.Section{
-			ui.Cards{{Label: "GPUs", Value: "64", Note: "16 kept for inference"}},
-			ui.Table{Title: "Pools", Columns: []ui.Column{{Label: "Pool"}, {Label: "GPUs", Num: true}},
+			ui.Links{Label: "Period", Items: []ui.Link{{Text: "Today", Href: "/ui/admin/pools?days=1", Current: true}, {Text: "Last 7 days", Href: "/ui/admin/pools?days=7"}}},
+			ui.Cards{{Label: "GPUs", Value: "64", Note: "16 kept for inference", Figure: "gpus"}},
+			ui.Table{Title: "Pools", Name: "pools", Columns: []ui.Column{{Label: "Pool"}, {Label: "GPUs", Num: true}},
 				Rows: [][]ui.Cell{{{Text: "h100-eu", Href: "/ui/admin/pools/h100-eu"}, {Text: "64", Sort: "64"}}}},
 			ui.Form{Title: "Resize", Action: "/ui/admin/pools", Fields: []ui.Field{{Name: "gpus", Label: "GPUs", Type: "number", Value: "64"}}, Submit: "Resize"},
 			ui.Note("Leases are billed per second."),
@@ -81,6 +82,8 @@ func TestRegistry(t *testing.T) {
 	}
 	res, page := b.do("GET", "/ui/admin/pools", nil)
 	for _, want := range []string{`<a href="/ui/admin/pools" aria-current="page">Pools</a>`, `<div class="value">64</div>`, `data-sort="64"`,
+		`<div class="card" data-figure="gpus">`, `<table class="sortable" data-table="pools">`,
+		`<nav class="pager links" aria-label="Period"><strong aria-current="page">Today</strong> · <a href="/ui/admin/pools?days=7">Last 7 days</a></nav>`,
 		`<a href="/ui/admin/pools/h100-eu">h100-eu</a>`, `action="/ui/admin/pools"`, `name="csrf"`, "Leases are billed per second."} {
 		if res.StatusCode != 200 || !strings.Contains(page, want) {
 			t.Errorf("the registered page (%d) lacks %s", res.StatusCode, want)
