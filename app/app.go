@@ -39,6 +39,7 @@ import (
 	"farebox/store/postgres"
 	"farebox/store/sqlite"
 	"farebox/ui"
+	"farebox/ui/leasing"
 )
 
 // Config is everything Farebox is started with. The zero value of a field
@@ -276,6 +277,9 @@ func New(ctx context.Context, cfg Config) (a *App, err error) {
 		return a, err
 	}
 	// Other features' pages are registered with a.UI.Register here.
+	if err := leasing.Register(a.UI, leasing.Deps{Store: a.Store, Compute: a.Compute, Economics: cfg.Economics}); err != nil {
+		return a, err
+	}
 	routes := api.NewServer(api.Deps{
 		Store: a.Store, Engine: a.Engine, Plans: a.Plans, Meter: a.Meter, Cards: a.Store, Gateway: a.Gateway, Compute: a.Compute,
 		Economics: cfg.Economics, AdminToken: cfg.AdminToken, Clock: cfg.Clock, NewID: cfg.NewID, Log: log,

@@ -15,9 +15,15 @@ import (
 // with up to 6 decimals, rounded down ("1.5").
 type GPUSeconds int64
 
+// MicroHours is the GPU-hours in millionths, rounded down: what JSON
+// writes (as a decimal) and the dashboard shows.
+func (g GPUSeconds) MicroHours() (int64, error) {
+	return fb.MulDiv(int64(max(g, 0)), fb.Micro, 3600)
+}
+
 // MarshalJSON writes the GPU-hours.
 func (g GPUSeconds) MarshalJSON() ([]byte, error) {
-	micro, err := fb.MulDiv(int64(max(g, 0)), fb.Micro, 3600)
+	micro, err := g.MicroHours()
 	if err != nil {
 		return nil, err
 	}

@@ -1,0 +1,276 @@
+package leasing_test
+
+import (
+	"context"
+	"encoding/json"
+	"html"
+	"io"
+	"net/http"
+	"net/http/cookiejar"
+	"net/http/httptest"
+	"net/url"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	fb "farebox"
+	"farebox/app"
+	"farebox/fakeclock"
+	"farebox/routing"
+)
+
+const adminToken = "leasing-ui-test-admin-token-0123456789abcdef"
+
+var t0 = time.Date(2026, 11, 29, 0, 0, 0, 0, time.UTC)
+
+// env is Farebox on SQLite behind a real HTTP server, on a fake clock,
+// after two days and two hours of leasing on two pools: h100-eu (16 GPUs,
+// 4 kept for own inference, which served some tokens) and a100-us (8);
+// acme, beta and gamma lease reserved, on-demand and spot GPUs, one spot
+// lease pre-empted by a reserved one, beta's on-demand lease ended by a
+// refused hold, acme's a100 lease ended on request and a reserved one
+// still to come; acme also holds credit through the API.
+type env struct {
+	t                *testing.T
+	url              string
+	app              *app.App
+	clock            *fakeclock.Clock
+	acmeKey, betaKey string
+	ids              map[string]string // the scenario's leases by name
+}
+
+func newEnv(t *testing.T) *env {
+	t.Helper()
+	clock := fakeclock.New(t0)
+	a, err := app.New(context.Background(), app.Config{DataDir: t.TempDir(), AdminToken: adminToken, Clock: clock,
+		Deployments: []*routing.Deployment{{Name: "gpu/llama", Provider: "gpu", Type: routing.TypeOpenAI, Model: "llama", Upstream: "llama",
+			BaseURL: "http://127.0.0.1:1/v1", GPUs: 4, TokensPerSecond: 2000}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := httptest.NewServer(a.Handler)
+	t.Cleanup(func() {
+		hs.Close()
+		a.Close()
+	})
+	e := &env{t: t, url: hs.URL, app: a, clock: clock, ids: map[string]string{}}
+	e.api("POST", "/api/v1/pools", `{"id": "h100-eu", "gpu_type": "H100", "region": "eu", "gpus": 16, "cost_usd_per_gpu_hour": "1.9",
+		"reserved_for_inference": 4, "deployments": ["gpu/llama"], "prices": {"on_demand": "250", "reserved": "190", "spot": "120"}}`, 201)
+	e.api("POST", "/api/v1/pools", `{"id": "a100-us", "gpu_type": "A100", "region": "us", "gpus": 8, "cost_usd_per_gpu_hour": "1.1",
+		"prices": {"on_demand": "150", "reserved": "100", "spot": "60"}}`, 201)
+	e.api("PATCH", "/api/v1/pools/a100-us", `{"prices": {"on_demand": "160"}, "effective_from": "2026-11-30T00:00:00Z"}`, 200)
+	for _, c := range []struct{ id, credits, paid string }{{"acme", "100000", "1000"}, {"beta", "10000", "50"}, {"gamma", "5000", "50"}} {
+		e.api("POST", "/api/v1/customers", `{"id": "`+c.id+`"}`, 201)
+		e.api("POST", "/api/v1/customers/"+c.id+"/grants", `{"amount": "`+c.credits+`", "paid_usd": "`+c.paid+`"}`, 201)
+	}
+	e.acmeKey = e.key("acme")
+	e.betaKey = e.key("beta")
+
+	book := func(name, body string) {
+		var l struct{ ID string }
+		e.decode(e.api("POST", "/api/v1/leases", body, 201), &l)
+		e.ids[name] = l.ID
+	}
+	book("gamma-spot", `{"customer": "gamma", "pool": "h100-eu", "gpus": 8, "class": "spot"}`)
+	book("beta-od", `{"customer": "beta", "pool": "h100-eu", "gpus": 2, "class": "on_demand"}`)
+	book("acme-res", `{"customer": "acme", "pool": "h100-eu", "gpus": 4, "class": "reserved", "start": "2026-11-29T01:00:00Z", "end": "2026-11-29T05:00:00Z"}`)
+	book("acme-od", `{"customer": "acme", "pool": "a100-us", "gpus": 2, "class": "on_demand"}`)
+	book("beta-spot", `{"customer": "beta", "pool": "a100-us", "gpus": 4, "class": "spot", "start": "2026-11-29T02:00:00Z"}`)
+	book("acme-later", `{"customer": "acme", "pool": "a100-us", "gpus": 2, "class": "reserved", "start": "2026-12-02T10:00:00Z", "end": "2026-12-02T22:00:00Z"}`)
+	book("gamma-a100", `{"customer": "gamma", "pool": "a100-us", "gpus": 1, "class": "on_demand", "start": "2026-11-30T20:00:00Z"}`)
+	book("acme-h100", `{"customer": "acme", "pool": "h100-eu", "gpus": 1, "class": "on_demand", "start": "2026-11-30T12:00:00Z"}`)
+
+	// Own inference on h100-eu: 3.6M tokens at 2,000 a second on 4 GPUs.
+	if _, err := a.Engine.Submit(context.Background(), fb.Op{Kind: fb.OpDebit, Customer: "acme", Amount: 2 * fb.Micro, Key: "u1",
+		Usage: &fb.Usage{ID: "req-1", Source: "gateway", Customer: "acme", Model: "llama", Provider: "gpu", Deployment: "gpu/llama", At: t0.Add(30 * time.Hour),
+			Quantities: fb.Quantities{InputTokens: 3_000_000, OutputTokens: 600_000}, Credits: 2 * fb.Micro, CostUSD: 150_000}}); err != nil {
+		t.Fatal(err)
+	}
+	// The billing job, every 5 minutes for 50 hours; acme's a100 lease
+	// ends on request after 26.
+	for d := 5 * time.Minute; d <= 50*time.Hour; d += 5 * time.Minute {
+		clock.Set(t0.Add(d))
+		if _, err := a.Compute.Tick(context.Background()); err != nil {
+			t.Fatalf("tick at +%s: %v", d, err)
+		}
+		if d == 26*time.Hour+30*time.Minute {
+			e.api("POST", "/api/v1/leases/"+e.ids["acme-od"]+"/end", "", 200)
+		}
+	}
+	e.api("POST", "/api/v1/holds", `{"customer": "acme", "amount": "3", "ttl_seconds": 600, "idempotency_key": "job-7"}`, 201)
+	var beta struct{ State, Reason string }
+	e.json("/api/v1/leases/"+e.ids["beta-od"], &beta)
+	var gamma struct{ State, Reason string }
+	e.json("/api/v1/leases/"+e.ids["gamma-spot"], &gamma)
+	if beta.Reason != fb.ReasonInsufficientCredits || gamma.State != "preempted" {
+		t.Fatalf("the scenario went otherwise: beta's on-demand lease %+v, gamma's spot lease %+v", beta, gamma)
+	}
+	return e
+}
+
+func (e *env) api(method, path, body string, want int) []byte {
+	e.t.Helper()
+	req, _ := http.NewRequest(method, e.url+path, strings.NewReader(body))
+	req.Header.Set("Authorization", "Bearer "+adminToken)
+	if body != "" {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	defer res.Body.Close()
+	b, _ := io.ReadAll(res.Body)
+	if res.StatusCode != want {
+		e.t.Fatalf("%s %s: %d %s; want %d", method, path, res.StatusCode, b, want)
+	}
+	return b
+}
+
+func (e *env) decode(b []byte, v any) {
+	e.t.Helper()
+	if err := json.Unmarshal(b, v); err != nil {
+		e.t.Fatal(err)
+	}
+}
+
+func (e *env) json(path string, v any) { e.t.Helper(); e.decode(e.api("GET", path, "", 200), v) }
+
+func (e *env) key(customer string) string {
+	e.t.Helper()
+	var k struct{ Key string }
+	e.decode(e.api("POST", "/api/v1/customers/"+customer+"/keys", `{"name": "dashboard"}`, 201), &k)
+	return k.Key
+}
+
+// browser is an HTTP client with a cookie jar, signed in with a secret.
+type browser struct {
+	t *testing.T
+	e *env
+	c *http.Client
+}
+
+var csrfField = regexp.MustCompile(`name="csrf" value="([^"]+)"`)
+
+func (e *env) signIn(secret string) *browser {
+	e.t.Helper()
+	jar, _ := cookiejar.New(nil)
+	b := &browser{t: e.t, e: e, c: &http.Client{Jar: jar, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}}
+	_, page := b.get("/")
+	m := csrfField.FindStringSubmatch(page)
+	if m == nil {
+		e.t.Fatal("no CSRF token on the sign-in page")
+	}
+	res, err := b.c.PostForm(e.url+"/ui/signin", url.Values{"csrf": {m[1]}, "secret": {secret}})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	res.Body.Close()
+	if res.StatusCode != http.StatusSeeOther {
+		e.t.Fatalf("sign-in: %d", res.StatusCode)
+	}
+	return b
+}
+
+func (b *browser) get(path string) (int, string) {
+	b.t.Helper()
+	res, err := b.c.Get(b.e.url + path)
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	defer res.Body.Close()
+	out, _ := io.ReadAll(res.Body)
+	return res.StatusCode, string(out)
+}
+
+// page is GET path, which must answer 200.
+func (b *browser) page(path string) string {
+	b.t.Helper()
+	code, p := b.get(path)
+	if code != 200 {
+		b.t.Fatalf("GET %s: %d\n%s", path, code, p)
+	}
+	return p
+}
+
+// figure is a shown amount as the API writes it: thousands separators,
+// dollar and percent signs and units dropped.
+func figure(s string) string {
+	s = strings.TrimSpace(s)
+	s = strings.TrimSuffix(s, " GPU-h")
+	return strings.NewReplacer(",", "", "$", "", "%", "").Replace(s)
+}
+
+var tags = regexp.MustCompile(`<[^>]*>`)
+
+func text(s string) string {
+	return strings.TrimSpace(html.UnescapeString(tags.ReplaceAllString(s, "")))
+}
+
+// card is the value of the card named figure on a page.
+func card(t *testing.T, page, name string) string {
+	t.Helper()
+	re := regexp.MustCompile(`data-figure="` + regexp.QuoteMeta(name) + `"><div class="label">[^<]*</div><div class="value">([^<]*)</div>(?:<div class="note">([^<]*)</div>)?`)
+	m := re.FindStringSubmatch(page)
+	if m == nil {
+		t.Fatalf("no card %q on the page", name)
+	}
+	return html.UnescapeString(m[1])
+}
+
+var (
+	rowRe  = regexp.MustCompile(`(?s)<tr>(.*?)</tr>`)
+	cellRe = regexp.MustCompile(`(?s)<td[^>]*>(.*?)</td>`)
+	headRe = regexp.MustCompile(`(?s)<th[^>]*>(.*?)</th>`)
+)
+
+// table is the rows of the table named name, each a map from its column's
+// label to the cell's text.
+func table(t *testing.T, page, name string) []map[string]string {
+	t.Helper()
+	i := strings.Index(page, `data-table="`+name+`"`)
+	if i < 0 {
+		t.Fatalf("no table %q on the page", name)
+	}
+	body := page[i:]
+	body = body[:strings.Index(body, "</table>")]
+	head, rows, _ := strings.Cut(body, "</thead>")
+	var cols []string
+	for _, m := range headRe.FindAllStringSubmatch(head, -1) {
+		cols = append(cols, text(m[1]))
+	}
+	var out []map[string]string
+	for _, r := range rowRe.FindAllStringSubmatch(rows, -1) {
+		if strings.Contains(r[1], `class="empty"`) {
+			continue
+		}
+		row := map[string]string{}
+		for j, c := range cellRe.FindAllStringSubmatch(r[1], -1) {
+			row[cols[j]] = text(c[1])
+		}
+		out = append(out, row)
+	}
+	return out
+}
+
+// find is the row whose column col reads key.
+func find(t *testing.T, rows []map[string]string, col, key string) map[string]string {
+	t.Helper()
+	for _, r := range rows {
+		if r[col] == key {
+			return r
+		}
+	}
+	t.Fatalf("no row with %s %q in %v", col, key, rows)
+	return nil
+}
+
+func check(t *testing.T, what, got, want string) {
+	t.Helper()
+	if got != want {
+		t.Errorf("%s on the page = %q; the API's = %q", what, got, want)
+	}
+}
+
+func day(tm time.Time) string { return tm.Format(time.DateOnly) }
