@@ -63,19 +63,21 @@ func Register(u *ui.UI, d Deps) error {
 // next 7 days' availability as GET /api/v1/pools/{id}/availability answers
 // by default (from this hour).
 type window struct {
-	days       int
-	from, now  time.Time // utilization: [from, now)
-	econTo     time.Time // the economics report's to: the day after today
-	availFrom  time.Time // availability: [availFrom, availTo)
-	availTo    time.Time
-	daysChoice []int
+	days      int
+	from, now time.Time // utilization: [from, now)
+	econTo    time.Time // the economics report's to: the day after today
+	availFrom time.Time // availability: [availFrom, availTo)
+	availTo   time.Time
 }
 
+// periods are the windows a page offers, in days.
+var periods = []int{1, 7, 30}
+
 func windowOf(r *ui.Request) (window, error) {
-	w := window{days: 30, daysChoice: []int{1, 7, 30}}
+	w := window{days: 30}
 	if v := r.URL.Query().Get("days"); v != "" {
 		n, err := strconv.Atoi(v)
-		if err != nil || !slices.Contains(w.daysChoice, n) {
+		if err != nil || !slices.Contains(periods, n) {
 			return w, fb.Invalid("days", "days is 1, 7 or 30")
 		}
 		w.days = n
@@ -95,28 +97,21 @@ func (w window) label() string {
 	return "the last " + strconv.Itoa(w.days) + " days"
 }
 
-// links are the window's choices, on the page at base (with its query
-// but days).
-func (w window) links(base string, q url.Values) ui.Links {
+// links are the periods offered on the page at base.
+func (w window) links(base string) ui.Links {
 	l := ui.Links{Label: "Period"}
-	for _, n := range w.daysChoice {
+	for _, n := range periods {
 		text := "Today"
 		if n > 1 {
 			text = "Last " + strconv.Itoa(n) + " days"
 		}
-		v := url.Values{}
-		for k, vs := range q {
-			v[k] = vs
-		}
-		v.Set("days", strconv.Itoa(n))
-		l.Items = append(l.Items, ui.Link{Text: text, Href: base + "?" + v.Encode(), Current: n == w.days})
+		l.Items = append(l.Items, ui.Link{Text: text, Href: base + "?days=" + strconv.Itoa(n), Current: n == w.days})
 	}
 	return l
 }
 
 // poolFigures are one pool's figures over a window.
 type poolFigures struct {
-	pool     *fb.Pool
 	use      *compute.Utilization
 	hours    []compute.Hour
 	sellable compute.GPUSeconds // Σ free GPUs × the hour's seconds, next 7 days
@@ -132,7 +127,7 @@ func (p *pages) figures(ctx context.Context, pool *fb.Pool, w window, econ map[s
 	if err != nil {
 		return nil, err
 	}
-	f := &poolFigures{pool: pool, use: use, hours: hours, econ: econ[pool.ID]}
+	f := &poolFigures{use: use, hours: hours, econ: econ[pool.ID]}
 	f.econ.Key = pool.ID
 	for _, h := range hours {
 		f.sellable += compute.GPUSeconds(h.FreeGPUs) * compute.GPUSeconds(h.End.Sub(h.Start)/time.Second)
@@ -227,7 +222,7 @@ func (p *pages) pools(r *ui.Request) (*ui.View, error) {
 	}
 	margin := economics.Row{RevenueUSD: revenue, CostUSD: cost, MarginUSD: revenue - cost, MarginPct: economics.Percent(revenue-cost, revenue)}
 	return &ui.View{Title: "Pools", Sections: []ui.Section{
-		w.links("/ui/admin/pools", nil),
+		w.links("/ui/admin/pools"),
 		ui.Cards{
 			{Label: "GPUs", Value: ui.Count(gpus), Note: ui.Count(int64(len(pools))) + " pools, " + ui.Count(inference) + " kept for own inference", Figure: "gpus"},
 			{Label: "Sellable, next 7 days", Value: sell, Note: "GPU-hours free at every instant of their hour: leasable as anything", Figure: "sellable"},
@@ -280,7 +275,7 @@ func (p *pages) pool(r *ui.Request) (*ui.View, error) {
 	sections := []ui.Section{
 		ui.Links{Label: "Pools", Items: []ui.Link{{Text: "← All pools", Href: "/ui/admin/pools?days=" + strconv.Itoa(w.days)},
 			{Text: "Its leases", Href: "/ui/admin/leases?state=all&pool=" + url.QueryEscape(pl.ID)}}},
-		w.links(base, nil),
+		w.links(base),
 		ui.Cards{
 			{Label: "GPUs", Value: ui.Count(pl.GPUs), Note: kind(pl) + ", at " + ui.Dollars(pl.CostUSDPerGPUHour) + " a GPU-hour", Figure: "gpus"},
 			{Label: "Kept for own inference", Value: ui.Count(pl.ReservedForInference), Note: measured, Figure: "reserved_for_inference"},
