@@ -75,11 +75,14 @@ type Rates struct {
 	OutputPerMTok      Amount `json:"output_per_mtok"`
 	CachedInputPerMTok Amount `json:"cached_input_per_mtok"`
 	ReasoningPerMTok   Amount `json:"reasoning_per_mtok"`
-	PerImage           Amount `json:"per_image"`
-	PerAudioSecond     Amount `json:"per_audio_second"`
-	PerVideoSecond     Amount `json:"per_video_second"`
-	PerGPUSecond       Amount `json:"per_gpu_second"`
-	PerRequest         Amount `json:"per_request"`
+	// CacheWritePerMTok prices input tokens written to a provider's
+	// prompt cache (Anthropic bills them above the input rate).
+	CacheWritePerMTok Amount `json:"cache_write_per_mtok"`
+	PerImage          Amount `json:"per_image"`
+	PerAudioSecond    Amount `json:"per_audio_second"`
+	PerVideoSecond    Amount `json:"per_video_second"`
+	PerGPUSecond      Amount `json:"per_gpu_second"`
+	PerRequest        Amount `json:"per_request"`
 }
 
 // Price is one version of a model's rate card, in force from EffectiveFrom
@@ -98,11 +101,14 @@ type Quantities struct {
 	OutputTokens      int64 `json:"output_tokens,omitempty"`
 	CachedInputTokens int64 `json:"cached_input_tokens,omitempty"`
 	ReasoningTokens   int64 `json:"reasoning_tokens,omitempty"`
-	Images            int64 `json:"images,omitempty"`
-	AudioMicros       int64 `json:"audio_us,omitempty"`
-	VideoMicros       int64 `json:"video_us,omitempty"`
-	GPUMicros         int64 `json:"gpu_us,omitempty"`
-	Requests          int64 `json:"requests,omitempty"`
+	// CacheWriteTokens are input tokens written to the provider's prompt
+	// cache (Anthropic's cache_creation_input_tokens).
+	CacheWriteTokens int64 `json:"cache_write_tokens,omitempty"`
+	Images           int64 `json:"images,omitempty"`
+	AudioMicros      int64 `json:"audio_us,omitempty"`
+	VideoMicros      int64 `json:"video_us,omitempty"`
+	GPUMicros        int64 `json:"gpu_us,omitempty"`
+	Requests         int64 `json:"requests,omitempty"`
 }
 
 // Usage is one priced use of a model (a metered event, or later a gateway

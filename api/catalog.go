@@ -12,6 +12,7 @@ import (
 	"farebox/keys"
 	"farebox/metering"
 	"farebox/plans"
+	"farebox/pricing"
 )
 
 // Plans.
@@ -258,6 +259,7 @@ type priceRequest struct {
 	OutputPerMTok      json.RawMessage `json:"output_per_mtok"`
 	CachedInputPerMTok json.RawMessage `json:"cached_input_per_mtok"`
 	ReasoningPerMTok   json.RawMessage `json:"reasoning_per_mtok"`
+	CacheWritePerMTok  json.RawMessage `json:"cache_write_per_mtok"`
 	PerImage           json.RawMessage `json:"per_image"`
 	PerAudioSecond     json.RawMessage `json:"per_audio_second"`
 	PerVideoSecond     json.RawMessage `json:"per_video_second"`
@@ -290,13 +292,17 @@ func (s *Server) putPrice(w http.ResponseWriter, r *http.Request) error {
 		{"cached_input_per_mtok", req.CachedInputPerMTok, &p.CachedInputPerMTok}, {"reasoning_per_mtok", req.ReasoningPerMTok, &p.ReasoningPerMTok},
 		{"per_image", req.PerImage, &p.PerImage}, {"per_audio_second", req.PerAudioSecond, &p.PerAudioSecond},
 		{"per_video_second", req.PerVideoSecond, &p.PerVideoSecond}, {"per_gpu_second", req.PerGPUSecond, &p.PerGPUSecond},
-		{"per_request", req.PerRequest, &p.PerRequest},
+		{"per_request", req.PerRequest, &p.PerRequest}, {"cache_write_per_mtok", req.CacheWritePerMTok, &p.CacheWritePerMTok},
 	} {
-		if *f.dst, _, err = amountField(f.name, f.raw); err != nil {
+		var given bool
+		if *f.dst, given, err = amountField(f.name, f.raw); err != nil {
 			return err
 		}
 		if *f.dst < 0 || *f.dst > fb.MaxTotal {
 			return fb.Invalid(f.name, "%s must be between 0 and %s", f.name, fb.MaxTotal)
+		}
+		if f.dst == &p.CacheWritePerMTok && !given {
+			p.CacheWritePerMTok = pricing.CacheWriteFor(p.InputPerMTok)
 		}
 	}
 	if req.EffectiveFrom != nil {

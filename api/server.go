@@ -141,6 +141,9 @@ func (s *Server) table() []route {
 		{"GET", "/v1/account/balance", false, s.accountBalance},
 		{"POST", "/v1/chat/completions", false, s.Gateway.Chat},
 		{"POST", "/v1/embeddings", false, s.Gateway.Embeddings},
+		{"POST", "/v1/responses", false, s.Gateway.Responses},
+		{"POST", "/v1/messages", false, s.Gateway.Messages},
+		{"POST", "/v1/messages/count_tokens", false, s.Gateway.CountTokens},
 		{"GET", "/v1/models", false, s.Gateway.Models},
 	}
 }

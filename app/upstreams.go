@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
 
@@ -16,13 +17,19 @@ import (
 )
 
 // Provider is an upstream of the config file (its providers: list): an
-// OpenAI-compatible API, or the built-in simulator, and the models it
-// serves.
+// OpenAI-compatible API, Anthropic's Messages API, Azure OpenAI, or the
+// built-in simulator, and the models it serves.
 type Provider struct {
 	Name      string `yaml:"name"`
-	Type      string `yaml:"type"`        // openai | simulated
-	BaseURL   string `yaml:"base_url"`    // openai
-	APIKeyEnv string `yaml:"api_key_env"` // openai: the env var holding the key
+	Type      string `yaml:"type"`        // openai | anthropic | azure | simulated
+	BaseURL   string `yaml:"base_url"`    // openai, anthropic (…/v1); azure: the resource's URL
+	APIKeyEnv string `yaml:"api_key_env"` // the env var holding the provider's key
+	// APIVersion is an azure provider's api-version (default
+	// routing.DefaultAzureAPIVersion).
+	APIVersion string `yaml:"api_version"`
+	// Protocols an openai or azure provider's routes speak: chat (the
+	// default), responses; embedding models speak embeddings.
+	Protocols []string `yaml:"protocols"`
 	// Hosting: provider (default) or self (an own server: image URLs
 	// must be data: URLs, since it would fetch them inside the network).
 	Hosting string `yaml:"hosting"`
@@ -54,6 +61,12 @@ type Model struct {
 	CapField string `yaml:"cap_field"`
 	// AllowFields are request fields forwarded beyond the default list.
 	AllowFields []string `yaml:"allow_fields"`
+	// AllowBetas are anthropic-beta features passed on beyond the
+	// default list.
+	AllowBetas []string `yaml:"allow_betas"`
+	// ProviderState lets Responses requests name state the provider keeps
+	// (previous_response_id, conversation): held at the context window.
+	ProviderState bool `yaml:"provider_state"`
 }
 
 // ImageTokens bounds one image part, by detail.
@@ -68,6 +81,7 @@ type Cost struct {
 	InputUSDPerMTok       string `yaml:"input_usd_per_mtok"`
 	OutputUSDPerMTok      string `yaml:"output_usd_per_mtok"`
 	CachedInputUSDPerMTok string `yaml:"cached_input_usd_per_mtok"`
+	CacheWriteUSDPerMTok  string `yaml:"cache_write_usd_per_mtok"` // default 1.25 × input
 	USDPerGPUHour         string `yaml:"usd_per_gpu_hour"`
 	GPUs                  int64  `yaml:"gpus"`
 	TokensPerSecond       int64  `yaml:"tokens_per_second"`
@@ -118,9 +132,9 @@ func buildUpstreams(providers []Provider, extra []*routing.Deployment, getenv fu
 		}
 		var baseURL, apiKey string
 		switch p.Type {
-		case routing.TypeOpenAI:
+		case routing.TypeOpenAI, routing.TypeAnthropic, routing.TypeAzure:
 			if !strings.HasPrefix(p.BaseURL, "http://") && !strings.HasPrefix(p.BaseURL, "https://") {
-				return nil, fmt.Errorf("%s: base_url %q must be an http(s) URL such as https://api.openai.com/v1", where, p.BaseURL)
+				return nil, fmt.Errorf("%s: base_url %q must be an http(s) URL such as %s", where, p.BaseURL, exampleURL[p.Type])
 			}
 			baseURL = strings.TrimSuffix(p.BaseURL, "/")
 			if p.APIKeyEnv != "" {
@@ -146,7 +160,13 @@ func buildUpstreams(providers []Provider, extra []*routing.Deployment, getenv fu
 			u.sims = append(u.sims, srv)
 			baseURL = "http://" + addr + "/v1"
 		default:
-			return nil, fmt.Errorf("%s: type %q must be openai or simulated", where, p.Type)
+			return nil, fmt.Errorf("%s: type %q must be openai, anthropic, azure or simulated", where, p.Type)
+		}
+		if len(p.Protocols) > 0 && p.Type != routing.TypeOpenAI && p.Type != routing.TypeAzure {
+			return nil, fmt.Errorf("%s: protocols is for openai and azure providers (anthropic speaks messages, simulated all)", where)
+		}
+		if p.APIVersion != "" && p.Type != routing.TypeAzure {
+			return nil, fmt.Errorf("%s: api_version is for azure providers", where)
 		}
 		for j, m := range p.Models {
 			mw := fmt.Sprintf("%s models[%d]", where, j)
@@ -158,7 +178,27 @@ func buildUpstreams(providers []Provider, extra []*routing.Deployment, getenv fu
 				BaseURL: baseURL, APIKey: apiKey, MaxOutputTokens: m.MaxOutputTokens, Priority: m.Priority, Weight: m.Weight,
 				Embeddings: strings.Contains(m.Model, "embedding"),
 				Hosting:    p.Hosting, CapField: m.CapField, ToolOverhead: m.ToolOverhead,
-				Limits: pricing.DefaultLimits(m.Model),
+				Limits: pricing.DefaultLimits(m.Model), APIVersion: p.APIVersion, ProviderState: m.ProviderState,
+			}
+			if m.Embeddings != nil {
+				d.Embeddings = *m.Embeddings
+			}
+			for _, proto := range p.Protocols {
+				if proto == routing.ProtoChat && d.Embeddings {
+					proto = routing.ProtoEmbeddings
+				}
+				if proto == routing.ProtoResponses && d.Embeddings {
+					continue
+				}
+				if !slices.Contains(d.Protocols, proto) {
+					d.Protocols = append(d.Protocols, proto)
+				}
+			}
+			if len(m.AllowBetas) > 0 {
+				d.AllowBetas = map[string]bool{}
+				for _, b := range m.AllowBetas {
+					d.AllowBetas[b] = true
+				}
 			}
 			if m.ImageTokens != nil {
 				d.Limits.Image = pricing.ImageTokens{Low: m.ImageTokens.Low, High: m.ImageTokens.High}
@@ -171,9 +211,6 @@ func buildUpstreams(providers []Provider, extra []*routing.Deployment, getenv fu
 				for _, f := range m.AllowFields {
 					d.AllowFields[f] = true
 				}
-			}
-			if m.Embeddings != nil {
-				d.Embeddings = *m.Embeddings
 			}
 			if p.Type == routing.TypeSimulated {
 				// The length a client asks of a simulated answer is
@@ -207,7 +244,7 @@ func buildUpstreams(providers []Provider, extra []*routing.Deployment, getenv fu
 func (c Cost) card(list *fb.Price) (routing.CostCard, error) {
 	var card routing.CostCard
 	if c.USDPerGPUHour != "" {
-		if c.InputUSDPerMTok != "" || c.OutputUSDPerMTok != "" || c.CachedInputUSDPerMTok != "" {
+		if c.InputUSDPerMTok != "" || c.OutputUSDPerMTok != "" || c.CachedInputUSDPerMTok != "" || c.CacheWriteUSDPerMTok != "" {
 			return card, errors.New("cost: give either USD per 1M tokens or a GPU cost, not both")
 		}
 		usd, err := fb.ParseUSD(c.USDPerGPUHour)
@@ -229,12 +266,14 @@ func (c Cost) card(list *fb.Price) (routing.CostCard, error) {
 		if list == nil {
 			return card, errors.New("no cost card, and the model is not in the built-in list prices: set cost.input_usd_per_mtok and cost.output_usd_per_mtok")
 		}
-		return routing.CostCard{InputPerMTok: fb.USD(list.InputPerMTok), OutputPerMTok: fb.USD(list.OutputPerMTok), CachedInputPerMTok: fb.USD(list.CachedInputPerMTok)}, nil
+		return routing.CostCard{InputPerMTok: fb.USD(list.InputPerMTok), OutputPerMTok: fb.USD(list.OutputPerMTok),
+			CachedInputPerMTok: fb.USD(list.CachedInputPerMTok), CacheWritePerMTok: fb.USD(list.CacheWritePerMTok)}, nil
 	}
 	for _, f := range []struct {
 		name, v string
 		to      *fb.USD
-	}{{"input_usd_per_mtok", c.InputUSDPerMTok, &card.InputPerMTok}, {"output_usd_per_mtok", c.OutputUSDPerMTok, &card.OutputPerMTok}, {"cached_input_usd_per_mtok", c.CachedInputUSDPerMTok, &card.CachedInputPerMTok}} {
+	}{{"input_usd_per_mtok", c.InputUSDPerMTok, &card.InputPerMTok}, {"output_usd_per_mtok", c.OutputUSDPerMTok, &card.OutputPerMTok},
+		{"cached_input_usd_per_mtok", c.CachedInputUSDPerMTok, &card.CachedInputPerMTok}, {"cache_write_usd_per_mtok", c.CacheWriteUSDPerMTok, &card.CacheWritePerMTok}} {
 		if f.v == "" {
 			continue
 		}
@@ -246,6 +285,9 @@ func (c Cost) card(list *fb.Price) (routing.CostCard, error) {
 	}
 	if c.CachedInputUSDPerMTok == "" {
 		card.CachedInputPerMTok = card.InputPerMTok
+	}
+	if c.CacheWriteUSDPerMTok == "" {
+		card.CacheWritePerMTok = fb.USD(pricing.CacheWriteFor(fb.Amount(card.InputPerMTok)))
 	}
 	return card, nil
 }
@@ -269,6 +311,13 @@ var DemoProviders = []Provider{{
 	Name: "simulator", Type: routing.TypeSimulated, TTFT: "100ms", TokensPerSecond: 50, Faults: true,
 	Models: []Model{{Model: "gpt-4o-mini", MaxOutputTokens: 16384}, {Model: "text-embedding-3-small"}},
 }}
+
+// exampleURL is a base_url of each provider type, for errors.
+var exampleURL = map[string]string{
+	routing.TypeOpenAI:    "https://api.openai.com/v1",
+	routing.TypeAnthropic: "https://api.anthropic.com/v1",
+	routing.TypeAzure:     "https://NAME.openai.azure.com",
+}
 
 func or(a, b string) string {
 	if a != "" {

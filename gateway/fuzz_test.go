@@ -23,7 +23,7 @@ func FuzzParseChat(f *testing.F) {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, body []byte) {
-		q, err := parseChat(body)
+		q, err := parseChat(body, nil)
 		if err != nil {
 			return
 		}
@@ -31,7 +31,7 @@ func FuzzParseChat(f *testing.F) {
 		if est, bound := q.promptEstimate(d), q.inputBound(d); est > bound {
 			t.Fatalf("prompt estimate %d above the held bound %d for %q", est, bound, body)
 		}
-		out, err := q.upstreamBody(d, 9)
+		out, err := q.upstreamBody(d, routing.ProtoChat, 9)
 		if err != nil {
 			return // stream_options not an object
 		}

@@ -10,6 +10,7 @@ import (
 	"math"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -66,10 +67,10 @@ type exchange struct {
 	balance fb.Amount
 	// spooled: the settlement was left to the spool, so the balance after
 	// it is not known.
-	spooled  bool
-	client   *http.Request
-	writer   http.ResponseWriter
-	upstream string // path under the base URL
+	spooled bool
+	client  *http.Request
+	writer  http.ResponseWriter
+	wire    string // the protocol dep is spoken to in
 
 	// ctx is the exchange's own context, not the client's: a stream is
 	// read to its usage report after the client left. cancel ends it with
@@ -88,15 +89,29 @@ type exchange struct {
 
 // Chat is POST /v1/chat/completions.
 func (g *Gateway) Chat(w http.ResponseWriter, r *http.Request) error {
-	return g.serve(w, r, "/chat/completions", parseChat)
+	return g.serve(w, r, parseChat)
 }
 
 // Embeddings is POST /v1/embeddings.
 func (g *Gateway) Embeddings(w http.ResponseWriter, r *http.Request) error {
-	return g.serve(w, r, "/embeddings", parseEmbeddings)
+	return g.serve(w, r, parseEmbeddings)
 }
 
-func (g *Gateway) serve(w http.ResponseWriter, r *http.Request, path string, parse func([]byte) (*request, error)) error {
+// Responses is POST /v1/responses (OpenAI's Responses API).
+func (g *Gateway) Responses(w http.ResponseWriter, r *http.Request) error {
+	return g.serve(w, r, parseResponses)
+}
+
+// Messages is POST /v1/messages (Anthropic's Messages API): its errors are
+// answered in Anthropic's shape.
+func (g *Gateway) Messages(w http.ResponseWriter, r *http.Request) error {
+	if err := g.serve(w, r, parseMessages); err != nil {
+		g.writeAnthropicError(w, r, err)
+	}
+	return nil
+}
+
+func (g *Gateway) serve(w http.ResponseWriter, r *http.Request, parse func([]byte, http.Header) (*request, error)) error {
 	// A request refused before its body is read closes its connection:
 	// net/http would otherwise read the body first, waiting on a client
 	// that never sends it.
@@ -133,11 +148,11 @@ func (g *Gateway) serve(w http.ResponseWriter, r *http.Request, path string, par
 	if err != nil {
 		return err
 	}
-	q, err := parse(body)
+	q, err := parse(body, r.Header)
 	if err != nil {
 		return err
 	}
-	x := &exchange{id: w.Header().Get("X-Request-Id"), key: key, plan: plan, req: q, client: r, writer: w, upstream: path, start: start}
+	x := &exchange{id: w.Header().Get("X-Request-Id"), key: key, plan: plan, req: q, client: r, writer: w, start: start}
 	if x.id == "" {
 		x.id = g.newID("req_")
 	}
@@ -173,8 +188,7 @@ func (g *Gateway) serve(w http.ResponseWriter, r *http.Request, path string, par
 	}
 	defer resp.Body.Close()
 	if q.stream {
-		g.relayStream(w, resp, x)
-		return nil
+		return g.relayStream(w, resp, x)
 	}
 	return g.relayBody(w, resp, x)
 }
@@ -199,15 +213,23 @@ func (g *Gateway) admit(x *exchange) error {
 		return err
 	}
 	price, priced := card.At(q.model, x.start)
-	if len(all) == 0 || !priced || all[0].Embeddings != q.embedding {
-		return fb.ErrModelNotFound.New("the model %s does not exist or is not served here; GET /v1/models lists yours", q.model).WithParam("model")
+	served := false
+	for _, d := range all {
+		served = served || wireOf(q.proto, d) != ""
+	}
+	if !served || !priced {
+		return fb.ErrModelNotFound.New("the model %s does not exist or is not served here on %s; GET /v1/models lists yours and their protocols", q.model, q.proto).WithParam("model")
 	}
 	x.price = price
-	// The deployments that may serve it: those that take every field it
-	// has and can bound every part of it.
+	// The deployments that may serve it: those that speak its protocol
+	// (or one it translates to), take every field it has and can bound
+	// every part of it.
 	can := map[*routing.Deployment]bool{}
 	var refusal *fb.Error
 	for _, d := range all {
+		if wireOf(q.proto, d) == "" {
+			continue
+		}
 		if e := q.servable(d); e != nil {
 			refusal = cmp(refusal, e)
 			continue
@@ -242,14 +264,16 @@ func (g *Gateway) admit(x *exchange) error {
 		}
 	}
 	x.order = g.router.Order(q.model, fb.Quantities{InputTokens: guess, OutputTokens: out}, func(d *routing.Deployment) bool { return can[d] })
-	var in int64
+	// The worst case of whichever deployment serves: each bounds the
+	// input its own way, and a Messages upstream may bill cache writes.
+	var worst fb.Amount
 	for _, d := range x.order {
-		in = max(in, q.inputBound(d))
-	}
-	worst, err := worstCase(price.Rates, in, out)
-	if err != nil {
-		g.unlimit(x, 0)
-		return fb.Invalid("", "the request's worst-case price overflows")
+		w, err := worstCase(price.Rates, q.cacheWrites(d), q.inputBound(d), out)
+		if err != nil {
+			g.unlimit(x, 0)
+			return fb.Invalid("", "the request's worst-case price overflows")
+		}
+		worst = max(worst, w)
 	}
 	res, err := g.ledger.Reserve(ctx, fb.Op{
 		Kind: fb.OpHold, Customer: x.key.Customer, Amount: max(worst, 1),
@@ -262,7 +286,11 @@ func (g *Gateway) admit(x *exchange) error {
 	x.hold, x.held = res.Hold.ID, res.Hold.Amount
 	x.lastSpool, x.extendAt = x.start, x.start.Add(g.cfg.RequestTimeout/2)
 	if x.held < worst {
-		per := affordable(price.Rates, x.held, in) / q.n
+		per := int64(math.MaxInt64)
+		for _, d := range x.order {
+			per = min(per, affordable(price.Rates, q.cacheWrites(d), x.held, q.inputBound(d)))
+		}
+		per /= q.n
 		if need := min(g.cfg.MinOutputTokens, max(x.capTok, 1)); per < need {
 			g.release(x)
 			g.unlimit(x, 0)
@@ -295,8 +323,8 @@ func (g *Gateway) send(x *exchange) (*http.Response, error) {
 	var last error
 	status := StatusUpstream
 	for _, d := range x.order {
-		x.dep = d
-		body, err := x.req.upstreamBody(d, x.capTok)
+		x.dep, x.wire = d, wireOf(x.req.proto, d)
+		body, err := x.req.upstreamBody(d, x.wire, x.capTok)
 		if err != nil {
 			g.settle(x, nil, StatusRejected, false)
 			return nil, err
@@ -356,6 +384,10 @@ func (g *Gateway) send(x *exchange) (*http.Response, error) {
 			b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
 			g.settle(x, nil, StatusRejected, false)
 			w := x.writer
+			if x.wire != x.req.proto {
+				// In the client's protocol's error shape.
+				b = refusalIn(x.req.proto, resp.StatusCode, b)
+			}
 			w.Header().Set("Content-Type", resp.Header.Get("Content-Type"))
 			w.WriteHeader(resp.StatusCode)
 			w.Write(b)
@@ -381,7 +413,7 @@ func (g *Gateway) failed(d *routing.Deployment, kind string) {
 // when it is done, within the request's timeout.
 func (g *Gateway) post(d *routing.Deployment, x *exchange, body []byte) (*http.Response, error) {
 	actx, cancel := context.WithCancelCause(x.ctx)
-	req, err := http.NewRequestWithContext(actx, http.MethodPost, d.BaseURL+x.upstream, bytes.NewReader(body))
+	req, err := http.NewRequestWithContext(actx, http.MethodPost, d.Endpoint(x.wire), bytes.NewReader(body))
 	if err != nil {
 		cancel(nil)
 		return nil, err
@@ -389,8 +421,12 @@ func (g *Gateway) post(d *routing.Deployment, x *exchange, body []byte) (*http.R
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("Accept", x.client.Header.Get("Accept"))
 	req.Header.Set("X-Request-Id", x.id)
-	if d.APIKey != "" {
-		req.Header.Set("Authorization", "Bearer "+d.APIKey)
+	d.Authorize(req.Header)
+	if x.wire == routing.ProtoMessages {
+		req.Header.Set("anthropic-version", or(x.req.version, routing.DefaultAnthropicVersion))
+		if len(x.req.betas) > 0 {
+			req.Header.Set("anthropic-beta", strings.Join(x.req.betas, ","))
+		}
 	}
 	for _, h := range d.ForwardHeaders {
 		if v := x.client.Header.Get(h); v != "" {
@@ -445,8 +481,8 @@ func (g *Gateway) relayBody(w http.ResponseWriter, resp *http.Response, x *excha
 		// Too large to relay, but the upstream did the work: charged its
 		// usage, read off the answer's end, or else the input held.
 		q := fb.Quantities{Requests: 1, InputTokens: x.req.inputBound(x.dep)}
-		if u := usageAtEnd(tail); u != nil {
-			q = u.quantities()
+		if u := usageAtEnd(x.wire, tail); u != nil {
+			q = *u
 		}
 		g.settle(x, &q, StatusTooLarge, true)
 		return fb.Errorf(fb.EUpstream, "the model %s answered with more than the %d bytes the gateway relays; the request was charged %s", x.req.model, g.cfg.MaxAnswerBytes, x.cost).WithCode(StatusTooLarge)
@@ -456,29 +492,31 @@ func (g *Gateway) relayBody(w http.ResponseWriter, resp *http.Response, x *excha
 		g.settle(x, nil, StatusMalformed, false)
 		return fb.Errorf(fb.EUpstream, "the model %s sent an answer that is not JSON", x.req.model).WithCode("upstream_malformed")
 	}
-	var u *usageJSON
-	if raw, ok := body["usage"]; ok && !isNull(raw) {
-		u = new(usageJSON)
-		if json.Unmarshal(raw, u) != nil {
-			u = nil
-		}
-	}
+	u := usageFrom(x.wire, body["usage"])
 	var q fb.Quantities
 	if u != nil {
-		q = u.quantities()
+		q = *u
 	} else {
 		q = x.counted(body)
 	}
 	if err := g.settle(x, &q, StatusOK, true); err != nil && !x.spooled {
 		return err
 	}
-	usage := map[string]json.RawMessage{}
-	if u != nil {
+	var usage map[string]json.RawMessage
+	if x.wire != x.req.proto {
+		// Translated: the answer in the client's protocol, its usage the
+		// upstream's counts in that protocol's shape.
+		if x.wire == routing.ProtoMessages {
+			body = messagesAnswerToChat(body, x.req.model, g.clock.Now())
+		} else {
+			body = chatAnswerToMessages(body, x.req.model)
+		}
+		usage = usageObject(x.req.proto, q)
+	} else if u != nil {
 		_ = json.Unmarshal(body["usage"], &usage)
-	} else {
-		usage["prompt_tokens"] = jsonInt(q.InputTokens + q.CachedInputTokens)
-		usage["completion_tokens"] = jsonInt(q.OutputTokens + q.ReasoningTokens)
-		usage["total_tokens"] = jsonInt(q.InputTokens + q.CachedInputTokens + q.OutputTokens + q.ReasoningTokens)
+	}
+	if usage == nil {
+		usage = usageObject(x.req.proto, q)
 	}
 	usage["cost"], _ = json.Marshal(x.cost.String())
 	usage["balance"] = x.balanceJSON()
@@ -541,8 +579,8 @@ func readAnswer(r io.Reader, limit int64) (b, tail []byte, whole bool, err error
 	}
 }
 
-// usageAtEnd finds the usage object in the end of an answer.
-func usageAtEnd(tail []byte) *usageJSON {
+// usageAtEnd finds the usage object in the end of an answer in wire.
+func usageAtEnd(wire string, tail []byte) *fb.Quantities {
 	i := bytes.LastIndex(tail, []byte(`"usage"`))
 	if i < 0 {
 		return nil
@@ -552,17 +590,82 @@ func usageAtEnd(tail []byte) *usageJSON {
 	if !ok {
 		return nil
 	}
-	var u usageJSON
-	if json.NewDecoder(bytes.NewReader(rest)).Decode(&u) != nil {
+	var raw json.RawMessage
+	if json.NewDecoder(bytes.NewReader(rest)).Decode(&raw) != nil {
 		return nil
 	}
-	return &u
+	return usageFrom(wire, raw)
+}
+
+// usageFrom reads a usage object of protocol wire; nil when there is none.
+func usageFrom(wire string, raw json.RawMessage) *fb.Quantities {
+	if len(raw) == 0 || isNull(raw) {
+		return nil
+	}
+	var q fb.Quantities
+	switch wire {
+	case routing.ProtoResponses:
+		var u responsesUsage
+		if json.Unmarshal(raw, &u) != nil {
+			return nil
+		}
+		q = u.quantities()
+	case routing.ProtoMessages:
+		var u messagesUsage
+		if json.Unmarshal(raw, &u) != nil {
+			return nil
+		}
+		q = u.quantities()
+	default:
+		var u usageJSON
+		if json.Unmarshal(raw, &u) != nil {
+			return nil
+		}
+		q = u.quantities()
+	}
+	return &q
+}
+
+// refusalIn is an upstream's refusal (4xx) of a translated request in the
+// client's protocol's error shape, its message kept.
+func refusalIn(proto string, status int, b []byte) []byte {
+	var e struct {
+		Message string `json:"message"`
+		Error   struct {
+			Message string `json:"message"`
+		} `json:"error"`
+	}
+	_ = json.Unmarshal(b, &e)
+	msg := or(e.Error.Message, e.Message)
+	if msg == "" {
+		msg = fmt.Sprintf("the model's provider refused the request (HTTP %d)", status)
+	}
+	if proto == routing.ProtoMessages {
+		out, _ := json.Marshal(map[string]any{"type": "error", "error": map[string]string{"type": anthropicType(status), "message": msg}})
+		return out
+	}
+	out, _ := json.Marshal(map[string]any{"error": map[string]any{"type": "invalid_request_error", "code": nil, "message": msg, "param": nil}})
+	return out
+}
+
+func or(a, b string) string {
+	if a != "" {
+		return a
+	}
+	return b
 }
 
 // counted is the gateway's own count of a non-stream answer without usage.
 func (x *exchange) counted(body map[string]json.RawMessage) fb.Quantities {
 	q := fb.Quantities{Requests: 1, InputTokens: x.req.promptEstimate(x.dep)}
-	if x.req.embedding {
+	switch {
+	case x.req.embedding:
+		return q
+	case x.wire == routing.ProtoResponses:
+		q.OutputTokens = min(responsesOutput(body["output"]), x.capTok)
+		return q
+	case x.wire == routing.ProtoMessages:
+		q.OutputTokens = min(messagesOutput(body["content"]), x.capTok)
 		return q
 	}
 	var choices []struct {

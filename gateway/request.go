@@ -3,8 +3,10 @@ package gateway
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math/big"
+	"net/http"
 	"slices"
 	"strconv"
 	"strings"
@@ -18,6 +20,8 @@ import (
 // that can be billed is bounded here, every field is checked against what
 // may be forwarded, and the rest is passed on untouched.
 type request struct {
+	// proto is the protocol the client speaks (routing.ProtoChat, …).
+	proto      string
 	raw        map[string]json.RawMessage
 	size       int // bytes of the body
 	model      string
@@ -42,6 +46,17 @@ type request struct {
 	// refusable are the fields not forwarded by default, sorted: a
 	// deployment serves the request only if it allows all of them.
 	refusable []string
+	// state names the first part of a Responses request that refers to
+	// what the provider keeps (previous_response_id, conversation, a
+	// stored item): its input is unknown, so only a deployment that
+	// allows it serves it, held at the context window.
+	state string
+	// Messages: the client's anthropic-version and anthropic-beta
+	// features, and the first cache_control (a hint a translation to
+	// chat cannot carry).
+	version      string
+	betas        []string
+	cacheControl string
 }
 
 // A field check returns nil when the value is one that changes nothing
@@ -102,11 +117,12 @@ const (
 )
 
 // parseChat reads a chat completion request.
-func parseChat(body []byte) (*request, error) {
+func parseChat(body []byte, _ http.Header) (*request, error) {
 	q, err := parseCommon(body, chatFields)
 	if err != nil {
 		return nil, err
 	}
+	q.proto = routing.ProtoChat
 	if err := optional(q.raw, "stream", &q.stream); err != nil {
 		return nil, err
 	}
@@ -225,11 +241,12 @@ func (q *request) parseImage(param string, raw json.RawMessage) error {
 }
 
 // parseEmbeddings reads an embeddings request.
-func parseEmbeddings(body []byte) (*request, error) {
+func parseEmbeddings(body []byte, _ http.Header) (*request, error) {
 	q, err := parseCommon(body, embeddingFields)
 	if err != nil {
 		return nil, err
 	}
+	q.proto = routing.ProtoEmbeddings
 	if in, ok := q.raw["input"]; !ok || isNull(in) {
 		return nil, fb.Invalid("input", "input is required")
 	}
@@ -268,10 +285,28 @@ func optional(raw map[string]json.RawMessage, f string, v any) error {
 
 func isNull(b json.RawMessage) bool { return bytes.Equal(bytes.TrimSpace(b), []byte("null")) }
 
+// wireOf is the protocol deployment d is sent a request of protocol p in:
+// p itself where d speaks it, else the one a translation reaches (chat
+// to a Messages upstream, Messages to a chat upstream); "" when none.
+func wireOf(p string, d *routing.Deployment) string {
+	switch {
+	case d.Speaks(p):
+		return p
+	case p == routing.ProtoChat && d.Speaks(routing.ProtoMessages):
+		return routing.ProtoMessages
+	case p == routing.ProtoMessages && d.Speaks(routing.ProtoChat):
+		return routing.ProtoChat
+	}
+	return ""
+}
+
 // servable says why deployment d cannot serve the request, nil when it
 // can: a field it does not take, an image URL it would fetch inside the
-// operator's network, or a part only a context window it lacks bounds.
+// operator's network, a part only a context window it lacks bounds, state
+// kept by the provider it does not allow, an anthropic-beta feature it
+// does not take, or a request a translation to its protocol cannot carry.
 func (q *request) servable(d *routing.Deployment) *fb.Error {
+	wire := wireOf(q.proto, d)
 	for _, f := range q.refusable {
 		if !d.AllowFields[f] {
 			return fb.Invalid(f, "%s is not forwarded: it (or this value of it) may change what the provider bills or keeps beyond what the request is held for; an operator may allow it per deployment", f)
@@ -282,6 +317,28 @@ func (q *request) servable(d *routing.Deployment) *fb.Error {
 	}
 	if q.unbounded != "" && d.Limits.ContextWindow <= 0 {
 		return fb.Invalid(q.unbounded, "the tokens of this part are known only to the provider, and the model's context window, which would bound them, is not configured")
+	}
+	if q.state != "" {
+		if !d.ProviderState {
+			return fb.Invalid(q.state, "this names state the provider keeps, whose tokens only the provider knows; this model's deployment does not take it (an operator may allow it: provider_state), so send the whole conversation instead")
+		}
+		if d.Limits.ContextWindow <= 0 {
+			return fb.Invalid(q.state, "this names state the provider keeps, whose tokens only the model's context window would bound, and it is not configured")
+		}
+	}
+	for _, b := range q.betas {
+		if !defaultBetas[b] && !d.AllowBetas[b] {
+			return fb.Invalid("anthropic-beta", "the anthropic-beta feature %q is not passed on: it may change what the provider bills beyond what the request is held for (an operator may allow it per deployment)", b)
+		}
+	}
+	if wire != q.proto {
+		if _, err := q.translate(d, wire, 1); err != nil {
+			var fe *fb.Error
+			if errors.As(err, &fe) {
+				return fe
+			}
+			return fb.Invalid("", "%v", err)
+		}
 	}
 	return nil
 }
@@ -295,7 +352,7 @@ func (q *request) servable(d *routing.Deployment) *fb.Error {
 // A part only the window bounds makes the window the bound.
 func (q *request) inputBound(d *routing.Deployment) int64 {
 	lim := d.Limits
-	if q.unbounded != "" {
+	if q.unbounded != "" || q.state != "" {
 		return lim.ContextWindow
 	}
 	n := int64(q.size) + q.images[0]*lim.Image.Low + q.images[1]*lim.Image.High
@@ -309,27 +366,38 @@ func (q *request) inputBound(d *routing.Deployment) int64 {
 }
 
 // worstRates are the rates the worst case is held at: an input token may
-// turn out cached and an output token reasoning, whichever costs more.
-func worstRates(p fb.Rates) fb.Rates {
+// turn out cached (or, where the upstream speaks Messages, written to the
+// cache) and an output token reasoning, whichever costs more.
+func worstRates(p fb.Rates, cacheWrites bool) fb.Rates {
+	in := max(p.InputPerMTok, p.CachedInputPerMTok)
+	if cacheWrites {
+		in = max(in, p.CacheWritePerMTok)
+	}
 	return fb.Rates{
-		InputPerMTok:  max(p.InputPerMTok, p.CachedInputPerMTok),
+		InputPerMTok:  in,
 		OutputPerMTok: max(p.OutputPerMTok, p.ReasoningPerMTok),
 		PerRequest:    p.PerRequest,
 	}
 }
 
+// cacheWrites says whether deployment d may bill the request cache writes:
+// only a Messages upstream does.
+func (q *request) cacheWrites(d *routing.Deployment) bool {
+	return wireOf(q.proto, d) == routing.ProtoMessages
+}
+
 // worstCase is what a request of in input and out output tokens can cost
 // at most.
-func worstCase(p fb.Rates, in, out int64) (fb.Amount, error) {
-	return pricing.Cost(worstRates(p), fb.Quantities{InputTokens: in, OutputTokens: out, Requests: 1})
+func worstCase(p fb.Rates, cacheWrites bool, in, out int64) (fb.Amount, error) {
+	return pricing.Cost(worstRates(p, cacheWrites), fb.Quantities{InputTokens: in, OutputTokens: out, Requests: 1})
 }
 
 // affordable is the most output tokens, after in input tokens, that held
 // credits pay for at the worst rates: the largest out with
 // worstCase(in, out) ≤ held. -1 when not even the input is paid for;
 // maxInt64 when output is free.
-func affordable(p fb.Rates, held fb.Amount, in int64) int64 {
-	w := worstRates(p)
+func affordable(p fb.Rates, cacheWrites bool, held fb.Amount, in int64) int64 {
+	w := worstRates(p, cacheWrites)
 	million := big.NewInt(fb.Micro)
 	// Room in 10⁻⁶ micro-credits: held×10⁶ − in×rate − 10⁶×per-request.
 	room := new(big.Int).Mul(big.NewInt(int64(held)), million)
@@ -348,11 +416,39 @@ func affordable(p fb.Rates, held fb.Amount, in int64) int64 {
 	return room.Int64()
 }
 
-// upstreamBody is the request as deployment d gets it: d's name for the
+// upstreamBody is the request as deployment d gets it, in the protocol
+// wire it speaks: the client's own, rewritten (see rewrite), or a faithful
+// translation.
+func (q *request) upstreamBody(d *routing.Deployment, wire string, capTokens int64) ([]byte, error) {
+	if wire != q.proto {
+		return q.translate(d, wire, capTokens)
+	}
+	switch q.proto {
+	case routing.ProtoResponses:
+		return q.rewrite(d, capTokens, "max_output_tokens")
+	case routing.ProtoMessages:
+		return q.rewrite(d, capTokens, "max_tokens")
+	}
+	return q.chatBody(d, capTokens)
+}
+
+// rewrite is a Responses or Messages request as d gets it: d's name for
+// the model and the held cap in the protocol's one cap field.
+func (q *request) rewrite(d *routing.Deployment, capTokens int64, capField string) ([]byte, error) {
+	out := make(map[string]json.RawMessage, len(q.raw)+1)
+	for k, v := range q.raw {
+		out[k] = v
+	}
+	out["model"], _ = json.Marshal(d.Upstream)
+	out[capField] = jsonInt(capTokens)
+	return json.Marshal(out)
+}
+
+// chatBody is a chat or embeddings request as d gets it: d's name for the
 // model, the held output cap written into every cap field the client set
 // (or, when it set none, the one d expects), and a stream's usage asked
 // for. Everything else is the client's.
-func (q *request) upstreamBody(d *routing.Deployment, capTokens int64) ([]byte, error) {
+func (q *request) chatBody(d *routing.Deployment, capTokens int64) ([]byte, error) {
 	out := make(map[string]json.RawMessage, len(q.raw)+2)
 	for k, v := range q.raw {
 		out[k] = v
@@ -422,11 +518,19 @@ func (u *usageJSON) quantities() fb.Quantities {
 // pricing.PromptTokens): images at d's bound, never above what was held.
 func (q *request) promptEstimate(d *routing.Deployment) int64 {
 	var n int64
-	if q.embedding {
+	switch {
+	case q.embedding:
 		for _, s := range inputTexts(q.raw["input"]) {
 			n += pricing.CountTokens(s)
 		}
-	} else {
+	case q.proto == routing.ProtoResponses || q.proto == routing.ProtoMessages:
+		// Every string of the prompt's fields, as text.
+		var texts []string
+		for _, f := range [...]string{"input", "instructions", "messages", "system"} {
+			texts = appendStrings(texts, q.raw[f])
+		}
+		n = pricing.PromptTokens(texts) + q.images[0]*d.Limits.Image.Low + q.images[1]*d.Limits.Image.High
+	default:
 		var messages []struct {
 			Content json.RawMessage `json:"content"`
 		}
@@ -438,6 +542,36 @@ func (q *request) promptEstimate(d *routing.Deployment) int64 {
 		n = pricing.PromptTokens(texts) + q.images[0]*d.Limits.Image.Low + q.images[1]*d.Limits.Image.High
 	}
 	return min(n, q.inputBound(d))
+}
+
+// appendStrings appends the strings in a JSON value (its keys aside).
+func appendStrings(out []string, v json.RawMessage) []string {
+	if len(v) == 0 {
+		return out
+	}
+	var x any
+	if json.Unmarshal(v, &x) != nil {
+		return out
+	}
+	var walk func(any)
+	walk = func(x any) {
+		switch t := x.(type) {
+		case string:
+			out = append(out, t)
+		case []any:
+			for _, e := range t {
+				walk(e)
+			}
+		case map[string]any:
+			for k, e := range t {
+				if k != "type" && k != "role" && k != "id" {
+					walk(e)
+				}
+			}
+		}
+	}
+	walk(x)
+	return out
 }
 
 // contentText is a message content's text: the string, or the text parts.

@@ -12,7 +12,6 @@ import (
 	"time"
 
 	fb "farebox"
-	"farebox/httpx"
 	"farebox/pricing"
 )
 
@@ -51,11 +50,12 @@ func (c *chunk) tokens() int64 {
 }
 
 // relayStream relays a stream event by event as it arrives, counting the
-// output it delivers. It ends the stream itself, cleanly, where the output
-// would pass the held cap; it keeps the upstream's usage chunk (asked for
-// on the client's behalf) and, when the client asked for usage too, sends
-// it after settlement with cost and balance added. Cost and balance also
-// go out as HTTP trailers.
+// output it delivers. It ends the stream itself, cleanly and the way its
+// protocol ends one, where the output would pass the held cap; it keeps
+// back the upstream's usage and final events and sends them after
+// settlement with cost and balance added. Cost and balance also go out as
+// HTTP trailers. What is protocol's own — reading an event, its tokens,
+// its usage, the end — is the streamer's (newStreamer).
 //
 // Each write has a deadline: a client that stops reading is a client that
 // left. After the client left, or the cap ended the stream, the upstream is
@@ -63,14 +63,12 @@ func (c *chunk) tokens() int64 {
 // which the charge then comes from: the gateway's own count is an
 // estimate. While the stream runs, its hold is extended and what it has
 // delivered is kept in the spool every second, so a crash still charges
-// it.
-func (g *Gateway) relayStream(w http.ResponseWriter, resp *http.Response, x *exchange) {
+// it. An answer that turns out not to be a stream is relayed whole; its
+// error, if any, is returned.
+func (g *Gateway) relayStream(w http.ResponseWriter, resp *http.Response, x *exchange) error {
 	if mt, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type")); mt != "text/event-stream" {
 		// The upstream answered in one piece after all.
-		if err := g.relayBody(w, resp, x); err != nil {
-			g.writeStreamError(w, err)
-		}
-		return
+		return g.relayBody(w, resp, x)
 	}
 	h := w.Header()
 	h.Set("Content-Type", "text/event-stream")
@@ -94,28 +92,19 @@ func (g *Gateway) relayStream(w http.ResponseWriter, resp *http.Response, x *exc
 	write()
 
 	var (
-		rd         = bufio.NewReaderSize(resp.Body, 16<<10)
-		line       []byte
-		usage      *usageJSON
-		usageChunk []byte // the upstream's usage chunk
-		delivered  int64  // output tokens, counted
-		forwarded  bool   // any event reached the client
-		status     = StatusOK
-		done       bool
-		draining   bool // the client left, or the cap ended the stream
-		drained    int  // bytes read since
-		last       chunk
-		indices    = map[int]bool{}
-		capTotal   = x.capTok * x.req.n
-		upModel    []byte
-		pubModel   []byte
+		rd        = bufio.NewReaderSize(resp.Body, 16<<10)
+		line      []byte
+		name      []byte // the event: field of the event being read
+		st        = newStreamer(x, g.clock.Now)
+		usage     *fb.Quantities
+		delivered int64 // output tokens, counted
+		forwarded bool  // any event reached the client
+		status    = StatusOK
+		done      bool
+		draining  bool // the client left, or the cap ended the stream
+		drained   int  // bytes read since
+		capTotal  = x.capTok * x.req.n
 	)
-	if x.dep.Upstream != x.req.model {
-		upModel, _ = json.Marshal(x.dep.Upstream)
-		pubModel, _ = json.Marshal(x.req.model)
-		upModel = append([]byte(`"model":`), upModel...)
-		pubModel = append([]byte(`"model":`), pubModel...)
-	}
 	idle := time.AfterFunc(g.cfg.StreamIdleTimeout, func() { x.cancel(errIdle) })
 	defer idle.Stop()
 	drain := func(why string) {
@@ -144,70 +133,63 @@ func (g *Gateway) relayStream(w http.ResponseWriter, resp *http.Response, x *exc
 				break
 			}
 		}
+		if len(line) == 0 { // an event's end
+			name = name[:0]
+			continue
+		}
+		if ev, ok := bytes.CutPrefix(line, []byte("event:")); ok {
+			name = append(name[:0], bytes.TrimSpace(ev)...)
+			continue
+		}
 		payload, ok := bytes.CutPrefix(line, []byte("data:"))
 		if !ok {
-			if len(line) > 0 && line[0] == ':' && !draining { // a comment, such as a keep-alive
+			if line[0] == ':' && !draining { // a comment, such as a keep-alive
 				if !write(line, []byte("\n\n")) {
 					drain(StatusClientGone)
 				}
 			}
-			continue // blank lines end events; other fields are not OpenAI's
+			continue // other fields are no protocol's
 		}
 		payload = bytes.TrimPrefix(payload, []byte(" "))
-		if string(payload) == "[DONE]" {
-			done = true
-			break
+		e := st.event(name, payload)
+		if e.usage != nil {
+			usage = e.usage
 		}
-		var c chunk
-		if err := json.Unmarshal(payload, &c); err != nil {
+		switch {
+		case e.bad:
 			if !draining {
 				status = StatusMalformed
 			}
-			break
-		}
-		if len(c.Error) > 0 && !isNull(c.Error) {
+		case e.failed:
 			if !draining {
-				write([]byte("data: "), payload, []byte("\n\n"))
+				write(e.out[:]...)
 				forwarded = true
 				status = StatusUpstream
 			}
-			break
+		case e.done:
+			done = true
 		}
-		if len(c.Usage) > 0 && !isNull(c.Usage) {
-			u := new(usageJSON)
-			if json.Unmarshal(c.Usage, u) == nil {
-				usage = u
-			}
-			if len(c.Choices) == 0 {
-				usageChunk = append([]byte(nil), payload...)
-				continue
-			}
-			// Usage riding on a content chunk: sent at the end instead.
-			payload = withoutUsage(payload)
+		if e.bad || e.failed || e.done {
+			break
 		}
 		if draining {
 			continue
 		}
-		n := c.tokens()
-		if delivered+n > capTotal && !x.req.embedding {
+		if delivered+e.tokens > capTotal && !x.req.embedding {
 			drain(StatusCapped)
 			continue
 		}
-		if upModel != nil {
-			payload = bytes.Replace(payload, upModel, pubModel, 1)
-		}
-		if n > 0 && x.ttft == 0 {
+		if e.tokens > 0 && x.ttft == 0 {
 			x.ttft = g.clock.Now().Sub(x.start)
 		}
-		last.ID, last.Created = c.ID, c.Created
-		for _, ch := range c.Choices {
-			indices[ch.Index] = true
+		if e.out[0] == nil {
+			continue // kept back, or nothing to send
 		}
-		if !write([]byte("data: "), payload, []byte("\n\n")) {
+		if !write(e.out[:]...) {
 			drain(StatusClientGone)
 			continue
 		}
-		delivered += n
+		delivered += e.tokens
 		forwarded = true
 		g.progress(x, delivered)
 	}
@@ -218,7 +200,7 @@ func (g *Gateway) relayStream(w http.ResponseWriter, resp *http.Response, x *exc
 		// What the upstream reports is what it did (and bills): the
 		// gateway's count is an estimate, low for scripts whose
 		// characters take a token each.
-		q = usage.quantities()
+		q = *usage
 	}
 	if status == StatusOK && !done {
 		status = StatusDisconnected
@@ -238,28 +220,16 @@ func (g *Gateway) relayStream(w http.ResponseWriter, resp *http.Response, x *exc
 	}
 	switch {
 	case status == StatusClientGone:
-		return
 	case err != nil && !x.spooled:
-		g.writeStreamError(w, err)
-		return
-	case status == StatusCapped:
-		for i := range indices {
-			fin := map[string]any{"id": last.ID, "object": "chat.completion.chunk", "created": last.Created, "model": x.req.model,
-				"choices": []any{map[string]any{"index": i, "delta": map[string]any{}, "finish_reason": "length"}}}
-			b, _ := json.Marshal(fin)
-			write([]byte("data: "), b, []byte("\n\n"))
-		}
+		g.writeStreamError(w, st, err)
 	case status == StatusHoldLost:
-		g.writeStreamError(w, fb.ErrStoreUnavailable.New("the ledger could not record this request's hold; retry"))
-		return
-	case status != StatusOK:
-		g.writeStreamError(w, fb.Errorf(fb.EUpstream, "the model %s broke off the stream (%s)", x.req.model, status).WithCode(status))
-		return
+		g.writeStreamError(w, st, fb.ErrStoreUnavailable.New("the ledger could not record this request's hold; retry"))
+	case status != StatusOK && status != StatusCapped:
+		g.writeStreamError(w, st, fb.Errorf(fb.EUpstream, "the model %s broke off the stream (%s)", x.req.model, status).WithCode(status))
+	default:
+		write(st.end(status == StatusCapped, q))
 	}
-	if x.req.usageAsked {
-		write([]byte("data: "), usageEvent(usageChunk, q, x, last), []byte("\n\n"))
-	}
-	write([]byte("data: [DONE]\n\n"))
+	return nil
 }
 
 // maxDrain bounds what is read of a stream after the client left or the
@@ -302,14 +272,12 @@ func withoutUsage(payload []byte) []byte {
 	return b
 }
 
-// writeStreamError ends a stream with an error event, as OpenAI does.
-func (g *Gateway) writeStreamError(w http.ResponseWriter, err error) {
+// writeStreamError ends a stream with an error event of its protocol.
+func (g *Gateway) writeStreamError(w http.ResponseWriter, st streamer, err error) {
 	if _, ok := err.(*fb.Error); !ok {
 		g.log.Error("a stream ended in an internal error", "err", err)
 	}
-	w.Write([]byte("data: "))
-	w.Write(httpx.ErrorJSON(err))
-	w.Write([]byte("\n\n"))
+	w.Write(st.fail(err))
 	http.NewResponseController(w).Flush()
 }
 

@@ -64,7 +64,7 @@ func ListPriceProviders() map[string]string {
 // rounded UP to a micro-credit: that is the card's one rounding. Input maps
 // to InputPerMTok and output to OutputPerMTok; reasoning tokens cost the
 // output rate; a blank cached-input price means no discount (the input
-// rate). Per-image, per-second and per-request rates are 0.
+// rate); cache writes cost 1.25 × input (CacheWriteFor). Per-image, per-second and per-request rates are 0.
 //
 // Errors name the CSV line and column. A model listed twice, a blank
 // provider or model, a negative or malformed price are errors; a rate
@@ -162,6 +162,7 @@ func parseList(r io.Reader, creditsPerUSD int64, markup string, effective time.T
 			}
 		}
 		p.ReasoningPerMTok = p.OutputPerMTok
+		p.CacheWritePerMTok = CacheWriteFor(p.InputPerMTok)
 		out = append(out, listRow{provider: provider, price: p})
 	}
 	return out, nil

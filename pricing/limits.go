@@ -87,3 +87,38 @@ func DefaultLimits(model string) Limits {
 	}
 	return knownLimits[best].limits
 }
+
+// toolPrompts are the tokens of the system prompt Anthropic adds when a
+// request carries tools (its published table, 2025: the larger of the
+// tool_choice auto/none and any/tool figures), by model name prefix, the
+// longest first.
+var toolPrompts = []struct {
+	prefix string
+	tokens int64
+}{
+	{"claude-3-opus", 530},
+	{"claude-3-sonnet", 235},
+	{"claude-3-haiku", 340},
+	{"claude-3-5-haiku", 340},
+	{"claude-3-5-sonnet", 346},
+	{"claude-3-7-sonnet", 346},
+	{"claude-sonnet-4", 346},
+	{"claude-opus-4", 346},
+	{"claude-haiku-4", 346},
+}
+
+// ToolOverhead is the hidden prompt, in tokens, a Messages provider adds
+// to a request of model with tools: Anthropic's table for claude models
+// (530, its largest, for a claude model not in it), 0 for others.
+func ToolOverhead(model string) int64 {
+	best, n := -1, int64(0)
+	for _, t := range toolPrompts {
+		if strings.HasPrefix(model, t.prefix) && len(t.prefix) > best {
+			best, n = len(t.prefix), t.tokens
+		}
+	}
+	if best < 0 && strings.HasPrefix(model, "claude") {
+		return 530
+	}
+	return n
+}

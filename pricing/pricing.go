@@ -21,7 +21,8 @@ import (
 // micro-credits; images and requests are whole micro-credits. With
 //
 //	N = input×InputPerMTok + output×OutputPerMTok + cached×CachedInputPerMTok
-//	  + reasoning×ReasoningPerMTok + audioµs×PerAudioSecond
+//	  + reasoning×ReasoningPerMTok + cacheWrite×CacheWritePerMTok
+//	  + audioµs×PerAudioSecond
 //	  + videoµs×PerVideoSecond + gpuµs×PerGPUSecond
 //	  + 10⁶×(images×PerImage + requests×PerRequest)
 //
@@ -39,6 +40,7 @@ func Cost(r fb.Rates, q fb.Quantities) (fb.Amount, error) {
 		{"output tokens", q.OutputTokens, int64(r.OutputPerMTok)},
 		{"cached input tokens", q.CachedInputTokens, int64(r.CachedInputPerMTok)},
 		{"reasoning tokens", q.ReasoningTokens, int64(r.ReasoningPerMTok)},
+		{"cache write tokens", q.CacheWriteTokens, int64(r.CacheWritePerMTok)},
 		{"audio seconds", q.AudioMicros, int64(r.PerAudioSecond)},
 		{"video seconds", q.VideoMicros, int64(r.PerVideoSecond)},
 		{"GPU seconds", q.GPUMicros, int64(r.PerGPUSecond)},
@@ -76,6 +78,14 @@ func Cost(r fb.Rates, q fb.Quantities) (fb.Amount, error) {
 		return 0, fmt.Errorf("pricing: price beyond %s credits: %w", fb.MaxTotal, fb.ErrOverflow)
 	}
 	return fb.Amount(sum.Int64()), nil
+}
+
+// CacheWriteFor is the default cache-write rate of a card whose input rate
+// is input: 1.25 × input, rounded up to a micro-credit (Anthropic's
+// five-minute cache writes cost a quarter more than input). It is the
+// rate of a version stored or put without one.
+func CacheWriteFor(input fb.Amount) fb.Amount {
+	return input + (input+3)/4
 }
 
 // Card is every version of every model's rate card, for looking up the

@@ -383,7 +383,8 @@ func TestDefaultPrices(t *testing.T) {
 			t.Fatalf("%s missing", c.model)
 		}
 		want := fb.Price{Model: c.model, EffectiveFrom: at, CreatedAt: at, Rates: fb.Rates{
-			InputPerMTok: cr(c.input), OutputPerMTok: cr(c.output), CachedInputPerMTok: cr(c.cached), ReasoningPerMTok: cr(c.reasoning)}}
+			InputPerMTok: cr(c.input), OutputPerMTok: cr(c.output), CachedInputPerMTok: cr(c.cached), ReasoningPerMTok: cr(c.reasoning),
+			CacheWritePerMTok: CacheWriteFor(cr(c.input))}}
 		if got := ps[i]; got != want {
 			t.Errorf("%s at %d credits/USD × %s:\n got %+v\nwant %+v", c.model, c.perUSD, c.markup, got, want)
 		}
@@ -417,7 +418,7 @@ func TestParseListPrices(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := []fb.Price{
-		{Model: "m", Rates: fb.Rates{InputPerMTok: cr("150"), OutputPerMTok: cr("200"), CachedInputPerMTok: cr("150"), ReasoningPerMTok: cr("200")}, EffectiveFrom: at, CreatedAt: at},
+		{Model: "m", Rates: fb.Rates{InputPerMTok: cr("150"), OutputPerMTok: cr("200"), CachedInputPerMTok: cr("150"), ReasoningPerMTok: cr("200"), CacheWritePerMTok: cr("187.5")}, EffectiveFrom: at, CreatedAt: at},
 		{Model: "n", EffectiveFrom: at, CreatedAt: at},
 	}
 	if !slices.Equal(ps, want) {
@@ -511,4 +512,17 @@ func FuzzParseListPrices(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestCacheWriteFor: the default cache-write rate is 1.25 × input, rounded
+// up once to a micro-credit.
+func TestCacheWriteFor(t *testing.T) {
+	for _, c := range []struct{ input, want string }{
+		{"0", "0"}, {"0.000001", "0.000002"}, {"0.000004", "0.000005"}, {"15", "18.75"},
+		{"0.150001", "0.187502"}, {"300", "375"}, {"0.000003", "0.000004"},
+	} {
+		if got := CacheWriteFor(cr(c.input)); got != cr(c.want) {
+			t.Errorf("CacheWriteFor(%s) = %s, want %s", c.input, got, c.want)
+		}
+	}
 }

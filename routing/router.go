@@ -59,6 +59,32 @@ func NewRouter(ds []*Deployment) (*Router, error) {
 		default:
 			return nil, fmt.Errorf("routing: deployment %q: hosting %q must be provider or self", d.Name, d.Hosting)
 		}
+		switch d.Type {
+		case TypeOpenAI, TypeAnthropic, TypeAzure, TypeSimulated:
+		case "":
+			d.Type = TypeOpenAI
+		default:
+			return nil, fmt.Errorf("routing: deployment %q: type %q must be openai, anthropic, azure or simulated", d.Name, d.Type)
+		}
+		if len(d.Protocols) == 0 {
+			d.Protocols = defaultProtocols(d)
+		}
+		for _, p := range d.Protocols {
+			switch {
+			case p == ProtoEmbeddings && !d.Embeddings, p != ProtoEmbeddings && d.Embeddings:
+				return nil, fmt.Errorf("routing: deployment %q: an embedding model speaks embeddings only; a chat model chat, responses or messages", d.Name)
+			case p == ProtoMessages && (d.Type == TypeOpenAI || d.Type == TypeAzure), p != ProtoMessages && d.Type == TypeAnthropic:
+				return nil, fmt.Errorf("routing: deployment %q: a %s deployment does not speak %s", d.Name, d.Type, p)
+			case p != ProtoChat && p != ProtoResponses && p != ProtoMessages && p != ProtoEmbeddings:
+				return nil, fmt.Errorf("routing: deployment %q: protocol %q must be chat, responses, messages or embeddings", d.Name, p)
+			}
+		}
+		if d.Type == TypeAzure && d.APIVersion == "" {
+			d.APIVersion = DefaultAzureAPIVersion
+		}
+		if d.ToolOverhead == 0 && d.Speaks(ProtoMessages) {
+			d.ToolOverhead = pricing.ToolOverhead(d.Model)
+		}
 		switch d.CapField {
 		case "":
 			d.CapField = CapMaxCompletionTokens
@@ -85,6 +111,20 @@ func NewRouter(ds []*Deployment) (*Router, error) {
 		r.byModel[d.Model] = append(r.byModel[d.Model], d)
 	}
 	return r, nil
+}
+
+// defaultProtocols are what a deployment of its type speaks when the
+// config says nothing.
+func defaultProtocols(d *Deployment) []string {
+	switch {
+	case d.Embeddings:
+		return []string{ProtoEmbeddings}
+	case d.Type == TypeAnthropic:
+		return []string{ProtoMessages}
+	case d.Type == TypeSimulated:
+		return []string{ProtoChat, ProtoResponses, ProtoMessages}
+	}
+	return []string{ProtoChat}
 }
 
 func (r *Router) defaults() (trip int, backOff, maxBackOff time.Duration, attempts int, now time.Time) {

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"math/big"
 	"net/http"
+	"net/url"
 	"time"
 
 	fb "farebox"
@@ -20,6 +21,9 @@ type CostCard struct {
 	InputPerMTok       fb.USD `json:"input_usd_per_mtok"`
 	OutputPerMTok      fb.USD `json:"output_usd_per_mtok"`
 	CachedInputPerMTok fb.USD `json:"cached_input_usd_per_mtok"`
+	// CacheWritePerMTok is what a token written to the provider's prompt
+	// cache costs (Anthropic: 1.25 × input).
+	CacheWritePerMTok fb.USD `json:"cache_write_usd_per_mtok"`
 }
 
 // Cost is the provider cost of q: Σ tokens × rate, exact, rounded up once
@@ -30,9 +34,10 @@ func (c CostCard) Cost(q fb.Quantities) (fb.USD, error) {
 		OutputPerMTok:      fb.Amount(c.OutputPerMTok),
 		CachedInputPerMTok: fb.Amount(c.CachedInputPerMTok),
 		ReasoningPerMTok:   fb.Amount(c.OutputPerMTok),
+		CacheWritePerMTok:  fb.Amount(c.CacheWritePerMTok),
 	}, fb.Quantities{
 		InputTokens: q.InputTokens, OutputTokens: q.OutputTokens,
-		CachedInputTokens: q.CachedInputTokens, ReasoningTokens: q.ReasoningTokens,
+		CachedInputTokens: q.CachedInputTokens, ReasoningTokens: q.ReasoningTokens, CacheWriteTokens: q.CacheWriteTokens,
 	})
 	return fb.USD(n), err
 }
@@ -53,20 +58,57 @@ const (
 // Provider types.
 const (
 	TypeOpenAI    = "openai"    // any OpenAI-compatible HTTP API
+	TypeAnthropic = "anthropic" // Anthropic's Messages API
+	TypeAzure     = "azure"     // Azure OpenAI: deployment URLs, api-version, api-key
 	TypeSimulated = "simulated" // the built-in Simulator
 )
+
+// Protocols: the wire formats a client speaks to the gateway and a
+// deployment speaks upstream.
+const (
+	ProtoChat       = "chat"       // OpenAI chat completions
+	ProtoResponses  = "responses"  // OpenAI Responses
+	ProtoMessages   = "messages"   // Anthropic Messages
+	ProtoEmbeddings = "embeddings" // OpenAI embeddings
+)
+
+// DefaultAnthropicVersion is the anthropic-version sent when the client
+// sends none.
+const DefaultAnthropicVersion = "2023-06-01"
+
+// DefaultAzureAPIVersion is the api-version of an azure deployment that
+// names none.
+const DefaultAzureAPIVersion = "2024-10-21"
 
 // Deployment is one way to serve a public model: a provider's endpoint and
 // the model's name there.
 type Deployment struct {
 	Name     string // provider/model, unique
 	Provider string
-	Type     string // TypeOpenAI or TypeSimulated
+	Type     string // TypeOpenAI, TypeAnthropic, TypeAzure or TypeSimulated
 	Model    string // the public name clients ask for
 	Upstream string // the name the provider knows it by
-	BaseURL  string // up to and including /v1, no trailing slash
-	APIKey   string // sent as Authorization: Bearer; empty: none
-	Cost     CostCard
+	// BaseURL is up to and including /v1, no trailing slash; of an azure
+	// deployment, the resource's URL (https://NAME.openai.azure.com).
+	BaseURL string
+	// APIKey is sent as Authorization: Bearer (as x-api-key to anthropic,
+	// api-key to azure); empty: none.
+	APIKey string
+	// Protocols are the wire formats the deployment speaks (ProtoChat, …),
+	// set by NewRouter from its type when empty: openai and azure chat,
+	// anthropic messages, simulated all three; embeddings for an
+	// embedding model.
+	Protocols []string
+	// APIVersion is an azure deployment's api-version.
+	APIVersion string
+	// ProviderState lets Responses requests name state the provider keeps
+	// (previous_response_id, conversation, stored items): their input is
+	// unknown, so it is held at the context window. Refused when false.
+	ProviderState bool
+	// AllowBetas are anthropic-beta features passed on beyond the default
+	// list (the operator vouches that the hold bounds them).
+	AllowBetas map[string]bool
+	Cost       CostCard
 	// MaxOutputTokens caps a request that names no max_tokens.
 	MaxOutputTokens int64
 	// Embeddings marks an embedding model (served on /v1/embeddings).
@@ -110,6 +152,57 @@ type Deployment struct {
 	GPUs, TokensPerSecond int64
 
 	health health
+}
+
+// Speaks says whether d speaks protocol p natively.
+func (d *Deployment) Speaks(p string) bool {
+	for _, q := range d.Protocols {
+		if q == p {
+			return true
+		}
+	}
+	return false
+}
+
+// Endpoint is the URL of d's route for protocol p: BaseURL plus the
+// OpenAI or Anthropic path, or Azure's deployment URL with its
+// api-version.
+func (d *Deployment) Endpoint(p string) string {
+	if d.Type == TypeAzure {
+		v := url.QueryEscape(d.APIVersion)
+		switch p {
+		case ProtoResponses:
+			return d.BaseURL + "/openai/responses?api-version=" + v
+		case ProtoEmbeddings:
+			return d.BaseURL + "/openai/deployments/" + url.PathEscape(d.Upstream) + "/embeddings?api-version=" + v
+		}
+		return d.BaseURL + "/openai/deployments/" + url.PathEscape(d.Upstream) + "/chat/completions?api-version=" + v
+	}
+	switch p {
+	case ProtoResponses:
+		return d.BaseURL + "/responses"
+	case ProtoMessages:
+		return d.BaseURL + "/messages"
+	case ProtoEmbeddings:
+		return d.BaseURL + "/embeddings"
+	}
+	return d.BaseURL + "/chat/completions"
+}
+
+// Authorize sets the provider key on an upstream request the way d's
+// provider takes it.
+func (d *Deployment) Authorize(h http.Header) {
+	if d.APIKey == "" {
+		return
+	}
+	switch d.Type {
+	case TypeAzure:
+		h.Set("api-key", d.APIKey)
+	case TypeAnthropic:
+		h.Set("x-api-key", d.APIKey)
+	default:
+		h.Set("Authorization", "Bearer "+d.APIKey)
+	}
 }
 
 // DefaultMaxOutputTokens caps the output of a model whose limit is not
@@ -161,5 +254,5 @@ func GPUCost(usdPerGPUHour fb.USD, gpus, tokensPerSecond int64, utilisation fb.A
 		return CostCard{}, fb.ErrOverflow
 	}
 	r := fb.USD(n.Int64())
-	return CostCard{InputPerMTok: r, OutputPerMTok: r, CachedInputPerMTok: r}, nil
+	return CostCard{InputPerMTok: r, OutputPerMTok: r, CachedInputPerMTok: r, CacheWritePerMTok: r}, nil
 }

@@ -50,9 +50,14 @@ var schemaV6 string
 //go:embed schema7.sql
 var schemaV7 string
 
+// schemaV8 is the gateway protocols': usage rows' cache writes.
+//
+//go:embed schema8.sql
+var schemaV8 string
+
 // migrations are applied in order; migration i brings the schema to
 // version i+1. Never edit one that has shipped: append.
-var migrations = []string{schemaV1, schemaV2, schemaV3, schemaV4, schemaV5, schemaV6, schemaV7}
+var migrations = []string{schemaV1, schemaV2, schemaV3, schemaV4, schemaV5, schemaV6, schemaV7, schemaV8}
 
 // SchemaVersion is the version this build needs.
 var SchemaVersion = len(migrations)
@@ -382,7 +387,7 @@ func (t *writeTx) AppendJournal(ctx context.Context, entries []*fb.JournalEntry)
 
 func (t *writeTx) AppendUsage(ctx context.Context, rows []*fb.Usage) error {
 	for _, u := range rows {
-		t.batch.Queue(`INSERT INTO usage_rows (`+codec.UsageColumns+`) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18,$19,$20,$21,$22,$23,$24,$25,$26,$27)`, codec.UsageValues(u)...)
+		t.batch.Queue(`INSERT INTO usage_rows (`+codec.UsageColumns+`) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18,$19,$20,$21,$22,$23,$24,$25,$26,$27,$28)`, codec.UsageValues(u)...)
 	}
 	t.daily(codec.DailyOfUsage(rows))
 	return nil

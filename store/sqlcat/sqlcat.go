@@ -16,6 +16,7 @@ import (
 	"time"
 
 	fb "farebox"
+	"farebox/pricing"
 	"farebox/store/codec"
 )
 
@@ -117,11 +118,21 @@ func (c *Catalog) PutPrice(ctx context.Context, p fb.Price) error {
 	return err
 }
 
-// Prices lists every version of every card.
+// Prices lists every version of every card. A version stored before the
+// card had a cache-write rate gets the default one (pricing.CacheWriteFor).
 func (c *Catalog) Prices(ctx context.Context) ([]fb.Price, error) {
 	return list(ctx, c.R, c.q(`SELECT price FROM prices ORDER BY model, effective_from`), func(doc string) (fb.Price, error) {
 		var p fb.Price
-		return p, json.Unmarshal([]byte(doc), &p)
+		if err := json.Unmarshal([]byte(doc), &p); err != nil {
+			return p, err
+		}
+		var has struct {
+			CacheWrite *json.RawMessage `json:"cache_write_per_mtok"`
+		}
+		if json.Unmarshal([]byte(doc), &has) == nil && has.CacheWrite == nil {
+			p.CacheWritePerMTok = pricing.CacheWriteFor(p.InputPerMTok)
+		}
+		return p, nil
 	})
 }
 
@@ -337,7 +348,7 @@ func (c *Catalog) Usage(ctx context.Context, f fb.UsageFilter) ([]fb.UsageRow, e
 		where, args = append(where, "at < ?"), append(args, codec.Nanos(f.To))
 	}
 	q := `SELECT ` + col + `, count(*)`
-	for _, c := range []string{"input_tokens", "output_tokens", "cached_input_tokens", "reasoning_tokens", "images", "audio_us", "video_us", "gpu_us", "credits", "cost_usd"} {
+	for _, c := range []string{"input_tokens", "output_tokens", "cached_input_tokens", "reasoning_tokens", "cache_write_tokens", "images", "audio_us", "video_us", "gpu_us", "credits", "cost_usd"} {
 		q += `, CAST(sum(` + c + `) AS BIGINT)`
 	}
 	q += ` FROM usage_rows`
@@ -355,7 +366,7 @@ func (c *Catalog) Usage(ctx context.Context, f fb.UsageFilter) ([]fb.UsageRow, e
 		var r fb.UsageRow
 		var credits, cost int64
 		q := &r.Quantities
-		if err := rows.Scan(&r.Key, &r.Requests, &q.InputTokens, &q.OutputTokens, &q.CachedInputTokens, &q.ReasoningTokens,
+		if err := rows.Scan(&r.Key, &r.Requests, &q.InputTokens, &q.OutputTokens, &q.CachedInputTokens, &q.ReasoningTokens, &q.CacheWriteTokens,
 			&q.Images, &q.AudioMicros, &q.VideoMicros, &q.GPUMicros, &credits, &cost); err != nil {
 			return nil, err
 		}
