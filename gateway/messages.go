@@ -24,7 +24,8 @@ var messagesFields = map[string]fieldCheck{
 	"model": anyValue, "messages": anyValue, "system": anyValue, "max_tokens": anyValue,
 	"metadata": anyValue, "stop_sequences": anyValue, "stream": anyValue, "temperature": anyValue,
 	"top_k": anyValue, "top_p": anyValue, "tools": anyValue, "tool_choice": anyValue, "thinking": anyValue,
-	"service_tier": oneOf(`"standard_only"`),
+	"cache_control": anyValue,
+	"service_tier":  oneOf(`"standard_only"`),
 }
 
 // defaultBetas are the anthropic-beta features passed on by default: they
@@ -59,6 +60,9 @@ func parseMessages(body []byte, h http.Header) (*request, error) {
 	}
 	if err := optional(q.raw, "stream", &q.stream); err != nil {
 		return nil, err
+	}
+	if cc, ok := q.raw["cache_control"]; ok && !isNull(cc) {
+		q.cacheControl = "cache_control"
 	}
 	var v *int64
 	if err := optional(q.raw, "max_tokens", &v); err != nil || v == nil || *v < 1 {

@@ -110,28 +110,48 @@ func parseFault(v string) (fault, bool) {
 // malformedBody is what the malformed fault sends in place of JSON.
 const malformedBody = `{"id": malformed`
 
-// ServeHTTP answers one request. Client errors (4xx other than 429) are
-// answered at once; every other response is delayed by TTFT before its
-// headers.
+// ServeHTTP answers one request: OpenAI's routes under /v1 (chat
+// completions, Responses, embeddings, models), Anthropic's Messages under
+// /v1/messages, and Azure OpenAI's URL shape under /openai (deployment
+// URLs with the model in the path, an api-version query and an api-key
+// header). Client errors (4xx other than 429) are answered at once; every
+// other response is delayed by TTFT before its headers.
 func (s *Simulator) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	var method string
-	switch r.URL.Path {
-	case "/v1/chat/completions", "/v1/embeddings":
-		method = http.MethodPost
-	case "/v1/models":
-		method = http.MethodGet
-	default:
+	method, route, deployment := http.MethodPost, "", ""
+	proto := protoOpenAI
+	switch p := r.URL.Path; {
+	case p == "/v1/chat/completions", p == "/v1/embeddings", p == "/v1/responses":
+		route = p
+	case p == "/v1/messages", p == "/v1/messages/count_tokens":
+		route, proto = p, protoAnthropic
+	case p == "/v1/models":
+		route, method = p, http.MethodGet
+	case strings.HasPrefix(p, "/openai/"):
+		route, deployment = azureRoute(p)
+		if route == "" {
+			break
+		}
+		if r.URL.Query().Get("api-version") == "" {
+			writeError(w, http.StatusBadRequest, "Missing required query parameter: api-version", "invalid_request_error", "api-version", "missing_api_version")
+			return
+		}
+		if r.Header.Get("api-key") == "" && r.Header.Get("Authorization") == "" {
+			writeError(w, http.StatusUnauthorized, "Access denied due to missing subscription key. Make sure to include the api-key header.", "invalid_request_error", "", "401")
+			return
+		}
+	}
+	if route == "" {
 		writeError(w, http.StatusNotFound, "Unknown request URL: "+r.Method+" "+r.URL.Path, "invalid_request_error", "", "unknown_url")
 		return
 	}
 	if r.Method != method {
 		w.Header().Set("Allow", method)
-		writeError(w, http.StatusMethodNotAllowed, "Method "+r.Method+" not allowed for "+r.URL.Path+"; use "+method, "invalid_request_error", "", "method_not_allowed")
+		s.fail(w, proto, http.StatusMethodNotAllowed, "Method "+r.Method+" not allowed for "+r.URL.Path+"; use "+method, "invalid_request_error", "", "method_not_allowed")
 		return
 	}
 	f, ok := parseFault(r.Header.Get(FaultHeader))
 	if !ok {
-		writeError(w, http.StatusBadRequest, "Invalid "+FaultHeader+" value "+strconv.Quote(r.Header.Get(FaultHeader))+"; allowed: 500|429|hang|disconnect|no_usage|malformed", "invalid_request_error", "", "invalid_simulate_header")
+		s.fail(w, proto, http.StatusBadRequest, "Invalid "+FaultHeader+" value "+strconv.Quote(r.Header.Get(FaultHeader))+"; allowed: 500|429|hang|disconnect|no_usage|malformed", "invalid_request_error", "", "invalid_simulate_header")
 		return
 	}
 
@@ -145,11 +165,15 @@ func (s *Simulator) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if err != nil {
 			var tooLarge *http.MaxBytesError
 			if errors.As(err, &tooLarge) {
-				writeError(w, http.StatusRequestEntityTooLarge, "Request body larger than "+strconv.Itoa(maxRequestBody)+" bytes", "invalid_request_error", "", "request_too_large")
+				s.fail(w, proto, http.StatusRequestEntityTooLarge, "Request body larger than "+strconv.Itoa(maxRequestBody)+" bytes", "invalid_request_error", "", "request_too_large")
 				return
 			}
-			writeError(w, http.StatusBadRequest, "Could not read the request body: "+err.Error(), "invalid_request_error", "", "")
+			s.fail(w, proto, http.StatusBadRequest, "Could not read the request body: "+err.Error(), "invalid_request_error", "", "")
 			return
+		}
+		if deployment != "" {
+			// Azure's deployment URL names the model.
+			body = withModel(body, deployment)
 		}
 	}
 
@@ -162,22 +186,28 @@ func (s *Simulator) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if s.sleep(ctx, s.TTFT) != nil {
 			return
 		}
-		writeError(w, http.StatusInternalServerError, "The simulator failed, as asked by "+FaultHeader+".", "server_error", "", "")
+		s.fail(w, proto, http.StatusInternalServerError, "The simulator failed, as asked by "+FaultHeader+".", "server_error", "", "")
 		return
 	case faultRateLimit:
 		if s.sleep(ctx, s.TTFT) != nil {
 			return
 		}
 		w.Header().Set("Retry-After", "1")
-		writeError(w, http.StatusTooManyRequests, "Rate limit reached, as asked by "+FaultHeader+". Please try again in 1s.", "rate_limit_error", "", "rate_limit_exceeded")
+		s.fail(w, proto, http.StatusTooManyRequests, "Rate limit reached, as asked by "+FaultHeader+". Please try again in 1s.", "rate_limit_error", "", "rate_limit_exceeded")
 		return
 	}
 
-	switch r.URL.Path {
+	switch route {
 	case "/v1/chat/completions":
 		s.chat(w, r, body, f)
 	case "/v1/embeddings":
 		s.embeddings(w, r, body, f)
+	case "/v1/responses":
+		s.responses(w, r, body, f)
+	case "/v1/messages":
+		s.messages(w, r, body, f)
+	case "/v1/messages/count_tokens":
+		s.countTokens(w, body)
 	default:
 		s.models(w, r, f)
 	}
@@ -247,9 +277,11 @@ type chatRequest struct {
 	StreamOptions *struct {
 		IncludeUsage bool `json:"include_usage"`
 	} `json:"stream_options"`
-	MaxTokens           *int64 `json:"max_tokens"`
-	MaxCompletionTokens *int64 `json:"max_completion_tokens"`
-	N                   *int   `json:"n"`
+	MaxTokens           *int64          `json:"max_tokens"`
+	MaxCompletionTokens *int64          `json:"max_completion_tokens"`
+	N                   *int            `json:"n"`
+	Tools               json.RawMessage `json:"tools"`
+	ToolChoice          json.RawMessage `json:"tool_choice"`
 }
 
 type chatMessage struct {
@@ -356,8 +388,20 @@ type chatChoice struct {
 }
 
 type assistantOutput struct {
-	Role    string `json:"role"`
-	Content string `json:"content"`
+	Role      string     `json:"role"`
+	Content   *string    `json:"content"`
+	ToolCalls []toolCall `json:"tool_calls,omitempty"`
+}
+
+type toolCall struct {
+	ID       string       `json:"id"`
+	Type     string       `json:"type"`
+	Function toolFunction `json:"function"`
+}
+
+type toolFunction struct {
+	Name      string `json:"name"`
+	Arguments string `json:"arguments"`
 }
 
 // chatPlan is what a chat completion will answer.
@@ -370,6 +414,9 @@ type chatPlan struct {
 	n       int
 	finish  string
 	usage   chatUsage
+	// tool, when set, is the function the answer calls (the request
+	// forced one), with args its arguments.
+	tool, args string
 }
 
 func (s *Simulator) chat(w http.ResponseWriter, r *http.Request, body []byte, f fault) {
@@ -439,9 +486,16 @@ func (s *Simulator) chat(w http.ResponseWriter, r *http.Request, body []byte, f 
 		finish = "length"
 	}
 
+	tool := forcedTool(req.Tools, req.ToolChoice, false)
+	var args string
+	if tool != "" {
+		args = toolArguments(h, length)
+		length, finish = int(pricing.CountTokens(args)), "tool_calls"
+	}
 	prompt := pricing.PromptTokens(texts)
 	completion := int64(length) * int64(n)
 	p := chatPlan{
+		tool: tool, args: args,
 		id:      string(appendHex8([]byte("chatcmpl-sim-"), h)),
 		created: time.Now().Unix(),
 		model:   req.Model,
@@ -484,7 +538,10 @@ func (s *Simulator) chat(w http.ResponseWriter, r *http.Request, body []byte, f 
 		Choices: make([]chatChoice, n),
 	}
 	for i := range resp.Choices {
-		resp.Choices[i] = chatChoice{Index: i, Message: assistantOutput{Role: "assistant", Content: content}, FinishReason: finish}
+		resp.Choices[i] = chatChoice{Index: i, Message: assistantOutput{Role: "assistant", Content: &content}, FinishReason: finish}
+		if p.tool != "" {
+			resp.Choices[i].Message = assistantOutput{Role: "assistant", ToolCalls: []toolCall{{ID: callID(h), Type: "function", Function: toolFunction{p.tool, p.args}}}}
+		}
 	}
 	if f != faultNoUsage {
 		resp.Usage = &p.usage
@@ -552,15 +609,35 @@ func (s *Simulator) stream(w http.ResponseWriter, r *http.Request, p *chatPlan, 
 		gap = time.Second / time.Duration(s.TokensPerSecond)
 	}
 	rng := splitmix64(p.hash)
+	if p.tool != "" {
+		name, _ := json.Marshal(p.tool)
+		for i := range p.n {
+			buf = append(choice(i), `,"delta":{"tool_calls":[{"index":0,"id":"`...)
+			buf = append(buf, callID(p.hash)...)
+			buf = append(buf, `","type":"function","function":{"name":`...)
+			buf = append(buf, name...)
+			buf = append(buf, `,"arguments":""}}]},"finish_reason":null}]}`+"\n\n"...)
+			if !send(buf) {
+				return
+			}
+		}
+	}
 	for k := range emit {
 		if k > 0 && s.sleep(ctx, gap) != nil {
 			return
 		}
 		word := rng.word()
 		for i := range p.n {
-			buf = append(choice(i), `,"delta":{"content":"`...)
-			buf = append(buf, word...)
-			buf = append(buf, `"},"finish_reason":null}]}`+"\n\n"...)
+			if p.tool != "" {
+				piece, _ := json.Marshal(argPiece(p.args, k))
+				buf = append(choice(i), `,"delta":{"tool_calls":[{"index":0,"function":{"arguments":`...)
+				buf = append(buf, piece...)
+				buf = append(buf, `}}]},"finish_reason":null}]}`+"\n\n"...)
+			} else {
+				buf = append(choice(i), `,"delta":{"content":"`...)
+				buf = append(buf, word...)
+				buf = append(buf, `"},"finish_reason":null}]}`+"\n\n"...)
+			}
 			if !send(buf) {
 				return
 			}
