@@ -58,7 +58,7 @@ func TestEmbeddedDocumentLoads(t *testing.T) {
 		"PUT /api/v1/prices/{model}", "GET /api/v1/reports/economics", "GET /api/v1/reports/forecast",
 		"GET /api/v1/usage", "GET /healthz", "GET /metrics", "GET /openapi.json", "GET /readyz",
 		"GET /v1/account/balance", "GET /v1/account/usage", "POST /v1/chat/completions", "POST /v1/embeddings",
-		"GET /v1/models",
+		"POST /v1/messages", "POST /v1/messages/count_tokens", "GET /v1/models", "POST /v1/responses",
 	}
 	if !slices.Equal(got, want) {
 		t.Errorf("operations:\n got %q\nwant %q", got, want)

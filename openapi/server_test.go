@@ -259,6 +259,26 @@ func TestServerResponsesMatchTheDocument(t *testing.T) {
 	s.call("POST", "/v1/chat/completions", key, `{"model":"gpt-4o-mini","messages":[{"role":"user","content":"Hello"}],"stream":true}`, 200)
 	s.call("POST", "/v1/chat/completions", key, `{"model":"gpt-4o-mini","messages":[{"role":"user","content":"Hello"}],"stream":true,"stream_options":{"include_usage":true},"max_tokens":5}`, 200, "X-Farebox-Simulate-Tokens", "50")
 	s.call("POST", "/v1/chat/completions", key, chat, 200, "X-Farebox-Simulate", "no_usage")
+	// The Responses and Messages protocols, stream and not, their errors
+	// (Anthropic's shape on /v1/messages), count_tokens, and the
+	// Anthropic-shaped model list.
+	resp := `{"model":"gpt-4o-mini","input":"Hello"}`
+	s.call("POST", "/v1/responses", key, resp, 200)
+	s.call("POST", "/v1/responses", key, `{"model":"gpt-4o-mini","input":"Hello","stream":true}`, 200)
+	s.call("POST", "/v1/responses", key, `{"model":"gpt-4o-mini","input":"Hello","stream":true,"max_output_tokens":5}`, 200, "X-Farebox-Simulate-Tokens", "50")
+	s.call("POST", "/v1/responses", key, `{"model":"gpt-4o-mini","input":"Hello","tools":[{"type":"web_search"}]}`, 400)
+	s.call("POST", "/v1/responses", "", resp, 401)
+	s.call("POST", "/v1/responses", poorKey, resp, 402)
+	msg := `{"model":"gpt-4o-mini","max_tokens":50,"messages":[{"role":"user","content":"Hello"}]}`
+	s.call("POST", "/v1/messages", key, msg, 200, "anthropic-version", "2023-06-01")
+	s.call("POST", "/v1/messages", key, `{"model":"gpt-4o-mini","max_tokens":50,"stream":true,"messages":[{"role":"user","content":"Hello"}]}`, 200)
+	s.call("POST", "/v1/messages", key, `{"model":"gpt-4o-mini","messages":[{"role":"user","content":"Hello"}]}`, 400)
+	s.call("POST", "/v1/messages", "", msg, 401)
+	s.call("POST", "/v1/messages", poorKey, msg, 402)
+	s.call("POST", "/v1/messages", key, `{"model":"nope","max_tokens":5,"messages":[{"role":"user","content":"Hello"}]}`, 404)
+	s.call("POST", "/v1/messages/count_tokens", key, `{"model":"gpt-4o-mini","messages":[{"role":"user","content":"Hello"}]}`, 200)
+	s.call("POST", "/v1/messages/count_tokens", key, `{"model":"nope","messages":[{"role":"user","content":"Hello"}]}`, 404)
+	s.call("GET", "/v1/models", key, "", 200, "anthropic-version", "2023-06-01")
 	_, raw := s.call("POST", "/v1/chat/completions", key, `{"model":"gpt-4o-mini","messages":[{"role":"user","content":"Hello"}],"stream":true}`, 200, "X-Farebox-Simulate", "disconnect")
 	if !strings.Contains(raw, `"error":`) {
 		t.Errorf("a stream the upstream broke off ends without an error event: %q", raw)
