@@ -91,3 +91,83 @@ func slicesContains(s []string, v string) bool {
 	}
 	return false
 }
+
+// fuzzProtocol checks a parsed Responses or Messages request: the gateway's
+// own count of its prompt never exceeds the input bound it held for, and
+// the upstream body (in the client's protocol and, for Messages, translated
+// to chat) is a JSON object with the upstream's model and the held cap in
+// every cap field it has.
+func fuzzProtocol(t *testing.T, q *request, body []byte, capField string) {
+	d := &routing.Deployment{Upstream: "up", Limits: pricing.Limits{Image: pricing.MaxImageTokens, ContextWindow: 1000},
+		CapField: routing.CapMaxCompletionTokens, ProviderState: true, Protocols: []string{routing.ProtoChat, routing.ProtoResponses, routing.ProtoMessages}}
+	if est, bound := q.promptEstimate(d), q.inputBound(d); est > bound {
+		t.Fatalf("prompt estimate %d above the held bound %d for %q", est, bound, body)
+	}
+	wires := []string{q.proto}
+	if q.proto == routing.ProtoMessages {
+		wires = append(wires, routing.ProtoChat)
+	}
+	for _, wire := range wires {
+		out, err := q.upstreamBody(d, wire, 9)
+		if err != nil {
+			if wire == q.proto {
+				t.Fatalf("a parsed request has no upstream body: %v", err)
+			}
+			continue // what the translation cannot carry
+		}
+		var m map[string]json.RawMessage
+		if err := json.Unmarshal(out, &m); err != nil {
+			t.Fatalf("upstream body %q: %v", out, err)
+		}
+		f := capField
+		if wire != q.proto {
+			f = routing.CapMaxCompletionTokens
+		}
+		if string(m["model"]) != `"up"` || string(m[f]) != "9" {
+			t.Fatalf("%s body: model %s, %s %s", wire, m["model"], f, m[f])
+		}
+	}
+}
+
+// FuzzParseResponses: any body either is refused or parses into a request
+// that fuzzProtocol accepts.
+func FuzzParseResponses(f *testing.F) {
+	for _, s := range []string{
+		`{"model":"m","input":"hi"}`,
+		`{"model":"m","input":[{"role":"user","content":[{"type":"input_text","text":"hi"},{"type":"input_image","image_url":"x","detail":"low"}]}],"stream":true,"max_output_tokens":5}`,
+		`{"model":"m","previous_response_id":"resp_1","input":[{"type":"function_call_output","call_id":"c","output":"o"}]}`,
+		`{"model":"m","input":[{"type":"reasoning","id":"r"}],"tools":[{"type":"function","name":"f"}]}`,
+		`{"model":"m","input":[{"role":"user","content":[{"type":"input_file","file_id":"f"}]}]}`,
+		`{"model":"m"}`, `[]`, `null`, ``,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		q, err := parseResponses(body, nil)
+		if err != nil {
+			return
+		}
+		fuzzProtocol(t, q, body, "max_output_tokens")
+	})
+}
+
+// FuzzParseMessages: any body either is refused or parses into a request
+// that fuzzProtocol accepts.
+func FuzzParseMessages(f *testing.F) {
+	for _, s := range []string{
+		`{"model":"m","max_tokens":5,"messages":[{"role":"user","content":"hi"}]}`,
+		`{"model":"m","max_tokens":5,"system":[{"type":"text","text":"s","cache_control":{"type":"ephemeral"}}],"messages":[{"role":"user","content":[{"type":"text","text":"hi"},{"type":"image","source":{"type":"url","url":"x"}}]}],"stream":true}`,
+		`{"model":"m","max_tokens":5,"messages":[{"role":"assistant","content":[{"type":"tool_use","id":"t","name":"f","input":{}}]},{"role":"user","content":[{"type":"tool_result","tool_use_id":"t","content":"r"}]}],"tools":[{"name":"f","input_schema":{}}]}`,
+		`{"model":"m","max_tokens":5,"messages":[{"role":"user","content":[{"type":"document","source":{"type":"base64"}}]}]}`,
+		`{"model":"m","messages":[]}`, `[]`, `null`, ``,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		q, err := parseMessages(body, nil)
+		if err != nil {
+			return
+		}
+		fuzzProtocol(t, q, body, "max_tokens")
+	})
+}

@@ -421,6 +421,10 @@ func TestTranslation(t *testing.T) {
 		if b := e.do("POST", "/v1/chat/completions", key, chat("claude-x", `,"n":2`)); b.status != 400 || b.get("error", "param") != "n" {
 			t.Errorf("n=2 to Messages: %d %s", b.status, b.raw)
 		}
+		// The upstream's own refusal, in the client's protocol's shape.
+		if b := e.do("POST", "/v1/chat/completions", key, chat("claude-x", ""), simulator.FaultHeader, "bogus"); b.status != 400 || b.get("error", "message") == "<missing>" || b.get("type") != "<missing>" {
+			t.Errorf("an Anthropic refusal to a chat client: %d %s", b.status, b.raw)
+		}
 	})
 
 	t.Run("messages to an openai deployment", func(t *testing.T) {
@@ -485,5 +489,76 @@ func TestTranslation(t *testing.T) {
 	})
 	if acct := e.account("acme"); acct.Uncollected != 0 || ledger.Held(acct) != 0 || e.gw.Stats().OverCaptures != 0 {
 		t.Errorf("uncollected %s held %s stats %+v", acct.Uncollected, ledger.Held(acct), e.gw.Stats())
+	}
+}
+
+// TestCapEndsStreamPerProtocol: an upstream that ignores the cap it was
+// sent streams past it; the gateway ends the stream there the way its
+// protocol ends one (response.incomplete with reason max_output_tokens;
+// stop_reason max_tokens after closing the open block), charges the hold
+// and no more, and counts the excess as a capture above its hold.
+func TestCapEndsStreamPerProtocol(t *testing.T) {
+	for _, c := range []struct {
+		path, body string
+		check      func(a answer) string
+	}{
+		{"/v1/responses", `{"model":"gpt-4o-mini","input":"Write a long story.","max_output_tokens":30,"stream":true}`, func(a answer) string {
+			last := a.events[len(a.events)-1]
+			var ev struct {
+				Type     string `json:"type"`
+				Response struct {
+					Status            string `json:"status"`
+					IncompleteDetails struct {
+						Reason string `json:"reason"`
+					} `json:"incomplete_details"`
+					Usage map[string]any `json:"usage"`
+				} `json:"response"`
+			}
+			json.Unmarshal([]byte(last), &ev)
+			if ev.Type != "response.incomplete" || ev.Response.Status != "incomplete" || ev.Response.IncompleteDetails.Reason != "max_output_tokens" || ev.Response.Usage["cost"] == nil {
+				return "last event " + last
+			}
+			if n := strings.Count(a.raw, "event: response.output_text.delta"); n != 30 {
+				return fmt.Sprintf("%d deltas, want the cap's 30", n)
+			}
+			return fmt.Sprint(ev.Response.Usage["cost"])
+		}},
+		{"/v1/messages", `{"model":"gpt-4o-mini","max_tokens":30,"stream":true,"messages":[{"role":"user","content":"Write a long story."}]}`, func(a answer) string {
+			if !strings.Contains(a.raw, "event: content_block_stop") || !strings.HasSuffix(a.raw, "event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n") {
+				return "no block stop or message_stop: " + a.raw[max(0, len(a.raw)-300):]
+			}
+			var ev struct {
+				Delta struct {
+					StopReason string `json:"stop_reason"`
+				} `json:"delta"`
+				Usage map[string]any `json:"usage"`
+			}
+			json.Unmarshal([]byte(a.events[len(a.events)-2]), &ev)
+			if ev.Delta.StopReason != "max_tokens" || ev.Usage["cost"] == nil {
+				return "message_delta " + a.events[len(a.events)-2]
+			}
+			if n := strings.Count(a.raw, "event: content_block_delta"); n != 30 {
+				return fmt.Sprintf("%d deltas, want the cap's 30", n)
+			}
+			return fmt.Sprint(ev.Usage["cost"])
+		}},
+	} {
+		t.Run(strings.TrimPrefix(c.path, "/v1/"), func(t *testing.T) {
+			u := &greedy{limits: pricing.Limits{Image: pricing.MaxImageTokens, ContextWindow: 128_000}, ignoreCap: 100_000}
+			e := greedyProtoEnv(t, u, 64)
+			key, _ := e.customer("acme", "1000", nil)
+			a := e.do("POST", c.path, key, c.body)
+			if a.status != 200 {
+				t.Fatalf("%d %s", a.status, a.raw)
+			}
+			got := c.check(a)
+			acct := e.account("acme")
+			if got != acct.Charged.String() || a.trailer.Get("X-Farebox-Cost") != got {
+				t.Errorf("final event says %s, trailer %s, charged %s", got, a.trailer.Get("X-Farebox-Cost"), acct.Charged)
+			}
+			if st := e.gw.Stats(); st.OverCaptures != 1 || acct.Uncollected != 0 || ledger.Held(acct) != 0 {
+				t.Errorf("stats %+v, uncollected %s, held %s; want one capture above its hold, charged the hold", st, acct.Uncollected, ledger.Held(acct))
+			}
+		})
 	}
 }

@@ -151,7 +151,11 @@ func (g *Gateway) relayStream(w http.ResponseWriter, resp *http.Response, x *exc
 			continue // other fields are no protocol's
 		}
 		payload = bytes.TrimPrefix(payload, []byte(" "))
-		e := st.event(name, payload)
+		room := capTotal - delivered
+		if draining {
+			room = -1
+		}
+		e := st.event(name, payload, room)
 		if e.usage != nil {
 			usage = e.usage
 		}
@@ -175,7 +179,7 @@ func (g *Gateway) relayStream(w http.ResponseWriter, resp *http.Response, x *exc
 		if draining {
 			continue
 		}
-		if delivered+e.tokens > capTotal && !x.req.embedding {
+		if e.over {
 			drain(StatusCapped)
 			continue
 		}

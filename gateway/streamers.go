@@ -18,8 +18,12 @@ import (
 // the writes and their deadlines, the drain, settlement.
 type streamer interface {
 	// event reads one upstream event: name is its event: field (empty
-	// when it has none), data its data. What it keeps must be copied.
-	event(name, data []byte) upEvent
+	// when it has none), data its data, room the output tokens the client
+	// may still be sent (negative once nothing more is sent: the stream is
+	// drained for its usage). An event whose output passes room is not
+	// sent (over), and changes nothing the streamer tracks of what the
+	// client got. What it keeps must be copied.
+	event(name, data []byte, room int64) upEvent
 	// end is the stream's last events after settlement, cost and balance
 	// in them: ended by the gateway at the cap, or as the upstream ended
 	// it.
@@ -36,6 +40,17 @@ type upEvent struct {
 	done   bool           // the stream's natural end: nothing after it is read
 	failed bool           // the upstream's error: out is forwarded, the stream ends
 	bad    bool           // not understood: the stream is malformed
+	over   bool           // its output passes the cap: not sent, the stream ends there
+}
+
+// held says whether an event of n output tokens is not sent with room
+// left, and marks e over when it is the cap that stops it.
+func (e *upEvent) held(n, room int64) bool {
+	e.tokens = n
+	if room >= 0 && n > room {
+		e.over = true
+	}
+	return room < 0 || e.over
 }
 
 var (
@@ -113,7 +128,7 @@ type chatStream struct {
 	indices    map[int]bool
 }
 
-func (c *chatStream) event(_, data []byte) upEvent {
+func (c *chatStream) event(_, data []byte, room int64) upEvent {
 	if string(data) == "[DONE]" {
 		return upEvent{done: true}
 	}
@@ -134,7 +149,9 @@ func (c *chatStream) event(_, data []byte) upEvent {
 		// Usage riding on a content chunk: sent at the end instead.
 		data = withoutUsage(data)
 	}
-	e.tokens = ch.tokens()
+	if e.held(ch.tokens(), room) {
+		return e
+	}
 	c.last.ID, c.last.Created = ch.ID, ch.Created
 	for _, choice := range ch.Choices {
 		c.indices[choice.Index] = true
@@ -187,7 +204,7 @@ var responsesDeltas = map[string]bool{
 	"response.reasoning_summary_text.delta": true, "response.reasoning_text.delta": true, "response.custom_tool_call_input.delta": true,
 }
 
-func (c *responsesStream) event(name, data []byte) upEvent {
+func (c *responsesStream) event(name, data []byte, room int64) upEvent {
 	var ev responsesEvent
 	if err := json.Unmarshal(data, &ev); err != nil {
 		return upEvent{bad: true}
@@ -209,8 +226,12 @@ func (c *responsesStream) event(name, data []byte) upEvent {
 	case "response.created":
 		c.snapshot = append(c.snapshot[:0], ev.Response...)
 	}
+	var n int64
 	if responsesDeltas[ev.Type] {
-		e.tokens = pricing.CountTokens(ev.Delta)
+		n = pricing.CountTokens(ev.Delta)
+	}
+	if e.held(n, room) {
+		return e
 	}
 	e.out = [3][]byte{eventLine(name), c.public(data), eventEnd}
 	return e
@@ -300,7 +321,7 @@ func (d *messagesEvent) tokens() int64 {
 	return pricing.CountTokens(d.Delta.Text) + pricing.CountTokens(d.Delta.PartialJSON) + pricing.CountTokens(d.Delta.Thinking)
 }
 
-func (c *messagesStream) event(name, data []byte) upEvent {
+func (c *messagesStream) event(name, data []byte, room int64) upEvent {
 	var ev messagesEvent
 	if err := json.Unmarshal(data, &ev); err != nil {
 		return upEvent{bad: true}
@@ -326,12 +347,19 @@ func (c *messagesStream) event(name, data []byte) upEvent {
 	case "message_stop":
 		e.done = true
 		return e
+	}
+	var n int64
+	if ev.Type == "content_block_delta" {
+		n = ev.tokens()
+	}
+	if e.held(n, room) {
+		return e
+	}
+	switch ev.Type {
 	case "content_block_start":
 		c.open, c.opened = ev.Index, true
 	case "content_block_stop":
 		c.opened = false
-	case "content_block_delta":
-		e.tokens = ev.tokens()
 	}
 	e.out = [3][]byte{eventLine(name), c.public(data), eventEnd}
 	return e
@@ -377,7 +405,7 @@ func (c *messagesToChatStream) chunk(delta map[string]any, finish any) []byte {
 		"choices": []any{map[string]any{"index": 0, "delta": delta, "finish_reason": finish}}})
 }
 
-func (c *messagesToChatStream) event(_, data []byte) upEvent {
+func (c *messagesToChatStream) event(_, data []byte, room int64) upEvent {
 	var ev struct {
 		messagesEvent
 		Message *struct {
@@ -402,6 +430,17 @@ func (c *messagesToChatStream) event(_, data []byte) upEvent {
 		}
 		_ = json.Unmarshal(ev.Error, &m)
 		return upEvent{failed: true, out: [3][]byte{c.fail(fb.Errorf(fb.EUpstream, "%s", m.Message))}}
+	case "message_delta":
+		if ev.Usage != nil {
+			c.usage.merge(ev.Usage)
+			q := c.usage.quantities()
+			e.usage = &q
+		}
+		c.stop = ev.Delta.StopReason
+		return e
+	case "message_stop":
+		e.done = true
+		return e
 	case "message_start":
 		if ev.Message != nil {
 			c.id = "chatcmpl-" + ev.Message.ID
@@ -409,6 +448,16 @@ func (c *messagesToChatStream) event(_, data []byte) upEvent {
 			q := c.usage.quantities()
 			e.usage = &q
 		}
+	}
+	var n int64
+	if ev.Type == "content_block_delta" {
+		n = ev.tokens()
+	}
+	if e.held(n, room) {
+		return e
+	}
+	switch ev.Type {
+	case "message_start":
 		e.out[0] = c.chunk(map[string]any{"role": "assistant", "content": ""}, nil)
 	case "content_block_start":
 		if ev.ContentBlock.Type == "tool_use" {
@@ -421,22 +470,12 @@ func (c *messagesToChatStream) event(_, data []byte) upEvent {
 				"function": map[string]any{"name": ev.ContentBlock.Name, "arguments": ""}}}}, nil)
 		}
 	case "content_block_delta":
-		e.tokens = ev.tokens()
 		switch ev.Delta.Type {
 		case "text_delta":
 			e.out[0] = c.chunk(map[string]any{"content": ev.Delta.Text}, nil)
 		case "input_json_delta":
 			e.out[0] = c.chunk(map[string]any{"tool_calls": []any{map[string]any{"index": c.tools[ev.Index], "function": map[string]any{"arguments": ev.Delta.PartialJSON}}}}, nil)
 		}
-	case "message_delta":
-		if ev.Usage != nil {
-			c.usage.merge(ev.Usage)
-			q := c.usage.quantities()
-			e.usage = &q
-		}
-		c.stop = ev.Delta.StopReason
-	case "message_stop":
-		e.done = true
 	}
 	return e
 }
@@ -476,7 +515,7 @@ type chatToMessagesStream struct {
 	stop    string
 }
 
-func (c *chatToMessagesStream) event(_, data []byte) upEvent {
+func (c *chatToMessagesStream) event(_, data []byte, room int64) upEvent {
 	if string(data) == "[DONE]" {
 		return upEvent{done: true}
 	}
@@ -511,6 +550,19 @@ func (c *chatToMessagesStream) event(_, data []byte) upEvent {
 	}
 	var e upEvent
 	e.usage = usageFrom(routing.ProtoChat, ch.Usage)
+	var n int64
+	for _, choice := range ch.Choices {
+		n += pricing.CountTokens(choice.Delta.Content)
+		for _, tc := range choice.Delta.ToolCalls {
+			n += pricing.CountTokens(tc.Function.Arguments)
+		}
+		if choice.FinishReason != "" {
+			c.stop = stopOfFinish[choice.FinishReason]
+		}
+	}
+	if e.held(n, room) {
+		return e
+	}
 	var out []byte
 	if !c.started {
 		c.started, c.block = true, -1
@@ -525,7 +577,6 @@ func (c *chatToMessagesStream) event(_, data []byte) upEvent {
 				out = c.open(out, map[string]any{"type": "text", "text": ""})
 				c.text = true
 			}
-			e.tokens += pricing.CountTokens(d.Content)
 			out = append(out, sse("content_block_delta", map[string]any{"type": "content_block_delta", "index": c.block, "delta": map[string]any{"type": "text_delta", "text": d.Content}})...)
 		}
 		for _, tc := range d.ToolCalls {
@@ -534,12 +585,8 @@ func (c *chatToMessagesStream) event(_, data []byte) upEvent {
 				c.text, c.tool = false, tc.Index
 			}
 			if tc.Function.Arguments != "" {
-				e.tokens += pricing.CountTokens(tc.Function.Arguments)
 				out = append(out, sse("content_block_delta", map[string]any{"type": "content_block_delta", "index": c.block, "delta": map[string]any{"type": "input_json_delta", "partial_json": tc.Function.Arguments}})...)
 			}
-		}
-		if choice.FinishReason != "" {
-			c.stop = stopOfFinish[choice.FinishReason]
 		}
 	}
 	if out != nil {
