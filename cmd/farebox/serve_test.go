@@ -301,24 +301,33 @@ func TestDemo(t *testing.T) {
 	if b := c.must(t, "GET", "/api/v1/customers/demo/balance", "", "", 200); b["available"] != "3000" {
 		t.Fatalf("demo balance %v (want 2000 of the plan and 1000 promo)", b)
 	}
-	chat := func() string {
-		req, _ := http.NewRequest("POST", s.url+"/v1/chat/completions", strings.NewReader(`{"model":"gpt-4o-mini","messages":[{"role":"user","content":"Hello"}]}`))
+	// gpt-4o-mini is served on chat, Responses and Messages.
+	call := func(path, body string) string {
+		req, _ := http.NewRequest("POST", s.url+path, strings.NewReader(body))
 		req.Header.Set("Authorization", "Bearer "+key)
 		req.Header.Set("Content-Type", "application/json")
 		resp, err := c.http.Do(req)
 		if err != nil {
 			t.Fatal(err)
 		}
-		body, _ := io.ReadAll(resp.Body)
+		answer, _ := io.ReadAll(resp.Body)
 		resp.Body.Close()
-		if resp.StatusCode != 200 || !strings.Contains(string(body), `"cost":"`) {
-			t.Fatalf("demo chat: %d %s", resp.StatusCode, body)
+		if resp.StatusCode != 200 || !strings.Contains(string(answer), `"cost":"`) {
+			t.Fatalf("demo %s: %d %s", path, resp.StatusCode, answer)
 		}
 		return resp.Header.Get("X-Farebox-Cost")
 	}
-	cost, err := fb.ParseAmount(chat())
-	if err != nil || cost <= 0 {
-		t.Fatalf("cost %v %v", cost, err)
+	var cost fb.Amount
+	for _, r := range [][2]string{
+		{"/v1/chat/completions", `{"model":"gpt-4o-mini","messages":[{"role":"user","content":"Hello"}]}`},
+		{"/v1/responses", `{"model":"gpt-4o-mini","input":"Hello"}`},
+		{"/v1/messages", `{"model":"gpt-4o-mini","max_tokens":100,"messages":[{"role":"user","content":"Hello"}]}`},
+	} {
+		c, err := fb.ParseAmount(call(r[0], r[1]))
+		if err != nil || c <= 0 {
+			t.Fatalf("%s: cost %v %v", r[0], c, err)
+		}
+		cost += c
 	}
 	s.stop(t)
 	// Seeding again changes nothing: same key, no second grant.

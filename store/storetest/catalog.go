@@ -188,7 +188,7 @@ func testEventsAndUsage(t *testing.T, s fb.Store) {
 	usage := []*fb.Usage{
 		{ID: "e1", Source: "video", Customer: "acme", Model: "sora-1", At: t0, Quantities: fb.Quantities{VideoMicros: 12_000_000}, Credits: amt("6")},
 		{ID: "e2", Source: "video", Customer: "acme", Model: "gpt-4o", Provider: "openai", Plan: "pro", At: day2, Quantities: fb.Quantities{InputTokens: 1000, OutputTokens: 500}, Credits: amt("0.75"), CostUSD: 7500, RevenueUSD: 5000, Uncollected: amt("0.25")},
-		{ID: "e3", Source: "video", Customer: "beta", Model: "gpt-4o", Provider: "openai", Product: fb.ProductLease, Plan: "free", At: day2, Quantities: fb.Quantities{InputTokens: 10}, Credits: amt("0.0025"), CostUSD: 25, RevenueUSD: 20},
+		{ID: "e3", Source: "video", Customer: "beta", Model: "gpt-4o", Provider: "openai", Product: fb.ProductLease, Plan: "free", At: day2, Quantities: fb.Quantities{InputTokens: 10, CacheWriteTokens: 40}, Credits: amt("0.0025"), CostUSD: 25, RevenueUSD: 20},
 	}
 	write := func(c string, u *fb.Usage) error {
 		return s.Write(ctx, func(tx fb.WriteTx) error {
@@ -249,22 +249,22 @@ func testEventsAndUsage(t *testing.T, s fb.Store) {
 		}
 	}
 	check(fb.UsageFilter{GroupBy: "model"},
-		`{"key":"gpt-4o","requests":2,"input_tokens":1010,"output_tokens":500,"credits":"0.7525","cost_usd":"0.007525"}`+"\n"+
+		`{"key":"gpt-4o","requests":2,"input_tokens":1010,"output_tokens":500,"cache_write_tokens":40,"credits":"0.7525","cost_usd":"0.007525"}`+"\n"+
 			`{"key":"sora-1","requests":1,"video_us":12000000,"credits":"6","cost_usd":"0"}`+"\n")
 	check(fb.UsageFilter{GroupBy: "day", Customer: "acme"},
 		`{"key":"2026-11-01","requests":1,"video_us":12000000,"credits":"6","cost_usd":"0"}`+"\n"+
 			`{"key":"2026-11-02","requests":1,"input_tokens":1000,"output_tokens":500,"credits":"0.75","cost_usd":"0.0075"}`+"\n")
 	check(fb.UsageFilter{GroupBy: "customer", From: day2, To: day2.Add(time.Second)},
 		`{"key":"acme","requests":1,"input_tokens":1000,"output_tokens":500,"credits":"0.75","cost_usd":"0.0075"}`+"\n"+
-			`{"key":"beta","requests":1,"input_tokens":10,"credits":"0.0025","cost_usd":"0.000025"}`+"\n")
+			`{"key":"beta","requests":1,"input_tokens":10,"cache_write_tokens":40,"credits":"0.0025","cost_usd":"0.000025"}`+"\n")
 	check(fb.UsageFilter{GroupBy: "provider", To: day2},
 		`{"key":"","requests":1,"video_us":12000000,"credits":"6","cost_usd":"0"}`+"\n")
 	check(fb.UsageFilter{GroupBy: fb.GroupProduct},
 		`{"key":"inference","requests":2,"input_tokens":1000,"output_tokens":500,"video_us":12000000,"credits":"6.75","cost_usd":"0.0075"}`+"\n"+
-			`{"key":"lease","requests":1,"input_tokens":10,"credits":"0.0025","cost_usd":"0.000025"}`+"\n")
+			`{"key":"lease","requests":1,"input_tokens":10,"cache_write_tokens":40,"credits":"0.0025","cost_usd":"0.000025"}`+"\n")
 	check(fb.UsageFilter{GroupBy: fb.GroupPlan},
 		`{"key":"","requests":1,"video_us":12000000,"credits":"6","cost_usd":"0"}`+"\n"+
-			`{"key":"free","requests":1,"input_tokens":10,"credits":"0.0025","cost_usd":"0.000025"}`+"\n"+
+			`{"key":"free","requests":1,"input_tokens":10,"cache_write_tokens":40,"credits":"0.0025","cost_usd":"0.000025"}`+"\n"+
 			`{"key":"pro","requests":1,"input_tokens":1000,"output_tokens":500,"credits":"0.75","cost_usd":"0.0075"}`+"\n")
 	if _, err := s.Usage(ctx, fb.UsageFilter{GroupBy: "colour"}); fb.ErrorType(err) != fb.EInvalid {
 		t.Fatalf("bad group_by: %v", err)
