@@ -146,9 +146,7 @@ func (q *request) parseBlocks(param string, c json.RawMessage, message bool) err
 				q.remote = bp + ".source.url"
 			}
 		case b.Type == "document":
-			if q.unbounded == "" {
-				q.unbounded = bp
-			}
+			first(&q.unbounded, bp)
 		case b.Type == "tool_result":
 			if err := q.parseBlocks(bp+".content", b.Content, true); err != nil {
 				return err

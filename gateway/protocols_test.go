@@ -180,71 +180,7 @@ func TestWorstCaseHoldsEveryProtocolShape(t *testing.T) {
 		t.Run(strings.TrimPrefix(c.path, "/v1/"), func(t *testing.T) {
 			lim := pricing.Limits{Image: pricing.MaxImageTokens, ContextWindow: 128_000}
 			u := &greedy{limits: lim, toolOverhead: 346}
-			e := greedyProtoEnv(t, u, 64)
-			const workers, each = 8, 40
-			var (
-				mu        sync.Mutex
-				announced fb.Amount
-				granted   fb.Amount
-				statuses  = map[int]int{}
-			)
-			keys := make([]string, workers)
-			rng0 := rand.New(rand.NewPCG(3, 4))
-			for w := range workers {
-				credits := []string{"0.05", "5", "300", "3000", "30000"}[rng0.IntN(5)]
-				keys[w], _ = e.customer(fmt.Sprintf("c%d", w), credits, nil)
-				granted += mustAmount(t, credits)
-			}
-			var wg sync.WaitGroup
-			for w := range workers {
-				wg.Go(func() {
-					rng := rand.New(rand.NewPCG(uint64(w), 7))
-					for range each {
-						body, bad := c.shape(rng)
-						a := e.do("POST", c.path, keys[w], body)
-						mu.Lock()
-						statuses[a.status]++
-						mu.Unlock()
-						switch {
-						case bad && a.status != 400:
-							t.Errorf("a part that cannot be bounded was not refused: %d %s for %s", a.status, a.raw, body)
-						case a.status == 200:
-							cost := a.header.Get("X-Farebox-Cost")
-							if cost == "" {
-								cost = a.trailer.Get("X-Farebox-Cost")
-							}
-							mu.Lock()
-							announced += mustAmount(t, cost)
-							mu.Unlock()
-						case a.status != 400 && a.status != 402:
-							t.Errorf("status %d: %s", a.status, a.raw)
-						}
-					}
-				})
-			}
-			wg.Wait()
-			var charged, left fb.Amount
-			for w := range workers {
-				acct := e.account(fmt.Sprintf("c%d", w))
-				if acct.Uncollected != 0 || acct.Debt != 0 || ledger.Held(acct) != 0 {
-					t.Errorf("c%d: uncollected %s, debt %s, held %s; want all 0", w, acct.Uncollected, acct.Debt, ledger.Held(acct))
-				}
-				charged += acct.Charged
-				left += ledger.Available(acct, time.Now())
-			}
-			if st := e.gw.Stats(); st.OverCaptures != 0 {
-				t.Errorf("%d requests cost more than their holds (by %s)", st.OverCaptures, st.OverCaptureCredits)
-			}
-			if charged != announced || charged+left != granted {
-				t.Errorf("charged %s, announced %s; charged + left %s, granted %s", charged, announced, charged+left, granted)
-			}
-			if statuses[200] < workers*each/5 {
-				t.Errorf("only %d of %d requests served: the property was hardly tried (%v)", statuses[200], workers*each, statuses)
-			}
-			t.Logf("statuses %v; charged %s of %s", statuses, charged, granted)
-			if rep, err := ledger.Verify(context.Background(), e.store); err != nil || len(rep.Problems) > 0 {
-				t.Fatalf("verify: %v %v", err, rep.Problems)
-			}
+			holdsEveryShape(t, greedyProtoEnv(t, u, 64), c.path, c.shape, 40, 3)
 		})
 	}
 }

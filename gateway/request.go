@@ -184,6 +184,14 @@ func parseChat(body []byte, _ http.Header) (*request, error) {
 	return q, nil
 }
 
+// first sets *dst to v unless it names a part already: a request's
+// refusal names the first part of a kind.
+func first(dst *string, v string) {
+	if *dst == "" {
+		*dst = v
+	}
+}
+
 // parseContent reads the content of message i: a string, null, or an
 // array of parts, each of a type the gateway can bound.
 func (q *request) parseContent(i int, c json.RawMessage) error {
@@ -206,9 +214,7 @@ func (q *request) parseContent(i int, c json.RawMessage) error {
 				return err
 			}
 		case partFile:
-			if q.unbounded == "" {
-				q.unbounded = param
-			}
+			first(&q.unbounded, param)
 		default:
 			return fb.Invalid(param+".type", "content part type %q cannot be billed safely here; the gateway takes %s", p.Type, partTypeList)
 		}
@@ -226,7 +232,14 @@ func (q *request) parseImage(param string, raw json.RawMessage) error {
 			return fb.Invalid(param, "image_url must be an object such as {\"url\": \"https://…\", \"detail\": \"low\"}")
 		}
 	}
-	switch img.Detail {
+	return q.image(param, img.Detail, img.URL, ".url")
+}
+
+// image counts an image part of detail at param, held at its model's most
+// for the detail (auto, or none, as high); a URL that is not data: (and
+// not "", a provider's own file) is one a deployment would fetch.
+func (q *request) image(param, detail, url, urlField string) error {
+	switch detail {
 	case "low":
 		q.images[0]++
 	case "", "auto", "high":
@@ -234,8 +247,8 @@ func (q *request) parseImage(param string, raw json.RawMessage) error {
 	default:
 		return fb.Invalid(param+".detail", "detail must be low, high or auto")
 	}
-	if !strings.HasPrefix(img.URL, "data:") && q.remote == "" {
-		q.remote = param + ".url"
+	if url != "" && !strings.HasPrefix(url, "data:") && q.remote == "" {
+		q.remote = param + urlField
 	}
 	return nil
 }

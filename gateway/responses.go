@@ -123,9 +123,7 @@ func (q *request) parseItems(in json.RawMessage) error {
 				q.state = param
 			}
 		case "item_reference":
-			if q.state == "" {
-				q.state = param
-			}
+			first(&q.state, param)
 		default:
 			return fb.Invalid(param+".type", "input item type %q cannot be billed safely here; the gateway takes %s", it.Type, responsesItemList)
 		}
@@ -151,23 +149,12 @@ func (q *request) parseResponsesContent(param string, c json.RawMessage) error {
 		switch p.Type {
 		case "input_text", "output_text", "refusal":
 		case "input_image":
-			switch p.Detail {
-			case "low":
-				q.images[0]++
-			case "", "auto", "high":
-				q.images[1]++
-			default:
-				return fb.Invalid(pp+".detail", "detail must be low, high or auto")
-			}
-			// An image by file_id is the provider's own; a URL other
-			// than data: is fetched.
-			if p.ImageURL != "" && !bytes.HasPrefix([]byte(p.ImageURL), []byte("data:")) && q.remote == "" {
-				q.remote = pp + ".image_url"
+			// An image by file_id is the provider's own.
+			if err := q.image(pp, p.Detail, p.ImageURL, ".image_url"); err != nil {
+				return err
 			}
 		case "input_file":
-			if q.unbounded == "" {
-				q.unbounded = pp
-			}
+			first(&q.unbounded, pp)
 		default:
 			return fb.Invalid(pp+".type", "content part type %q cannot be billed safely here; the gateway takes %s", p.Type, responsesPartList)
 		}

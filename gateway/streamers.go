@@ -317,7 +317,12 @@ type messagesEvent struct {
 	} `json:"delta"`
 }
 
+// tokens is the output a content_block_delta delivers; 0 for any other
+// event.
 func (d *messagesEvent) tokens() int64 {
+	if d.Type != "content_block_delta" {
+		return 0
+	}
 	return pricing.CountTokens(d.Delta.Text) + pricing.CountTokens(d.Delta.PartialJSON) + pricing.CountTokens(d.Delta.Thinking)
 }
 
@@ -348,11 +353,7 @@ func (c *messagesStream) event(name, data []byte, room int64) upEvent {
 		e.done = true
 		return e
 	}
-	var n int64
-	if ev.Type == "content_block_delta" {
-		n = ev.tokens()
-	}
-	if e.held(n, room) {
+	if e.held(ev.tokens(), room) {
 		return e
 	}
 	switch ev.Type {
@@ -449,11 +450,7 @@ func (c *messagesToChatStream) event(_, data []byte, room int64) upEvent {
 			e.usage = &q
 		}
 	}
-	var n int64
-	if ev.Type == "content_block_delta" {
-		n = ev.tokens()
-	}
-	if e.held(n, room) {
+	if e.held(ev.tokens(), room) {
 		return e
 	}
 	switch ev.Type {

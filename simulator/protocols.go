@@ -301,17 +301,7 @@ func (s *Simulator) responses(w http.ResponseWriter, r *http.Request, body []byt
 			"content": []any{map[string]any{"type": "output_text", "text": t, "annotations": []any{}}}}
 	}
 	if !req.Stream {
-		switch f {
-		case faultDisconnect:
-			panic(http.ErrAbortHandler)
-		case faultMalformed:
-			s.writeMalformed(w, r)
-			return
-		}
-		if s.sleep(r.Context(), s.TTFT) != nil {
-			return
-		}
-		writeJSON(w, http.StatusOK, response(status, []any{message("completed", text)}, usage))
+		s.whole(w, r, f, response(status, []any{message("completed", text)}, usage))
 		return
 	}
 	ctx := r.Context()
@@ -355,6 +345,22 @@ func (s *Simulator) responses(w http.ResponseWriter, r *http.Request, body []byt
 		ev("response.content_part.done", map[string]any{"item_id": msgID, "output_index": 0, "content_index": 0, "part": part}) &&
 		ev("response.output_item.done", map[string]any{"output_index": 0, "item": message("completed", text)}) &&
 		ev("response."+status, map[string]any{"response": response(status, []any{message("completed", text)}, usage)})
+}
+
+// whole answers v in one piece after TTFT, or the fault f asks for
+// instead (a connection cut, a body that is not JSON).
+func (s *Simulator) whole(w http.ResponseWriter, r *http.Request, f fault, v any) {
+	switch f {
+	case faultDisconnect:
+		panic(http.ErrAbortHandler)
+	case faultMalformed:
+		s.writeMalformed(w, r)
+		return
+	}
+	if s.sleep(r.Context(), s.TTFT) != nil {
+		return
+	}
+	writeJSON(w, http.StatusOK, v)
 }
 
 // gap is the pause between streamed tokens.
@@ -481,21 +487,11 @@ func (s *Simulator) messages(w http.ResponseWriter, r *http.Request, body []byte
 			"stop_reason": st, "stop_sequence": nil, "usage": u}
 	}
 	if !req.Stream {
-		switch f {
-		case faultDisconnect:
-			panic(http.ErrAbortHandler)
-		case faultMalformed:
-			s.writeMalformed(w, r)
-			return
-		}
-		if s.sleep(r.Context(), s.TTFT) != nil {
-			return
-		}
 		m := message(content, stop, usage)
 		if f == faultNoUsage {
 			delete(m, "usage")
 		}
-		writeJSON(w, http.StatusOK, m)
+		s.whole(w, r, f, m)
 		return
 	}
 	ctx := r.Context()
