@@ -22,7 +22,7 @@ func (c *Catalog) UsageRows(ctx context.Context, f fb.UsageList) ([]fb.Usage, er
 	}
 	q := `SELECT id, source, customer, model, provider, at, input_tokens, output_tokens, cached_input_tokens, reasoning_tokens,
 		images, audio_us, video_us, gpu_us, requests, credits, cost_usd, key_id, deployment, latency_us, ttft_us, status,
-		revenue_usd, uncollected, product, plan FROM usage_rows WHERE customer = ?`
+		revenue_usd, uncollected, product, plan, cache_write_tokens FROM usage_rows WHERE customer = ?`
 	args := []any{f.Customer}
 	if !f.BeforeAt.IsZero() {
 		at := codec.Nanos(f.BeforeAt)
@@ -43,7 +43,7 @@ func (c *Catalog) UsageRows(ctx context.Context, f fb.UsageList) ([]fb.Usage, er
 		q := &u.Quantities
 		if err := rows.Scan(&u.ID, &u.Source, &u.Customer, &u.Model, &u.Provider, &at, &q.InputTokens, &q.OutputTokens,
 			&q.CachedInputTokens, &q.ReasoningTokens, &q.Images, &q.AudioMicros, &q.VideoMicros, &q.GPUMicros, &q.Requests,
-			&credits, &cost, &u.KeyID, &u.Deployment, &lat, &ttft, &u.Status, &rev, &unc, &u.Product, &u.Plan); err != nil {
+			&credits, &cost, &u.KeyID, &u.Deployment, &lat, &ttft, &u.Status, &rev, &unc, &u.Product, &u.Plan, &q.CacheWriteTokens); err != nil {
 			return nil, err
 		}
 		u.At = codec.FromNanos(at)

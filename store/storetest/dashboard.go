@@ -10,7 +10,7 @@ import (
 )
 
 // testDashboardReads: a customer's usage rows page newest first (ties on
-// time by id) and never show another customer's; the latest usage per
+// time by id), every quantity kept, and never show another customer's; the latest usage per
 // customer; customers found by id prefix or name, paged; the journal's
 // last sequence number.
 func testDashboardReads(t *testing.T, s fb.Store) {
@@ -28,7 +28,7 @@ func testDashboardReads(t *testing.T, s fb.Store) {
 	var rows []*fb.Usage
 	for i := range 5 {
 		rows = append(rows, &fb.Usage{ID: fmt.Sprintf("r%d", i), Source: "gateway", Customer: "acme", Model: "gpt-4o", Provider: "openai",
-			At: t0.Add(time.Duration(i/2) * time.Minute), Quantities: fb.Quantities{InputTokens: int64(i), Requests: 1}, Credits: amt("0.5"),
+			At: t0.Add(time.Duration(i/2) * time.Minute), Quantities: fb.Quantities{InputTokens: int64(i), CacheWriteTokens: 7 * int64(i), Requests: 1}, Credits: amt("0.5"),
 			CostUSD: 10, RevenueUSD: 20, KeyID: "key_1", Deployment: "d1", Latency: 1500 * time.Microsecond, TTFT: time.Millisecond, Status: "ok"})
 	}
 	rows = append(rows, &fb.Usage{ID: "b0", Source: "gateway", Customer: "beta", Model: "gpt-4o", At: t0.Add(time.Hour), Credits: 1})
@@ -48,7 +48,7 @@ func testDashboardReads(t *testing.T, s fb.Store) {
 		t.Fatalf("first page = %s, want r4 r3", got)
 	}
 	u := page[1]
-	if u.Customer != "acme" || u.Model != "gpt-4o" || u.Provider != "openai" || u.InputTokens != 3 || u.Credits != amt("0.5") ||
+	if u.Customer != "acme" || u.Model != "gpt-4o" || u.Provider != "openai" || u.Quantities != rows[3].Quantities || u.Credits != amt("0.5") ||
 		u.CostUSD != 10 || u.RevenueUSD != 20 || u.KeyID != "key_1" || u.Deployment != "d1" || u.Latency != 1500*time.Microsecond ||
 		u.TTFT != time.Millisecond || u.Status != "ok" || !u.At.Equal(t0.Add(time.Minute)) {
 		t.Fatalf("row r3 read back as %+v", u)
