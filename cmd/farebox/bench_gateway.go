@@ -30,8 +30,9 @@ import (
 )
 
 // benchGateway measures requests per second and latency of chat
-// completions, non-stream and stream, at several concurrency levels, in
-// the same run for three targets: the simulator directly, a bare
+// completions (and, with --protocols, Responses and Messages requests),
+// non-stream and stream, at several concurrency levels, in the same run
+// for three targets: the simulator directly, a bare
 // httputil.ReverseProxy in front of it (no auth, no billing: the floor any
 // gateway stands on), and Farebox (key, plan, hold, forward, count, settle,
 // usage row, all durable in SQLite).
@@ -45,6 +46,7 @@ func benchGateway(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	customers := fs.Int("customers", 64, "customers (each with a key) the requests are spread over")
 	only := fs.String("targets", "direct,proxy,farebox", "targets measured, comma-separated (for profiling one)")
 	modes := fs.String("modes", "non-stream,stream", "modes measured, comma-separated")
+	protos := fs.String("protocols", "chat", "protocols measured, comma-separated: chat, responses, messages")
 	profile := fs.String("cpuprofile", "", "write a CPU profile of the whole run (every target) to this file")
 	if err := parseFlags(fs, args); err != nil {
 		return err
@@ -67,6 +69,14 @@ func benchGateway(ctx context.Context, args []string, stdout, stderr io.Writer) 
 			return &exitError{2, fmt.Errorf("--concurrency %q: want positive integers such as 1,16,64", *levels)}
 		}
 		conc = append(conc, n)
+	}
+	var protocols []benchProtocol
+	for _, name := range strings.Split(*protos, ",") {
+		p, ok := benchProtocols[strings.TrimSpace(name)]
+		if !ok {
+			return &exitError{2, fmt.Errorf("--protocols %q: want chat, responses or messages, comma-separated", *protos)}
+		}
+		protocols = append(protocols, p)
 	}
 	if *rounds < 1 || *tokens < 1 || *customers < 1 {
 		return &exitError{2, fmt.Errorf("--rounds, --tokens and --customers must be positive")}
@@ -134,49 +144,53 @@ func benchGateway(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		runtime.GOMAXPROCS(0), *tokens, *dur, *rounds, *customers)
 	fmt.Fprintln(stdout, "Farebox: key lookup, plan, hold of the worst case, forward, count, capture, usage row; SQLite WAL synchronous=FULL.")
 	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "mode\tconc\ttarget\treq/s\tp50\tp99\tadded p50\tvs proxy\terrors\t")
+	fmt.Fprintln(tw, "protocol\tmode\tconc\ttarget\treq/s\tp50\tp99\tadded p50\tvs proxy\terrors\t")
 	for _, mode := range strings.Split(*modes, ",") {
-		stream := mode == "stream"
-		if !stream && mode != "non-stream" {
+		if mode != "stream" && mode != "non-stream" {
 			return &exitError{2, fmt.Errorf("--modes %q: want non-stream, stream or both", *modes)}
 		}
-		for _, c := range conc {
-			type target struct {
-				name, url string
-				keys      []string
-			}
-			var targets []target
-			for _, tg := range []target{{"direct", simURL, nil}, {"bare proxy", proxyURL, nil}, {"farebox", fbURL, secrets}} {
-				if strings.Contains(","+*only+",", ","+strings.Fields(tg.name)[len(strings.Fields(tg.name))-1]+",") {
-					targets = append(targets, tg)
+	}
+	for _, proto := range protocols {
+		for _, mode := range strings.Split(*modes, ",") {
+			stream := mode == "stream"
+			for _, c := range conc {
+				type target struct {
+					name, url string
+					keys      []string
 				}
-			}
-			results := make([][]loadResult, len(targets))
-			for range *rounds {
-				for i, tg := range targets {
-					r := runLoad(ctx, tg.url, tg.keys, c, *dur, *tokens, stream)
-					results[i] = append(results[i], r)
-					if tg.name == "farebox" {
-						answered += r.answered
+				var targets []target
+				for _, tg := range []target{{"direct", simURL, nil}, {"bare proxy", proxyURL, nil}, {"farebox", fbURL, secrets}} {
+					if strings.Contains(","+*only+",", ","+strings.Fields(tg.name)[len(strings.Fields(tg.name))-1]+",") {
+						targets = append(targets, tg)
 					}
 				}
-			}
-			med := make([]loadResult, len(targets))
-			for i := range targets {
-				med[i] = medianResult(results[i])
-			}
-			for i, tg := range targets {
-				m := med[i]
-				added, vs := "", ""
-				if i > 0 && targets[0].name == "direct" {
-					added = fmtMS(m.p50 - med[0].p50)
+				results := make([][]loadResult, len(targets))
+				for range *rounds {
+					for i, tg := range targets {
+						r := runLoad(ctx, tg.url, tg.keys, proto, c, *dur, *tokens, stream)
+						results[i] = append(results[i], r)
+						if tg.name == "farebox" {
+							answered += r.answered
+						}
+					}
 				}
-				if tg.name == "farebox" && i > 0 && targets[i-1].name == "bare proxy" {
-					vs = fmt.Sprintf("%.0f%%, %s p50", 100*m.rps/med[i-1].rps, fmtMS(m.p50-med[i-1].p50))
+				med := make([]loadResult, len(targets))
+				for i := range targets {
+					med[i] = medianResult(results[i])
 				}
-				fmt.Fprintf(tw, "%s\t%d\t%s\t%.0f\t%s\t%s\t%s\t%s\t%d\t\n", mode, c, tg.name, m.rps, fmtMS(m.p50), fmtMS(m.p99), added, vs, m.errors)
+				for i, tg := range targets {
+					m := med[i]
+					added, vs := "", ""
+					if i > 0 && targets[0].name == "direct" {
+						added = fmtMS(m.p50 - med[0].p50)
+					}
+					if tg.name == "farebox" && i > 0 && targets[i-1].name == "bare proxy" {
+						vs = fmt.Sprintf("%.0f%%, %s p50", 100*m.rps/med[i-1].rps, fmtMS(m.p50-med[i-1].p50))
+					}
+					fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%.0f\t%s\t%s\t%s\t%s\t%d\t\n", proto.name, mode, c, tg.name, m.rps, fmtMS(m.p50), fmtMS(m.p99), added, vs, m.errors)
+				}
+				fmt.Fprintf(stderr, "  %s %s at concurrency %d measured\n", proto.name, mode, c)
 			}
-			fmt.Fprintf(stderr, "  %s at concurrency %d measured\n", mode, c)
 		}
 	}
 	tw.Flush() // one table, aligned as a whole
@@ -185,9 +199,12 @@ func benchGateway(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	// What Farebox's own /metrics counted meanwhile.
 	rec := httptest.NewRecorder()
 	a.Handler.ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
-	counted := sumMetric(rec.Body.String(), "farebox_http_requests_total{", `route="POST /v1/chat/completions"`)
+	var counted int64
+	for _, p := range protocols {
+		counted += sumMetric(rec.Body.String(), "farebox_http_requests_total{", `route="POST `+p.path+`"`)
+	}
 	batches := sumMetric(rec.Body.String(), "farebox_ledger_commit_duration_seconds_count", "")
-	fmt.Fprintf(stdout, "metrics: %d chat completions counted by /metrics (the bench got %d answers); %d batches in the commit histogram (the engine committed %d)\n",
+	fmt.Fprintf(stdout, "metrics: %d gateway requests counted by /metrics (the bench got %d answers); %d batches in the commit histogram (the engine committed %d)\n",
 		counted, answered, batches, st.Batches)
 	rep, err := ledger.Verify(ctx, store)
 	if err != nil {
@@ -223,13 +240,28 @@ type loadResult struct {
 	answered int64 // requests that got an answer (whatever its status)
 }
 
-// runLoad sends chat completions from c workers for d and measures each
-// until its last byte.
-func runLoad(ctx context.Context, base string, keys []string, c int, d time.Duration, tokens int, stream bool) loadResult {
+// benchProtocol is a protocol the bench sends: its route, a request of
+// one user turn (a cap of 256 tokens), and the line its stream ends with.
+type benchProtocol struct {
+	name, path, body, end string
+}
+
+var benchProtocols = map[string]benchProtocol{
+	"chat": {"chat", "/v1/chat/completions",
+		`{"model":"gpt-4o-mini","messages":[{"role":"user","content":"Write one sentence about the sea."}],"max_tokens":256`, "data: [DONE]"},
+	"responses": {"responses", "/v1/responses",
+		`{"model":"gpt-4o-mini","input":"Write one sentence about the sea.","max_output_tokens":256`, "event: response.completed"},
+	"messages": {"messages", "/v1/messages",
+		`{"model":"gpt-4o-mini","messages":[{"role":"user","content":"Write one sentence about the sea."}],"max_tokens":256`, "event: message_stop"},
+}
+
+// runLoad sends requests of protocol p from c workers for d and measures
+// each until its last byte.
+func runLoad(ctx context.Context, base string, keys []string, p benchProtocol, c int, d time.Duration, tokens int, stream bool) loadResult {
 	tr := &http.Transport{MaxIdleConns: c * 2, MaxIdleConnsPerHost: c * 2, DisableCompression: true}
 	defer tr.CloseIdleConnections()
 	client := &http.Client{Transport: tr}
-	body := `{"model":"gpt-4o-mini","messages":[{"role":"user","content":"Write one sentence about the sea."}],"max_tokens":256`
+	body := p.body
 	if stream {
 		body += `,"stream":true`
 	}
@@ -249,7 +281,7 @@ func runLoad(ctx context.Context, base string, keys []string, c int, d time.Dura
 			defer wg.Done()
 			var mine []time.Duration
 			for i := 0; time.Now().Before(cutoff); i++ {
-				req, _ := http.NewRequestWithContext(ctx, http.MethodPost, base+"/v1/chat/completions", strings.NewReader(body))
+				req, _ := http.NewRequestWithContext(ctx, http.MethodPost, base+p.path, strings.NewReader(body))
 				req.Header.Set("Content-Type", "application/json")
 				req.Header.Set(simulator.TokensHeader, fmt.Sprint(tokens))
 				if keys != nil {
@@ -264,7 +296,7 @@ func runLoad(ctx context.Context, base string, keys []string, c int, d time.Dura
 				answered.Add(1)
 				ok := resp.StatusCode == http.StatusOK
 				if stream {
-					ok = drainSSE(resp.Body) && ok
+					ok = drainSSE(resp.Body, p.end) && ok
 				} else {
 					_, err = io.Copy(io.Discard, resp.Body)
 					ok = ok && err == nil
@@ -291,14 +323,14 @@ func runLoad(ctx context.Context, base string, keys []string, c int, d time.Dura
 	return r
 }
 
-// drainSSE reads a stream to its end and reports whether it ended with
-// [DONE].
-func drainSSE(r io.Reader) bool {
+// drainSSE reads a stream to its end and reports whether it had its
+// protocol's last line, end.
+func drainSSE(r io.Reader, end string) bool {
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
 	done := false
 	for sc.Scan() {
-		if sc.Text() == "data: [DONE]" {
+		if sc.Text() == end {
 			done = true
 		}
 	}

@@ -753,8 +753,8 @@ func TestBenchGatewayAndReportSmoke(t *testing.T) {
 		args []string
 		want []string
 	}{
-		{[]string{"gateway", "--duration", "100ms", "--rounds", "1", "--concurrency", "2", "--customers", "4"},
-			[]string{"bare proxy", "farebox", "vs proxy", "stream", "ledger verified after the bench"}},
+		{[]string{"gateway", "--duration", "100ms", "--rounds", "1", "--concurrency", "2", "--customers", "4", "--protocols", "chat,responses,messages"},
+			[]string{"bare proxy", "farebox", "vs proxy", "stream", "responses", "messages", "ledger verified after the bench"}},
 		{[]string{"report", "--rows", "3000", "--customers", "20", "--days", "3", "--runs", "1"},
 			[]string{"3000 rows written", "customer", "provider", "baseline (raw rows)"}},
 		{[]string{"ui", "--rows", "3000", "--customers", "20", "--days", "3", "--runs", "2"},
@@ -769,20 +769,20 @@ func TestBenchGatewayAndReportSmoke(t *testing.T) {
 				t.Fatalf("bench %s output lacks %q:\n%s", c.args[0], w, out.String())
 			}
 		}
-		// Farebox served requests in each mode. (The errors column is
+		// Farebox served requests in each protocol and mode. (The errors column is
 		// not asserted: under a loaded CI machine the baseline reverse
 		// proxy has been seen to lose one stream to a closed upstream
 		// connection; the bench reports such errors, the gateway's own
 		// tests assert its behaviour.)
 		for _, line := range strings.Split(out.String(), "\n") {
 			f := strings.Fields(line)
-			if len(f) > 3 && (f[0] == "non-stream" || f[0] == "stream") && f[2] == "farebox" && (f[3] == "0" || f[3] == "NaN") {
+			if len(f) > 4 && (f[1] == "non-stream" || f[1] == "stream") && f[3] == "farebox" && (f[4] == "0" || f[4] == "NaN") {
 				t.Errorf("farebox served nothing: %q", line)
 			}
 			// /metrics, scraped after the runs, counted every request the
 			// bench got an answer to, and every batch the engine committed.
 			var counted, answered, batches, committed int64
-			if n, _ := fmt.Sscanf(line, "metrics: %d chat completions counted by /metrics (the bench got %d answers); %d batches in the commit histogram (the engine committed %d)",
+			if n, _ := fmt.Sscanf(line, "metrics: %d gateway requests counted by /metrics (the bench got %d answers); %d batches in the commit histogram (the engine committed %d)",
 				&counted, &answered, &batches, &committed); n == 4 && (counted != answered || batches != committed || answered == 0) {
 				t.Errorf("metrics disagree with the bench: %q", line)
 			}
