@@ -2,7 +2,6 @@ package gateway
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net/http"
 	"strings"
@@ -236,16 +235,9 @@ func anthropicErrorJSON(err error) []byte {
 }
 
 // writeAnthropicError answers err in Anthropic's error shape, with the
-// status and headers Farebox's own error table gives it.
+// status, headers and log line Farebox's own error table gives it.
 func (g *Gateway) writeAnthropicError(w http.ResponseWriter, r *http.Request, err error) {
-	var fe *fb.Error
-	if !errors.As(err, &fe) {
-		g.log.ErrorContext(r.Context(), "internal error", "method", r.Method, "path", r.URL.Path, "request_id", w.Header().Get("X-Request-Id"), "err", err)
-	}
-	status := httpx.Status(err)
-	if status == http.StatusTooManyRequests && w.Header().Get("Retry-After") == "" {
-		w.Header().Set("Retry-After", "1")
-	}
+	status := httpx.Prepare(w, r, g.log, err)
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
 	w.Write(append(anthropicErrorJSON(err), '\n'))

@@ -194,3 +194,21 @@ func TestProtocolRules(t *testing.T) {
 		}
 	})
 }
+
+// TestMessagesErrorsAsChat: an error on /v1/messages has the status and
+// headers it has on chat, in Anthropic's shape: a store that does not
+// answer is 503 with Retry-After on both (overloaded_error on Messages).
+func TestMessagesErrorsAsChat(t *testing.T) {
+	var ds *downStore
+	e := newEnvSim(t, envOptions{wrap: func(s fb.Store) fb.Store { ds = &downStore{Store: s}; return ds }})
+	key, _ := e.customer("acme", "10", nil)
+	ds.down.Store(true)
+	chat := e.do("POST", "/v1/chat/completions", key, chatBody(false, false, ""))
+	msg := e.do("POST", "/v1/messages", key, `{"model":"gpt-4o-mini","max_tokens":20,"messages":[{"role":"user","content":"Hello"}]}`)
+	if chat.status != 503 || chat.header.Get("Retry-After") == "" {
+		t.Fatalf("chat: %d Retry-After %q: %s", chat.status, chat.header.Get("Retry-After"), chat.raw)
+	}
+	if msg.status != 503 || msg.header.Get("Retry-After") != chat.header.Get("Retry-After") || msg.get("type") != "error" || msg.get("error", "type") != "overloaded_error" {
+		t.Errorf("messages: %d Retry-After %q: %s; want 503, Retry-After %q, overloaded_error", msg.status, msg.header.Get("Retry-After"), msg.raw, chat.header.Get("Retry-After"))
+	}
+}

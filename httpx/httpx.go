@@ -122,6 +122,15 @@ func ErrorJSON(err error) []byte {
 // WriteError answers err with its status and body. An error that is not a
 // *farebox.Error is logged with its cause and the request's id.
 func WriteError(w http.ResponseWriter, r *http.Request, log *slog.Logger, err error) {
+	WriteJSON(w, Prepare(w, r, log, err), BodyOf(err))
+}
+
+// Prepare does for err what WriteError does but write the body: it logs
+// err as WriteError would and sets the headers its status takes
+// (WWW-Authenticate, Retry-After), and returns the status. It is for a
+// route answering errors in another shape (Anthropic's), with the same
+// statuses, headers and logs.
+func Prepare(w http.ResponseWriter, r *http.Request, log *slog.Logger, err error) int {
 	var fe *fb.Error
 	switch {
 	case errors.As(err, &fe) || log == nil:
@@ -139,7 +148,7 @@ func WriteError(w http.ResponseWriter, r *http.Request, log *slog.Logger, err er
 			w.Header().Set("Retry-After", strconv.Itoa(1))
 		}
 	}
-	WriteJSON(w, status, BodyOf(err))
+	return status
 }
 
 // WriteJSON answers v as JSON with status.
