@@ -9,8 +9,10 @@ import (
 	"net/http/cookiejar"
 	"net/http/httptest"
 	"net/url"
+	"os"
 	"regexp"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -31,30 +33,71 @@ var t0 = time.Date(2026, 11, 29, 0, 0, 0, 0, time.UTC)
 // lease pre-empted by a reserved one, beta's on-demand lease ended by a
 // refused hold, acme's a100 lease ended on request and a reserved one
 // still to come; acme also holds credit through the API.
+//
+// The tests share one env, built once (each billing step is a durable
+// commit: seconds under the race detector): each reads it, and one adds
+// leases of its own customer (delta) on a pool of its own (bulk), which
+// the others leave out of what they compare.
 type env struct {
 	t                *testing.T
 	url              string
 	app              *app.App
+	srv              *httptest.Server
+	dir              string
 	clock            *fakeclock.Clock
 	acmeKey, betaKey string
 	ids              map[string]string // the scenario's leases by name
 }
 
+var shared struct {
+	once   sync.Once
+	e      *env
+	failed bool
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if e := shared.e; e != nil {
+		e.srv.Close()
+		e.app.Close()
+		os.RemoveAll(e.dir)
+	}
+	os.Exit(code)
+}
+
+// newEnv is the shared env, given to t.
 func newEnv(t *testing.T) *env {
 	t.Helper()
-	clock := fakeclock.New(t0)
-	a, err := app.New(context.Background(), app.Config{DataDir: t.TempDir(), AdminToken: adminToken, Clock: clock,
-		Deployments: []*routing.Deployment{{Name: "gpu/llama", Provider: "gpu", Type: routing.TypeOpenAI, Model: "llama", Upstream: "llama",
-			BaseURL: "http://127.0.0.1:1/v1", GPUs: 4, TokensPerSecond: 2000}}})
+	shared.once.Do(func() {
+		shared.failed = true // until build returns: a t.Fatal in it leaves it so
+		shared.e = build(t)
+		shared.failed = false
+	})
+	if shared.failed {
+		t.Fatal("the scenario could not be built: see the first test's failure")
+	}
+	e := *shared.e
+	e.t = t
+	return &e
+}
+
+func build(t *testing.T) *env {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "farebox-leasing-ui-")
 	if err != nil {
 		t.Fatal(err)
 	}
+	clock := fakeclock.New(t0)
+	a, err := app.New(context.Background(), app.Config{DataDir: dir, AdminToken: adminToken, Clock: clock,
+		Deployments: []*routing.Deployment{{Name: "gpu/llama", Provider: "gpu", Type: routing.TypeOpenAI, Model: "llama", Upstream: "llama",
+			BaseURL: "http://127.0.0.1:1/v1", GPUs: 4, TokensPerSecond: 2000}}})
+	if err != nil {
+		os.RemoveAll(dir)
+		t.Fatal(err)
+	}
 	hs := httptest.NewServer(a.Handler)
-	t.Cleanup(func() {
-		hs.Close()
-		a.Close()
-	})
-	e := &env{t: t, url: hs.URL, app: a, clock: clock, ids: map[string]string{}}
+	e := &env{t: t, url: hs.URL, app: a, srv: hs, dir: dir, clock: clock, ids: map[string]string{}}
+	shared.e = e // closed by TestMain, built or not
 	e.api("POST", "/api/v1/pools", `{"id": "h100-eu", "gpu_type": "H100", "region": "eu", "gpus": 16, "cost_usd_per_gpu_hour": "1.9",
 		"reserved_for_inference": 4, "deployments": ["gpu/llama"], "prices": {"on_demand": "250", "reserved": "190", "spot": "120"}}`, 201)
 	e.api("POST", "/api/v1/pools", `{"id": "a100-us", "gpu_type": "A100", "region": "us", "gpus": 8, "cost_usd_per_gpu_hour": "1.1",
@@ -87,14 +130,20 @@ func newEnv(t *testing.T) *env {
 			Quantities: fb.Quantities{InputTokens: 3_000_000, OutputTokens: 600_000}, Credits: 2 * fb.Micro, CostUSD: 150_000}}); err != nil {
 		t.Fatal(err)
 	}
-	// The billing job, every 5 minutes for 50 hours; acme's a100 lease
-	// ends on request after 26.
-	for d := 5 * time.Minute; d <= 50*time.Hour; d += 5 * time.Minute {
+	// The billing job at the instants it has work for 50 hours: 5 minutes
+	// before each hour (the next hour's holds) and on it (captures,
+	// starts, ends); acme's a100 lease ends on request at +26h30m.
+	tick := func(d time.Duration) {
 		clock.Set(t0.Add(d))
 		if _, err := a.Compute.Tick(context.Background()); err != nil {
 			t.Fatalf("tick at +%s: %v", d, err)
 		}
-		if d == 26*time.Hour+30*time.Minute {
+	}
+	for h := time.Hour; h <= 50*time.Hour; h += time.Hour {
+		tick(h - 5*time.Minute)
+		tick(h)
+		if h == 26*time.Hour {
+			clock.Set(t0.Add(h + 30*time.Minute))
 			e.api("POST", "/api/v1/leases/"+e.ids["acme-od"]+"/end", "", 200)
 		}
 	}
