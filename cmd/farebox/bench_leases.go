@@ -14,6 +14,7 @@ import (
 	"runtime"
 	"runtime/pprof"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"text/tabwriter"
@@ -32,8 +33,9 @@ import (
 // the instant that lacks GPUs) and its first hold taken in the same
 // durable transaction, by concurrent callers. Batched (admissions
 // group-committed with the ledger's ops) against the baseline of one
-// admission per transaction, from the same run; then the admitted leases
-// are checked: no instant of the year is overbooked.
+// admission per transaction, from the same run, each on a fresh database,
+// in interleaved rounds (the median round is reported); after each run
+// the admitted leases are checked: no instant of the year is overbooked.
 func benchLeases(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("bench leases", flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -46,8 +48,12 @@ func benchLeases(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	batchModes := fs.String("batching", "both", "on, off or both (off is the one-admission-per-transaction baseline)")
 	seed := fs.Uint64("seed", 1, "the requests' random seed")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the runs to this file")
+	rounds := fs.Int("rounds", 3, "runs of each configuration, interleaved; the median is reported")
 	if err := parseFlags(fs, args); err != nil {
 		return err
+	}
+	if *rounds < 1 || *n < 1 || *callers < 1 || *customers < 1 || *gpus < 1 {
+		return &exitError{2, fmt.Errorf("--rounds, --leases, --callers, --customers and --gpus must be positive")}
 	}
 	if *cpuProfile != "" {
 		f, err := os.Create(*cpuProfile)
@@ -70,8 +76,8 @@ func benchLeases(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	}
 	now := time.Now().UTC().Truncate(time.Hour).Add(time.Hour)
 	reqs := leaseRequests(*n, *seed, now)
-	fmt.Fprintf(stdout, "farebox bench leases: %s, GOMAXPROCS=%d, %d lease requests over a year on a %d-GPU pool, %d callers, %d tenants\n",
-		dbName, runtime.GOMAXPROCS(0), *n, *gpus, *callers, *customers)
+	fmt.Fprintf(stdout, "farebox bench leases: %s, GOMAXPROCS=%d, %d lease requests over a year on a %d-GPU pool, %d callers, %d tenants, median of %d interleaved rounds\n",
+		dbName, runtime.GOMAXPROCS(0), *n, *gpus, *callers, *customers, *rounds)
 
 	type run struct {
 		batching, http bool
@@ -83,36 +89,28 @@ func benchLeases(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	if !*skipHTTP && slices.Contains(modes, true) {
 		runs = append(runs, run{true, true})
 	}
+	results := make([][]leaseRun, len(runs))
+	for round := range *rounds {
+		for i, r := range runs {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			res, err := leaseRound(ctx, r.batching, r.http, *dbURL, reqs, *gpus, *callers, *customers)
+			if err != nil {
+				return err
+			}
+			if res.overbooked > 0 || res.errors > 0 {
+				return fmt.Errorf("round %d, batching %v, HTTP %v: %d instants overbooked, %d errors", round+1, r.batching, r.http, res.overbooked, res.errors)
+			}
+			results[i] = append(results[i], res)
+		}
+		fmt.Fprintf(stderr, "  round %d of %d measured\n", round+1, *rounds)
+	}
 	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "batching\tvia\tadmissions/s\tp50\tp99\tadmitted\tno capacity\terrors\tops/commit\toverbooked\t")
+	fmt.Fprintln(tw, "batching\tvia\tadmissions/s\tp50\tp99\tadmitted\tno capacity\terrors\tops/commit\toverbooked\trounds (admissions/s)\t")
 	rates := map[bool]float64{}
-	for _, r := range runs {
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
-		dir, err := os.MkdirTemp("", "farebox-bench-")
-		if err != nil {
-			return err
-		}
-		db := *dbURL
-		if db == "" {
-			db = "sqlite://" + filepath.Join(dir, "bench.db")
-		}
-		maxBatch := 4096
-		if !r.batching {
-			maxBatch = 1
-		}
-		a, err := app.New(ctx, app.Config{DB: db, DataDir: dir, AdminToken: benchToken, Engine: func(c *ledger.Config) { c.MaxBatch = maxBatch }})
-		if err != nil {
-			os.RemoveAll(dir)
-			return err
-		}
-		res, err := runLeases(ctx, a, reqs, *gpus, *callers, *customers, r.http)
-		a.Close()
-		os.RemoveAll(dir)
-		if err != nil {
-			return err
-		}
+	for i, r := range runs {
+		m, all := medianLeaseRun(results[i])
 		on, via := "on", "in-process"
 		if !r.batching {
 			on = "off"
@@ -120,20 +118,61 @@ func benchLeases(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		if r.http {
 			via = "HTTP"
 		} else {
-			rates[r.batching] = res.perSec
+			rates[r.batching] = m.perSec
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%.0f\t%s\t%s\t%d\t%d\t%d\t%.1f\t%d\t\n", on, via, res.perSec, fmtDur(res.p50), fmtDur(res.p99),
-			res.admitted, res.refused, res.errors, res.perCommit, res.overbooked)
-		if res.overbooked > 0 || res.errors > 0 {
-			tw.Flush()
-			return fmt.Errorf("%d instants overbooked, %d errors", res.overbooked, res.errors)
-		}
+		fmt.Fprintf(tw, "%s\t%s\t%.0f\t%s\t%s\t%d\t%d\t%d\t%.1f\t%d\t%s\t\n", on, via, m.perSec, fmtDur(m.p50), fmtDur(m.p99),
+			m.admitted, m.refused, m.errors, m.perCommit, m.overbooked, all)
 	}
 	tw.Flush()
 	if on, off := rates[true], rates[false]; on > 0 && off > 0 {
 		fmt.Fprintf(stdout, "\nbatching on vs off (baseline), in-process: %.1fx\n", on/off)
 	}
 	return nil
+}
+
+// leaseRound is one run of the requests on a fresh database (a temporary
+// SQLite file), or on a pool and tenants of its own in the database at
+// dbURL.
+func leaseRound(ctx context.Context, batching, overHTTP bool, dbURL string, reqs []compute.Booking, gpus int64, callers, customers int) (leaseRun, error) {
+	dir, err := os.MkdirTemp("", "farebox-bench-")
+	if err != nil {
+		return leaseRun{}, err
+	}
+	defer os.RemoveAll(dir)
+	db := dbURL
+	if db == "" {
+		db = "sqlite://" + filepath.Join(dir, "bench.db")
+	}
+	maxBatch := 4096
+	if !batching {
+		maxBatch = 1
+	}
+	a, err := app.New(ctx, app.Config{DB: db, DataDir: dir, AdminToken: benchToken, Engine: func(c *ledger.Config) { c.MaxBatch = maxBatch }})
+	if err != nil {
+		return leaseRun{}, err
+	}
+	defer a.Close()
+	return runLeases(ctx, a, reqs, gpus, callers, customers, overHTTP)
+}
+
+// medianLeaseRun is the run of median admissions per second, and every
+// run's rate in order.
+func medianLeaseRun(rs []leaseRun) (leaseRun, string) {
+	var all []string
+	for _, r := range rs {
+		all = append(all, fmt.Sprintf("%.0f", r.perSec))
+	}
+	sorted := slices.Clone(rs)
+	slices.SortFunc(sorted, func(a, b leaseRun) int {
+		switch {
+		case a.perSec < b.perSec:
+			return -1
+		case a.perSec > b.perSec:
+			return 1
+		}
+		return 0
+	})
+	return sorted[len(sorted)/2], strings.Join(all, " ")
 }
 
 // leaseRequests are n bookings over the year from start: reserved for an
@@ -143,7 +182,7 @@ func leaseRequests(n int, seed uint64, start time.Time) []compute.Booking {
 	rng := rand.New(rand.NewPCG(seed, 0x6c65617365))
 	out := make([]compute.Booking, n)
 	for i := range out {
-		b := compute.Booking{Pool: "bench", GPUs: 1 + rng.Int64N(16), Class: fb.ClassReserved}
+		b := compute.Booking{GPUs: 1 + rng.Int64N(16), Class: fb.ClassReserved}
 		maxLen := 14 * 24
 		switch r := rng.IntN(10); {
 		case r >= 9:
@@ -167,7 +206,8 @@ type leaseRun struct {
 
 func runLeases(ctx context.Context, a *app.App, reqs []compute.Booking, gpus int64, callers, customers int, overHTTP bool) (leaseRun, error) {
 	var out leaseRun
-	if _, _, err := a.Compute.CreatePool(ctx, &fb.Pool{ID: "bench", GPUType: "H100", Region: "bench", GPUs: gpus, CostUSDPerGPUHour: 1_900_000,
+	pool := "bench-" + ids.Secret(6)
+	if _, _, err := a.Compute.CreatePool(ctx, &fb.Pool{ID: pool, GPUType: "H100", Region: "bench", GPUs: gpus, CostUSDPerGPUHour: 1_900_000,
 		Prices: []fb.PoolPrices{{OnDemand: 250 * fb.Micro, Reserved: 190 * fb.Micro, Spot: 120 * fb.Micro}}}); err != nil {
 		return out, err
 	}
@@ -202,7 +242,7 @@ func runLeases(ctx context.Context, a *app.App, reqs []compute.Booking, gpus int
 					return
 				}
 				b := reqs[i]
-				b.Customer, b.Key = custs[i%len(custs)], fmt.Sprintf("bench-%d", i)
+				b.Pool, b.Customer, b.Key = pool, custs[i%len(custs)], fmt.Sprintf("%s-%d", pool, i)
 				t := time.Now()
 				err := book(ctx, b)
 				lats[c] = append(lats[c], time.Since(t))
@@ -238,16 +278,16 @@ func runLeases(ctx context.Context, a *app.App, reqs []compute.Booking, gpus int
 	if b := after.Batches - before.Batches; b > 0 {
 		out.perCommit = float64(after.Ops-before.Ops) / float64(b)
 	}
-	out.overbooked, err = overbooked(ctx, a, gpus)
+	out.overbooked, err = overbooked(ctx, a, pool, gpus)
 	return out, err
 }
 
 // overbooked counts the instants at which the stored leases of the bench
 // pool, recounted from scratch, need more GPUs than it has.
-func overbooked(ctx context.Context, a *app.App, gpus int64) (int, error) {
+func overbooked(ctx context.Context, a *app.App, pool string, gpus int64) (int, error) {
 	var changes []compute.Change
 	for after := ""; ; {
-		page, err := a.Store.Leases(ctx, fb.LeaseFilter{Pool: "bench", After: after, Limit: 1000})
+		page, err := a.Store.Leases(ctx, fb.LeaseFilter{Pool: pool, After: after, Limit: 1000})
 		if err != nil {
 			return 0, err
 		}

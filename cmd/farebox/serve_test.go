@@ -757,6 +757,8 @@ func TestBenchGatewayAndReportSmoke(t *testing.T) {
 			[]string{"bare proxy", "farebox", "vs proxy", "stream", "responses", "messages", "ledger verified after the bench"}},
 		{[]string{"report", "--rows", "3000", "--customers", "20", "--days", "3", "--runs", "1"},
 			[]string{"3000 rows written", "customer", "provider", "baseline (raw rows)"}},
+		{[]string{"leases", "--leases", "400", "--customers", "20", "--callers", "8", "--rounds", "2"},
+			[]string{"median of 2 interleaved rounds", "admissions/s", "in-process", "HTTP", "batching on vs off (baseline)"}},
 		{[]string{"ui", "--rows", "3000", "--customers", "20", "--days", "3", "--runs", "2"},
 			[]string{"3000 rows written", "/ui/account", "/ui/admin/customers/cus-0000", "/ui/admin/system", "baseline"}},
 	} {
