@@ -17,6 +17,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"text/tabwriter"
 	"time"
 
@@ -107,7 +108,7 @@ func benchLeases(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		fmt.Fprintf(stderr, "  round %d of %d measured\n", round+1, *rounds)
 	}
 	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "batching\tvia\tadmissions/s\tp50\tp99\tadmitted\tno capacity\terrors\tops/commit\toverbooked\trounds (admissions/s)\t")
+	fmt.Fprintln(tw, "batching\tvia\tadmissions/s\tp50\tp99\tCPU/admission\tadmitted\tno capacity\terrors\tops/commit\toverbooked\trounds (admissions/s)\t")
 	rates := map[bool]float64{}
 	for i, r := range runs {
 		m, all := medianLeaseRun(results[i])
@@ -120,7 +121,7 @@ func benchLeases(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		} else {
 			rates[r.batching] = m.perSec
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%.0f\t%s\t%s\t%d\t%d\t%d\t%.1f\t%d\t%s\t\n", on, via, m.perSec, fmtDur(m.p50), fmtDur(m.p99),
+		fmt.Fprintf(tw, "%s\t%s\t%.0f\t%s\t%s\t%s\t%d\t%d\t%d\t%.1f\t%d\t%s\t\n", on, via, m.perSec, fmtDur(m.p50), fmtDur(m.p99), fmtDur(m.cpu),
 			m.admitted, m.refused, m.errors, m.perCommit, m.overbooked, all)
 	}
 	tw.Flush()
@@ -200,8 +201,18 @@ func leaseRequests(n int, seed uint64, start time.Time) []compute.Booking {
 type leaseRun struct {
 	perSec, perCommit         float64
 	p50, p99                  time.Duration
+	cpu                       time.Duration // the process's CPU time (user and system) per request
 	admitted, refused, errors int64
 	overbooked                int
+}
+
+// cpuTime is the process's CPU time so far, user and system.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 func runLeases(ctx context.Context, a *app.App, reqs []compute.Booking, gpus int64, callers, customers int, overHTTP bool) (leaseRun, error) {
@@ -231,7 +242,7 @@ func runLeases(ctx context.Context, a *app.App, reqs []compute.Booking, gpus int
 	lats := make([][]time.Duration, callers)
 	var admitted, refused, errs atomic.Int64
 	var wg sync.WaitGroup
-	start := time.Now()
+	cpu0, start := cpuTime(), time.Now()
 	for c := range callers {
 		wg.Add(1)
 		go func() {
@@ -260,7 +271,7 @@ func runLeases(ctx context.Context, a *app.App, reqs []compute.Booking, gpus int
 		}()
 	}
 	wg.Wait()
-	elapsed := time.Since(start)
+	elapsed, cpu := time.Since(start), cpuTime()-cpu0
 	after := a.Engine.Stats()
 	var all []time.Duration
 	for _, l := range lats {
@@ -273,7 +284,7 @@ func runLeases(ctx context.Context, a *app.App, reqs []compute.Booking, gpus int
 		}
 		return all[min(int(p*float64(len(all))), len(all)-1)]
 	}
-	out = leaseRun{perSec: float64(len(all)) / elapsed.Seconds(), p50: pct(0.5), p99: pct(0.99),
+	out = leaseRun{perSec: float64(len(all)) / elapsed.Seconds(), p50: pct(0.5), p99: pct(0.99), cpu: cpu / time.Duration(max(len(all), 1)),
 		admitted: admitted.Load(), refused: refused.Load(), errors: errs.Load()}
 	if b := after.Batches - before.Batches; b > 0 {
 		out.perCommit = float64(after.Ops-before.Ops) / float64(b)
