@@ -738,8 +738,10 @@ func (e *Engine) apply(ctx context.Context, tx fb.WriteTx, batch []*request, acc
 		a := accts[op.Customer]
 		if !advanced[op.Customer] {
 			advanced[op.Customer] = true
+			before := Unspent(a, now)
 			if res, changed := Advance(a, now, t); changed {
-				entries = append(entries, &fb.JournalEntry{Op: fb.Op{Kind: fb.OpExpire, Customer: a.Customer, At: now}, Result: res})
+				entries = append(entries, &fb.JournalEntry{Op: fb.Op{Kind: fb.OpExpire, Customer: a.Customer, At: now}, Result: res,
+					Before: before, After: Unspent(a, now)})
 				dirty[op.Customer] = true
 			}
 		}
@@ -770,6 +772,7 @@ func (e *Engine) apply(ctx context.Context, tx fb.WriteTx, batch []*request, acc
 				continue
 			}
 		}
+		before := Unspent(a, op.At)
 		res, err := Apply(a, op, t)
 		if ct != nil {
 			if cerr := ct.After(ctx, op, &res, err); cerr != nil {
@@ -784,7 +787,7 @@ func (e *Engine) apply(ctx context.Context, tx fb.WriteTx, batch []*request, acc
 			r.outErr = err
 			continue
 		}
-		entry := &fb.JournalEntry{Op: *op, Fingerprint: fp, Result: res}
+		entry := &fb.JournalEntry{Op: *op, Fingerprint: fp, Result: res, Before: before, After: Unspent(a, op.At)}
 		res.Balance = Available(a, op.At)
 		r.out = res
 		entries = append(entries, entry)

@@ -25,6 +25,7 @@ type AccountState struct {
 	Granted           int64         `json:"g,omitempty"`
 	Charged           int64         `json:"c,omitempty"`
 	Expired           int64         `json:"e,omitempty"`
+	ClawedBack        int64         `json:"cb,omitempty"`
 	Lots              []LotState    `json:"lots,omitempty"`
 	Holds             []HoldState   `json:"holds,omitempty"`
 	Budgets           []BudgetState `json:"budgets,omitempty"`
@@ -54,6 +55,8 @@ type LotState struct {
 	CreatedAt   int64  `json:"ca"`
 	RolloverMax int64  `json:"rm,omitempty"`
 	RollUntil   int64  `json:"ru,omitempty"`
+	ClawedBack  int64  `json:"cb,omitempty"`
+	Refunded    int64  `json:"rf,omitempty"`
 }
 
 // AllocState is the stored form of a hold's allocation on a lot.
@@ -85,6 +88,7 @@ func EncodeAccount(a *fb.Account) ([]byte, error) {
 	st := AccountState{
 		OverdraftLimit: int64(a.OverdraftLimit), Debt: int64(a.Debt), OverdraftReserved: int64(a.OverdraftReserved),
 		Uncollected: int64(a.Uncollected), Granted: int64(a.Granted), Charged: int64(a.Charged), Expired: int64(a.Expired),
+		ClawedBack: int64(a.ClawedBack),
 		Lots: make([]LotState, 0, len(a.Lots)), Holds: make([]HoldState, 0, len(a.Holds)),
 	}
 	for _, l := range a.Lots {
@@ -114,6 +118,7 @@ func DecodeAccount(customer string, b []byte) (*fb.Account, error) {
 	a := fb.NewAccount(customer)
 	a.OverdraftLimit, a.Debt, a.OverdraftReserved = fb.Amount(st.OverdraftLimit), fb.Amount(st.Debt), fb.Amount(st.OverdraftReserved)
 	a.Uncollected, a.Granted, a.Charged, a.Expired = fb.Amount(st.Uncollected), fb.Amount(st.Granted), fb.Amount(st.Charged), fb.Amount(st.Expired)
+	a.ClawedBack = fb.Amount(st.ClawedBack)
 	a.Lots = make([]*fb.Lot, 0, len(st.Lots))
 	for i := range st.Lots {
 		a.Lots = append(a.Lots, LotFromState(customer, &st.Lots[i]))
@@ -135,6 +140,7 @@ func LotToState(l *fb.Lot) LotState {
 		Held: int64(l.Held), Consumed: int64(l.Consumed), Expired: int64(l.Expired), EffectiveAt: Nanos(l.EffectiveAt),
 		ExpiresAt: Nanos(l.ExpiresAt), PaidUSD: int64(l.PaidUSD), CreatedAt: Nanos(l.CreatedAt),
 		RolloverMax: int64(l.RolloverMax), RollUntil: Nanos(l.RolloverUntil),
+		ClawedBack: int64(l.ClawedBack), Refunded: int64(l.Refunded),
 	}
 }
 
@@ -145,6 +151,7 @@ func LotFromState(customer string, s *LotState) *fb.Lot {
 		Remaining: fb.Amount(s.Remaining), Held: fb.Amount(s.Held), Consumed: fb.Amount(s.Consumed), Expired: fb.Amount(s.Expired),
 		EffectiveAt: FromNanos(s.EffectiveAt), ExpiresAt: FromNanos(s.ExpiresAt), PaidUSD: fb.USD(s.PaidUSD), CreatedAt: FromNanos(s.CreatedAt),
 		RolloverMax: fb.Amount(s.RolloverMax), RolloverUntil: FromNanos(s.RollUntil),
+		ClawedBack: fb.Amount(s.ClawedBack), Refunded: fb.Amount(s.Refunded),
 	}
 }
 
