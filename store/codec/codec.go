@@ -89,7 +89,7 @@ func EncodeAccount(a *fb.Account) ([]byte, error) {
 		OverdraftLimit: int64(a.OverdraftLimit), Debt: int64(a.Debt), OverdraftReserved: int64(a.OverdraftReserved),
 		Uncollected: int64(a.Uncollected), Granted: int64(a.Granted), Charged: int64(a.Charged), Expired: int64(a.Expired),
 		ClawedBack: int64(a.ClawedBack),
-		Lots: make([]LotState, 0, len(a.Lots)), Holds: make([]HoldState, 0, len(a.Holds)),
+		Lots:       make([]LotState, 0, len(a.Lots)), Holds: make([]HoldState, 0, len(a.Holds)),
 	}
 	for _, l := range a.Lots {
 		st.Lots = append(st.Lots, LotToState(l))
@@ -233,7 +233,7 @@ func Marshal(v any) ([]byte, error) { return json.Marshal(v) }
 
 // UsageColumns lists the columns of a usage row, in the order UsageValues
 // gives their values.
-const UsageColumns = "id, source, customer, model, provider, at, day, input_tokens, output_tokens, cached_input_tokens, reasoning_tokens, images, audio_us, video_us, gpu_us, requests, credits, cost_usd, key_id, deployment, latency_us, ttft_us, status, revenue_usd, uncollected, product, plan, cache_write_tokens"
+const UsageColumns = "id, source, customer, model, provider, at, day, input_tokens, output_tokens, cached_input_tokens, reasoning_tokens, images, audio_us, video_us, gpu_us, requests, credits, cost_usd, key_id, deployment, latency_us, ttft_us, status, revenue_usd, uncollected, product, plan, cache_write_tokens, requested_model"
 
 // UsageValues returns a usage row's column values; day is the UTC date of
 // its time, so every engine groups days the same way.
@@ -242,7 +242,7 @@ func UsageValues(u *fb.Usage) []any {
 	return []any{u.ID, u.Source, u.Customer, u.Model, u.Provider, Nanos(u.At), u.At.UTC().Format(time.DateOnly),
 		q.InputTokens, q.OutputTokens, q.CachedInputTokens, q.ReasoningTokens, q.Images, q.AudioMicros, q.VideoMicros, q.GPUMicros, q.Requests,
 		int64(u.Credits), int64(u.CostUSD), u.KeyID, u.Deployment, u.Latency.Microseconds(), u.TTFT.Microseconds(), u.Status,
-		int64(u.RevenueUSD), int64(u.Uncollected), u.Product, u.Plan, q.CacheWriteTokens}
+		int64(u.RevenueUSD), int64(u.Uncollected), u.Product, u.Plan, q.CacheWriteTokens, u.RequestedModel}
 }
 
 // Daily is one row of the daily sums (usage_daily), as an increment.
