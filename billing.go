@@ -33,6 +33,17 @@ type PayerProfile struct {
 	PaymentMethod string `json:"payment_method,omitempty"`
 }
 
+// Idempotency keys of the ledger ops payments make. They start with a
+// control character, which client keys may not hold, so none collides.
+const (
+	// PaymentKeyPrefix + the payment's id keys its grant: a payment
+	// becomes a lot once, however often its webhook comes.
+	PaymentKeyPrefix = "\x1fpayment\x1f"
+	// RefundKeyPrefix + charge + "\x1f" + the refunded total keys a
+	// refund's clawback.
+	RefundKeyPrefix = "\x1frefund\x1f"
+)
+
 // Payment kinds.
 const (
 	PaymentCheckout  = "checkout"
@@ -175,7 +186,8 @@ type Billing interface {
 	PutPayment(ctx context.Context, p Payment) error
 	Payment(ctx context.Context, id string) (Payment, error)
 	// RefundPayment records what a refund of the payment came to (the
-	// refunded total, and what its clawback took and could not).
+	// refunded total, and what its clawback took and could not), once: a
+	// total not above the one recorded changes nothing.
 	RefundPayment(ctx context.Context, id string, refunded USD, clawedBack, unrecovered Amount) error
 
 	// LastTopup is the customer's latest attempt; not_found for none.

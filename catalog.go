@@ -170,7 +170,7 @@ type APIKey struct {
 	// see BudgetRef); RPM, when set, is the key's own requests per minute.
 	Budget       *Amount      `json:"budget,omitempty"`
 	BudgetPeriod BudgetPeriod `json:"budget_period,omitempty"`
-	RPM          int64        `json:"rpm,omitempty"`
+	RPM          int64        `json:"rpm"`
 }
 
 // BudgetRef is the budget the key's requests count against, nil for none.

@@ -147,9 +147,9 @@ type Account struct {
 	Expired           Amount
 	// ClawedBack is credit clawbacks took back from lots.
 	ClawedBack Amount
-	Lots              []*Lot
-	Holds             map[string]*Hold
-	Closed            map[string]*Hold
+	Lots       []*Lot
+	Holds      map[string]*Hold
+	Closed     map[string]*Hold
 	// Budgets are what ops naming a budget took in its current window.
 	Budgets map[string]*BudgetState
 }

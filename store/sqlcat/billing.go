@@ -121,11 +121,12 @@ func (c *Catalog) Payment(ctx context.Context, id string) (fb.Payment, error) {
 	return p, err
 }
 
-// RefundPayment records a refund's outcome: the refunded total only grows,
-// and what its clawback took and could not adds up.
+// RefundPayment records a refund's outcome once: a refund's refunded total
+// is above every earlier one's, so the same refund recorded again (or an
+// older one late) changes nothing.
 func (c *Catalog) RefundPayment(ctx context.Context, id string, refunded fb.USD, clawedBack, unrecovered fb.Amount) error {
-	_, err := c.W.ExecContext(ctx, c.q(`UPDATE payments SET refunded_usd = CASE WHEN refunded_usd > ? THEN refunded_usd ELSE ? END,
-		clawed_back = clawed_back + ?, unrecovered = unrecovered + ? WHERE id = ?`), int64(refunded), int64(refunded), int64(clawedBack), int64(unrecovered), id)
+	_, err := c.W.ExecContext(ctx, c.q(`UPDATE payments SET refunded_usd = ?, clawed_back = clawed_back + ?, unrecovered = unrecovered + ?
+		WHERE id = ? AND refunded_usd < ?`), int64(refunded), int64(clawedBack), int64(unrecovered), id, int64(refunded))
 	return err
 }
 
@@ -196,8 +197,14 @@ func (c *Catalog) UpdateTopup(ctx context.Context, t fb.TopupAttempt, ev *fb.New
 		return err
 	}
 	defer tx.Rollback()
-	if _, err := tx.ExecContext(ctx, c.q(`UPDATE topup_attempts SET status = ?, payment_id = ?, error = ?, updated_at = ?, lease_until = 0 WHERE id = ?`),
-		t.Status, t.PaymentID, t.Error, codec.Nanos(t.UpdatedAt), t.ID); err != nil {
+	// A success (its webhook) is final: a slower "requested" after it
+	// does not undo it.
+	res, err := tx.ExecContext(ctx, c.q(`UPDATE topup_attempts SET status = ?, payment_id = ?, error = ?, updated_at = ?, lease_until = 0 WHERE id = ? AND status <> ?`),
+		t.Status, t.PaymentID, t.Error, codec.Nanos(t.UpdatedAt), t.ID, fb.TopupSucceeded)
+	if err != nil {
+		return err
+	}
+	if n, err := res.RowsAffected(); err != nil || n == 0 {
 		return err
 	}
 	if ev != nil {

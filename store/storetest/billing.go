@@ -63,11 +63,17 @@ func testBilling(t *testing.T, s fb.Store) {
 	if err := s.RefundPayment(ctx, "pi_1", 5*fb.Micro, amt("500"), 0); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.RefundPayment(ctx, "pi_1", 4*fb.Micro, 0, amt("1")); err != nil {
+	// The same refund again, and an older one late: nothing more.
+	for _, usd := range []fb.USD{5 * fb.Micro, 4 * fb.Micro} {
+		if err := s.RefundPayment(ctx, "pi_1", usd, amt("500"), amt("1")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.RefundPayment(ctx, "pi_1", 10*fb.Micro, amt("200"), amt("300")); err != nil {
 		t.Fatal(err)
 	}
 	want := pay
-	want.RefundedUSD, want.ClawedBack, want.Unrecovered = 5*fb.Micro, amt("500"), amt("1")
+	want.RefundedUSD, want.ClawedBack, want.Unrecovered = 10*fb.Micro, amt("700"), amt("300")
 	if got, err := s.Payment(ctx, "pi_1"); err != nil || got != want {
 		t.Fatalf("payment: got %+v %v, want %+v", got, err, want)
 	}
