@@ -359,7 +359,11 @@ func (s *Server) revokeKey(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	httpx.WriteJSON(w, http.StatusOK, k)
+	v, err := s.keyViews(r, k.Customer, []fb.APIKey{k})
+	if err != nil {
+		return err
+	}
+	httpx.WriteJSON(w, http.StatusOK, v[0])
 	return nil
 }
 
