@@ -71,7 +71,9 @@ func (d *Declined) Error() string { return "the payment was declined: " + d.Reas
 // InvalidSignature is a webhook whose signature does not verify.
 type InvalidSignature struct{ Err error }
 
-func (e *InvalidSignature) Error() string { return "the webhook's signature is not valid: " + e.Err.Error() }
+func (e *InvalidSignature) Error() string {
+	return "the webhook's signature is not valid: " + e.Err.Error()
+}
 
 // Event types the service reads; others are answered and ignored.
 const (
