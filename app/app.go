@@ -252,7 +252,7 @@ func New(ctx context.Context, cfg Config) (a *App, err error) {
 	a.Plans = plans.New(a.Store, a.Engine, cfg.Clock, log)
 	a.Meter = metering.New(a.Engine, a.Store, a.Store, now)
 	ncfg := cfg.Notify
-	ncfg.SoleWriter = sole
+	ncfg.SoleWriter, ncfg.Metrics = sole, a.Metrics
 	a.Notify = notify.New(a.Store, cfg.Clock, cfg.NewID, log, ncfg)
 	var provider payments.Provider
 	if cfg.Stripe.SecretKey != "" || cfg.Stripe.WebhookSecret != "" {
@@ -266,7 +266,7 @@ func New(ctx context.Context, cfg Config) (a *App, err error) {
 	if usdPerCredit <= 0 {
 		usdPerCredit = fb.USD(fb.Micro / cfg.CreditsPerUSD)
 	}
-	a.Payments = payments.New(provider, a.Store, a.Engine, a.Notify, cfg.Clock, log, payments.Config{USDPerCredit: usdPerCredit})
+	a.Payments = payments.New(provider, a.Store, a.Engine, a.Notify, cfg.Clock, log, payments.Config{USDPerCredit: usdPerCredit, Metrics: a.Metrics})
 	a.Gateway = gateway.New(gateway.Deps{
 		Catalog: a.Store, Ledger: a.Engine, Cards: a.Store, Router: a.Router, Spool: a.Spool, Metrics: a.Metrics, Alerts: a.Notify,
 		Clock: cfg.Clock, NewID: cfg.NewID, Log: log,

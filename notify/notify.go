@@ -78,7 +78,22 @@ type Config struct {
 	// SoleWriter: this process is the store's only writer, so at start it
 	// ends every lease (no other process can hold one).
 	SoleWriter bool
+	// Metrics is told of events, attempts and top-ups; nil: nobody.
+	Metrics Observer
 }
+
+// Observer is told what the service does (the metrics).
+type Observer interface {
+	ObserveWebhookEvent(typ string, n int)
+	ObserveWebhookAttempt(result string)
+	ObserveTopup(status string)
+}
+
+type noObserver struct{}
+
+func (noObserver) ObserveWebhookEvent(string, int) {}
+func (noObserver) ObserveWebhookAttempt(string)    {}
+func (noObserver) ObserveTopup(string)             {}
 
 // Service follows the journal and delivers the events.
 type Service struct {
@@ -115,6 +130,9 @@ func New(store fb.Store, clock fb.Clock, newID func(string) string, log *slog.Lo
 	}
 	if cfg.Rand == nil {
 		cfg.Rand = rand.Float64
+	}
+	if cfg.Metrics == nil {
+		cfg.Metrics = noObserver{}
 	}
 	return &Service{store: store, clock: clock, log: log, newID: newID, cfg: cfg, seen: map[string]bool{}}
 }
@@ -186,6 +204,12 @@ func (s *Service) Follow(ctx context.Context) (int, error) {
 		}
 		if err != nil {
 			return n, err
+		}
+		for _, e := range events {
+			s.cfg.Metrics.ObserveWebhookEvent(e.Event.Type, 1)
+		}
+		for range topups {
+			s.cfg.Metrics.ObserveTopup("recorded")
 		}
 		n += len(entries)
 		cur = next
@@ -400,6 +424,7 @@ func (s *Service) emitOnce(ctx context.Context, ev fb.WebhookEvent) error {
 	if err := s.store.AddEvents(ctx, []fb.NewEvent{ne}); err != nil {
 		return err
 	}
+	s.cfg.Metrics.ObserveWebhookEvent(ev.Type, 1)
 	s.mu.Lock()
 	if len(s.seen) > 100_000 {
 		clear(s.seen)
@@ -601,6 +626,7 @@ func (s *Service) send(ctx context.Context, ep fb.WebhookEndpoint, d fb.WebhookD
 		a.StatusCode = resp.StatusCode
 		if resp.StatusCode >= 200 && resp.StatusCode < 300 {
 			d.Status, d.DeliveredAt, d.NextAt = fb.DeliverySucceeded, now.UTC(), time.Time{}
+			s.cfg.Metrics.ObserveWebhookAttempt("delivered")
 			return true, s.store.FinishDelivery(ctx, d, a)
 		}
 		a.Error = fmt.Sprintf("HTTP %d", resp.StatusCode)
@@ -612,9 +638,11 @@ func (s *Service) send(ctx context.Context, ep fb.WebhookEndpoint, d fb.WebhookD
 	}
 	if now.Sub(d.CreatedAt) >= s.cfg.RetryFor {
 		d.Status, d.NextAt = fb.DeliveryFailed, time.Time{}
+		s.cfg.Metrics.ObserveWebhookAttempt("given_up")
 		s.log.Warn("a webhook delivery was given up after its retries", "delivery", d.ID, "event", d.Event, "endpoint", ep.ID)
 	} else {
 		d.Status, d.NextAt = fb.DeliveryPending, now.Add(s.backoff(d.Attempts+1))
+		s.cfg.Metrics.ObserveWebhookAttempt("failed")
 	}
 	return false, s.store.FinishDelivery(ctx, d, a)
 }

@@ -139,6 +139,8 @@ type Config struct {
 	// TopupLease is how long a replica has an attempt to itself while it
 	// calls the provider; 1 minute when 0.
 	TopupLease time.Duration
+	// Metrics is told of top-ups requested and failed; nil: nobody.
+	Metrics interface{ ObserveTopup(status string) }
 }
 
 // Service takes payments into the ledger.
@@ -430,6 +432,12 @@ func (s *Service) refunded(ctx context.Context, ch *ChargeEvent) error {
 	return s.store.RefundPayment(ctx, pay.ID, fb.USD(min(ch.AmountRefunded, ch.Amount)*10_000), taken, unrecovered)
 }
 
+func (s *Service) observe(status string) {
+	if s.cfg.Metrics != nil {
+		s.cfg.Metrics.ObserveTopup(status)
+	}
+}
+
 // RunTopups makes the automatic top-ups the journal's follower recorded,
 // every interval until ctx ends.
 func (s *Service) RunTopups(ctx context.Context, every time.Duration) {
@@ -479,6 +487,7 @@ func (s *Service) topup(ctx context.Context, t fb.TopupAttempt) error {
 			return err
 		}
 		s.log.Warn("an automatic top-up failed", "customer", t.Customer, "attempt", t.ID, "reason", reason)
+		s.observe(fb.TopupFailed)
 		return s.store.UpdateTopup(ctx, t, ev)
 	}
 	p, err := s.store.Payer(ctx, t.Customer)
@@ -513,6 +522,7 @@ func (s *Service) topup(ctx context.Context, t fb.TopupAttempt) error {
 		return nil
 	}
 	t.Status, t.PaymentID, t.UpdatedAt = fb.TopupRequested, id, s.clock.Now().UTC()
+	s.observe(fb.TopupRequested)
 	s.log.Info("automatic top-up requested", "customer", t.Customer, "attempt", t.ID, "payment", id, "credits", t.Credits)
 	return s.store.UpdateTopup(ctx, t, nil)
 }

@@ -172,8 +172,16 @@ func (r *Recorder) Hold(on bool) {
 func (r *Recorder) Arrived() <-chan Request { return r.arrived }
 
 // Seen are the requests that arrived; Sent those forwarded to stripe-mock.
-func (r *Recorder) Seen() []Request { r.mu.Lock(); defer r.mu.Unlock(); return append([]Request(nil), r.seen...) }
-func (r *Recorder) Sent() []Request { r.mu.Lock(); defer r.mu.Unlock(); return append([]Request(nil), r.sent...) }
+func (r *Recorder) Seen() []Request {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]Request(nil), r.seen...)
+}
+func (r *Recorder) Sent() []Request {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]Request(nil), r.sent...)
+}
 
 // PaymentIntents counts the PaymentIntents Stripe would have made of reqs:
 // one per idempotency key (Stripe answers a repeated key with the first
