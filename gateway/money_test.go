@@ -140,7 +140,7 @@ func TestThresholdsOncePerCrossing(t *testing.T) {
 	// Spent below the threshold again within the cooldown: no payment.
 	crossAgain := func() {
 		t.Helper()
-		b := ledger.Balance(e.account("acme"), clk.Now())
+		b := ledger.Unspent(e.account("acme"), clk.Now())
 		if _, err := e.engine.Submit(ctx, fb.Op{Kind: fb.OpDebit, Customer: "acme", Amount: b - 90*fb.Micro}); err != nil {
 			t.Fatal(err)
 		}
