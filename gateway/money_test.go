@@ -368,3 +368,28 @@ func (e *env) endpoint(url string, types ...string) string {
 	}
 	return a.get("secret")
 }
+
+// TestKeyRPM: a key's own requests per minute, beside its plan's: past
+// it 429 key_rate_limited with Retry-After; the customer's other key goes
+// on.
+func TestKeyRPM(t *testing.T) {
+	e := newEnv(t, gateway.Config{})
+	other, _ := e.customer("acme", "100", nil)
+	k, secret := keys.Mint("acme", "slow", time.Now(), ids.New)
+	k.RPM = 2
+	if err := e.store.CreateKey(context.Background(), k); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 2 {
+		if a := e.do("POST", "/v1/chat/completions", secret, smallChat); a.status != 200 {
+			t.Fatalf("request %d within the key's rpm: %d %s", i, a.status, a.raw)
+		}
+	}
+	a := e.do("POST", "/v1/chat/completions", secret, smallChat)
+	if a.status != 429 || a.get("error", "code") != "key_rate_limited" || a.header.Get("Retry-After") == "" {
+		t.Fatalf("past the key's rpm: %d %s (Retry-After %q), want 429 key_rate_limited", a.status, a.raw, a.header.Get("Retry-After"))
+	}
+	if a := e.do("POST", "/v1/chat/completions", other, smallChat); a.status != 200 {
+		t.Fatalf("the other key: %d %s", a.status, a.raw)
+	}
+}
