@@ -472,4 +472,8 @@ type JournalEntry struct {
 	// journaled before they were recorded have 0 and 0.
 	Before Amount `json:"balance_before"`
 	After  Amount `json:"balance_after"`
+	// Lapsed is, of an expiry, the credits of subscription lots it moved
+	// to breakage: a renewal replaces them (recorded like Before and
+	// After, not replayed).
+	Lapsed Amount `json:"lapsed,omitempty"`
 }

@@ -705,6 +705,20 @@ func (e *Engine) prepare(ctx context.Context, tx fb.WriteTx, batch []*request) (
 	return accts, missing, nil
 }
 
+// lapsed is what an expiry's result moved to breakage of subscription
+// lots (an allowance at its period's end, which a renewal replaces). The
+// lots it expired are among those it touched (Advance drops them from
+// the account).
+func lapsed(t *Touched, res fb.Result) fb.Amount {
+	var n fb.Amount
+	for _, x := range res.Expired {
+		if l := t.Lots[x.Lot]; l != nil && l.Source == fb.SourceSubscription {
+			n += x.Amount
+		}
+	}
+	return n
+}
+
 // apply runs the state machine over the batch, checks invariants and writes
 // the result. It returns the holds opened and closed.
 func (e *Engine) apply(ctx context.Context, tx fb.WriteTx, batch []*request, accts map[string]*fb.Account, now time.Time, comps *[]CompanionTx) (opened, closed []*fb.Hold, entries []*fb.JournalEntry, err error) {
@@ -741,7 +755,7 @@ func (e *Engine) apply(ctx context.Context, tx fb.WriteTx, batch []*request, acc
 			before := Unspent(a, now)
 			if res, changed := Advance(a, now, t); changed {
 				entries = append(entries, &fb.JournalEntry{Op: fb.Op{Kind: fb.OpExpire, Customer: a.Customer, At: now}, Result: res,
-					Before: before, After: Unspent(a, now)})
+					Before: before, After: Unspent(a, now), Lapsed: lapsed(t, res)})
 				dirty[op.Customer] = true
 			}
 		}

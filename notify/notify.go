@@ -290,10 +290,51 @@ func (b *batch) lastTopup(c string) (*time.Time, error) {
 }
 
 // crossed reports whether an op took the balance from at or above
-// threshold to below it: one entry per crossing, since the engine applies
-// one account's ops one after another.
-func crossed(e *fb.JournalEntry, threshold fb.Amount) bool {
-	return e.Before >= threshold && e.After < threshold
+// threshold to below it (after: the balance it left, see settled): one
+// entry per crossing, since the engine applies one account's ops one
+// after another.
+func crossed(e *fb.JournalEntry, after, threshold fb.Amount) bool {
+	return e.Before >= threshold && after < threshold
+}
+
+// settled is the balance an entry leaves as its thresholds judge it. A
+// subscription's allowance lapsing at its period's end (the entry's
+// Lapsed) is replaced by the next period's, granted by the renewal that
+// follows — in the same commit, or a second later when the expiry sweep
+// came first: that lapse is judged with the allowance to come, so a
+// customer whose plan renews is neither told its balance is low nor
+// charged an automatic top-up at every period's end.
+func (b *batch) settled(e *fb.JournalEntry) (fb.Amount, error) {
+	if e.Op.Kind != fb.OpExpire || e.Lapsed <= 0 {
+		return e.After, nil
+	}
+	renewal, err := b.s.renewal(b.ctx, e)
+	if err != nil {
+		return 0, err
+	}
+	return e.After + renewal, nil
+}
+
+// renewal is the allowance the customer's subscription grants for the
+// period after a lapse: its next plan's when the renewal that moves to it
+// is still to come, else its plan's; 0 without a subscription.
+func (s *Service) renewal(ctx context.Context, e *fb.JournalEntry) (fb.Amount, error) {
+	sub, err := s.store.Subscription(ctx, e.Op.Customer)
+	if fb.ErrorType(err) == fb.ENotFound {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, err
+	}
+	plan := sub.Plan
+	if !e.Op.At.Before(sub.PeriodEnd) && sub.NextPlan != "" {
+		plan = sub.NextPlan
+	}
+	p, err := s.store.Plan(ctx, plan)
+	if fb.ErrorType(err) == fb.ENotFound {
+		return 0, nil
+	}
+	return p.Credits, err
 }
 
 // derive is what a batch of journal entries means: events, and automatic
@@ -321,17 +362,24 @@ func (s *Service) derive(ctx context.Context, entries []*fb.JournalEntry) ([]fb.
 		if err != nil {
 			return nil, nil, err
 		}
-		if th.LowBalance > 0 && crossed(e, th.LowBalance) {
-			add(e, BalanceLow, map[string]any{"balance": max(e.After, 0), "threshold": th.LowBalance, "seq": e.Seq})
-		}
-		if e.Before > 0 && e.After <= 0 {
-			add(e, BalanceDepleted, map[string]any{"balance": max(e.After, 0), "seq": e.Seq})
-		}
 		at, err := b.auto(c)
 		if err != nil {
 			return nil, nil, err
 		}
-		if at != nil && at.Threshold > 0 && crossed(e, at.Threshold) {
+		// The settled balance is read only where a line was crossed.
+		after := e.After
+		if (th.LowBalance > 0 && crossed(e, after, th.LowBalance)) || (e.Before > 0 && after <= 0) || (at != nil && crossed(e, after, at.Threshold)) {
+			if after, err = b.settled(e); err != nil {
+				return nil, nil, err
+			}
+		}
+		if th.LowBalance > 0 && crossed(e, after, th.LowBalance) {
+			add(e, BalanceLow, map[string]any{"balance": max(e.After, 0), "threshold": th.LowBalance, "seq": e.Seq})
+		}
+		if e.Before > 0 && after <= 0 {
+			add(e, BalanceDepleted, map[string]any{"balance": max(e.After, 0), "seq": e.Seq})
+		}
+		if at != nil && at.Threshold > 0 && crossed(e, after, at.Threshold) {
 			last, err := b.lastTopup(c)
 			if err != nil {
 				return nil, nil, err

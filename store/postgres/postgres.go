@@ -376,12 +376,12 @@ func (t *writeTx) AppendJournal(ctx context.Context, entries []*fb.JournalEntry)
 			k := e.Op.Key
 			key = &k
 		}
-		q := `INSERT INTO journal (customer, idem_key, op, fingerprint, result, balance_before, balance_after) VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING seq`
-		args := []any{e.Op.Customer, key, string(op), e.Fingerprint, string(res), int64(e.Before), int64(e.After)}
+		q := `INSERT INTO journal (customer, idem_key, op, fingerprint, result, balance_before, balance_after, lapsed) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING seq`
+		args := []any{e.Op.Customer, key, string(op), e.Fingerprint, string(res), int64(e.Before), int64(e.After), int64(e.Lapsed)}
 		if e.Op.Event != "" {
 			// A second replica recording the same event fails here, on
 			// the primary key, and its whole batch rolls back.
-			q = `WITH j AS (` + q + `), ev AS (INSERT INTO events (event_key, seq) SELECT $8, seq FROM j) SELECT seq FROM j`
+			q = `WITH j AS (` + q + `), ev AS (INSERT INTO events (event_key, seq) SELECT $9, seq FROM j) SELECT seq FROM j`
 			args = append(args, e.Op.Event)
 		}
 		t.batch.Queue(q, args...).QueryRow(func(row pgx.Row) error {
@@ -635,7 +635,7 @@ const xminTxn = `pg_snapshot_xmin(pg_current_snapshot())::text::bigint`
 // seq order, and an entry of a transaction still running could otherwise
 // be committed before one already read.
 func (s *Store) JournalAfter(ctx context.Context, cur fb.JournalCursor, limit int) ([]*fb.JournalEntry, fb.JournalCursor, error) {
-	rows, err := s.pool.Query(ctx, `SELECT txn, seq, op, fingerprint, result, balance_before, balance_after FROM journal
+	rows, err := s.pool.Query(ctx, `SELECT txn, seq, op, fingerprint, result, balance_before, balance_after, lapsed FROM journal
 		WHERE (txn, seq) > ($1, $2) AND txn < `+xminTxn+` ORDER BY txn, seq LIMIT $3`, cur.Txn, cur.Seq, limit)
 	if err != nil {
 		return nil, cur, err
@@ -645,14 +645,14 @@ func (s *Store) JournalAfter(ctx context.Context, cur fb.JournalCursor, limit in
 	for rows.Next() {
 		e := &fb.JournalEntry{}
 		var op, res string
-		var txn, before, after int64
-		if err := rows.Scan(&txn, &e.Seq, &op, &e.Fingerprint, &res, &before, &after); err != nil {
+		var txn, before, after, lapsed int64
+		if err := rows.Scan(&txn, &e.Seq, &op, &e.Fingerprint, &res, &before, &after, &lapsed); err != nil {
 			return nil, cur, err
 		}
 		if err := codec.DecodeEntry(e, op, res); err != nil {
 			return nil, cur, err
 		}
-		e.Before, e.After = fb.Amount(before), fb.Amount(after)
+		e.Before, e.After, e.Lapsed = fb.Amount(before), fb.Amount(after), fb.Amount(lapsed)
 		out = append(out, e)
 		cur = fb.JournalCursor{Txn: txn, Seq: e.Seq}
 	}

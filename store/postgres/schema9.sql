@@ -5,6 +5,9 @@
 -- followers read crossings of thresholds off; 0 for entries before them.
 ALTER TABLE journal ADD COLUMN balance_before bigint NOT NULL DEFAULT 0;
 ALTER TABLE journal ADD COLUMN balance_after  bigint NOT NULL DEFAULT 0;
+-- Of an expiry, the credits of subscription lots it lapsed: the renewal
+-- that follows replaces them, which followers judge its crossings by.
+ALTER TABLE journal ADD COLUMN lapsed         bigint NOT NULL DEFAULT 0;
 
 -- The transaction that wrote each entry: replicas commit out of sequence
 -- order, so followers read entries by (txn, seq), and only those of

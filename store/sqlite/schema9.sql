@@ -5,6 +5,9 @@
 -- followers read crossings of thresholds off; 0 for entries before them.
 ALTER TABLE journal ADD COLUMN balance_before INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE journal ADD COLUMN balance_after  INTEGER NOT NULL DEFAULT 0;
+-- Of an expiry, the credits of subscription lots it lapsed: the renewal
+-- that follows replaces them, which followers judge its crossings by.
+ALTER TABLE journal ADD COLUMN lapsed         INTEGER NOT NULL DEFAULT 0;
 
 -- The model a request asked for, when the plan served it by a cheaper one.
 ALTER TABLE usage_rows ADD COLUMN requested_model TEXT NOT NULL DEFAULT '';

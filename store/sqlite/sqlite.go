@@ -222,7 +222,7 @@ var statements = map[string]string{
 	"expiryOn":    `INSERT INTO lot_expiries (lot, customer, expires_at) VALUES (?,?,?) ON CONFLICT (lot) DO UPDATE SET expires_at = excluded.expires_at`,
 	"expiryOff":   `DELETE FROM lot_expiries WHERE lot = ?`,
 	"upsertHold":  `INSERT INTO holds (id, customer, status, expires_at, hold) VALUES (?,?,?,?,?) ON CONFLICT (id) DO UPDATE SET status = excluded.status, expires_at = excluded.expires_at, hold = excluded.hold`,
-	"journal":     `INSERT INTO journal (customer, idem_key, op, fingerprint, result, balance_before, balance_after) VALUES (?,?,?,?,?,?,?)`,
+	"journal":     `INSERT INTO journal (customer, idem_key, op, fingerprint, result, balance_before, balance_after, lapsed) VALUES (?,?,?,?,?,?,?,?)`,
 	"eventKey":    `SELECT j.seq, j.op, j.fingerprint, j.result FROM events e JOIN journal j ON j.seq = e.seq WHERE e.event_key = ?`,
 	"event":       `INSERT INTO events (event_key, seq) VALUES (?,?)`,
 	"usage":       `INSERT INTO usage_rows (` + codec.UsageColumns + `) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)`,
@@ -427,7 +427,7 @@ func (t *writeTx) AppendJournal(ctx context.Context, entries []*fb.JournalEntry)
 		if e.Op.Key != "" {
 			key = e.Op.Key
 		}
-		r, err := st.ExecContext(ctx, e.Op.Customer, key, string(op), e.Fingerprint, string(res), int64(e.Before), int64(e.After))
+		r, err := st.ExecContext(ctx, e.Op.Customer, key, string(op), e.Fingerprint, string(res), int64(e.Before), int64(e.After), int64(e.Lapsed))
 		if err != nil {
 			if isConstraint(err) {
 				return fmt.Errorf("journal: idempotency key %q of %s recorded twice: %w", e.Op.Key, e.Op.Customer, err)
@@ -702,7 +702,7 @@ func PathFromURL(u string) string {
 // JournalAfter reads committed entries after cur in seq order: the one
 // writer commits in that order, so no later commit comes before them.
 func (s *Store) JournalAfter(ctx context.Context, cur fb.JournalCursor, limit int) ([]*fb.JournalEntry, fb.JournalCursor, error) {
-	rows, err := s.r.QueryContext(ctx, `SELECT seq, op, fingerprint, result, balance_before, balance_after FROM journal WHERE seq > ? ORDER BY seq LIMIT ?`, cur.Seq, limit)
+	rows, err := s.r.QueryContext(ctx, `SELECT seq, op, fingerprint, result, balance_before, balance_after, lapsed FROM journal WHERE seq > ? ORDER BY seq LIMIT ?`, cur.Seq, limit)
 	if err != nil {
 		return nil, cur, err
 	}
@@ -711,14 +711,14 @@ func (s *Store) JournalAfter(ctx context.Context, cur fb.JournalCursor, limit in
 	for rows.Next() {
 		e := &fb.JournalEntry{}
 		var op, res string
-		var before, after int64
-		if err := rows.Scan(&e.Seq, &op, &e.Fingerprint, &res, &before, &after); err != nil {
+		var before, after, lapsed int64
+		if err := rows.Scan(&e.Seq, &op, &e.Fingerprint, &res, &before, &after, &lapsed); err != nil {
 			return nil, cur, err
 		}
 		if err := codec.DecodeEntry(e, op, res); err != nil {
 			return nil, cur, err
 		}
-		e.Before, e.After = fb.Amount(before), fb.Amount(after)
+		e.Before, e.After, e.Lapsed = fb.Amount(before), fb.Amount(after), fb.Amount(lapsed)
 		out = append(out, e)
 		cur.Seq = e.Seq
 	}

@@ -241,8 +241,9 @@ func testBilling(t *testing.T, s fb.Store) {
 	}
 }
 
-// testJournalBalances: the balance before and after each op is stored
-// with its entry and read back by the journal's followers.
+// testJournalBalances: the balance before and after each op, and what an
+// expiry lapsed of subscription lots, are stored with its entry and read
+// back by the journal's followers.
 func testJournalBalances(t *testing.T, s fb.Store) {
 	ctx := context.Background()
 	customer(t, s, "acme")
@@ -253,16 +254,20 @@ func testJournalBalances(t *testing.T, s fb.Store) {
 	err = s.Write(ctx, func(tx fb.WriteTx) error {
 		return tx.AppendJournal(ctx, []*fb.JournalEntry{
 			{Op: fb.Op{Kind: fb.OpDebit, Customer: "acme", At: t0, Amount: 1}, Fingerprint: "d", Before: amt("150"), After: amt("90")},
+			{Op: fb.Op{Kind: fb.OpExpire, Customer: "acme", At: t0}, Before: amt("90"), After: amt("20"), Lapsed: amt("70")},
 		})
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
 	got, _, err := s.JournalAfter(ctx, end, 10)
-	if err != nil || len(got) != 1 {
+	if err != nil || len(got) != 2 {
 		t.Fatalf("journal: %d entries, %v", len(got), err)
 	}
-	if got[0].Before != amt("150") || got[0].After != amt("90") {
-		t.Fatalf("balances %s → %s, want 150 → 90", got[0].Before, got[0].After)
+	if got[0].Before != amt("150") || got[0].After != amt("90") || got[0].Lapsed != 0 {
+		t.Fatalf("balances %s → %s (lapsed %s), want 150 → 90 (0)", got[0].Before, got[0].After, got[0].Lapsed)
+	}
+	if got[1].Before != amt("90") || got[1].After != amt("20") || got[1].Lapsed != amt("70") {
+		t.Fatalf("the expiry's balances %s → %s (lapsed %s), want 90 → 20 (70)", got[1].Before, got[1].After, got[1].Lapsed)
 	}
 }
