@@ -165,7 +165,8 @@ func TestThresholdsOncePerCrossing(t *testing.T) {
 // TestKeyBudgetUnderConcurrency: 500 concurrent requests on a key whose
 // budget pays for about 50: what it spent is at most its budget and
 // exactly what its clients were charged; the requests it refused are 402
-// key_budget_exceeded; the customer's other key is unaffected.
+// key_budget_exceeded; requests one by one then spend it to within one
+// request; the customer's other key is unaffected.
 func TestKeyBudgetUnderConcurrency(t *testing.T) {
 	e := newEnv(t, gateway.Config{})
 	ctx := context.Background()
@@ -200,9 +201,29 @@ func TestKeyBudgetUnderConcurrency(t *testing.T) {
 	}
 	acct := e.account("acme")
 	bs := acct.Budgets["key:"+k.ID]
-	t.Logf("budget %s (%s a request): %d served, %d refused, spent %s", budget, one, ok, refused, spent)
+	t.Logf("budget %s (%s a request): at once %d served, %d refused, spent %s", budget, one, ok, refused, spent)
 	if bs == nil || bs.Spent != spent || spent > budget || ok == 0 || refused == 0 {
 		t.Fatalf("the key's budget spent %v, clients charged %s in %d requests (%d refused); want equal, at most %s", bs, spent, ok, refused, budget)
+	}
+	// At once, each request held its worst case; one after another, the
+	// key spends the rest of its budget, to less than one request's hold.
+	more := 0
+	for {
+		a := e.do("POST", "/v1/chat/completions", secret, smallChat, simulator.TokensHeader, "8")
+		if a.status == 402 {
+			break
+		}
+		if a.status != 200 || more > 100 {
+			t.Fatalf("request %d after the burst: %d %s", more, a.status, a.raw)
+		}
+		c, _ := fb.ParseAmount(a.header.Get("X-Farebox-Cost"))
+		spent += c
+		more++
+	}
+	bs = e.account("acme").Budgets["key:"+k.ID]
+	t.Logf("then %d more one by one: spent %s of %s", more, spent, budget)
+	if bs.Spent != spent || spent > budget || budget-spent > budget/10 {
+		t.Fatalf("after the requests one by one the budget spent %s, clients charged %s; want equal, at most %s and within a request of it", bs.Spent, spent, budget)
 	}
 	// The other key, without a budget, goes on.
 	after := e.do("POST", "/v1/chat/completions", other, smallChat, simulator.TokensHeader, "8")

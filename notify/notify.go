@@ -412,9 +412,8 @@ func (s *Service) derive(ctx context.Context, entries []*fb.JournalEntry) ([]fb.
 				}
 			}
 		}
-		for typ, data := range leaseEvents(e) {
-			add(e, typ, data)
-		}
+		// lease.* events: mapped here from the leasing work's journal
+		// entries once that work is in this build (they are not yet).
 	}
 	// The top-ups are priced by the payment service when it charges them.
 	return events, topups, nil
@@ -426,14 +425,6 @@ const (
 	subscriptionPrefix = "\x1fsubscription"
 	allowancePrefix    = "\x1fsubscription\x1f"
 )
-
-// leaseEvents maps a journal entry of the leasing work (compute) to its
-// lease.* events: lease.started, lease.ended, lease.preempted, each with
-// the lease in its data. The leases' entries are not in this build's
-// journal yet; when they are, this is the one place that reads them.
-func leaseEvents(e *fb.JournalEntry) map[string]map[string]any {
-	return nil
-}
 
 // Prepare is an event with its deliveries, one per endpoint that takes its
 // type, due now.

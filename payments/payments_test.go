@@ -234,3 +234,93 @@ func TestAutoTopupWebhooks(t *testing.T) {
 		t.Fatalf("after foreign events: available %s, want 500", av)
 	}
 }
+
+// TestTopupFailed: an automatic top-up that cannot be made (no payment
+// profile) and one whose PaymentIntent fails at Stripe are recorded
+// failed, grant nothing, and raise topup.failed once each, delivered
+// signed to the endpoint that takes it, with the attempt and the reason.
+func TestTopupFailed(t *testing.T) {
+	f := start(t)
+	ctx := context.Background()
+	var mu sync.Mutex
+	var got []map[string]any
+	recv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		var ev map[string]any
+		json.Unmarshal(b, &ev)
+		mu.Lock()
+		got = append(got, ev)
+		mu.Unlock()
+	}))
+	defer recv.Close()
+	f.must("POST", "/api/v1/webhook-endpoints", `{"url":"`+recv.URL+`","events":["topup.failed"]}`, 201)
+	if _, err := f.a.Notify.Follow(ctx); err != nil { // the follower starts here
+		t.Fatal(err)
+	}
+	for _, c := range []string{"nocard", "declined"} {
+		f.must("POST", "/api/v1/customers", `{"id":"`+c+`","name":"`+c+`"}`, 201)
+		f.must("PUT", "/api/v1/customers/"+c+"/auto-topup", `{"threshold":"50","credits":"500"}`, 200)
+		f.must("POST", "/api/v1/customers/"+c+"/grants", `{"amount":"100","source":"promo"}`, 201)
+	}
+	if err := f.a.Store.PutPayer(ctx, fb.PayerProfile{Customer: "declined", ProviderID: "cus_declined", PaymentMethod: "pm_card_chargeDeclined"}); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []string{"nocard", "declined"} {
+		h := f.must("POST", "/api/v1/holds", `{"customer":"`+c+`","amount":"60"}`, 201)
+		f.must("POST", "/api/v1/holds/"+h["id"].(string)+"/capture", `{}`, 200)
+	}
+	if _, err := f.a.Notify.Follow(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.a.Payments.Topups(ctx); err != nil {
+		t.Fatal(err)
+	}
+	nocard, err := f.a.Store.LastTopup(ctx, "nocard")
+	if err != nil || nocard.Status != fb.TopupFailed || !strings.Contains(nocard.Error, "payment profile") {
+		t.Fatalf("the top-up without a payment profile: %+v %v, want failed", nocard, err)
+	}
+	declined, err := f.a.Store.LastTopup(ctx, "declined")
+	if err != nil || declined.Status != fb.TopupRequested || declined.PaymentID == "" {
+		t.Fatalf("the top-up with a card: %+v %v, want requested", declined, err)
+	}
+	// Stripe says the payment failed (twice: a retried delivery).
+	pi := map[string]any{"id": declined.PaymentID, "object": "payment_intent", "currency": "usd", "customer": "cus_declined",
+		"last_payment_error": map[string]any{"code": "card_declined", "decline_code": "insufficient_funds"},
+		"metadata":           map[string]string{payments.MetaCustomer: "declined", payments.MetaCredits: "500", payments.MetaKind: fb.PaymentAutoTopup, payments.MetaAttempt: declined.ID}}
+	for range 2 {
+		p, s := stripemock.Event("evt_failed", payments.EventIntentFailed, pi)
+		if st, m := f.webhook(p, s); st != 200 {
+			t.Fatalf("payment_intent.payment_failed: %d %v", st, m)
+		}
+	}
+	if tu, err := f.a.Store.Topup(ctx, declined.ID); err != nil || tu.Status != fb.TopupFailed || tu.Error != "card_declined (insufficient_funds)" {
+		t.Fatalf("after the failure webhook: %+v %v", tu, err)
+	}
+	for _, c := range []string{"nocard", "declined"} {
+		if av, _ := f.balance(c); av != "40" {
+			t.Fatalf("%s's balance %s, want 40: a failed top-up grants nothing", c, av)
+		}
+	}
+	for range 3 {
+		if _, err := f.a.Notify.Deliver(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	byCustomer := map[string]map[string]any{}
+	for _, ev := range got {
+		if ev["type"] != "topup.failed" {
+			t.Fatalf("delivered %v", ev)
+		}
+		d := ev["data"].(map[string]any)
+		if byCustomer[d["customer"].(string)] != nil {
+			t.Fatalf("topup.failed of %s delivered twice", d["customer"])
+		}
+		byCustomer[d["customer"].(string)] = d
+	}
+	if len(byCustomer) != 2 || byCustomer["nocard"]["attempt"] != nocard.ID || byCustomer["declined"]["attempt"] != declined.ID ||
+		byCustomer["declined"]["error"] != "card_declined (insufficient_funds)" || byCustomer["declined"]["credits"] != "500" {
+		t.Fatalf("topup.failed events %v", byCustomer)
+	}
+}
