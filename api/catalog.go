@@ -10,6 +10,7 @@ import (
 	fb "farebox"
 	"farebox/httpx"
 	"farebox/keys"
+	"farebox/ledger"
 	"farebox/metering"
 	"farebox/plans"
 	"farebox/pricing"
@@ -232,34 +233,24 @@ func (s *Server) createKey(w http.ResponseWriter, r *http.Request) error {
 	if err := textField("name", req.Name, 200); err != nil {
 		return err
 	}
-	budget, hasBudget, err := amountField("budget", req.Budget)
+	amount, hasBudget, err := amountField("budget", req.Budget)
 	if err != nil {
 		return err
 	}
-	if hasBudget && (budget < 0 || budget > fb.MaxTotal) {
-		return fb.Invalid("budget", "budget must be an amount of credits between 0 and %s", fb.MaxTotal)
+	var budget *fb.Amount
+	if hasBudget {
+		budget = &amount
 	}
-	period := fb.BudgetPeriod(req.BudgetPeriod)
-	switch {
-	case period != "" && !period.Valid():
-		return fb.Invalid("budget_period", "budget_period must be day, month or total")
-	case period != "" && !hasBudget:
-		return fb.Invalid("budget_period", "budget_period needs a budget")
-	case period == "":
-		period = fb.BudgetMonth
-	}
-	if req.RPM < 0 {
-		return fb.Invalid("rpm", "rpm must not be negative (0: the plan's limit only)")
+	var lim fb.APIKey
+	if err := keys.Limit(&lim, budget, fb.BudgetPeriod(req.BudgetPeriod), req.RPM); err != nil {
+		return err
 	}
 	c, err := s.Store.Customer(r.Context(), customer)
 	if err != nil {
 		return err
 	}
 	k, secret := keys.Mint(c.ID, req.Name, s.Now(), s.NewID)
-	if hasBudget {
-		k.Budget, k.BudgetPeriod = &budget, period
-	}
-	k.RPM = req.RPM
+	k.Budget, k.BudgetPeriod, k.RPM = lim.Budget, lim.BudgetPeriod, lim.RPM
 	if err := s.Store.CreateKey(r.Context(), k); err != nil {
 		return err
 	}
@@ -298,19 +289,13 @@ type keyBudget struct {
 
 // budgetOf is the state of a key's budget in account a at now.
 func budgetOf(k fb.APIKey, a *fb.Account, now time.Time) keyBudget {
-	ref := k.BudgetRef()
-	if ref == nil {
+	b, ok := ledger.KeyBudgetOf(k, a, now)
+	if !ok {
 		return keyBudget{}
 	}
-	w := ref.Period.Window(now)
-	var spent fb.Amount
-	if bs := a.Budgets[ref.ID]; bs != nil && bs.Window.Equal(w) {
-		spent = bs.Spent
-	}
-	left := max(ref.Limit-spent, 0)
-	v := keyBudget{Budget: &ref.Limit, BudgetPeriod: ref.Period, BudgetRemaining: &left}
-	if next := ref.Period.Next(w); !next.IsZero() {
-		v.BudgetResetsAt = &next
+	v := keyBudget{Budget: &b.Limit, BudgetPeriod: b.Period, BudgetRemaining: &b.Remaining}
+	if !b.ResetsAt.IsZero() {
+		v.BudgetResetsAt = &b.ResetsAt
 	}
 	return v
 }

@@ -4,14 +4,11 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/url"
-	"slices"
-	"strings"
 	"time"
 
 	fb "farebox"
 	"farebox/httpx"
-	"farebox/ids"
-	"farebox/notify"
+	"farebox/payments"
 )
 
 // Payments, automatic top-ups, thresholds and webhook endpoints.
@@ -89,10 +86,29 @@ type autoTopupJSON struct {
 	Credits   fb.Amount `json:"credits"`
 	Cooldown  string    `json:"cooldown"`
 	UpdatedAt time.Time `json:"updated_at"`
+	// LastAttempt is the latest automatic top-up made, null before one.
+	LastAttempt *topupJSON `json:"last_attempt"`
 }
 
-func autoTopupView(t fb.AutoTopup) autoTopupJSON {
-	return autoTopupJSON{Customer: t.Customer, Threshold: t.Threshold, Credits: t.Credits, Cooldown: t.Cooldown.String(), UpdatedAt: t.UpdatedAt}
+// topupJSON is an automatic top-up's attempt as the API shows it.
+type topupJSON struct {
+	ID        string    `json:"id"`
+	Status    string    `json:"status"`
+	Credits   fb.Amount `json:"credits"`
+	AmountUSD fb.USD    `json:"amount_usd"`
+	PaymentID string    `json:"payment_id"`
+	Error     string    `json:"error"`
+	CreatedAt time.Time `json:"created_at"`
+	UpdatedAt time.Time `json:"updated_at"`
+}
+
+func autoTopupView(t fb.AutoTopup, last *fb.TopupAttempt) autoTopupJSON {
+	v := autoTopupJSON{Customer: t.Customer, Threshold: t.Threshold, Credits: t.Credits, Cooldown: t.Cooldown.String(), UpdatedAt: t.UpdatedAt}
+	if last != nil {
+		v.LastAttempt = &topupJSON{ID: last.ID, Status: last.Status, Credits: last.Credits, AmountUSD: last.AmountUSD, PaymentID: last.PaymentID,
+			Error: last.Error, CreatedAt: last.CreatedAt, UpdatedAt: last.UpdatedAt}
+	}
+	return v
 }
 
 func (s *Server) getAutoTopup(w http.ResponseWriter, r *http.Request) error {
@@ -100,11 +116,11 @@ func (s *Server) getAutoTopup(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	t, err := s.Store.AutoTopup(r.Context(), customer)
+	t, last, err := s.Payments.AutoTopup(r.Context(), customer)
 	if err != nil {
 		return err
 	}
-	httpx.WriteJSON(w, http.StatusOK, autoTopupView(t))
+	httpx.WriteJSON(w, http.StatusOK, autoTopupView(t, last))
 	return nil
 }
 
@@ -125,39 +141,31 @@ func (s *Server) putAutoTopup(w http.ResponseWriter, r *http.Request) error {
 	if err := decodeStrict(body, &req, false); err != nil {
 		return err
 	}
-	t := fb.AutoTopup{Customer: customer, UpdatedAt: s.Now().UTC(), Cooldown: time.Hour}
+	t := fb.AutoTopup{Customer: customer}
 	var ok bool
 	if t.Threshold, ok, err = amountField("threshold", req.Threshold); err != nil {
 		return err
 	}
-	if !ok || t.Threshold <= 0 || t.Threshold > fb.MaxTotal {
+	if !ok {
 		return fb.Invalid("threshold", "threshold must be a positive amount of credits")
 	}
 	if t.Credits, ok, err = amountField("credits", req.Credits); err != nil {
 		return err
 	}
-	if !ok || t.Credits <= 0 || t.Credits > fb.MaxTotal {
+	if !ok {
 		return fb.Invalid("credits", "credits must be a positive amount of credits")
 	}
-	if req.Cooldown != "" {
-		d, err := time.ParseDuration(req.Cooldown)
-		if err != nil || d < 0 || d > 366*24*time.Hour {
-			return fb.Invalid("cooldown", "cooldown must be a duration such as \"1h\" or \"30m\" (0s for none), at most a year")
-		}
-		t.Cooldown = d
-	}
-	if s.Payments.Enabled() {
-		if _, err := s.Payments.Cents(t.Credits); err != nil {
-			return err
-		}
-	}
-	if _, err := s.Store.Customer(r.Context(), customer); err != nil {
+	if t.Cooldown, err = payments.ParseCooldown(req.Cooldown); err != nil {
 		return err
 	}
-	if err := s.Store.PutAutoTopup(r.Context(), t); err != nil {
+	if t, err = s.Payments.SetAutoTopup(r.Context(), t); err != nil {
 		return err
 	}
-	httpx.WriteJSON(w, http.StatusOK, autoTopupView(t))
+	_, last, err := s.Payments.AutoTopup(r.Context(), customer)
+	if err != nil {
+		return err
+	}
+	httpx.WriteJSON(w, http.StatusOK, autoTopupView(t, last))
 	return nil
 }
 
@@ -258,19 +266,8 @@ func (s *Server) createEndpoint(w http.ResponseWriter, r *http.Request) error {
 	if err := decodeStrict(body, &req, false); err != nil {
 		return err
 	}
-	if err := webURL("url", req.URL, true); err != nil {
-		return err
-	}
-	if len(req.Events) == 0 {
-		return fb.Invalid("events", "events must name at least one event type: %s", strings.Join(notify.Types, ", "))
-	}
-	for _, e := range req.Events {
-		if e != "*" && !slices.Contains(notify.Types, e) {
-			return fb.Invalid("events", "unknown event type %q; the types are %s (or * for all)", e, strings.Join(notify.Types, ", "))
-		}
-	}
-	ep := fb.WebhookEndpoint{ID: s.NewID("we_"), URL: req.URL, Secret: "whsec_" + ids.Secret(32), Events: req.Events, CreatedAt: s.Now().UTC()}
-	if err := s.Store.CreateEndpoint(r.Context(), ep); err != nil {
+	ep, err := s.Notify.CreateEndpoint(r.Context(), req.URL, req.Events)
+	if err != nil {
 		return err
 	}
 	httpx.WriteJSON(w, http.StatusCreated, map[string]any{"id": ep.ID, "url": ep.URL, "events": ep.Events, "secret": ep.Secret, "created_at": ep.CreatedAt})

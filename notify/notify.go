@@ -25,6 +25,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net/http"
+	"net/url"
 	"slices"
 	"strconv"
 	"strings"
@@ -425,6 +426,27 @@ const (
 	subscriptionPrefix = "\x1fsubscription"
 	allowancePrefix    = "\x1fsubscription\x1f"
 )
+
+// CreateEndpoint checks and stores a webhook endpoint: an http or https
+// URL and at least one event type of Types (or "*" for all). Its secret
+// is made here, returned this once. The API and the dashboard create
+// endpoints through here.
+func (s *Service) CreateEndpoint(ctx context.Context, rawURL string, events []string) (fb.WebhookEndpoint, error) {
+	u, err := url.Parse(rawURL)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || len(rawURL) > 2048 || !fb.Printable(rawURL) {
+		return fb.WebhookEndpoint{}, fb.Invalid("url", "url must be an http or https URL")
+	}
+	if len(events) == 0 {
+		return fb.WebhookEndpoint{}, fb.Invalid("events", "events must name at least one event type: %s", strings.Join(Types, ", "))
+	}
+	for _, e := range events {
+		if e != "*" && !slices.Contains(Types, e) {
+			return fb.WebhookEndpoint{}, fb.Invalid("events", "unknown event type %q; the types are %s (or * for all)", e, strings.Join(Types, ", "))
+		}
+	}
+	ep := fb.WebhookEndpoint{ID: s.newID("we_"), URL: rawURL, Secret: "whsec_" + ids.Secret(32), Events: slices.Clone(events), CreatedAt: s.clock.Now().UTC()}
+	return ep, s.store.CreateEndpoint(ctx, ep)
+}
 
 // Prepare is an event with its deliveries, one per endpoint that takes its
 // type, due now.

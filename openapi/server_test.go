@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	fb "farebox"
 	"farebox/api"
 	"farebox/app"
 	"farebox/economics"
@@ -366,6 +367,14 @@ func TestServerResponsesMatchTheDocument(t *testing.T) {
 	s.call("PUT", "/api/v1/customers/acme/auto-topup", A, `{"threshold":"100","credits":"1000","cooldown":"1h"}`, 200)
 	s.call("PUT", "/api/v1/customers/acme/auto-topup", A, `{"threshold":"0","credits":"1000"}`, 400)
 	s.call("GET", "/api/v1/customers/acme/auto-topup", A, "", 200)
+	// With an attempt made: the settings carry it.
+	if err := s.app.Store.Advance(context.Background(), "openapi-test", fb.JournalCursor{}, fb.JournalCursor{Seq: 1}, nil,
+		[]fb.TopupAttempt{{ID: "tu_1", Customer: "acme", Crossing: 1, Credits: 1000 * fb.Micro, Status: fb.TopupPending, CreatedAt: time.Now().UTC(), UpdatedAt: time.Now().UTC()}}); err != nil {
+		t.Fatal(err)
+	}
+	if at, _ := s.call("GET", "/api/v1/customers/acme/auto-topup", A, "", 200); at["last_attempt"] == nil {
+		t.Fatalf("auto-topup %v, want its last attempt", at)
+	}
 	s.call("DELETE", "/api/v1/customers/acme/auto-topup", A, "", 200)
 	s.call("GET", "/api/v1/customers/acme/auto-topup", A, "", 404)
 	s.call("DELETE", "/api/v1/customers/acme/auto-topup", A, "", 404)

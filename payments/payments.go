@@ -187,6 +187,65 @@ func (s *Service) Cents(credits fb.Amount) (int64, error) {
 	return cents, nil
 }
 
+// USDPerCredit is the price of a credit, in micro-dollars.
+func (s *Service) USDPerCredit() fb.USD { return s.cfg.USDPerCredit }
+
+// ParseCooldown reads an automatic top-up's cooldown ("1h", "30m"; "0s"
+// for none; one hour when ""), at most a year.
+func ParseCooldown(v string) (time.Duration, error) {
+	if v == "" {
+		return time.Hour, nil
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil || d < 0 || d > 366*24*time.Hour {
+		return 0, fb.Invalid("cooldown", "cooldown must be a duration such as \"1h\" or \"30m\" (0s for none), at most a year")
+	}
+	return d, nil
+}
+
+// SetAutoTopup checks and stores a customer's automatic top-up: a
+// positive threshold and credits (which, with a provider, must make a
+// payment it takes), its cooldown as ParseCooldown reads it. The API and
+// the dashboard set it through here.
+func (s *Service) SetAutoTopup(ctx context.Context, t fb.AutoTopup) (fb.AutoTopup, error) {
+	if t.Threshold <= 0 || t.Threshold > fb.MaxTotal {
+		return t, fb.Invalid("threshold", "threshold must be a positive amount of credits")
+	}
+	if t.Credits <= 0 || t.Credits > fb.MaxTotal {
+		return t, fb.Invalid("credits", "credits must be a positive amount of credits")
+	}
+	if t.Cooldown < 0 || t.Cooldown > 366*24*time.Hour {
+		return t, fb.Invalid("cooldown", "cooldown must be between 0 and a year")
+	}
+	if s.provider != nil {
+		if _, err := s.Cents(t.Credits); err != nil {
+			return t, err
+		}
+	}
+	if _, err := s.store.Customer(ctx, t.Customer); err != nil {
+		return t, err
+	}
+	t.UpdatedAt = s.clock.Now().UTC()
+	return t, s.store.PutAutoTopup(ctx, t)
+}
+
+// AutoTopup is a customer's automatic top-up and its latest attempt (nil
+// before the first); not_found when it is off.
+func (s *Service) AutoTopup(ctx context.Context, customer string) (fb.AutoTopup, *fb.TopupAttempt, error) {
+	t, err := s.store.AutoTopup(ctx, customer)
+	if err != nil {
+		return t, nil, err
+	}
+	last, err := s.store.LastTopup(ctx, customer)
+	switch {
+	case fb.ErrorType(err) == fb.ENotFound:
+		return t, nil, nil
+	case err != nil:
+		return t, nil, err
+	}
+	return t, &last, nil
+}
+
 // payer returns the customer's provider id, creating it at the provider
 // the first time.
 func (s *Service) payer(ctx context.Context, customer string) (fb.PayerProfile, error) {
