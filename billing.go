@@ -196,8 +196,9 @@ type Billing interface {
 	// ClaimTopups leases up to limit pending attempts until now+lease
 	// (another replica skips them meanwhile) and returns them.
 	ClaimTopups(ctx context.Context, now time.Time, lease time.Duration, limit int) ([]TopupAttempt, error)
-	// UpdateTopup records an attempt's new status (and ends its lease),
-	// with the event it raises, if any, in the same transaction.
+	// UpdateTopup records an attempt's new status, payment, error and
+	// price (and ends its lease), with the event it raises, if any, in
+	// the same transaction.
 	UpdateTopup(ctx context.Context, t TopupAttempt, ev *NewEvent) error
 
 	CreateEndpoint(ctx context.Context, e WebhookEndpoint) error

@@ -199,8 +199,8 @@ func (c *Catalog) UpdateTopup(ctx context.Context, t fb.TopupAttempt, ev *fb.New
 	defer tx.Rollback()
 	// A success (its webhook) is final: a slower "requested" after it
 	// does not undo it.
-	res, err := tx.ExecContext(ctx, c.q(`UPDATE topup_attempts SET status = ?, payment_id = ?, error = ?, updated_at = ?, lease_until = 0 WHERE id = ? AND status <> ?`),
-		t.Status, t.PaymentID, t.Error, codec.Nanos(t.UpdatedAt), t.ID, fb.TopupSucceeded)
+	res, err := tx.ExecContext(ctx, c.q(`UPDATE topup_attempts SET status = ?, payment_id = ?, error = ?, amount_usd = ?, updated_at = ?, lease_until = 0 WHERE id = ? AND status <> ?`),
+		t.Status, t.PaymentID, t.Error, int64(t.AmountUSD), codec.Nanos(t.UpdatedAt), t.ID, fb.TopupSucceeded)
 	if err != nil {
 		return err
 	}

@@ -114,7 +114,7 @@ func testBilling(t *testing.T, s fb.Store) {
 			Deliveries: []fb.WebhookDelivery{{ID: "wd_" + id, Endpoint: "we_1", NextAt: created, CreatedAt: created}},
 		}
 	}
-	topup := fb.TopupAttempt{ID: "tu_1", Customer: "acme", Crossing: entries[0].Seq, Credits: amt("1000"), AmountUSD: 10 * fb.Micro, Status: fb.TopupPending, CreatedAt: t0, UpdatedAt: t0}
+	topup := fb.TopupAttempt{ID: "tu_1", Customer: "acme", Crossing: entries[0].Seq, Credits: amt("1000"), Status: fb.TopupPending, CreatedAt: t0, UpdatedAt: t0}
 	if err := s.Advance(ctx, "f", end, next, []fb.NewEvent{event("ev_1", "acme", t0), event("ev_2", "acme", t0)}, []fb.TopupAttempt{topup}); err != nil {
 		t.Fatal(err)
 	}
@@ -150,13 +150,21 @@ func testBilling(t *testing.T, s fb.Store) {
 	if again, err := s.ClaimTopups(ctx, t0.Add(30*time.Second), time.Minute, 10); err != nil || len(again) != 1 {
 		t.Fatalf("claim after the leases were released: %v %v", again, err)
 	}
+	// Priced and requested from the provider, then failed.
 	done := claimed[0]
+	done.Status, done.PaymentID, done.AmountUSD, done.UpdatedAt = fb.TopupRequested, "pi_1", 10*fb.Micro, t0.Add(time.Second/2)
+	if err := s.UpdateTopup(ctx, done, nil); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := s.Topup(ctx, "tu_1"); err != nil || got.Status != fb.TopupRequested || got.PaymentID != "pi_1" || got.AmountUSD != 10*fb.Micro {
+		t.Fatalf("top-up after it was requested: %+v %v, want requested as pi_1 for $10", got, err)
+	}
 	done.Status, done.Error, done.UpdatedAt = fb.TopupFailed, "card_declined", t0.Add(time.Second)
 	failed := event("ev_f", "acme", t0.Add(time.Second))
 	if err := s.UpdateTopup(ctx, done, &failed); err != nil {
 		t.Fatal(err)
 	}
-	if got, err := s.Topup(ctx, "tu_1"); err != nil || got.Status != fb.TopupFailed || got.Error != "card_declined" {
+	if got, err := s.Topup(ctx, "tu_1"); err != nil || got.Status != fb.TopupFailed || got.Error != "card_declined" || got.AmountUSD != 10*fb.Micro {
 		t.Fatalf("top-up after update: %+v %v", got, err)
 	}
 	if left, err := s.ClaimTopups(ctx, t0.Add(time.Hour), time.Minute, 10); err != nil || len(left) != 0 {
