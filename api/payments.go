@@ -103,7 +103,7 @@ type topupJSON struct {
 }
 
 func autoTopupView(t fb.AutoTopup, last *fb.TopupAttempt) autoTopupJSON {
-	v := autoTopupJSON{Customer: t.Customer, Threshold: t.Threshold, Credits: t.Credits, Cooldown: t.Cooldown.String(), UpdatedAt: t.UpdatedAt}
+	v := autoTopupJSON{Customer: t.Customer, Threshold: t.Threshold, Credits: t.Credits, Cooldown: payments.FormatCooldown(t.Cooldown), UpdatedAt: t.UpdatedAt}
 	if last != nil {
 		v.LastAttempt = &topupJSON{ID: last.ID, Status: last.Status, Credits: last.Credits, AmountUSD: last.AmountUSD, PaymentID: last.PaymentID,
 			Error: last.Error, CreatedAt: last.CreatedAt, UpdatedAt: last.UpdatedAt}

@@ -17,7 +17,7 @@ func TestPaymentsOff(t *testing.T) {
 		}
 	}
 	r := h.expect(h.call("PUT", "/api/v1/customers/acme/auto-topup", `{"threshold":"1.5","credits":"100"}`), 200)
-	if r.get("threshold") != "1.5" || r.get("credits") != "100" || r.get("cooldown") != "1h0m0s" {
+	if r.get("threshold") != "1.5" || r.get("credits") != "100" || r.get("cooldown") != "1h" {
 		t.Errorf("auto-topup: %s", r.raw)
 	}
 	for _, bad := range []struct{ body, param string }{

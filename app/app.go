@@ -22,6 +22,7 @@ import (
 
 	fb "farebox"
 	"farebox/api"
+	"farebox/billingui"
 	"farebox/compute"
 	"farebox/economics"
 	"farebox/gateway"
@@ -303,8 +304,13 @@ func New(ctx context.Context, cfg Config) (a *App, err error) {
 	}); err != nil {
 		return a, err
 	}
-	// Other features' pages are registered with a.UI.Register here.
+	// Other features' pages are registered with a.UI.Register here:
+	// leasing's pools and leases; top-ups (with the checkout on the
+	// overview) and webhooks.
 	if err := leasing.Register(a.UI, leasing.Deps{Store: a.Store, Compute: a.Compute, Economics: cfg.Economics}); err != nil {
+		return a, err
+	}
+	if err := billingui.Register(a.UI, billingui.Deps{Store: a.Store, Payments: a.Payments, Notify: a.Notify}); err != nil {
 		return a, err
 	}
 	routes := api.NewServer(api.Deps{

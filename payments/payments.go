@@ -203,6 +203,19 @@ func ParseCooldown(v string) (time.Duration, error) {
 	return d, nil
 }
 
+// FormatCooldown writes a cooldown the way ParseCooldown reads it, without
+// the zero parts Go's durations print: "1h", "30m", "1h30m", "0s".
+func FormatCooldown(d time.Duration) string {
+	s := d.String()
+	if strings.HasSuffix(s, "m0s") {
+		s = strings.TrimSuffix(s, "0s")
+	}
+	if strings.HasSuffix(s, "h0m") {
+		s = strings.TrimSuffix(s, "0m")
+	}
+	return s
+}
+
 // SetAutoTopup checks and stores a customer's automatic top-up: a
 // positive threshold and credits (which, with a provider, must make a
 // payment it takes), its cooldown as ParseCooldown reads it. The API and
