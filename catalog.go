@@ -29,17 +29,25 @@ func (p Period) Valid() bool {
 // price, how much unused credit rolls over, the overdraft allowed, the
 // models it may use and its rate limits.
 type Plan struct {
-	ID             string    `json:"id"`
-	Name           string    `json:"name"`
-	PriceUSD       USD       `json:"price_usd"`
-	Period         Period    `json:"period"`
-	Credits        Amount    `json:"credits"`
-	RolloverMax    Amount    `json:"rollover_max"`
-	OverdraftLimit Amount    `json:"overdraft_limit"`
-	Models         []string  `json:"models"` // globs; "*" is every model
-	RPM            int64     `json:"rpm"`    // 0: unlimited
-	TPM            int64     `json:"tpm"`    // 0: unlimited
-	CreatedAt      time.Time `json:"created_at"`
+	ID             string   `json:"id"`
+	Name           string   `json:"name"`
+	PriceUSD       USD      `json:"price_usd"`
+	Period         Period   `json:"period"`
+	Credits        Amount   `json:"credits"`
+	RolloverMax    Amount   `json:"rollover_max"`
+	OverdraftLimit Amount   `json:"overdraft_limit"`
+	Models         []string `json:"models"` // globs; "*" is every model
+	RPM            int64    `json:"rpm"`    // 0: unlimited
+	TPM            int64    `json:"tpm"`    // 0: unlimited
+	// Downgrade names, for a model, the cheaper model that serves a
+	// request the balance or the key's budget cannot pay the requested
+	// model's minimum for, instead of a 402. Off unless it names pairs.
+	Downgrade map[string]string `json:"downgrade,omitempty"`
+	// LowBalance and ExpiringDays are the plan's default thresholds for
+	// its customers' webhooks (see Alerts); 0: none.
+	LowBalance   Amount    `json:"low_balance,omitempty"`
+	ExpiringDays int       `json:"expiring_days,omitempty"`
+	CreatedAt    time.Time `json:"created_at"`
 }
 
 // Subscription is a customer's place on a plan: the current period, and a
@@ -135,13 +143,16 @@ type Usage struct {
 	// Product is what the usage sells: "" (inference), "lease" or "ads";
 	// Plan the plan of the customer it is reported under by plan (the
 	// requester's, or for an ad the plan of the request that carried it).
-	Product    string        `json:"product,omitempty"`
-	Plan       string        `json:"plan,omitempty"`
-	KeyID      string        `json:"key_id,omitempty"`
-	Deployment string        `json:"deployment,omitempty"`
-	Latency    time.Duration `json:"latency,omitempty"`
-	TTFT       time.Duration `json:"ttft,omitempty"`
-	Status     string        `json:"status,omitempty"`
+	Product string `json:"product,omitempty"`
+	Plan    string `json:"plan,omitempty"`
+	// RequestedModel is the model the request asked for when its plan
+	// served it by a cheaper one (Model); "" when it was served as asked.
+	RequestedModel string        `json:"requested_model,omitempty"`
+	KeyID          string        `json:"key_id,omitempty"`
+	Deployment     string        `json:"deployment,omitempty"`
+	Latency        time.Duration `json:"latency,omitempty"`
+	TTFT           time.Duration `json:"ttft,omitempty"`
+	Status         string        `json:"status,omitempty"`
 }
 
 // APIKey is a customer's key to the gateway. Only a hash of the secret is
@@ -154,6 +165,24 @@ type APIKey struct {
 	Hash      []byte    `json:"-"`
 	CreatedAt time.Time `json:"created_at"`
 	RevokedAt time.Time `json:"revoked_at,omitzero"`
+	// Budget, when set, caps what the key's requests may spend in each
+	// BudgetPeriod (enforced inside the hold that guards the balance:
+	// see BudgetRef); RPM, when set, is the key's own requests per minute.
+	Budget       *Amount      `json:"budget,omitempty"`
+	BudgetPeriod BudgetPeriod `json:"budget_period,omitempty"`
+	RPM          int64        `json:"rpm"`
+}
+
+// BudgetRef is the budget the key's requests count against, nil for none.
+func (k *APIKey) BudgetRef() *BudgetRef {
+	if k.Budget == nil {
+		return nil
+	}
+	p := k.BudgetPeriod
+	if p == "" {
+		p = BudgetMonth
+	}
+	return &BudgetRef{ID: "key:" + k.ID, Limit: *k.Budget, Period: p}
 }
 
 // GroupBy is what usage and economics rows are grouped by.

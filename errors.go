@@ -88,6 +88,9 @@ var (
 	// made afresh, it applies to the lease as it is now.
 	ErrLeaseChanged = &Error{Type: EConflict, Code: "lease_changed"}
 	ErrPoolExists   = &Error{Type: EConflict, Code: "pool_exists"}
+	// ErrKeyBudgetExceeded: a request the API key's remaining budget
+	// cannot pay (the gateway's answer to ErrBudgetExceeded on a key).
+	ErrKeyBudgetExceeded = &Error{Type: EInsufficientCredits, Code: "key_budget_exceeded"}
 )
 
 // Errorf returns an *Error of type typ with a formatted message.

@@ -72,6 +72,13 @@ type Lot struct {
 	// RolloverUntil: no rollover.
 	RolloverMax   Amount    `json:"rollover_max,omitempty"`
 	RolloverUntil time.Time `json:"rollover_until,omitzero"`
+	// ClawedBack is credit taken back from the lot by a clawback (its
+	// payment was refunded): it left the account unspent, so amount =
+	// remaining + consumed + expired + clawed_back. Refunded is the share
+	// of the lot its refunds asked back, the most a clawback ever takes
+	// (see OpClawback): what was spent when a refund came stays spent.
+	ClawedBack Amount `json:"clawed_back,omitempty"`
+	Refunded   Amount `json:"refunded,omitempty"`
 }
 
 // Live reports whether the lot can still matter to a hold or an expiry.
@@ -138,9 +145,11 @@ type Account struct {
 	Granted           Amount
 	Charged           Amount
 	Expired           Amount
-	Lots              []*Lot
-	Holds             map[string]*Hold
-	Closed            map[string]*Hold
+	// ClawedBack is credit clawbacks took back from lots.
+	ClawedBack Amount
+	Lots       []*Lot
+	Holds      map[string]*Hold
+	Closed     map[string]*Hold
 	// Budgets are what ops naming a budget took in its current window.
 	Budgets map[string]*BudgetState
 }
@@ -232,6 +241,13 @@ const (
 	// OpLease records a change of a lease (its start, its end) that moves
 	// no credit: it has no effect on the account, only its journal entry.
 	OpLease OpKind = "lease"
+	// OpClawback takes back, from lot LotID, the unspent part of what its
+	// refunds ask: Amount is the share of the lot refunded in all so far
+	// (a charge's refunds add up: the n-th refund names the total of the
+	// n), of which the part not asked before is taken from the lot's free
+	// credit. What was consumed, or is held by requests in flight, stays
+	// with the customer and is reported as not recovered.
+	OpClawback OpKind = "clawback"
 )
 
 // Op is one ledger operation, as journaled. IDs of what it creates are
@@ -351,6 +367,9 @@ func (op *Op) Fingerprint() string {
 		w(strconv.FormatBool(op.AllowUncollected))
 	case OpLimit:
 		w(op.Amount.String())
+	case OpClawback:
+		w(op.LotID)
+		w(op.Amount.String())
 	}
 	if op.Kind == OpHold || op.Kind == OpDebit {
 		b.WriteString(budgetKey(op.Budget))
@@ -408,10 +427,24 @@ type Result struct {
 	Consumed    []Consumption `json:"consumed,omitempty"`
 	Expired     []Consumption `json:"expired,omitempty"` // expire: credit moved to breakage per lot
 	HoldsDone   []string      `json:"holds_expired,omitempty"`
+	// Clawback is what a clawback took back.
+	Clawback *Clawback `json:"clawback,omitempty"`
 	// Balance is the account's available credit right after the op. The
 	// engine fills it in for the caller; it is not journaled, and a
 	// replayed answer leaves it zero.
 	Balance Amount `json:"-"`
+}
+
+// Clawback is the answer of a clawback: of the credits its refund asked
+// back from the lot (Asked: the share refunded since the last clawback),
+// Taken left the account, valued USD at the lot's cost basis; the rest
+// (Asked − Taken) had been spent, or is held by requests in flight, and
+// stays spent.
+type Clawback struct {
+	Lot   string `json:"lot"`
+	Asked Amount `json:"asked"`
+	Taken Amount `json:"taken"`
+	USD   USD    `json:"usd,omitempty"`
 }
 
 // HoldView is a hold as its creator sees it.
@@ -431,4 +464,16 @@ type JournalEntry struct {
 	Op          Op     `json:"op"`
 	Fingerprint string `json:"fingerprint"`
 	Result      Result `json:"result"`
+	// Before and After are the account's balance (see ledger.Unspent:
+	// credit not yet spent, holds counted as unspent) just before and
+	// just after the op, recorded by the engine so that the journal's
+	// followers (alerts, auto top-ups) see each crossing of a threshold
+	// as one entry, whatever ran at the same time. Not replayed: entries
+	// journaled before they were recorded have 0 and 0.
+	Before Amount `json:"balance_before"`
+	After  Amount `json:"balance_after"`
+	// Lapsed is, of an expiry, the credits of subscription lots it moved
+	// to breakage: a renewal replaces them (recorded like Before and
+	// After, not replayed).
+	Lapsed Amount `json:"lapsed,omitempty"`
 }

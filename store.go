@@ -47,6 +47,7 @@ type Store interface {
 
 	Catalog
 	Leasing
+	Billing
 
 	Ping(ctx context.Context) error
 	Close() error

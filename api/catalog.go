@@ -10,6 +10,7 @@ import (
 	fb "farebox"
 	"farebox/httpx"
 	"farebox/keys"
+	"farebox/ledger"
 	"farebox/metering"
 	"farebox/plans"
 	"farebox/pricing"
@@ -18,16 +19,19 @@ import (
 // Plans.
 
 type planRequest struct {
-	ID             string          `json:"id"`
-	Name           string          `json:"name"`
-	PriceUSD       json.RawMessage `json:"price_usd"`
-	Period         string          `json:"period"`
-	Credits        json.RawMessage `json:"credits"`
-	RolloverMax    json.RawMessage `json:"rollover_max"`
-	OverdraftLimit json.RawMessage `json:"overdraft_limit"`
-	Models         []string        `json:"models"`
-	RPM            int64           `json:"rpm"`
-	TPM            int64           `json:"tpm"`
+	ID             string            `json:"id"`
+	Name           string            `json:"name"`
+	PriceUSD       json.RawMessage   `json:"price_usd"`
+	Period         string            `json:"period"`
+	Credits        json.RawMessage   `json:"credits"`
+	RolloverMax    json.RawMessage   `json:"rollover_max"`
+	OverdraftLimit json.RawMessage   `json:"overdraft_limit"`
+	Models         []string          `json:"models"`
+	RPM            int64             `json:"rpm"`
+	TPM            int64             `json:"tpm"`
+	Downgrade      map[string]string `json:"downgrade"`
+	LowBalance     json.RawMessage   `json:"low_balance"`
+	ExpiringDays   int               `json:"expiring_days"`
 }
 
 func parsePlan(body []byte) (fb.Plan, error) {
@@ -41,7 +45,22 @@ func parsePlan(body []byte) (fb.Plan, error) {
 	if err := textField("name", req.Name, 200); err != nil {
 		return fb.Plan{}, err
 	}
-	p := fb.Plan{ID: req.ID, Name: req.Name, Period: fb.Period(req.Period), Models: req.Models, RPM: req.RPM, TPM: req.TPM}
+	p := fb.Plan{ID: req.ID, Name: req.Name, Period: fb.Period(req.Period), Models: req.Models, RPM: req.RPM, TPM: req.TPM,
+		ExpiringDays: req.ExpiringDays}
+	for from, to := range req.Downgrade {
+		if err := textID("downgrade", from); err != nil {
+			return p, err
+		}
+		if err := textID("downgrade", to); err != nil || from == to {
+			return p, fb.Invalid("downgrade", "downgrade maps a model to another, cheaper model, such as {\"gpt-4o\": \"gpt-4o-mini\"}")
+		}
+	}
+	if len(req.Downgrade) > 0 {
+		p.Downgrade = req.Downgrade
+	}
+	if req.ExpiringDays < 0 || req.ExpiringDays > maxExpiringDays {
+		return p, fb.Invalid("expiring_days", "expiring_days must be between 0 (none) and %d", maxExpiringDays)
+	}
 	if p.Name == "" {
 		p.Name = p.ID
 	}
@@ -53,13 +72,17 @@ func parsePlan(body []byte) (fb.Plan, error) {
 		name string
 		raw  json.RawMessage
 		dst  *fb.Amount
-	}{{"credits", req.Credits, &p.Credits}, {"rollover_max", req.RolloverMax, &p.RolloverMax}, {"overdraft_limit", req.OverdraftLimit, &p.OverdraftLimit}} {
+	}{{"credits", req.Credits, &p.Credits}, {"rollover_max", req.RolloverMax, &p.RolloverMax}, {"overdraft_limit", req.OverdraftLimit, &p.OverdraftLimit},
+		{"low_balance", req.LowBalance, &p.LowBalance}} {
 		if *f.dst, _, err = amountField(f.name, f.raw); err != nil {
 			return p, err
 		}
 	}
 	if p.Period == "" {
 		p.Period = fb.PeriodMonth
+	}
+	if p.LowBalance < 0 || p.LowBalance > fb.MaxTotal {
+		return p, fb.Invalid("low_balance", "low_balance must be an amount of credits (0: none)")
 	}
 	return p, plans.Validate(&p)
 }
@@ -199,7 +222,10 @@ func (s *Server) createKey(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	var req struct {
-		Name string `json:"name"`
+		Name         string          `json:"name"`
+		Budget       json.RawMessage `json:"budget"`
+		BudgetPeriod string          `json:"budget_period"`
+		RPM          int64           `json:"rpm"`
 	}
 	if err := decodeStrict(body, &req, true); err != nil {
 		return err
@@ -207,16 +233,85 @@ func (s *Server) createKey(w http.ResponseWriter, r *http.Request) error {
 	if err := textField("name", req.Name, 200); err != nil {
 		return err
 	}
+	amount, hasBudget, err := amountField("budget", req.Budget)
+	if err != nil {
+		return err
+	}
+	var budget *fb.Amount
+	if hasBudget {
+		budget = &amount
+	}
+	var lim fb.APIKey
+	if err := keys.Limit(&lim, budget, fb.BudgetPeriod(req.BudgetPeriod), req.RPM); err != nil {
+		return err
+	}
 	c, err := s.Store.Customer(r.Context(), customer)
 	if err != nil {
 		return err
 	}
 	k, secret := keys.Mint(c.ID, req.Name, s.Now(), s.NewID)
+	k.Budget, k.BudgetPeriod, k.RPM = lim.Budget, lim.BudgetPeriod, lim.RPM
 	if err := s.Store.CreateKey(r.Context(), k); err != nil {
 		return err
 	}
-	httpx.WriteJSON(w, http.StatusCreated, map[string]any{"id": k.ID, "key": secret, "prefix": k.Prefix, "customer": k.Customer, "name": k.Name, "created_at": k.CreatedAt})
+	v, err := s.keyViews(r, c.ID, []fb.APIKey{k})
+	if err != nil {
+		return err
+	}
+	out := map[string]any{"key": secret}
+	b, _ := json.Marshal(v[0])
+	json.Unmarshal(b, &out)
+	out["key"] = secret
+	httpx.WriteJSON(w, http.StatusCreated, out)
 	return nil
+}
+
+// keyJSON is a key as the API shows it, with its budget's state.
+type keyJSON struct {
+	ID        string    `json:"id"`
+	Customer  string    `json:"customer"`
+	Name      string    `json:"name"`
+	Prefix    string    `json:"prefix"`
+	CreatedAt time.Time `json:"created_at"`
+	RevokedAt time.Time `json:"revoked_at,omitzero"`
+	RPM       int64     `json:"rpm"`
+	keyBudget
+}
+
+// keyBudget is what a key's budget leaves: null fields for a key without
+// one (and budget_resets_at for a total budget).
+type keyBudget struct {
+	Budget          *fb.Amount      `json:"budget"`
+	BudgetPeriod    fb.BudgetPeriod `json:"budget_period"`
+	BudgetRemaining *fb.Amount      `json:"budget_remaining"`
+	BudgetResetsAt  *time.Time      `json:"budget_resets_at"`
+}
+
+// budgetOf is the state of a key's budget in account a at now.
+func budgetOf(k fb.APIKey, a *fb.Account, now time.Time) keyBudget {
+	b, ok := ledger.KeyBudgetOf(k, a, now)
+	if !ok {
+		return keyBudget{}
+	}
+	v := keyBudget{Budget: &b.Limit, BudgetPeriod: b.Period, BudgetRemaining: &b.Remaining}
+	if !b.ResetsAt.IsZero() {
+		v.BudgetResetsAt = &b.ResetsAt
+	}
+	return v
+}
+
+func (s *Server) keyViews(r *http.Request, customer string, ks []fb.APIKey) ([]keyJSON, error) {
+	a, err := s.Store.Account(r.Context(), customer)
+	if err != nil {
+		return nil, err
+	}
+	now := s.Now().UTC()
+	out := make([]keyJSON, 0, len(ks))
+	for _, k := range ks {
+		out = append(out, keyJSON{ID: k.ID, Customer: k.Customer, Name: k.Name, Prefix: k.Prefix, CreatedAt: k.CreatedAt, RevokedAt: k.RevokedAt,
+			RPM: k.RPM, keyBudget: budgetOf(k, a, now)})
+	}
+	return out, nil
 }
 
 func (s *Server) listKeys(w http.ResponseWriter, r *http.Request) error {
@@ -232,10 +327,11 @@ func (s *Server) listKeys(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	if keys == nil {
-		keys = []fb.APIKey{}
+	views, err := s.keyViews(r, c.ID, keys)
+	if err != nil {
+		return err
 	}
-	httpx.WriteJSON(w, http.StatusOK, map[string]any{"data": keys, "has_more": false})
+	httpx.WriteJSON(w, http.StatusOK, map[string]any{"data": views, "has_more": false})
 	return nil
 }
 
@@ -248,7 +344,11 @@ func (s *Server) revokeKey(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	httpx.WriteJSON(w, http.StatusOK, k)
+	v, err := s.keyViews(r, k.Customer, []fb.APIKey{k})
+	if err != nil {
+		return err
+	}
+	httpx.WriteJSON(w, http.StatusOK, v[0])
 	return nil
 }
 

@@ -21,6 +21,8 @@ import (
 	"farebox/httpx"
 	"farebox/ledger"
 	"farebox/metering"
+	"farebox/notify"
+	"farebox/payments"
 	"farebox/plans"
 )
 
@@ -37,6 +39,8 @@ type Deps struct {
 	Cards     metering.Cards
 	Gateway   *gateway.Gateway
 	Compute   *compute.Service
+	Payments  *payments.Service
+	Notify    *notify.Service
 	Economics economics.Config
 	// AdminToken guards /api/v1.
 	AdminToken string
@@ -137,6 +141,18 @@ func (s *Server) table() []route {
 		{"GET", "/api/v1/leases", true, s.listLeases},
 		{"GET", "/api/v1/leases/{id}", true, s.getLease},
 		{"POST", "/api/v1/leases/{id}/end", true, s.endLease},
+		{"POST", "/api/v1/customers/{id}/checkout", true, s.checkout},
+		{"POST", "/webhooks/stripe", false, s.stripeWebhook},
+		{"GET", "/api/v1/customers/{id}/auto-topup", true, s.getAutoTopup},
+		{"PUT", "/api/v1/customers/{id}/auto-topup", true, s.putAutoTopup},
+		{"DELETE", "/api/v1/customers/{id}/auto-topup", true, s.deleteAutoTopup},
+		{"GET", "/api/v1/customers/{id}/alerts", true, s.getAlerts},
+		{"PUT", "/api/v1/customers/{id}/alerts", true, s.putAlerts},
+		{"POST", "/api/v1/webhook-endpoints", true, s.createEndpoint},
+		{"GET", "/api/v1/webhook-endpoints", true, s.listEndpoints},
+		{"DELETE", "/api/v1/webhook-endpoints/{id}", true, s.deleteEndpoint},
+		{"GET", "/api/v1/webhook-endpoints/{id}/deliveries", true, s.listDeliveries},
+		{"POST", "/api/v1/webhook-deliveries/{id}/retry", true, s.retryDelivery},
 		{"GET", "/v1/account/usage", false, s.accountUsage},
 		{"GET", "/v1/account/balance", false, s.accountBalance},
 		{"POST", "/v1/chat/completions", false, s.Gateway.Chat},
@@ -423,7 +439,7 @@ func (s *Server) balance(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	return s.writeBalance(w, r, customer)
+	return s.writeBalance(w, r, customer, nil)
 }
 
 // accountBalance is GET /v1/account/balance: the key's own customer only.
@@ -432,10 +448,12 @@ func (s *Server) accountBalance(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	return s.writeBalance(w, r, k.Customer)
+	return s.writeBalance(w, r, k.Customer, &k)
 }
 
-func (s *Server) writeBalance(w http.ResponseWriter, r *http.Request, customer string) error {
+// writeBalance answers a customer's balance; with key (the gateway's
+// /v1/account/balance), the key's budget too.
+func (s *Server) writeBalance(w http.ResponseWriter, r *http.Request, customer string, key *fb.APIKey) error {
 	a, err := s.Store.Account(r.Context(), customer)
 	if err != nil {
 		return err
@@ -445,7 +463,7 @@ func (s *Server) writeBalance(w http.ResponseWriter, r *http.Request, customer s
 	for _, l := range b.Lots {
 		lots = append(lots, lotView(l))
 	}
-	httpx.WriteJSON(w, http.StatusOK, map[string]any{
+	out := map[string]any{
 		"customer":        b.Customer,
 		"available":       b.Available,
 		"held":            b.Held,
@@ -453,7 +471,11 @@ func (s *Server) writeBalance(w http.ResponseWriter, r *http.Request, customer s
 		"debt":            b.Debt,
 		"uncollected":     b.Uncollected,
 		"lots":            lots,
-	})
+	}
+	if key != nil {
+		out["key"] = budgetOf(*key, a, s.Now().UTC())
+	}
+	httpx.WriteJSON(w, http.StatusOK, out)
 	return nil
 }
 

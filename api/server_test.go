@@ -26,6 +26,8 @@ import (
 	"farebox/ids"
 	"farebox/ledger"
 	"farebox/metering"
+	"farebox/notify"
+	"farebox/payments"
 	"farebox/plans"
 	"farebox/routing"
 	"farebox/store/cache"
@@ -109,8 +111,10 @@ func testServer(st fb.Store, eng *ledger.Engine, clk *fakeclock.Clock) *Server {
 	if eng != nil {
 		leases = compute.New(compute.Deps{Store: cs, Ledger: eng, Clock: clk, NewID: ids.New})
 	}
+	nt := notify.New(cs, clk, ids.New, nil, notify.Config{})
 	return &Server{Deps: Deps{
 		Store: cs, Engine: eng, Plans: plans.New(cs, eng, clk, nil), Meter: metering.New(eng, cs, cs, clk.Now), Cards: cs, Gateway: gw, Compute: leases,
+		Notify: nt, Payments: payments.New(nil, cs, eng, nt, clk, nil, payments.Config{USDPerCredit: 10_000}),
 		AdminToken: adminTok, Clock: clk, NewID: ids.New, Log: slog.New(slog.DiscardHandler),
 	}}
 }

@@ -22,6 +22,7 @@ import (
 
 	fb "farebox"
 	"farebox/api"
+	"farebox/billingui"
 	"farebox/compute"
 	"farebox/economics"
 	"farebox/gateway"
@@ -31,6 +32,8 @@ import (
 	"farebox/ledger"
 	"farebox/metering"
 	"farebox/metrics"
+	"farebox/notify"
+	"farebox/payments"
 	"farebox/plans"
 	"farebox/pricing"
 	"farebox/routing"
@@ -98,6 +101,13 @@ type Config struct {
 	MetricsAddr string
 	// Dashboard configures the web dashboard (package ui).
 	Dashboard DashboardConfig
+	// Stripe configures payments; without its keys they are off.
+	// USDPerCredit prices a credit for checkouts and top-ups (1 ÷
+	// CreditsPerUSD when 0).
+	Stripe       payments.StripeConfig
+	USDPerCredit fb.USD
+	// Notify tunes the webhooks' deliveries (tests: retries, the client).
+	Notify notify.Config
 }
 
 // DashboardConfig is the dashboard's part of the config.
@@ -111,15 +121,17 @@ type DashboardConfig struct {
 
 // App is a running Farebox: its services, built once.
 type App struct {
-	Store   *cache.Store
-	Engine  *ledger.Engine
-	Plans   *plans.Service
-	Meter   *metering.Service
-	Router  *routing.Router
-	Gateway *gateway.Gateway
-	Compute *compute.Service
-	Spool   *spool.Spool
-	Metrics *metrics.Metrics
+	Store    *cache.Store
+	Engine   *ledger.Engine
+	Plans    *plans.Service
+	Meter    *metering.Service
+	Router   *routing.Router
+	Gateway  *gateway.Gateway
+	Compute  *compute.Service
+	Payments *payments.Service
+	Notify   *notify.Service
+	Spool    *spool.Spool
+	Metrics  *metrics.Metrics
 	// UI is the dashboard; features add their pages to it (UI.Register)
 	// here, before its handler is built.
 	UI *ui.UI
@@ -240,8 +252,24 @@ func New(ctx context.Context, cfg Config) (a *App, err error) {
 
 	a.Plans = plans.New(a.Store, a.Engine, cfg.Clock, log)
 	a.Meter = metering.New(a.Engine, a.Store, a.Store, now)
+	ncfg := cfg.Notify
+	ncfg.SoleWriter, ncfg.Metrics = sole, a.Metrics
+	a.Notify = notify.New(a.Store, cfg.Clock, cfg.NewID, log, ncfg)
+	var provider payments.Provider
+	if cfg.Stripe.SecretKey != "" || cfg.Stripe.WebhookSecret != "" {
+		st, err := payments.NewStripe(cfg.Stripe)
+		if err != nil {
+			return a, err
+		}
+		provider = st
+	}
+	usdPerCredit := cfg.USDPerCredit
+	if usdPerCredit <= 0 {
+		usdPerCredit = fb.USD(fb.Micro / cfg.CreditsPerUSD)
+	}
+	a.Payments = payments.New(provider, a.Store, a.Engine, a.Notify, cfg.Clock, log, payments.Config{USDPerCredit: usdPerCredit, Metrics: a.Metrics})
 	a.Gateway = gateway.New(gateway.Deps{
-		Catalog: a.Store, Ledger: a.Engine, Cards: a.Store, Router: a.Router, Spool: a.Spool, Metrics: a.Metrics,
+		Catalog: a.Store, Ledger: a.Engine, Cards: a.Store, Router: a.Router, Spool: a.Spool, Metrics: a.Metrics, Alerts: a.Notify,
 		Clock: cfg.Clock, NewID: cfg.NewID, Log: log,
 	}, cfg.Gateway)
 	a.Metrics.Gauges(metrics.Sources{
@@ -276,12 +304,17 @@ func New(ctx context.Context, cfg Config) (a *App, err error) {
 	}); err != nil {
 		return a, err
 	}
-	// Other features' pages are registered with a.UI.Register here.
+	// Other features' pages are registered with a.UI.Register here:
+	// leasing's pools and leases; top-ups (with the checkout on the
+	// overview) and webhooks.
 	if err := leasing.Register(a.UI, leasing.Deps{Store: a.Store, Compute: a.Compute, Economics: cfg.Economics}); err != nil {
 		return a, err
 	}
+	if err := billingui.Register(a.UI, billingui.Deps{Store: a.Store, Payments: a.Payments, Notify: a.Notify}); err != nil {
+		return a, err
+	}
 	routes := api.NewServer(api.Deps{
-		Store: a.Store, Engine: a.Engine, Plans: a.Plans, Meter: a.Meter, Cards: a.Store, Gateway: a.Gateway, Compute: a.Compute,
+		Store: a.Store, Engine: a.Engine, Plans: a.Plans, Meter: a.Meter, Cards: a.Store, Gateway: a.Gateway, Compute: a.Compute, Payments: a.Payments, Notify: a.Notify,
 		Economics: cfg.Economics, AdminToken: cfg.AdminToken, Clock: cfg.Clock, NewID: cfg.NewID, Log: log,
 		Middleware: a.Metrics.Middleware, Metrics: onMain, UI: a.UI.Handler(),
 	})
@@ -300,7 +333,8 @@ func New(ctx context.Context, cfg Config) (a *App, err error) {
 }
 
 // Run serves ln (when not nil) and runs the background jobs — the expiry
-// sweep, the renewals, the spool, lease billing — until ctx ends, then stops in reverse
+// sweep, the renewals, the spool, lease billing, the journal's follower
+// (webhooks, alerts, auto top-ups) and the top-ups' payments — until ctx ends, then stops in reverse
 // order: it stops accepting and lets requests in flight finish (Drain),
 // stops the jobs, finishes the ledger's queue, and closes the spool, the
 // upstreams and the store. It returns when everything has stopped.
@@ -313,6 +347,8 @@ func (a *App) Run(ctx context.Context, ln net.Listener) error {
 	g.Go(func() error { a.Gateway.RunSpool(jctx, a.cfg.Every); return nil })
 	g.Go(func() error { a.UI.Run(jctx, time.Hour); return nil })
 	g.Go(func() error { a.Compute.Run(jctx, a.cfg.Every); return nil })
+	g.Go(func() error { a.Notify.Run(jctx, a.cfg.Every); return nil })
+	g.Go(func() error { a.Payments.RunTopups(jctx, a.cfg.Every); return nil })
 
 	if a.debug != nil {
 		mux := http.NewServeMux()

@@ -122,9 +122,15 @@ type Observer interface {
 	ObserveUpstreamError(deployment, kind string)
 }
 
-// Deps are what a Gateway works with. Spool and Metrics may be nil: then
-// a settlement the ledger cannot take is only logged, and nothing is
-// observed.
+// Alerter is told when a key's budget refuses a request (the notify
+// service: key.budget_exceeded).
+type Alerter interface {
+	BudgetExceeded(ctx context.Context, k fb.APIKey, at time.Time)
+}
+
+// Deps are what a Gateway works with. Spool, Metrics and Alerts may be
+// nil: then a settlement the ledger cannot take is only logged, nothing is
+// observed, and no one is told of budgets refusing requests.
 type Deps struct {
 	Catalog Catalog
 	Ledger  Ledger
@@ -132,6 +138,7 @@ type Deps struct {
 	Router  *routing.Router
 	Spool   *spool.Spool
 	Metrics Observer
+	Alerts  Alerter
 	Clock   fb.Clock
 	NewID   func(prefix string) string
 	Log     *slog.Logger
@@ -145,6 +152,7 @@ type Gateway struct {
 	router  *routing.Router
 	spool   *spool.Spool
 	obs     Observer
+	alerts  Alerter
 	clock   fb.Clock
 	newID   func(prefix string) string
 	log     *slog.Logger
@@ -169,7 +177,7 @@ func New(d Deps, cfg Config) *Gateway {
 		d.Metrics = noObserver{}
 	}
 	return &Gateway{
-		catalog: d.Catalog, ledger: d.Ledger, cards: d.Cards, router: d.Router, spool: d.Spool, obs: d.Metrics,
+		catalog: d.Catalog, ledger: d.Ledger, cards: d.Cards, router: d.Router, spool: d.Spool, obs: d.Metrics, alerts: d.Alerts,
 		clock: d.Clock, newID: d.NewID, log: d.Log, cfg: cfg.withDefaults(),
 		limits: newLimiter(), busy: concurrency{m: map[string]int{}}, spooled: map[string]bool{},
 	}

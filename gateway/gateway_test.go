@@ -24,6 +24,7 @@ import (
 	"farebox/ids"
 	"farebox/keys"
 	"farebox/ledger"
+	"farebox/payments"
 	"farebox/pricing"
 	"farebox/routing"
 	"farebox/simulator"
@@ -47,6 +48,7 @@ type env struct {
 	gw     *gateway.Gateway
 	sim    *simulator.Simulator
 	client *http.Client
+	dir    string // the data directory
 }
 
 // simHeaders are the simulator's controls, forwarded to a test's
@@ -97,6 +99,10 @@ type envOptions struct {
 	replicas bool // not the only writer: nothing cached
 	// prices, by model, besides testRates for the two test models.
 	prices map[string]fb.Rates
+	// clock, when set, is every service's clock (now is ignored then);
+	// stripe configures payments.
+	clock  fb.Clock
+	stripe payments.StripeConfig
 }
 
 func newEnvWith(t *testing.T, o envOptions) *env {
@@ -127,9 +133,13 @@ func newEnvWith(t *testing.T, o envOptions) *env {
 	if o.log == nil {
 		o.log = testlog.New(t)
 	}
+	if o.clock != nil {
+		clock = o.clock
+	}
 	a, err := app.New(ctx, app.Config{
 		Store: through, SoleWriter: !o.replicas, DataDir: dir, AdminToken: adminToken, Router: o.router,
 		Gateway: o.cfg, Economics: economics.Config{CreditsPerUSD: 100, Shares: shares}, Clock: clock, Log: o.log,
+		Stripe: o.stripe,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -141,7 +151,7 @@ func newEnvWith(t *testing.T, o envOptions) *env {
 		hs.Close()
 		a.Close()
 	})
-	return &env{t: t, url: hs.URL, app: a, store: a.Store, engine: a.Engine, gw: a.Gateway, client: &http.Client{Transport: tr}}
+	return &env{t: t, url: hs.URL, app: a, store: a.Store, engine: a.Engine, gw: a.Gateway, client: &http.Client{Transport: tr}, dir: dir}
 }
 
 // customer creates a customer with credits (promo, never expiring) and a

@@ -49,22 +49,25 @@ var (
 
 // exchange is one gateway request on its way through.
 type exchange struct {
-	id      string
-	key     fb.APIKey
-	req     *request
-	price   fb.Price
-	plan    *fb.Plan
-	hold    string    // hold id
-	held    fb.Amount // reserved
-	capTok  int64     // output tokens per choice the upstream may produce
-	tpmEst  int64     // tokens admitted by the rate limiter
-	start   time.Time
-	ttft    time.Duration
-	dep     *routing.Deployment   // the one serving (or last tried)
-	order   []*routing.Deployment // those to try, in order
-	settled bool
-	cost    fb.Amount
-	balance fb.Amount
+	id    string
+	key   fb.APIKey
+	req   *request
+	price fb.Price
+	plan  *fb.Plan
+	// requested is the model the client asked for when the plan's
+	// downgrade serves it by a cheaper one (req.model), "" otherwise.
+	requested string
+	hold      string    // hold id
+	held      fb.Amount // reserved
+	capTok    int64     // output tokens per choice the upstream may produce
+	tpmEst    int64     // tokens admitted by the rate limiter
+	start     time.Time
+	ttft      time.Duration
+	dep       *routing.Deployment   // the one serving (or last tried)
+	order     []*routing.Deployment // those to try, in order
+	settled   bool
+	cost      fb.Amount
+	balance   fb.Amount
 	// spooled: the settlement was left to the spool, so the balance after
 	// it is not known.
 	spooled bool
@@ -138,10 +141,16 @@ func (g *Gateway) serve(w http.ResponseWriter, r *http.Request, parse func([]byt
 		return refuse(err)
 	}
 	// Requests per minute before the body is read: a client past its
-	// rate costs no reading.
+	// rate costs no reading. A key's own rate counts beside its plan's.
 	if plan != nil {
 		if ok, wait := g.limits.admitRequest(key.Customer, plan.RPM, start); !ok {
 			return refuse(rateLimited(w, plan, wait))
+		}
+	}
+	if key.RPM > 0 {
+		if ok, wait := g.limits.admitRequest("\x1fkey\x1f"+key.ID, key.RPM, start); !ok {
+			w.Header().Set("Retry-After", strconv.FormatInt(int64((wait+time.Second-1)/time.Second), 10))
+			return refuse(fb.Errorf(fb.ERateLimited, "the key %s allows %d requests per minute; retry in %s", key.Prefix, key.RPM, wait.Round(time.Millisecond)).WithCode("key_rate_limited"))
 		}
 	}
 	body, err := httpx.ReadBody(r, g.cfg.MaxBodyBytes, false)
@@ -170,9 +179,20 @@ func (g *Gateway) serve(w http.ResponseWriter, r *http.Request, parse func([]byt
 		}
 	})
 	defer stop()
-	if err := g.admit(x); err != nil {
+	err = g.admit(x)
+	if to := downgradeOf(plan, q.model); err != nil && to != "" && fb.ErrorType(err) == fb.EInsufficientCredits {
+		// The balance or the key's budget cannot pay the model's minimum:
+		// the plan's cheaper model serves instead of a refusal.
+		x.requested, q.model = q.model, to
+		err = g.admit(x)
+	}
+	if err != nil {
+		if errors.Is(err, fb.ErrKeyBudgetExceeded) && g.alerts != nil {
+			g.alerts.BudgetExceeded(x.ctx, key, start)
+		}
 		return err
 	}
+	w.Header().Set("X-Farebox-Model", q.model)
 	// From here a hold is open: every path settles it.
 	defer func() {
 		if !x.settled {
@@ -275,10 +295,16 @@ func (g *Gateway) admit(x *exchange) error {
 		}
 		worst = max(worst, w)
 	}
+	// The key's budget is checked and spent inside the same hold as the
+	// balance, so concurrent requests on one key never pass it.
+	budget := x.key.BudgetRef()
 	res, err := g.ledger.Reserve(ctx, fb.Op{
 		Kind: fb.OpHold, Customer: x.key.Customer, Amount: max(worst, 1),
-		TTL: g.cfg.holdTTL(), AllowPartial: true,
+		TTL: g.cfg.holdTTL(), AllowPartial: true, Budget: budget,
 	}, func() { x.cancel(errHoldLost) })
+	if errors.Is(err, fb.ErrBudgetExceeded) {
+		err = fb.ErrKeyBudgetExceeded.New("the key %s has spent its budget of %s for this %s", x.key.Prefix, budget.Limit, budget.Period)
+	}
 	if err != nil {
 		g.unlimit(x, 0)
 		return err
@@ -294,6 +320,13 @@ func (g *Gateway) admit(x *exchange) error {
 		if need := min(g.cfg.MinOutputTokens, max(x.capTok, 1)); per < need {
 			g.release(x)
 			g.unlimit(x, 0)
+			x.settled = false
+			if budget != nil && res.Balance > 0 {
+				// Credit was left after the hold took what it could: the
+				// key's budget was what held it short.
+				return fb.ErrKeyBudgetExceeded.New("the key %s has %s of its budget left, which pays for %d output tokens of %s; at least %d are needed",
+					x.key.Prefix, x.held, max(per, 0), q.model, need)
+			}
 			return fb.Errorf(fb.EInsufficientCredits, "the balance of %s credits pays for %d output tokens of %s; at least %d are needed (this request may cost up to %s)",
 				x.held, max(per, 0), q.model, need, worst)
 		}
@@ -302,6 +335,18 @@ func (g *Gateway) admit(x *exchange) error {
 		}
 	}
 	return nil
+}
+
+// downgradeOf is the cheaper model the plan serves model by when credit
+// runs short, "" for none.
+func downgradeOf(p *fb.Plan, model string) string {
+	if p == nil {
+		return ""
+	}
+	if to := p.Downgrade[model]; to != model {
+		return to
+	}
+	return ""
 }
 
 // cmp keeps the first refusal.
@@ -710,6 +755,7 @@ func (g *Gateway) settlement(x *exchange, q *fb.Quantities, status string, deliv
 	if x.plan != nil {
 		u.Plan = x.plan.ID
 	}
+	u.RequestedModel = x.requested
 	if !delivered || q == nil {
 		return fb.Op{Kind: fb.OpRelease, Customer: x.key.Customer, HoldID: x.hold, Usage: u}
 	}

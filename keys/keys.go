@@ -33,3 +33,30 @@ func Mint(customer, name string, now time.Time, newID func(prefix string) string
 		Hash: Hash(secret), CreatedAt: now.UTC(),
 	}, secret
 }
+
+// Limit gives a key its own limits, checked: a budget (nil: none) per
+// period (day, month or total; month when ""), and its own requests per
+// minute (0: its plan's only). The API and the dashboard create keys
+// with it.
+func Limit(k *fb.APIKey, budget *fb.Amount, period fb.BudgetPeriod, rpm int64) error {
+	if budget != nil && (*budget < 0 || *budget > fb.MaxTotal) {
+		return fb.Invalid("budget", "budget must be an amount of credits between 0 and %s", fb.MaxTotal)
+	}
+	switch {
+	case period != "" && !period.Valid():
+		return fb.Invalid("budget_period", "budget_period must be day, month or total")
+	case period != "" && budget == nil:
+		return fb.Invalid("budget_period", "budget_period needs a budget")
+	case period == "":
+		period = fb.BudgetMonth
+	}
+	if rpm < 0 {
+		return fb.Invalid("rpm", "rpm must not be negative (0: the plan's limit only)")
+	}
+	if budget != nil {
+		b := *budget
+		k.Budget, k.BudgetPeriod = &b, period
+	}
+	k.RPM = rpm
+	return nil
+}

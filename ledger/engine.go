@@ -705,6 +705,20 @@ func (e *Engine) prepare(ctx context.Context, tx fb.WriteTx, batch []*request) (
 	return accts, missing, nil
 }
 
+// lapsed is what an expiry's result moved to breakage of subscription
+// lots (an allowance at its period's end, which a renewal replaces). The
+// lots it expired are among those it touched (Advance drops them from
+// the account).
+func lapsed(t *Touched, res fb.Result) fb.Amount {
+	var n fb.Amount
+	for _, x := range res.Expired {
+		if l := t.Lots[x.Lot]; l != nil && l.Source == fb.SourceSubscription {
+			n += x.Amount
+		}
+	}
+	return n
+}
+
 // apply runs the state machine over the batch, checks invariants and writes
 // the result. It returns the holds opened and closed.
 func (e *Engine) apply(ctx context.Context, tx fb.WriteTx, batch []*request, accts map[string]*fb.Account, now time.Time, comps *[]CompanionTx) (opened, closed []*fb.Hold, entries []*fb.JournalEntry, err error) {
@@ -738,8 +752,10 @@ func (e *Engine) apply(ctx context.Context, tx fb.WriteTx, batch []*request, acc
 		a := accts[op.Customer]
 		if !advanced[op.Customer] {
 			advanced[op.Customer] = true
+			before := Unspent(a, now)
 			if res, changed := Advance(a, now, t); changed {
-				entries = append(entries, &fb.JournalEntry{Op: fb.Op{Kind: fb.OpExpire, Customer: a.Customer, At: now}, Result: res})
+				entries = append(entries, &fb.JournalEntry{Op: fb.Op{Kind: fb.OpExpire, Customer: a.Customer, At: now}, Result: res,
+					Before: before, After: Unspent(a, now), Lapsed: lapsed(t, res)})
 				dirty[op.Customer] = true
 			}
 		}
@@ -770,6 +786,7 @@ func (e *Engine) apply(ctx context.Context, tx fb.WriteTx, batch []*request, acc
 				continue
 			}
 		}
+		before := Unspent(a, op.At)
 		res, err := Apply(a, op, t)
 		if ct != nil {
 			if cerr := ct.After(ctx, op, &res, err); cerr != nil {
@@ -784,7 +801,7 @@ func (e *Engine) apply(ctx context.Context, tx fb.WriteTx, batch []*request, acc
 			r.outErr = err
 			continue
 		}
-		entry := &fb.JournalEntry{Op: *op, Fingerprint: fp, Result: res}
+		entry := &fb.JournalEntry{Op: *op, Fingerprint: fp, Result: res, Before: before, After: Unspent(a, op.At)}
 		res.Balance = Available(a, op.At)
 		r.out = res
 		entries = append(entries, entry)

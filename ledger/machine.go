@@ -47,6 +47,23 @@ func Available(a *fb.Account, now time.Time) fb.Amount {
 	return sum + a.OverdraftLimit - a.Debt - a.OverdraftReserved
 }
 
+// Unspent is the credit not yet spent at now: the remaining credit of the
+// lots in effect (what pending holds reserve counts as unspent until they
+// are charged) plus the overdraft allowance not drawn. It is what alerts
+// and auto top-ups watch: a request's hold, mostly released a moment
+// later, is no crossing of a threshold; its charge is. A lot past its
+// expiry counts until its expiry is applied (an expire op), so that the
+// expiry is the op that moves the balance.
+func Unspent(a *fb.Account, now time.Time) fb.Amount {
+	var sum fb.Amount
+	for _, l := range a.Lots {
+		if !l.EffectiveAt.After(now) {
+			sum += l.Remaining
+		}
+	}
+	return sum + a.OverdraftLimit - a.Debt
+}
+
 // Held is the total reserved by pending holds.
 func Held(a *fb.Account) fb.Amount {
 	var sum fb.Amount
@@ -259,6 +276,8 @@ func Apply(a *fb.Account, op *fb.Op, t *Touched) (fb.Result, error) {
 	case fb.OpLease:
 		// A lease's change that moves no credit: only journaled.
 		return fb.Result{}, Validate(op)
+	case fb.OpClawback:
+		return clawback(a, op, t)
 	case fb.OpLimit:
 		if err := Validate(op); err != nil {
 			return fb.Result{}, err
@@ -366,6 +385,13 @@ func Validate(op *fb.Op) error {
 	case fb.OpLease:
 		if op.Lease == nil {
 			return fb.Invalid("lease", "a lease op names its lease")
+		}
+	case fb.OpClawback:
+		if op.LotID == "" {
+			return fb.Invalid("lot", "the lot to claw back from is required")
+		}
+		if op.Amount <= 0 || op.Amount > fb.MaxTotal {
+			return fb.Invalid("amount", "the refunded share must be between 0 and %s", fb.MaxTotal)
 		}
 	case fb.OpExpire:
 	default:
@@ -720,6 +746,37 @@ func debit(a *fb.Account, op *fb.Op, t *Touched) (fb.Result, error) {
 	return res, nil
 }
 
+// clawback takes back from lot op.LotID the part of its refunded share
+// (op.Amount, cumulative) not asked before, as far as the lot's free
+// credit goes: a lot that is spent, or no longer live, gives back nothing
+// more, and what requests in flight hold on it stays theirs. Refunded
+// only grows, so a refund's clawback repeated, or two refunds' arriving in
+// either order, never take more than the share refunded in all.
+func clawback(a *fb.Account, op *fb.Op, t *Touched) (fb.Result, error) {
+	if err := Validate(op); err != nil {
+		return fb.Result{}, err
+	}
+	cb := &fb.Clawback{Lot: op.LotID}
+	l := findLot(a, op.LotID)
+	if l == nil {
+		return fb.Result{Clawback: cb}, nil
+	}
+	share := min(op.Amount, l.Amount)
+	if share <= l.Refunded {
+		return fb.Result{Clawback: cb}, nil
+	}
+	cb.Asked = share - l.Refunded
+	cb.Taken = min(cb.Asked, l.Remaining-l.Held)
+	cb.USD = Recognize(l, cb.Taken)
+	l.Refunded = share
+	l.Remaining -= cb.Taken
+	l.ClawedBack += cb.Taken
+	a.ClawedBack += cb.Taken
+	t.lot(l)
+	dropDead(a)
+	return fb.Result{Clawback: cb}, nil
+}
+
 // take consumes up to want of free credit, from usable lots in consumption
 // order and then the overdraft allowance, and returns how much it took.
 func take(a *fb.Account, want fb.Amount, now time.Time, t *Touched, res *fb.Result) fb.Amount {
@@ -752,9 +809,11 @@ func take(a *fb.Account, want fb.Amount, now time.Time, t *Touched, res *fb.Resu
 }
 
 // Check verifies the invariants of an account: for every lot
-// amount = remaining + consumed + expired, 0 ≤ held ≤ remaining and held equal
-// to the pending holds' allocations on it; for the account
-// granted + debt + uncollected = Σ remaining + charged + expired and
+// amount = remaining + consumed + expired + clawed back (clawed back at most
+// its refunded share), 0 ≤ held ≤ remaining and held equal to the pending
+// holds' allocations on it; for the account
+// granted + debt + uncollected = Σ remaining + charged + expired +
+// clawed back and
 // 0 ≤ debt + overdraft_reserved ≤ overdraft_limit, with overdraft_reserved
 // equal to the holds' overdraft reservations. Lots not in a.Lots must have
 // nothing remaining or held.
@@ -781,8 +840,11 @@ func Check(a *fb.Account) error {
 	var remaining fb.Amount
 	seen := map[string]bool{}
 	for _, l := range a.Lots {
-		if l.Amount != l.Remaining+l.Consumed+l.Expired {
-			return fmt.Errorf("lot %s: amount %s != remaining %s + consumed %s + expired %s", l.ID, l.Amount, l.Remaining, l.Consumed, l.Expired)
+		if l.Amount != l.Remaining+l.Consumed+l.Expired+l.ClawedBack {
+			return fmt.Errorf("lot %s: amount %s != remaining %s + consumed %s + expired %s + clawed back %s", l.ID, l.Amount, l.Remaining, l.Consumed, l.Expired, l.ClawedBack)
+		}
+		if l.ClawedBack < 0 || l.ClawedBack > l.Refunded || l.Refunded > l.Amount {
+			return fmt.Errorf("lot %s: clawed back %s, refunded share %s, amount %s", l.ID, l.ClawedBack, l.Refunded, l.Amount)
 		}
 		if l.Held < 0 || l.Held > l.Remaining || l.Remaining < 0 || l.Consumed < 0 || l.Expired < 0 {
 			return fmt.Errorf("lot %s: held %s, remaining %s out of range", l.ID, l.Held, l.Remaining)
@@ -815,9 +877,9 @@ func Check(a *fb.Account) error {
 			return fmt.Errorf("budget %s: spent %s below the %s its pending holds reserve", id, bs.Spent, onBudget[id])
 		}
 	}
-	if a.Granted+a.Debt+a.Uncollected != remaining+a.Charged+a.Expired {
-		return fmt.Errorf("granted %s + debt %s + uncollected %s != remaining %s + charged %s + expired %s",
-			a.Granted, a.Debt, a.Uncollected, remaining, a.Charged, a.Expired)
+	if a.Granted+a.Debt+a.Uncollected != remaining+a.Charged+a.Expired+a.ClawedBack {
+		return fmt.Errorf("granted %s + debt %s + uncollected %s != remaining %s + charged %s + expired %s + clawed back %s",
+			a.Granted, a.Debt, a.Uncollected, remaining, a.Charged, a.Expired, a.ClawedBack)
 	}
 	return nil
 }
@@ -852,14 +914,16 @@ func Unattributed(entries []*fb.JournalEntry) []fb.Revenue {
 // Recognize is the revenue (or, expiring, breakage) in micro-dollars of x
 // credits leaving lot l, called before l's consumed and expired totals
 // count them. It is recognised cumulatively: once u of the lot's credits
-// have left, floor(u × paid ÷ amount) has been recognised in all. Each
+// have left (consumed, expired or clawed back: a clawback's credits are
+// valued the same way, as what is refunded of the lot's basis),
+// floor(u × paid ÷ amount) has been recognised in all. Each
 // part is exact to the micro-dollar, their sum never drifts, and a lot
 // that is all gone has recognised exactly what was paid for it.
 func Recognize(l *fb.Lot, x fb.Amount) fb.USD {
 	if x <= 0 || l.PaidUSD <= 0 || l.Amount <= 0 {
 		return 0
 	}
-	u := l.Consumed + l.Expired
+	u := l.Consumed + l.Expired + l.ClawedBack
 	return fb.USD(basis(u+x, l.PaidUSD, l.Amount) - basis(u, l.PaidUSD, l.Amount))
 }
 

@@ -573,3 +573,52 @@ func TestRecognizeExact(t *testing.T) {
 		}
 	}
 }
+
+// TestClawback: refunds of a purchased lot take back what is unspent of
+// their share, never what was consumed or is held, and never more than the
+// share refunded in all, whatever the order or repetition of the refunds.
+func TestClawback(t *testing.T) {
+	x := newAcct(t)
+	lot := x.ok(fb.Op{Kind: fb.OpGrant, Amount: cr("1000"), Source: fb.SourcePurchase, PaidUSD: usd("10")}).Lot.ID
+	x.ok(fb.Op{Kind: fb.OpDebit, Amount: cr("300")})
+	h := x.ok(fb.Op{Kind: fb.OpHold, Amount: cr("100"), TTL: time.Minute}).Hold.ID
+	steps := []struct {
+		share, asked, taken string
+		usd                 string
+	}{
+		{"500", "500", "500", "5"},  // half refunded: 500 of the 600 free
+		{"500", "0", "0", "0"},      // the same refund again: nothing more
+		{"400", "0", "0", "0"},      // an older, smaller total: nothing
+		{"1000", "500", "100", "1"}, // all refunded: 100 free; 300 spent, 100 held
+	}
+	for i, s := range steps {
+		res := x.ok(fb.Op{Kind: fb.OpClawback, LotID: lot, Amount: cr(s.share)})
+		cb := res.Clawback
+		if cb == nil || cb.Lot != lot || cb.Asked != cr(s.asked) || cb.Taken != cr(s.taken) || cb.USD != usd(s.usd) {
+			t.Fatalf("step %d (share %s): got %+v, want asked %s taken %s usd %s", i, s.share, cb, s.asked, s.taken, s.usd)
+		}
+	}
+	l := findLot(x.a, lot)
+	if l.Remaining != cr("100") || l.Held != cr("100") || l.ClawedBack != cr("600") || l.Refunded != cr("1000") || x.a.ClawedBack != cr("600") {
+		t.Fatalf("lot after the refunds: %+v, account clawed back %s", l, x.a.ClawedBack)
+	}
+	// The held 100 is released: it stays the customer's (the refund came
+	// while a request held it), and revenue + clawed back still add up to
+	// what was paid once the lot is used up.
+	x.ok(fb.Op{Kind: fb.OpRelease, HoldID: h})
+	res := x.ok(fb.Op{Kind: fb.OpDebit, Amount: cr("100")})
+	var rev fb.USD
+	for _, c := range res.Consumed {
+		rev += c.USD
+	}
+	if rev != usd("1") || Available(x.a, t0) != 0 {
+		t.Fatalf("the last 100 earned %s, available %s; want $1 and 0", rev, Available(x.a, t0))
+	}
+	// A lot no longer live gives nothing back.
+	if cb := x.ok(fb.Op{Kind: fb.OpClawback, LotID: lot, Amount: cr("1000")}).Clawback; cb.Taken != 0 || cb.Asked != 0 {
+		t.Fatalf("clawback of a spent lot: %+v", cb)
+	}
+	if _, err := x.do(fb.Op{Kind: fb.OpClawback, Amount: cr("1")}); fb.ErrorType(err) != fb.EInvalid {
+		t.Fatalf("clawback without a lot: %v, want invalid_request", err)
+	}
+}

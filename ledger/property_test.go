@@ -21,6 +21,7 @@ type mLot struct {
 	prio                                 int
 	eff, exp, created                    time.Time
 	amount, remaining, held, used, lapse int64
+	clawed, refunded                     int64 // taken back by clawbacks; the share refunds asked
 }
 
 type mAlloc struct {
@@ -54,6 +55,7 @@ type model struct {
 	holds                                                             map[string]*mHold
 	budgets                                                           map[string]*mBudget
 	odLimit, debt, odReserved, uncollected, granted, charged, expired int64
+	clawed                                                            int64
 }
 
 // outcome is what an op answered, in a form both sides can produce.
@@ -65,6 +67,8 @@ type outcome struct {
 	holdAmount, holdRequested       int64
 	captured, released, uncollected int64
 	consumed, lapsed                string
+	clawLot                         string
+	clawAsked, clawTaken            int64
 }
 
 func (m *model) expiredAt(l *mLot, now time.Time) bool {
@@ -95,6 +99,18 @@ func (m *model) ordered() []*mLot {
 		return a.id < b.id
 	})
 	return out
+}
+
+// balance is the credit not yet spent: every lot in effect's remaining
+// credit, held or not, and the overdraft not drawn.
+func (m *model) balance(now time.Time) int64 {
+	var sum int64
+	for _, l := range m.lots {
+		if !l.eff.After(now) {
+			sum += l.remaining
+		}
+	}
+	return sum + m.odLimit - m.debt
 }
 
 func (m *model) available(now time.Time) int64 {
@@ -362,6 +378,30 @@ func (m *model) apply(op *fb.Op) outcome {
 			h.exp = op.ExpiresAt
 		}
 		return outcome{hold: h.id, holdAmount: h.amount, holdRequested: h.requested}
+	case fb.OpClawback:
+		// The refunded share grows; of what it grew by, the lot's free
+		// credit is taken back, the rest was spent (or is held).
+		o := outcome{clawLot: op.LotID}
+		var l *mLot
+		for _, x := range m.lots {
+			if x.id == op.LotID && (x.remaining > 0 || x.held > 0) {
+				l = x
+			}
+		}
+		if l == nil {
+			return o
+		}
+		share := min(int64(op.Amount), l.amount)
+		if share <= l.refunded {
+			return o
+		}
+		o.clawAsked = share - l.refunded
+		o.clawTaken = min(o.clawAsked, l.remaining-l.held)
+		l.refunded = share
+		l.remaining -= o.clawTaken
+		l.clawed += o.clawTaken
+		m.clawed += o.clawTaken
+		return o
 	case fb.OpDebit:
 		want := int64(op.Amount)
 		if m.available(now) < want && !op.AllowUncollected {
@@ -405,6 +445,9 @@ func outcomeOf(res fb.Result, err error) outcome {
 	}
 	for _, c := range res.Expired {
 		o.lapsed += fmt.Sprintf("%s:%d ", c.Lot, c.Amount)
+	}
+	if cb := res.Clawback; cb != nil {
+		o.clawLot, o.clawAsked, o.clawTaken = cb.Lot, int64(cb.Asked), int64(cb.Taken)
 	}
 	return o
 }
@@ -512,6 +555,12 @@ func runSequence(t *testing.T, seed uint64, steps int) bool {
 		case k == 18 && rng.IntN(2) == 0:
 			op.Kind = fb.OpLease
 			op.Lease = &fb.LeaseNote{ID: "lease_a", Pool: "p", Event: fb.LeaseStarted, Version: int64(i)}
+		case k == 18:
+			// A refund of one of the lots (or of none), its share of the
+			// lot in all: up, the same again, or below one seen before.
+			op.Kind = fb.OpClawback
+			op.LotID = fmt.Sprintf("lot_%03d", rng.IntN(i+1))
+			op.Amount = amount(60)
 		case k == 19 && len(holdIDs) > 0:
 			op.Kind = fb.OpExtend
 			op.HoldID = holdIDs[rng.IntN(len(holdIDs))]
@@ -573,7 +622,9 @@ func compareModel(a *fb.Account, tch *Touched, m *model, now time.Time) string {
 		{"granted", int64(a.Granted), m.granted},
 		{"charged", int64(a.Charged), m.charged},
 		{"expired", int64(a.Expired), m.expired},
+		{"clawed_back", int64(a.ClawedBack), m.clawed},
 		{"available", int64(Available(a, now)), m.available(now)},
+		{"balance", int64(Unspent(a, now)), m.balance(now)},
 	}
 	for _, x := range totals {
 		if x[1] != x[2] {
@@ -585,9 +636,10 @@ func compareModel(a *fb.Account, tch *Touched, m *model, now time.Time) string {
 		if !ok {
 			return "machine lost lot " + ml.id
 		}
-		if int64(l.Remaining) != ml.remaining || int64(l.Held) != ml.held || int64(l.Consumed) != ml.used || int64(l.Expired) != ml.lapse {
-			return fmt.Sprintf("lot %s: machine r=%d h=%d c=%d e=%d, model r=%d h=%d c=%d e=%d",
-				ml.id, l.Remaining, l.Held, l.Consumed, l.Expired, ml.remaining, ml.held, ml.used, ml.lapse)
+		if int64(l.Remaining) != ml.remaining || int64(l.Held) != ml.held || int64(l.Consumed) != ml.used || int64(l.Expired) != ml.lapse ||
+			int64(l.ClawedBack) != ml.clawed || int64(l.Refunded) != ml.refunded {
+			return fmt.Sprintf("lot %s: machine r=%d h=%d c=%d e=%d cb=%d rf=%d, model r=%d h=%d c=%d e=%d cb=%d rf=%d",
+				ml.id, l.Remaining, l.Held, l.Consumed, l.Expired, l.ClawedBack, l.Refunded, ml.remaining, ml.held, ml.used, ml.lapse, ml.clawed, ml.refunded)
 		}
 	}
 	var held int64

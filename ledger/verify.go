@@ -146,6 +146,7 @@ func compareTotals(rep *Report, c string, got, want *fb.Account) {
 		{"granted", got.Granted, want.Granted},
 		{"charged", got.Charged, want.Charged},
 		{"expired", got.Expired, want.Expired},
+		{"clawed_back", got.ClawedBack, want.ClawedBack},
 	} {
 		if p.got != p.want {
 			rep.problem("account %s: stored %s %s, replay gives %s", c, p.name, p.got, p.want)

@@ -79,6 +79,10 @@ type Metrics struct {
 	gwDuration     *prometheus.HistogramVec
 	upstreamErrors *prometheus.CounterVec
 
+	webhookEvents     *prometheus.CounterVec
+	webhookDeliveries *prometheus.CounterVec
+	topups            *prometheus.CounterVec
+
 	sourcesMu sync.Mutex
 	sources   Sources
 }
@@ -154,6 +158,19 @@ func New(opts Options) *Metrics {
 		Help: "Failed upstream attempts, by deployment and kind of failure.",
 	}, []string{"deployment", "kind"})
 
+	m.webhookEvents = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "farebox_webhook_events_total",
+		Help: "Webhook events recorded for delivery, by type (an event derived again is not counted twice in one process, but may be after a restart).",
+	}, []string{"type"})
+	m.webhookDeliveries = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "farebox_webhook_attempts_total",
+		Help: "Webhook delivery attempts, by result: delivered, failed (retried later) or given_up (after its retries).",
+	}, []string{"result"})
+	m.topups = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "farebox_topups_total",
+		Help: "Automatic top-ups by what happened: recorded (a crossing), requested (the provider took the payment), failed.",
+	}, []string{"status"})
+
 	m.reg.MustRegister(
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
@@ -163,6 +180,7 @@ func New(opts Options) *Metrics {
 		credits("farebox_credits_consumed_total", "Credits consumed (a display figure: the ledger counts micro-credits exactly).", &m.consumed),
 		credits("farebox_credits_expired_total", "Credits expired, i.e. breakage (a display figure: the ledger counts micro-credits exactly).", &m.expired),
 		m.gwRequests, m.gwTTFT, m.gwDuration, m.upstreamErrors,
+		m.webhookEvents, m.webhookDeliveries, m.topups,
 		&collector{m: m},
 	)
 	return m

@@ -122,6 +122,9 @@ func TestNamesAndHelp(t *testing.T) {
 	m.ObserveCredits(1, 1, 1)
 	m.ObserveRequest("gpt-4o", "d", "ok", time.Millisecond, time.Second)
 	m.ObserveUpstreamError("d", "upstream_timeout")
+	m.ObserveWebhookEvent("balance.low", 2)
+	m.ObserveWebhookAttempt("delivered")
+	m.ObserveTopup("recorded")
 	m.Middleware("GET /x", http.NotFoundHandler()).ServeHTTP(httptest.NewRecorder(), httptest.NewRequest("GET", "/x", nil))
 
 	want := map[string]dto.MetricType{
@@ -151,6 +154,9 @@ func TestNamesAndHelp(t *testing.T) {
 		"farebox_gateway_overcapture_credits_total":  dto.MetricType_COUNTER,
 		"farebox_gateway_spooled_total":              dto.MetricType_COUNTER,
 		"farebox_gateway_unsettled_total":            dto.MetricType_COUNTER,
+		"farebox_webhook_events_total":               dto.MetricType_COUNTER,
+		"farebox_webhook_attempts_total":             dto.MetricType_COUNTER,
+		"farebox_topups_total":                       dto.MetricType_COUNTER,
 	}
 	fams := scrape(t, m)
 	for name, typ := range want {
@@ -167,6 +173,34 @@ func TestNamesAndHelp(t *testing.T) {
 			t.Errorf("metric %s has no help", name)
 		}
 	}
+}
+
+// TestObserveNotify: webhook events, attempts and top-ups count by label.
+func TestObserveNotify(t *testing.T) {
+	m := New(Options{})
+	m.ObserveWebhookEvent("balance.low", 2)
+	m.ObserveWebhookEvent("balance.low", 0)
+	m.ObserveWebhookAttempt("failed")
+	m.ObserveWebhookAttempt("failed")
+	m.ObserveTopup("requested")
+	fams := scrape(t, m)
+	for _, c := range []struct {
+		name   string
+		labels map[string]string
+		want   float64
+	}{
+		{"farebox_webhook_events_total", map[string]string{"type": "balance.low"}, 2},
+		{"farebox_webhook_attempts_total", map[string]string{"result": "failed"}, 2},
+		{"farebox_topups_total", map[string]string{"status": "requested"}, 1},
+	} {
+		if got := value(t, fams, c.name, c.labels); got != c.want {
+			t.Errorf("%s%v: got %v, want %v", c.name, c.labels, got, c.want)
+		}
+	}
+	var nilM *Metrics
+	nilM.ObserveWebhookEvent("x", 1)
+	nilM.ObserveWebhookAttempt("x")
+	nilM.ObserveTopup("x")
 }
 
 func TestObserveBatch(t *testing.T) {

@@ -63,3 +63,30 @@ func (m *Metrics) ObserveUpstreamError(deployment, kind string) {
 	}
 	m.upstreamErrors.WithLabelValues(deployment, kind).Inc()
 }
+
+// ObserveWebhookEvent counts n webhook events of type typ (a bounded
+// notify type) recorded for delivery.
+func (m *Metrics) ObserveWebhookEvent(typ string, n int) {
+	if m == nil || n <= 0 {
+		return
+	}
+	m.webhookEvents.WithLabelValues(typ).Add(float64(n))
+}
+
+// ObserveWebhookAttempt counts one delivery attempt by its result:
+// "delivered", "failed" or "given_up".
+func (m *Metrics) ObserveWebhookAttempt(result string) {
+	if m == nil {
+		return
+	}
+	m.webhookDeliveries.WithLabelValues(result).Inc()
+}
+
+// ObserveTopup counts an automatic top-up's step: "recorded", "requested"
+// or "failed".
+func (m *Metrics) ObserveTopup(status string) {
+	if m == nil {
+		return
+	}
+	m.topups.WithLabelValues(status).Inc()
+}

@@ -46,7 +46,9 @@ func TestEmbeddedDocumentLoads(t *testing.T) {
 	// (GET /metrics, GET /openapi.json), by path then method.
 	want := []string{
 		"GET /api/v1/customers", "POST /api/v1/customers", "GET /api/v1/customers/{id}",
-		"GET /api/v1/customers/{id}/balance", "POST /api/v1/customers/{id}/grants",
+		"GET /api/v1/customers/{id}/alerts", "PUT /api/v1/customers/{id}/alerts",
+		"GET /api/v1/customers/{id}/auto-topup", "PUT /api/v1/customers/{id}/auto-topup", "DELETE /api/v1/customers/{id}/auto-topup",
+		"GET /api/v1/customers/{id}/balance", "POST /api/v1/customers/{id}/checkout", "POST /api/v1/customers/{id}/grants",
 		"GET /api/v1/customers/{id}/keys", "POST /api/v1/customers/{id}/keys",
 		"PUT /api/v1/customers/{id}/subscription", "GET /api/v1/deployments", "POST /api/v1/events",
 		"POST /api/v1/holds", "GET /api/v1/holds/{id}", "POST /api/v1/holds/{id}/capture",
@@ -56,9 +58,11 @@ func TestEmbeddedDocumentLoads(t *testing.T) {
 		"POST /api/v1/pools", "GET /api/v1/pools/{id}", "PATCH /api/v1/pools/{id}", "GET /api/v1/pools/{id}/availability",
 		"GET /api/v1/pools/{id}/utilization", "GET /api/v1/prices",
 		"PUT /api/v1/prices/{model}", "GET /api/v1/reports/economics", "GET /api/v1/reports/forecast",
-		"GET /api/v1/usage", "GET /healthz", "GET /metrics", "GET /openapi.json", "GET /readyz",
+		"GET /api/v1/usage", "POST /api/v1/webhook-deliveries/{id}/retry", "GET /api/v1/webhook-endpoints",
+		"POST /api/v1/webhook-endpoints", "DELETE /api/v1/webhook-endpoints/{id}", "GET /api/v1/webhook-endpoints/{id}/deliveries",
+		"GET /healthz", "GET /metrics", "GET /openapi.json", "GET /readyz",
 		"GET /v1/account/balance", "GET /v1/account/usage", "POST /v1/chat/completions", "POST /v1/embeddings",
-		"POST /v1/messages", "POST /v1/messages/count_tokens", "GET /v1/models", "POST /v1/responses",
+		"POST /v1/messages", "POST /v1/messages/count_tokens", "GET /v1/models", "POST /v1/responses", "POST /webhooks/stripe",
 	}
 	if !slices.Equal(got, want) {
 		t.Errorf("operations:\n got %q\nwant %q", got, want)
@@ -198,7 +202,8 @@ func TestValidateResponseAccepts(t *testing.T) {
 		ct, body     string
 	}{
 		{"GET", "/api/v1/customers/acme/balance", 200, "application/json", balanceBody},
-		{"GET", "/v1/account/balance", 200, "application/json", balanceBody},
+		{"GET", "/v1/account/balance", 200, "application/json", strings.TrimSuffix(balanceBody, "}") +
+			`,"key":{"budget":"50","budget_period":"day","budget_remaining":"12.5","budget_resets_at":"2026-11-24T00:00:00Z"}}`},
 		{"POST", "/api/v1/plans", 201, "application/json", planBody},
 		{"GET", "/api/v1/plans/pro", 200, "application/json; charset=utf-8", planBody},
 		{"GET", "/api/v1/plans", 200, "application/json", `{"data":[` + planBody + `],"has_more":false}`},

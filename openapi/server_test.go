@@ -18,9 +18,12 @@ import (
 	"testing"
 	"time"
 
+	fb "farebox"
 	"farebox/api"
 	"farebox/app"
 	"farebox/economics"
+	"farebox/payments"
+	"farebox/payments/stripemock"
 	"farebox/routing"
 	"farebox/simulator"
 )
@@ -31,6 +34,7 @@ type server struct {
 	t   *testing.T
 	doc *Doc
 	url string
+	app *app.App
 	// seen counts the checked exchanges by operation and status.
 	seen map[string]map[int]bool
 	// loose: the next call's request is not checked (a batch of events
@@ -45,6 +49,7 @@ func newServer(t *testing.T) *server {
 	faults := []string{simulator.TokensHeader, simulator.FaultHeader}
 	a, err := app.New(context.Background(), app.Config{DataDir: t.TempDir(), AdminToken: testAdmin,
 		Economics: economics.Config{CreditsPerUSD: 100},
+		Stripe:    payments.StripeConfig{SecretKey: stripemock.SecretKey, WebhookSecret: stripemock.WebhookSecret, APIBase: stripemock.Start(t)},
 		Deployments: []*routing.Deployment{
 			{Name: "sim/gpt-4o-mini", Provider: "sim", Type: routing.TypeSimulated, ForwardHeaders: faults, Model: "gpt-4o-mini",
 				Upstream: "gpt-4o-mini", BaseURL: sim.URL + "/v1", MaxOutputTokens: 4096,
@@ -60,7 +65,7 @@ func newServer(t *testing.T) *server {
 		hs.Close()
 		a.Close()
 	})
-	return &server{t: t, doc: loadEmbedded(t), url: hs.URL, seen: map[string]map[int]bool{}}
+	return &server{t: t, doc: loadEmbedded(t), url: hs.URL, app: a, seen: map[string]map[int]bool{}}
 }
 
 // call sends a request with auth ("admin", a customer key, or ""), checks
@@ -348,6 +353,54 @@ func TestServerResponsesMatchTheDocument(t *testing.T) {
 	s.call("GET", "/api/v1/reports/forecast?days=0", A, "", 400)
 	s.call("GET", "/api/v1/deployments", A, "", 200)
 	s.call("GET", "/api/v1/deployments", "", "", 401)
+
+	// Payments, automatic top-ups, thresholds and webhooks.
+	s.call("POST", "/api/v1/plans", A, `{"id":"down","downgrade":{"gpt-4o":"gpt-4o-mini"},"low_balance":"10","expiring_days":3}`, 201)
+	s.call("POST", "/api/v1/plans", A, `{"id":"down2","downgrade":{"gpt-4o":"gpt-4o"}}`, 400)
+	s.call("POST", "/api/v1/customers/acme/checkout", A, `{"credits":"1000","success_url":"https://example.com/paid","cancel_url":"https://example.com/cart"}`, 201)
+	s.call("POST", "/api/v1/customers/acme/checkout", A, `{"credits":"0","success_url":"https://example.com/paid"}`, 400)
+	s.call("POST", "/api/v1/customers/ghost/checkout", A, `{"credits":"10","success_url":"https://example.com/paid"}`, 404)
+	payload, sig := stripemock.Event("evt_1", payments.EventCheckoutCompleted, map[string]any{"id": "cs_1", "client_reference_id": "acme", "payment_status": "paid",
+		"currency": "usd", "amount_total": 1000, "payment_intent": "pi_1", "metadata": map[string]string{"credits": "1000"}})
+	s.call("POST", "/webhooks/stripe", "", string(payload), 200, "Stripe-Signature", sig)
+	s.call("POST", "/webhooks/stripe", "", string(payload), 400, "Stripe-Signature", "t=1,v1=00")
+	s.call("PUT", "/api/v1/customers/acme/auto-topup", A, `{"threshold":"100","credits":"1000","cooldown":"1h"}`, 200)
+	s.call("PUT", "/api/v1/customers/acme/auto-topup", A, `{"threshold":"0","credits":"1000"}`, 400)
+	s.call("GET", "/api/v1/customers/acme/auto-topup", A, "", 200)
+	// With an attempt made: the settings carry it.
+	if err := s.app.Store.Advance(context.Background(), "openapi-test", fb.JournalCursor{}, fb.JournalCursor{Seq: 1}, nil,
+		[]fb.TopupAttempt{{ID: "tu_1", Customer: "acme", Crossing: 1, Credits: 1000 * fb.Micro, Status: fb.TopupPending, CreatedAt: time.Now().UTC(), UpdatedAt: time.Now().UTC()}}); err != nil {
+		t.Fatal(err)
+	}
+	if at, _ := s.call("GET", "/api/v1/customers/acme/auto-topup", A, "", 200); at["last_attempt"] == nil {
+		t.Fatalf("auto-topup %v, want its last attempt", at)
+	}
+	s.call("DELETE", "/api/v1/customers/acme/auto-topup", A, "", 200)
+	s.call("GET", "/api/v1/customers/acme/auto-topup", A, "", 404)
+	s.call("DELETE", "/api/v1/customers/acme/auto-topup", A, "", 404)
+	s.call("PUT", "/api/v1/customers/acme/alerts", A, `{"low_balance":"100","expiring_days":7}`, 200)
+	s.call("PUT", "/api/v1/customers/acme/alerts", A, `{"expiring_days":-1}`, 400)
+	s.call("GET", "/api/v1/customers/acme/alerts", A, "", 200)
+	s.call("GET", "/api/v1/customers/ghost/alerts", A, "", 404)
+	ep, _ := s.call("POST", "/api/v1/webhook-endpoints", A, `{"url":"http://127.0.0.1:1/hook","events":["*"]}`, 201)
+	s.call("POST", "/api/v1/webhook-endpoints", A, `{"url":"http://127.0.0.1:1/hook","events":["balance.high"]}`, 400)
+	s.call("POST", "/api/v1/webhook-endpoints", A, `{"url":"ftp://example.com","events":["balance.low"]}`, 400)
+	s.call("GET", "/api/v1/webhook-endpoints", A, "", 200)
+	// A key whose budget is spent: 402 key_budget_exceeded, and an event.
+	k, _ = s.call("POST", "/api/v1/customers/acme/keys", A, `{"name":"b","budget":"0","budget_period":"day","rpm":60}`, 201)
+	s.call("POST", "/api/v1/customers/acme/keys", A, `{"name":"b","budget_period":"week"}`, 400)
+	s.call("POST", "/v1/chat/completions", str(k, "key"), chat, 402)
+	s.call("GET", "/v1/account/balance", str(k, "key"), "", 200)
+	dl, _ := s.call("GET", "/api/v1/webhook-endpoints/"+str(ep, "id")+"/deliveries", A, "", 200)
+	ds, _ := dl["data"].([]any)
+	if len(ds) != 1 {
+		t.Fatalf("deliveries: %v, want key.budget_exceeded's", dl)
+	}
+	s.call("GET", "/api/v1/webhook-endpoints/we_ghost/deliveries", A, "", 404)
+	s.call("POST", "/api/v1/webhook-deliveries/"+str(ds[0].(map[string]any), "id")+"/retry", A, "", 200)
+	s.call("POST", "/api/v1/webhook-deliveries/wd_ghost/retry", A, "", 404)
+	s.call("DELETE", "/api/v1/webhook-endpoints/"+str(ep, "id"), A, "", 200)
+	s.call("DELETE", "/api/v1/webhook-endpoints/"+str(ep, "id"), A, "", 404)
 
 	// Every operation the server has today was called with a success.
 	for _, op := range s.doc.Operations() {

@@ -57,6 +57,8 @@ type accountView struct {
 	NextPlan     *fb.Plan
 	Recent       []fb.Usage
 	TopUp        string
+	BuyCredits   string // the checkout's form action, when payments are on
+	TopUpPage    string
 	Now          time.Time
 }
 
@@ -77,6 +79,9 @@ func (u *UI) account(ctx context.Context, customer string, now time.Time) (*acco
 		return nil, err
 	}
 	v := &accountView{Customer: c, Balance: ledger.BalanceAt(a, now), ForecastDays: forecastDays, TopUp: u.d.TopUp, Now: now}
+	u.mu.Lock()
+	v.BuyCredits, v.TopUpPage = u.buy, u.topUpPage
+	u.mu.Unlock()
 	for _, l := range v.Balance.Lots {
 		r := lotRow{Lot: l, Expiring: !l.ExpiresAt.IsZero() && l.ExpiresAt.Sub(now) < expiringSoon}
 		if !l.RolloverUntil.IsZero() {
@@ -227,11 +232,37 @@ func (u *UI) requestsOf(r *Request, customer, base string) (*requestsView, error
 
 // Keys.
 
+// keyRow is a key with what its budget leaves, as the API's keys answer
+// it (ledger.KeyBudgetOf): nil without a budget.
+type keyRow struct {
+	fb.APIKey
+	Budget *ledger.KeyBudget
+}
+
+// keyRows are a customer's keys, newest first, with their budgets in
+// account a at now.
+func keyRows(ks []fb.APIKey, a *fb.Account, now time.Time) []keyRow {
+	out := make([]keyRow, 0, len(ks))
+	for _, k := range slices.Backward(ks) {
+		row := keyRow{APIKey: k}
+		if b, ok := ledger.KeyBudgetOf(k, a, now); ok {
+			row.Budget = &b
+		}
+		out = append(out, row)
+	}
+	return out
+}
+
 type keysView struct {
-	Keys   []fb.APIKey
+	Keys   []keyRow
 	NewKey string // the secret of the key just made: shown once
 	NewID  string
 	Self   string // the key this session signed in with
+	// Limited: the session's key has a budget of its own, and only a key
+	// without one may create or revoke keys (a team's or a script's key
+	// cannot mint itself more).
+	Limited bool
+	Periods []fb.BudgetPeriod
 }
 
 func (u *UI) keysOf(r *Request, customer string) (*keysView, error) {
@@ -239,9 +270,30 @@ func (u *UI) keysOf(r *Request, customer string) (*keysView, error) {
 	if err != nil {
 		return nil, err
 	}
-	slices.Reverse(ks) // newest first
-	return &keysView{Keys: ks, Self: r.Session.KeyID}, nil
+	a, err := u.d.Store.Account(r.Context(), customer)
+	if err != nil {
+		return nil, err
+	}
+	v := &keysView{Keys: keyRows(ks, a, r.Now), Self: r.Session.KeyID, Limited: Limited(r, ks),
+		Periods: []fb.BudgetPeriod{fb.BudgetMonth, fb.BudgetDay, fb.BudgetTotal}}
+	return v, nil
 }
+
+// Limited reports whether the customer session's key (among ks, its
+// customer's keys) has a budget of its own: such a key may look, but not
+// manage keys or billing.
+func Limited(r *Request, ks []fb.APIKey) bool {
+	for _, k := range ks {
+		if k.ID == r.Session.KeyID {
+			return k.Budget != nil
+		}
+	}
+	return false
+}
+
+// ErrLimited refuses a budgeted key's session what only a key without a
+// budget may do (see Limited).
+var ErrLimited = fb.Errorf(fb.EForbidden, "this session's key has a budget of its own: only a key without a budget may do this; sign in with one")
 
 func (u *UI) keysPage(r *Request) (*View, error) {
 	customer, err := mustCustomer(r)
@@ -255,18 +307,56 @@ func (u *UI) keysPage(r *Request) (*View, error) {
 	return &View{Title: "API keys", Template: "keys", Data: v}, nil
 }
 
-// createKey mints a key of the session's customer and shows its secret in
-// this response only (never in a URL: no redirect carries it).
+// optionalAmount reads an optional amount field of a form: nil when empty.
+func optionalAmount(r *Request, name string) (*fb.Amount, error) {
+	v := strings.TrimSpace(r.PostFormValue(name))
+	if v == "" {
+		return nil, nil
+	}
+	a, err := fb.ParseAmount(v)
+	if err != nil {
+		return nil, fb.Invalid(name, "%s must be an amount of credits such as 50 or 12.5", name)
+	}
+	return &a, nil
+}
+
+// createKey mints a key of the session's customer, with the limits the
+// form gives it, and shows its secret in this response only (never in a
+// URL: no redirect carries it).
 func (u *UI) createKey(r *Request) (*View, error) {
 	customer, err := mustCustomer(r)
 	if err != nil {
 		return nil, err
 	}
+	ks, err := u.d.Store.Keys(r.Context(), customer)
+	if err != nil {
+		return nil, err
+	}
+	if Limited(r, ks) {
+		return nil, ErrLimited
+	}
 	name := strings.TrimSpace(r.PostFormValue("name"))
 	if name == "" || len(name) > 200 || !fb.Printable(name) {
 		return nil, fb.Invalid("name", "a key's name is 1 to 200 printable characters")
 	}
+	budget, err := optionalAmount(r, "budget")
+	if err != nil {
+		return nil, err
+	}
+	var rpm int64
+	if v := strings.TrimSpace(r.PostFormValue("rpm")); v != "" {
+		if rpm, err = strconv.ParseInt(v, 10, 64); err != nil {
+			return nil, fb.Invalid("rpm", "rpm must be a whole number of requests per minute")
+		}
+	}
+	period := fb.BudgetPeriod(r.PostFormValue("budget_period"))
+	if budget == nil {
+		period = "" // the form always sends one
+	}
 	k, secret := keys.Mint(customer, name, r.Now, u.d.NewID)
+	if err := keys.Limit(&k, budget, period, rpm); err != nil {
+		return nil, err
+	}
 	if err := u.d.Store.CreateKey(r.Context(), k); err != nil {
 		return nil, err
 	}
@@ -289,6 +379,9 @@ func (u *UI) revokeKey(r *Request) (*View, error) {
 	ks, err := u.d.Store.Keys(r.Context(), customer)
 	if err != nil {
 		return nil, err
+	}
+	if Limited(r, ks) {
+		return nil, ErrLimited
 	}
 	var found *fb.APIKey
 	for i := range ks {

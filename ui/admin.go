@@ -201,7 +201,7 @@ func (u *UI) customersPage(r *Request) (*View, error) {
 
 type customerView struct {
 	*accountView
-	Keys        []fb.APIKey
+	Keys        []keyRow
 	Plans       []fb.Plan
 	GrantKey    string // a fresh idempotency key for the grant form
 	PlanKey     string
@@ -220,9 +220,15 @@ func (u *UI) customerPage(r *Request) (*View, error) {
 	}
 	v := &customerView{accountView: av, GrantKey: u.d.NewID("ui_grant_"), PlanKey: u.d.NewID("ui_plan_"),
 		Sources: []fb.Source{fb.SourcePurchase, fb.SourcePromo, fb.SourceSubscription, fb.SourceRefund, fb.SourceAdjustment}}
-	if v.Keys, err = u.d.Store.Keys(r.Context(), id); err != nil {
+	ks, err := u.d.Store.Keys(r.Context(), id)
+	if err != nil {
 		return nil, err
 	}
+	a, err := u.d.Store.Account(r.Context(), id)
+	if err != nil {
+		return nil, err
+	}
+	v.Keys = keyRows(ks, a, r.Now)
 	if v.Plans, err = u.d.Store.Plans(r.Context()); err != nil {
 		return nil, err
 	}

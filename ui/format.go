@@ -3,6 +3,7 @@ package ui
 import (
 	"fmt"
 	"html/template"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -57,6 +58,12 @@ func pct(p *string) string {
 	return *p + "%"
 }
 
+// Day is a date as the pages show it ("2 Jan 2026"; "—" for none).
+func Day(t time.Time) string { return day(t) }
+
+// Stamp is a time as the pages show it, to the second in UTC.
+func Stamp(t time.Time) string { return stamp(t) }
+
 func day(t time.Time) string {
 	if t.IsZero() {
 		return "—"
@@ -106,4 +113,5 @@ var funcs = template.FuncMap{
 	"microd":  func(u fb.USD) int64 { return int64(u) },
 	"iso":     func(t time.Time) string { return t.UTC().Format(time.RFC3339) },
 	"sec":     sectionOf,
+	"has":     slices.Contains[[]string],
 }

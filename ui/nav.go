@@ -23,8 +23,12 @@ import (
 //		}})
 //
 // A page needs no template of its own: its View's Sections (Cards, Table,
-// Form, Note, Links, Chart) are drawn by the ui package, styled like the rest,
-// and every Form carries the session's CSRF token. The ui package checks
+// Form, Note, Links, Chart, Secret) are drawn by the ui package, styled
+// like the rest, and every Form, and every button in a table, carries the
+// session's CSRF token. A POST page may send the browser to another
+// origin (a payment provider's page) with an absolute Redirect: it gets a
+// page that goes on there by itself, since the dashboard's form-action
+// 'self' stops a form's redirect to another origin. The ui package checks
 // the session and its side, and the CSRF token of every POST, before a
 // page's Handle runs.
 
@@ -97,7 +101,7 @@ type View struct {
 }
 
 // Section is one block of a page drawn from data: Cards, Table, Form,
-// Note, Links or Chart.
+// Note, Links, Chart or Secret.
 type Section interface{ section() }
 
 // Card is one figure: a label, its value and a note under it. Figure,
@@ -109,11 +113,15 @@ type Cards []Card
 
 // Cell is one table cell. Sort, when set, is the exact value sorting
 // uses (micro-units), so a sort by a column of amounts is numeric; Href
-// makes the cell a link.
+// makes the cell a link; Action makes it a button labelled Text that
+// posts to Action (a registered POST page) with the CSRF token, Danger
+// colouring it as a destructive one.
 type Cell struct {
-	Text string
-	Sort string
-	Href string
+	Text   string
+	Sort   string
+	Href   string
+	Action string
+	Danger bool
 }
 
 // Table is a titled table; a Num column is right-aligned. Its columns
@@ -128,26 +136,31 @@ type Table struct {
 	Empty   string // shown when there are no rows
 }
 
-// Column is a table header.
+// Column is a table header; a Wrap column's long values (ids, errors)
+// break over lines rather than widen the table.
 type Column struct {
 	Label string
 	Num   bool
+	Wrap  bool
 }
 
 // Form is a POST form to Action (a registered POST page); the CSRF token
-// is added by the ui package.
+// is added by the ui package. A form without fields is its button alone.
 type Form struct {
 	Title  string
 	Action string
 	Fields []Field
 	Submit string
+	Danger bool // the button undoes something (turns off, removes)
 }
 
-// Field is one input: Type text (the default), number, date, password
-// or select (with Options).
+// Field is one input: Type text (the default), number, date, password,
+// select (one of Options) or checkboxes (any of Options, those in Checked
+// ticked; posted as one value each under Name).
 type Field struct {
 	Name, Label, Type, Value, Placeholder string
 	Options                               []string
+	Checked                               []string
 	Required                              bool
 }
 
@@ -167,6 +180,12 @@ type Link struct {
 	Current    bool
 }
 
+// Secret is a value shown this once (a signing secret, a key), set apart
+// and easy to copy, with a Note saying so.
+type Secret struct {
+	Title, Note, Value string
+}
+
 // Chart is an SVG drawn by StackedBars or Lines.
 type ChartSection struct {
 	Title string
@@ -179,6 +198,7 @@ func (Form) section()         {}
 func (Note) section()         {}
 func (Links) section()        {}
 func (ChartSection) section() {}
+func (Secret) section()       {}
 
 // navItem is an entry of the navigation as a template draws it.
 type navItem struct {
@@ -251,14 +271,15 @@ func (u *UI) nav(side Side, active string) []navItem {
 
 // sectionView is a Section as the "section" template draws it.
 type sectionView struct {
-	Kind  string
-	Cards Cards
-	Table *Table
-	Form  *Form
-	Note  Note
-	Links *Links
-	Chart *ChartSection
-	CSRF  string
+	Kind   string
+	Cards  Cards
+	Table  *Table
+	Form   *Form
+	Note   Note
+	Links  *Links
+	Chart  *ChartSection
+	Secret *Secret
+	CSRF   string
 }
 
 func sectionOf(s Section, csrf string) sectionView {
@@ -276,6 +297,8 @@ func sectionOf(s Section, csrf string) sectionView {
 		v.Kind, v.Links = "links", &s
 	case ChartSection:
 		v.Kind, v.Chart = "chart", &s
+	case Secret:
+		v.Kind, v.Secret = "secret", &s
 	}
 	return v
 }

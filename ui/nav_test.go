@@ -100,3 +100,77 @@ func TestRegistry(t *testing.T) {
 		t.Error("the flash after the form is not shown")
 	}
 }
+
+// TestRegistrySections: a registered page's table buttons, checkboxes,
+// secret and button-only form are drawn with the session's CSRF token; a
+// POST answered with another origin's URL gets a page that goes on there
+// (a refresh and a link), a path of this site a 303; OfferCheckout takes
+// only registered customer pages, and before the handler is built.
+func TestRegistrySections(t *testing.T) {
+	e := newEnv(t)
+	a := e.app
+	d, err := ui.New(ui.Deps{Store: a.Store, Engine: a.Engine, Plans: a.Plans, Gateway: a.Gateway, AdminToken: adminToken, Clock: e.clock})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ticked []string
+	for _, p := range []ui.Page{
+		{Side: ui.Operator, Path: "things", Title: "Things", Handle: func(r *ui.Request) (*ui.View, error) {
+			return &ui.View{Title: "Things", Sections: []ui.Section{
+				ui.Table{Columns: []ui.Column{{Label: "Thing", Wrap: true}, {Label: ""}}, Rows: [][]ui.Cell{{{Text: "a-long-id"}, {Text: "Redo", Action: "/ui/admin/things/a/redo", Danger: true}}}},
+				ui.Form{Action: "/ui/admin/things", Fields: []ui.Field{{Name: "kinds", Label: "Kinds", Type: "checkboxes", Options: []string{"x", "y", "z"}, Checked: []string{"y"}}}},
+				ui.Form{Action: "/ui/admin/things/stop", Submit: "Stop", Danger: true},
+				ui.Secret{Title: "The secret", Note: "Shown once.", Value: "whsec_abc"},
+			}}, nil
+		}},
+		{Side: ui.Operator, Path: "things", Method: "POST", Handle: func(r *ui.Request) (*ui.View, error) {
+			ticked = r.PostForm["kinds"]
+			return &ui.View{Redirect: "/ui/admin/things"}, nil
+		}},
+		{Side: ui.Operator, Path: "things/away", Method: "POST", Handle: func(r *ui.Request) (*ui.View, error) {
+			return &ui.View{Title: "Off to pay", Redirect: "https://pay.example.com/s/1?a=1&b=2"}, nil
+		}},
+		{Side: ui.Customer, Path: "buy", Method: "POST", Handle: func(r *ui.Request) (*ui.View, error) { return &ui.View{Redirect: "/ui/account"}, nil }},
+	} {
+		if err := d.Register(p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, bad := range [][2]string{{"/ui/account/nothing", ""}, {"/ui/admin/things", ""}, {"/ui/account/buy", "/ui/account/nothing"}} {
+		if err := d.OfferCheckout(bad[0], bad[1]); err == nil {
+			t.Errorf("OfferCheckout(%q, %q) took pages that are not registered customer pages", bad[0], bad[1])
+		}
+	}
+	if err := d.OfferCheckout("/ui/account/buy", "/ui/account"); err != nil {
+		t.Fatal(err)
+	}
+	hs := httptest.NewServer(d.Handler())
+	defer hs.Close()
+	if err := d.OfferCheckout("/ui/account/buy", ""); err == nil {
+		t.Error("OfferCheckout after the handler was built")
+	}
+	jar, _ := cookiejar.New(nil)
+	b := &browser{t: t, e: &env{t: t, url: hs.URL}, jar: jar, c: &http.Client{Jar: jar, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}}
+	b.signIn(adminToken)
+	tok := b.csrf("/ui/admin/things")
+	_, page := b.do("GET", "/ui/admin/things", nil)
+	for _, want := range []string{
+		`<td class="wrap">a-long-id</td>`,
+		`<form method="post" action="/ui/admin/things/a/redo"><input type="hidden" name="csrf" value="` + tok + `"><button type="submit" class="danger">Redo</button></form>`,
+		`<label><input type="checkbox" name="kinds" value="x"> x</label><label><input type="checkbox" name="kinds" value="y" checked> y</label>`,
+		`<form method="post" action="/ui/admin/things/stop" class="inline"><input type="hidden" name="csrf" value="` + tok + `"><button type="submit" class="danger">Stop</button></form>`,
+		`<code class="secret" id="new-secret">whsec_abc</code>`,
+	} {
+		if !strings.Contains(page, want) {
+			t.Errorf("the page lacks %s", want)
+		}
+	}
+	if res, _ := b.do("POST", "/ui/admin/things", url.Values{"csrf": {tok}, "kinds": {"x", "z"}}); res.StatusCode != http.StatusSeeOther || strings.Join(ticked, ",") != "x,z" {
+		t.Fatalf("the checkboxes posted %v (%d), want x,z", ticked, res.StatusCode)
+	}
+	res, page := b.do("POST", "/ui/admin/things/away", url.Values{"csrf": {tok}})
+	if res.StatusCode != 200 || !strings.Contains(page, `<meta http-equiv="refresh" content="0;url=https://pay.example.com/s/1?a=1&amp;b=2">`) ||
+		!strings.Contains(page, `<a href="https://pay.example.com/s/1?a=1&amp;b=2" id="leave">`) || !strings.Contains(page, "Taking you to <strong>pay.example.com</strong>") {
+		t.Fatalf("a POST sending the browser to another origin: %d\n%s", res.StatusCode, page)
+	}
+}

@@ -25,10 +25,12 @@ import (
 	"embed"
 	"encoding/base64"
 	"errors"
+	"fmt"
 	"html/template"
 	"io/fs"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"strings"
 	"sync"
 	"time"
@@ -66,6 +68,7 @@ type Deps struct {
 	// TopUp is the operator's instructions on the customer's top-up
 	// panel, until payments offer a checkout.
 	TopUp string
+
 	// CanVerify offers the "verify the ledger" button (the embedded
 	// store: one process, a journal read in one snapshot).
 	CanVerify bool
@@ -79,6 +82,9 @@ type UI struct {
 	key   []byte
 	pages []Page
 	tmpl  map[string]*template.Template
+	// buy and topUpPage are the checkout the top-up panel offers (see
+	// OfferCheckout), "" when it shows the operator's instructions.
+	buy, topUpPage string
 
 	mu     sync.Mutex
 	built  bool
@@ -142,6 +148,30 @@ func (u *UI) parse() error {
 	return nil
 }
 
+// OfferCheckout makes the customer's top-up panel offer a checkout in
+// place of the operator's instructions: buy is a registered customer POST
+// page that opens one for the form's "credits"; page, when not "", a
+// registered customer page of top-ups the panel links to. It fails on a
+// page that is not registered, and after Handler was called.
+func (u *UI) OfferCheckout(buy, page string) error {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if u.built {
+		return errors.New("ui: OfferCheckout after the handler was built")
+	}
+	for _, want := range []struct{ method, url string }{{http.MethodPost, buy}, {http.MethodGet, page}} {
+		found := want.url == "" && want.method == http.MethodGet
+		for _, p := range u.pages {
+			found = found || (p.Side == Customer && p.method() == want.method && p.URL() == want.url)
+		}
+		if !found {
+			return fmt.Errorf("ui: the top-up panel's %s %s is not a registered customer page", want.method, want.url)
+		}
+	}
+	u.buy, u.topUpPage = buy, page
+	return nil
+}
+
 // Run deletes expired sessions every interval until ctx ends.
 func (u *UI) Run(ctx context.Context, every time.Duration) {
 	for {
@@ -163,6 +193,7 @@ func (u *UI) Handler() http.Handler {
 	u.built = true
 	pages := append([]Page(nil), u.pages...)
 	u.mu.Unlock()
+
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /{$}", u.signinPage)
 	mux.HandleFunc("POST /ui/signin", u.signin)
@@ -350,10 +381,41 @@ type page struct {
 	Now      time.Time
 	View     *View
 	Data     any
+	// Refresh, when set, sends the browser on to that URL at once.
+	Refresh string
+}
+
+// externalOrigin is the origin of an absolute http(s) URL, "" for a
+// path of this site or anything else: a View's Redirect there leaves the
+// dashboard.
+func externalOrigin(to string) string {
+	p, err := url.Parse(to)
+	if err != nil || (p.Scheme != "http" && p.Scheme != "https") || p.Host == "" {
+		return ""
+	}
+	for _, c := range p.Host {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '-' || c == ':' || c == '[' || c == ']') {
+			return ""
+		}
+	}
+	return p.Scheme + "://" + p.Host
 }
 
 func (u *UI) render(w http.ResponseWriter, r *Request, side Side, v *View) {
 	if v.Redirect != "" {
+		if origin := externalOrigin(v.Redirect); origin != "" {
+			// Another origin's page (a payment provider's): the page's
+			// form-action 'self' also stops a form's redirect there, so
+			// the answer is a page that goes on by itself (a refresh,
+			// which needs no script) with a link to follow otherwise.
+			title := v.Title
+			if title == "" {
+				title = "Leaving Farebox"
+			}
+			u.write(w, r.Request, "leaving", page{Title: title, Side: side, CSRF: r.csrf, Customer: r.Session.Customer, Now: r.Now,
+				View: v, Data: strings.TrimPrefix(strings.TrimPrefix(origin, "https://"), "http://"), Refresh: v.Redirect})
+			return
+		}
 		if v.Flash != "" {
 			u.setCookie(w, r.Request, flashCookie, base64.RawURLEncoding.EncodeToString([]byte(v.Flash)), 60)
 		}

@@ -140,11 +140,28 @@ gets each period's credits as a subscription lot (cost basis price ÷ credits).`
 				textFlag("overdraft-limit", "credit a customer may draw beyond its lots"+amountNote),
 				textFlag("models", "models allowed, comma-separated globs such as `'gpt-4o*,o3'` (default any)"),
 				{name: "rpm", usage: "requests per minute (0: unlimited)", kind: flagInt},
-				{name: "tpm", usage: "tokens per minute (0: unlimited)", kind: flagInt}},
+				{name: "tpm", usage: "tokens per minute (0: unlimited)", kind: flagInt},
+				textFlag("downgrade", "cheaper models served instead of a refusal, such as `gpt-4o=gpt-4o-mini,o3=o4-mini`"),
+				textFlag("low-balance", "customers' default balance.low threshold"+amountNote),
+				{name: "expiring-days", usage: "customers' default credits.expiring lead, in days", kind: flagInt}},
 			request: func(in cliInput) (cliRequest, error) {
-				b := in.body("id", "name", "price-usd", "credits", "period", "rollover-max", "overdraft-limit")
+				b := in.body("id", "name", "price-usd", "credits", "period", "rollover-max", "overdraft-limit", "low-balance")
 				if m := *in.str["models"]; m != "" {
 					b["models"] = strings.Split(m, ",")
+				}
+				if d := *in.str["downgrade"]; d != "" {
+					m := map[string]string{}
+					for _, pair := range strings.Split(d, ",") {
+						from, to, ok := strings.Cut(pair, "=")
+						if !ok || from == "" || to == "" {
+							return cliRequest{}, &exitError{2, fmt.Errorf("--downgrade %q: want MODEL=CHEAPER pairs, comma-separated", d)}
+						}
+						m[from] = to
+					}
+					b["downgrade"] = m
+				}
+				if n := *in.num["expiring-days"]; n != 0 {
+					b["expiring_days"] = n
 				}
 				b["rpm"], b["tpm"] = *in.num["rpm"], *in.num["tpm"]
 				return cliRequest{"POST", "/api/v1/plans", b}, nil
@@ -177,11 +194,19 @@ The change waits for the period's end; with --now a period of the new plan start
 				}
 				return cliRequest{"PUT", "/api/v1/customers/" + in.seg(0) + "/subscription", b}, nil
 			}},
-		{name: "keys create", synopsis: "CUSTOMER [--name NAME] [flags]", args: []cliArg{argCustomer},
-			about: "Create an API key for a customer.\nThe key is shown once: only its hash is kept.",
-			flags: []cliFlag{textFlag("name", "what the key is for, such as ci")},
+		{name: "keys create", synopsis: "CUSTOMER [--name NAME] [--budget N [--budget-period day|month|total]] [--rpm N] [flags]", args: []cliArg{argCustomer},
+			about: `Create an API key for a customer.
+The key is shown once: only its hash is kept. With --budget its requests may spend at
+most that much per period (default month), held exactly: past it they get 402
+key_budget_exceeded. --rpm is the key's own rate, beside its plan's.`,
+			flags: []cliFlag{textFlag("name", "what the key is for, such as ci"), textFlag("budget", "credits the key may spend per period"+amountNote),
+				textFlag("budget-period", "day, month or total (default month)"), {name: "rpm", usage: "the key's own requests per minute (0: the plan's only)", kind: flagInt}},
 			request: func(in cliInput) (cliRequest, error) {
-				return cliRequest{"POST", "/api/v1/customers/" + in.seg(0) + "/keys", in.body("name")}, nil
+				b := in.body("name", "budget", "budget-period")
+				if n := *in.num["rpm"]; n != 0 {
+					b["rpm"] = n
+				}
+				return cliRequest{"POST", "/api/v1/customers/" + in.seg(0) + "/keys", b}, nil
 			}},
 		{name: "keys list", synopsis: "CUSTOMER", args: []cliArg{argCustomer}, about: "List a customer's keys (never the keys themselves).",
 			request: func(in cliInput) (cliRequest, error) {
@@ -220,6 +245,72 @@ Each is accepted, duplicate or rejected on its own.`,
 					b, err = os.ReadFile(in.args[0])
 				}
 				return cliRequest{"POST", "/api/v1/events", json.RawMessage(b)}, err
+			}},
+		{name: "topup checkout", synopsis: "CUSTOMER --credits N --success-url URL [--cancel-url URL] [flags]", args: []cliArg{argCustomer},
+			about: `Open a Stripe Checkout page for a customer to buy credits.
+It prints the session's id and url. The credits are granted, once, when Stripe's
+checkout.session.completed webhook arrives at /webhooks/stripe.`,
+			flags: []cliFlag{textFlag("credits", "credits to buy"+amountNote), textFlag("success-url", "where Stripe sends the customer after paying"),
+				textFlag("cancel-url", "where Stripe sends a customer who goes back")},
+			request: func(in cliInput) (cliRequest, error) {
+				return cliRequest{"POST", "/api/v1/customers/" + in.seg(0) + "/checkout", in.body("credits", "success-url", "cancel-url")}, nil
+			}},
+		{name: "topup auto", synopsis: "CUSTOMER --threshold N --credits N [--cooldown 1h] [flags]", args: []cliArg{argCustomer},
+			about: `Turn on (or change) a customer's automatic top-up.
+When a commit takes its balance below --threshold, one off-session payment buys --credits
+with its saved payment method (never twice for one crossing, not again within --cooldown).`,
+			flags: []cliFlag{textFlag("threshold", "the balance that triggers it"+amountNote), textFlag("credits", "credits each top-up buys"+amountNote),
+				textFlag("cooldown", "no second top-up within this `DURATION` (default 1h)")},
+			request: func(in cliInput) (cliRequest, error) {
+				return cliRequest{"PUT", "/api/v1/customers/" + in.seg(0) + "/auto-topup", in.body("threshold", "credits", "cooldown")}, nil
+			}},
+		{name: "topup show", synopsis: "CUSTOMER", args: []cliArg{argCustomer}, about: "Show a customer's automatic top-up (404 when it is off).",
+			request: func(in cliInput) (cliRequest, error) {
+				return cliRequest{"GET", "/api/v1/customers/" + in.seg(0) + "/auto-topup", nil}, nil
+			}},
+		{name: "topup off", synopsis: "CUSTOMER", args: []cliArg{argCustomer}, about: "Turn a customer's automatic top-up off.",
+			request: func(in cliInput) (cliRequest, error) {
+				return cliRequest{"DELETE", "/api/v1/customers/" + in.seg(0) + "/auto-topup", nil}, nil
+			}},
+		{name: "alerts set", synopsis: "CUSTOMER [--low-balance N] [--expiring-days N] [flags]", args: []cliArg{argCustomer},
+			about: "Set a customer's webhook thresholds.\nbalance.low below --low-balance, credits.expiring --expiring-days ahead (0: none).",
+			flags: []cliFlag{textFlag("low-balance", "the balance.low threshold"+amountNote), {name: "expiring-days", usage: "days of warning before a lot expires", kind: flagInt}},
+			request: func(in cliInput) (cliRequest, error) {
+				b := in.body("low-balance")
+				b["expiring_days"] = *in.num["expiring-days"]
+				return cliRequest{"PUT", "/api/v1/customers/" + in.seg(0) + "/alerts", b}, nil
+			}},
+		{name: "alerts get", synopsis: "CUSTOMER", args: []cliArg{argCustomer}, about: "Show a customer's webhook thresholds (its own, else its plan's).",
+			request: func(in cliInput) (cliRequest, error) {
+				return cliRequest{"GET", "/api/v1/customers/" + in.seg(0) + "/alerts", nil}, nil
+			}},
+		{name: "webhooks create", synopsis: "--url URL --events TYPE,… [flags]",
+			about: `Add a webhook endpoint.
+Its secret is shown once: every delivery is signed with it (Farebox-Signature).
+Types: balance.low, balance.depleted, credits.expiring, subscription.renewed,
+topup.succeeded, topup.failed, key.budget_exceeded, lease.started, lease.ended,
+lease.preempted, or * for all.`,
+			flags: []cliFlag{textFlag("url", "the endpoint's `URL`"), textFlag("events", "the event types it takes, comma-separated")},
+			request: func(in cliInput) (cliRequest, error) {
+				b := in.body("url")
+				if e := *in.str["events"]; e != "" {
+					b["events"] = strings.Split(e, ",")
+				}
+				return cliRequest{"POST", "/api/v1/webhook-endpoints", b}, nil
+			}},
+		{name: "webhooks list", about: "List the webhook endpoints.", request: get("/api/v1/webhook-endpoints")},
+		{name: "webhooks delete", synopsis: "ENDPOINT", args: []cliArg{{"ENDPOINT", "an endpoint id"}}, about: "Remove a webhook endpoint.",
+			request: func(in cliInput) (cliRequest, error) {
+				return cliRequest{"DELETE", "/api/v1/webhook-endpoints/" + in.seg(0), nil}, nil
+			}},
+		{name: "webhooks deliveries", synopsis: "ENDPOINT", args: []cliArg{{"ENDPOINT", "an endpoint id"}},
+			about: "Show an endpoint's delivery log.\nThe latest deliveries with their status, attempts and last status code.",
+			request: func(in cliInput) (cliRequest, error) {
+				return cliRequest{"GET", "/api/v1/webhook-endpoints/" + in.seg(0) + "/deliveries", nil}, nil
+			}},
+		{name: "webhooks retry", synopsis: "DELIVERY", args: []cliArg{{"DELIVERY", "a delivery id"}}, about: "Send a delivery again now.",
+			request: func(in cliInput) (cliRequest, error) {
+				return cliRequest{"POST", "/api/v1/webhook-deliveries/" + in.seg(0) + "/retry", nil}, nil
 			}},
 		{name: "prices list", about: "List the rate card in force (credits per unit).", request: get("/api/v1/prices")},
 		{name: "prices set", synopsis: "MODEL --input-per-mtok N --output-per-mtok N [flags]", args: []cliArg{{"MODEL", "a model"}},
@@ -386,18 +477,20 @@ func (c *cliConfig) do(ctx context.Context, method, path string, payload any, wh
 
 // columns chooses what each listing shows.
 var columns = map[string][]string{
-	"plans":              {"id", "name", "price_usd", "period", "credits", "rollover_max", "overdraft_limit", "models", "rpm", "tpm"},
-	"customers":          {"id", "name", "created_at"},
-	"keys":               {"id", "prefix", "name", "created_at", "revoked_at"},
-	"prices":             {"model", "input_per_mtok", "output_per_mtok", "cached_input_per_mtok", "reasoning_per_mtok", "per_image", "per_video_second", "per_gpu_second", "effective_from"},
-	"usage":              {"key", "requests", "input_tokens", "output_tokens", "credits", "cost_usd"},
-	"report forecast":    {"customer", "available", "consumed", "burn_per_day", "days_left", "runs_out_at"},
-	"report":             {"key", "requests", "revenue_usd", "cost_usd", "margin_usd", "margin_pct", "credits_consumed", "breakage_usd", "uncollected_usd", "partner_share_usd"},
-	"events":             {"id", "status", "cost", "error", "message"},
-	"lots":               {"id", "source", "priority", "amount", "remaining", "held", "expires_at", "cost_basis_usd"},
-	"pools":              {"id", "gpu_type", "region", "gpus", "reserved_for_inference", "leasable_gpus", "cost_usd_per_gpu_hour", "prices"},
-	"pools availability": {"start", "free_gpus", "leasable_gpus", "firm_gpus", "spot_gpus"},
-	"leases":             {"id", "customer", "pool", "gpus", "class", "state", "start", "end", "held", "charged", "reason"},
+	"plans":               {"id", "name", "price_usd", "period", "credits", "rollover_max", "overdraft_limit", "models", "rpm", "tpm"},
+	"customers":           {"id", "name", "created_at"},
+	"keys":                {"id", "prefix", "name", "budget", "budget_period", "budget_remaining", "rpm", "created_at", "revoked_at"},
+	"webhooks":            {"id", "url", "events", "created_at"},
+	"webhooks deliveries": {"id", "event", "type", "customer", "status", "attempts", "last_status_code", "next_attempt_at", "delivered_at"},
+	"prices":              {"model", "input_per_mtok", "output_per_mtok", "cached_input_per_mtok", "reasoning_per_mtok", "per_image", "per_video_second", "per_gpu_second", "effective_from"},
+	"usage":               {"key", "requests", "input_tokens", "output_tokens", "credits", "cost_usd"},
+	"report forecast":     {"customer", "available", "consumed", "burn_per_day", "days_left", "runs_out_at"},
+	"report":              {"key", "requests", "revenue_usd", "cost_usd", "margin_usd", "margin_pct", "credits_consumed", "breakage_usd", "uncollected_usd", "partner_share_usd"},
+	"events":              {"id", "status", "cost", "error", "message"},
+	"lots":                {"id", "source", "priority", "amount", "remaining", "held", "expires_at", "cost_basis_usd"},
+	"pools":               {"id", "gpu_type", "region", "gpus", "reserved_for_inference", "leasable_gpus", "cost_usd_per_gpu_hour", "prices"},
+	"pools availability":  {"start", "free_gpus", "leasable_gpus", "firm_gpus", "spot_gpus"},
+	"leases":              {"id", "customer", "pool", "gpus", "class", "state", "start", "end", "held", "charged", "reason"},
 }
 
 // printTable shows a list as a table and an object as name: value lines

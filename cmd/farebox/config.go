@@ -11,10 +11,12 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	fb "farebox"
 	"farebox/app"
 	"farebox/economics"
 	"farebox/gateway"
 	"farebox/httpguard"
+	"farebox/payments"
 )
 
 // fileConfig is the --config YAML file. Every field is optional.
@@ -26,6 +28,7 @@ type fileConfig struct {
 	// RevenueShares: percentages of revenue owed to partners, by model.
 	RevenueShares []shareEntry    `yaml:"revenue_shares"`
 	Dashboard     dashboardConfig `yaml:"dashboard"`
+	Stripe        stripeConfig    `yaml:"stripe"`
 }
 
 // dashboardConfig is the web dashboard's section.
@@ -45,6 +48,38 @@ func (c dashboardConfig) config() (app.DashboardConfig, error) {
 		d.SessionTTL = v
 	}
 	return d, nil
+}
+
+// stripeConfig is the config file's stripe: section; the environment's
+// FAREBOX_STRIPE_* win over it.
+type stripeConfig struct {
+	SecretKey     string `yaml:"secret_key"`
+	WebhookSecret string `yaml:"webhook_secret"`
+	APIBase       string `yaml:"api_base"`
+	// USDPerCredit is the price of a credit in USD (default 1 ÷
+	// credits_per_usd).
+	USDPerCredit string `yaml:"usd_per_credit"`
+}
+
+// payments resolves the Stripe settings and the price of a credit.
+func (c stripeConfig) payments(getenv func(string) string) (payments.StripeConfig, fb.USD, error) {
+	sc := payments.StripeConfig{
+		SecretKey:     cmp(getenv("FAREBOX_STRIPE_SECRET_KEY"), c.SecretKey),
+		WebhookSecret: cmp(getenv("FAREBOX_STRIPE_WEBHOOK_SECRET"), c.WebhookSecret),
+		APIBase:       cmp(getenv("FAREBOX_STRIPE_API_BASE"), c.APIBase),
+	}
+	if (sc.SecretKey == "") != (sc.WebhookSecret == "") {
+		return sc, 0, errors.New("stripe: set both the secret key (FAREBOX_STRIPE_SECRET_KEY) and the webhook secret (FAREBOX_STRIPE_WEBHOOK_SECRET), or neither")
+	}
+	var price fb.USD
+	if c.USDPerCredit != "" {
+		p, err := fb.ParseUSD(c.USDPerCredit)
+		if err != nil || p <= 0 {
+			return sc, 0, fmt.Errorf("stripe.usd_per_credit %q must be a positive amount of USD such as 0.01", c.USDPerCredit)
+		}
+		price = p
+	}
+	return sc, price, nil
 }
 
 type shareEntry struct {

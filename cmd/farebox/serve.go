@@ -125,6 +125,10 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	if err != nil {
 		return &exitError{2, fmt.Errorf("--config %s: %w", cfg.config, err)}
 	}
+	stripe, usdPerCredit, err := file.Stripe.payments(getenv)
+	if err != nil {
+		return &exitError{2, err}
+	}
 	providers := file.Providers
 	if len(providers) == 0 && cfg.demo {
 		providers = app.DemoProviders
@@ -139,6 +143,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		Economics:     economics.Config{CreditsPerUSD: cfg.creditsPerUSD, Shares: shares},
 		CreditsPerUSD: cfg.creditsPerUSD, Markup: cfg.markup, Log: log, Drain: cfg.drain, DebugAddr: cfg.debugAddr, MetricsAddr: cfg.metricsAddr,
 		Dashboard: dash,
+		Stripe:    stripe, USDPerCredit: usdPerCredit,
 	})
 	if err != nil {
 		return err

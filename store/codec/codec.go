@@ -25,6 +25,7 @@ type AccountState struct {
 	Granted           int64         `json:"g,omitempty"`
 	Charged           int64         `json:"c,omitempty"`
 	Expired           int64         `json:"e,omitempty"`
+	ClawedBack        int64         `json:"cb,omitempty"`
 	Lots              []LotState    `json:"lots,omitempty"`
 	Holds             []HoldState   `json:"holds,omitempty"`
 	Budgets           []BudgetState `json:"budgets,omitempty"`
@@ -54,6 +55,8 @@ type LotState struct {
 	CreatedAt   int64  `json:"ca"`
 	RolloverMax int64  `json:"rm,omitempty"`
 	RollUntil   int64  `json:"ru,omitempty"`
+	ClawedBack  int64  `json:"cb,omitempty"`
+	Refunded    int64  `json:"rf,omitempty"`
 }
 
 // AllocState is the stored form of a hold's allocation on a lot.
@@ -85,7 +88,8 @@ func EncodeAccount(a *fb.Account) ([]byte, error) {
 	st := AccountState{
 		OverdraftLimit: int64(a.OverdraftLimit), Debt: int64(a.Debt), OverdraftReserved: int64(a.OverdraftReserved),
 		Uncollected: int64(a.Uncollected), Granted: int64(a.Granted), Charged: int64(a.Charged), Expired: int64(a.Expired),
-		Lots: make([]LotState, 0, len(a.Lots)), Holds: make([]HoldState, 0, len(a.Holds)),
+		ClawedBack: int64(a.ClawedBack),
+		Lots:       make([]LotState, 0, len(a.Lots)), Holds: make([]HoldState, 0, len(a.Holds)),
 	}
 	for _, l := range a.Lots {
 		st.Lots = append(st.Lots, LotToState(l))
@@ -114,6 +118,7 @@ func DecodeAccount(customer string, b []byte) (*fb.Account, error) {
 	a := fb.NewAccount(customer)
 	a.OverdraftLimit, a.Debt, a.OverdraftReserved = fb.Amount(st.OverdraftLimit), fb.Amount(st.Debt), fb.Amount(st.OverdraftReserved)
 	a.Uncollected, a.Granted, a.Charged, a.Expired = fb.Amount(st.Uncollected), fb.Amount(st.Granted), fb.Amount(st.Charged), fb.Amount(st.Expired)
+	a.ClawedBack = fb.Amount(st.ClawedBack)
 	a.Lots = make([]*fb.Lot, 0, len(st.Lots))
 	for i := range st.Lots {
 		a.Lots = append(a.Lots, LotFromState(customer, &st.Lots[i]))
@@ -135,6 +140,7 @@ func LotToState(l *fb.Lot) LotState {
 		Held: int64(l.Held), Consumed: int64(l.Consumed), Expired: int64(l.Expired), EffectiveAt: Nanos(l.EffectiveAt),
 		ExpiresAt: Nanos(l.ExpiresAt), PaidUSD: int64(l.PaidUSD), CreatedAt: Nanos(l.CreatedAt),
 		RolloverMax: int64(l.RolloverMax), RollUntil: Nanos(l.RolloverUntil),
+		ClawedBack: int64(l.ClawedBack), Refunded: int64(l.Refunded),
 	}
 }
 
@@ -145,6 +151,7 @@ func LotFromState(customer string, s *LotState) *fb.Lot {
 		Remaining: fb.Amount(s.Remaining), Held: fb.Amount(s.Held), Consumed: fb.Amount(s.Consumed), Expired: fb.Amount(s.Expired),
 		EffectiveAt: FromNanos(s.EffectiveAt), ExpiresAt: FromNanos(s.ExpiresAt), PaidUSD: fb.USD(s.PaidUSD), CreatedAt: FromNanos(s.CreatedAt),
 		RolloverMax: fb.Amount(s.RolloverMax), RolloverUntil: FromNanos(s.RollUntil),
+		ClawedBack: fb.Amount(s.ClawedBack), Refunded: fb.Amount(s.Refunded),
 	}
 }
 
@@ -226,7 +233,7 @@ func Marshal(v any) ([]byte, error) { return json.Marshal(v) }
 
 // UsageColumns lists the columns of a usage row, in the order UsageValues
 // gives their values.
-const UsageColumns = "id, source, customer, model, provider, at, day, input_tokens, output_tokens, cached_input_tokens, reasoning_tokens, images, audio_us, video_us, gpu_us, requests, credits, cost_usd, key_id, deployment, latency_us, ttft_us, status, revenue_usd, uncollected, product, plan, cache_write_tokens"
+const UsageColumns = "id, source, customer, model, provider, at, day, input_tokens, output_tokens, cached_input_tokens, reasoning_tokens, images, audio_us, video_us, gpu_us, requests, credits, cost_usd, key_id, deployment, latency_us, ttft_us, status, revenue_usd, uncollected, product, plan, cache_write_tokens, requested_model"
 
 // UsageValues returns a usage row's column values; day is the UTC date of
 // its time, so every engine groups days the same way.
@@ -235,7 +242,7 @@ func UsageValues(u *fb.Usage) []any {
 	return []any{u.ID, u.Source, u.Customer, u.Model, u.Provider, Nanos(u.At), u.At.UTC().Format(time.DateOnly),
 		q.InputTokens, q.OutputTokens, q.CachedInputTokens, q.ReasoningTokens, q.Images, q.AudioMicros, q.VideoMicros, q.GPUMicros, q.Requests,
 		int64(u.Credits), int64(u.CostUSD), u.KeyID, u.Deployment, u.Latency.Microseconds(), u.TTFT.Microseconds(), u.Status,
-		int64(u.RevenueUSD), int64(u.Uncollected), u.Product, u.Plan, q.CacheWriteTokens}
+		int64(u.RevenueUSD), int64(u.Uncollected), u.Product, u.Plan, q.CacheWriteTokens, u.RequestedModel}
 }
 
 // Daily is one row of the daily sums (usage_daily), as an increment.

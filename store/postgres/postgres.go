@@ -12,6 +12,7 @@ import (
 	_ "embed"
 	"errors"
 	"fmt"
+	"math"
 	"strings"
 	"time"
 
@@ -55,9 +56,14 @@ var schemaV7 string
 //go:embed schema8.sql
 var schemaV8 string
 
+// schemaV9 is payments, top-ups, thresholds and webhooks.
+//
+//go:embed schema9.sql
+var schemaV9 string
+
 // migrations are applied in order; migration i brings the schema to
 // version i+1. Never edit one that has shipped: append.
-var migrations = []string{schemaV1, schemaV2, schemaV3, schemaV4, schemaV5, schemaV6, schemaV7, schemaV8}
+var migrations = []string{schemaV1, schemaV2, schemaV3, schemaV4, schemaV5, schemaV6, schemaV7, schemaV8, schemaV9}
 
 // SchemaVersion is the version this build needs.
 var SchemaVersion = len(migrations)
@@ -370,12 +376,12 @@ func (t *writeTx) AppendJournal(ctx context.Context, entries []*fb.JournalEntry)
 			k := e.Op.Key
 			key = &k
 		}
-		q := `INSERT INTO journal (customer, idem_key, op, fingerprint, result) VALUES ($1, $2, $3, $4, $5) RETURNING seq`
-		args := []any{e.Op.Customer, key, string(op), e.Fingerprint, string(res)}
+		q := `INSERT INTO journal (customer, idem_key, op, fingerprint, result, balance_before, balance_after, lapsed) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING seq`
+		args := []any{e.Op.Customer, key, string(op), e.Fingerprint, string(res), int64(e.Before), int64(e.After), int64(e.Lapsed)}
 		if e.Op.Event != "" {
 			// A second replica recording the same event fails here, on
 			// the primary key, and its whole batch rolls back.
-			q = `WITH j AS (` + q + `), ev AS (INSERT INTO events (event_key, seq) SELECT $6, seq FROM j) SELECT seq FROM j`
+			q = `WITH j AS (` + q + `), ev AS (INSERT INTO events (event_key, seq) SELECT $9, seq FROM j) SELECT seq FROM j`
 			args = append(args, e.Op.Event)
 		}
 		t.batch.Queue(q, args...).QueryRow(func(row pgx.Row) error {
@@ -387,7 +393,7 @@ func (t *writeTx) AppendJournal(ctx context.Context, entries []*fb.JournalEntry)
 
 func (t *writeTx) AppendUsage(ctx context.Context, rows []*fb.Usage) error {
 	for _, u := range rows {
-		t.batch.Queue(`INSERT INTO usage_rows (`+codec.UsageColumns+`) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18,$19,$20,$21,$22,$23,$24,$25,$26,$27,$28)`, codec.UsageValues(u)...)
+		t.batch.Queue(`INSERT INTO usage_rows (`+codec.UsageColumns+`) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18,$19,$20,$21,$22,$23,$24,$25,$26,$27,$28,$29)`, codec.UsageValues(u)...)
 	}
 	t.daily(codec.DailyOfUsage(rows))
 	return nil
@@ -618,4 +624,45 @@ func jsonString(v any) (string, error) {
 func isUnique(err error) bool {
 	var pe *pgconn.PgError
 	return errors.As(err, &pe) && pe.Code == "23505"
+}
+
+// xminTxn is the oldest transaction still running (or the next to start):
+// every transaction before it has committed or rolled back.
+const xminTxn = `pg_snapshot_xmin(pg_current_snapshot())::text::bigint`
+
+// JournalAfter reads committed entries after cur in (txn, seq) order, only
+// of transactions before every one still running: replicas commit out of
+// seq order, and an entry of a transaction still running could otherwise
+// be committed before one already read.
+func (s *Store) JournalAfter(ctx context.Context, cur fb.JournalCursor, limit int) ([]*fb.JournalEntry, fb.JournalCursor, error) {
+	rows, err := s.pool.Query(ctx, `SELECT txn, seq, op, fingerprint, result, balance_before, balance_after, lapsed FROM journal
+		WHERE (txn, seq) > ($1, $2) AND txn < `+xminTxn+` ORDER BY txn, seq LIMIT $3`, cur.Txn, cur.Seq, limit)
+	if err != nil {
+		return nil, cur, err
+	}
+	defer rows.Close()
+	var out []*fb.JournalEntry
+	for rows.Next() {
+		e := &fb.JournalEntry{}
+		var op, res string
+		var txn, before, after, lapsed int64
+		if err := rows.Scan(&txn, &e.Seq, &op, &e.Fingerprint, &res, &before, &after, &lapsed); err != nil {
+			return nil, cur, err
+		}
+		if err := codec.DecodeEntry(e, op, res); err != nil {
+			return nil, cur, err
+		}
+		e.Before, e.After, e.Lapsed = fb.Amount(before), fb.Amount(after), fb.Amount(lapsed)
+		out = append(out, e)
+		cur = fb.JournalCursor{Txn: txn, Seq: e.Seq}
+	}
+	return out, cur, rows.Err()
+}
+
+// JournalEnd is a cursor after every entry of the transactions that have
+// ended: those still running come after it.
+func (s *Store) JournalEnd(ctx context.Context) (fb.JournalCursor, error) {
+	var x int64
+	err := s.pool.QueryRow(ctx, `SELECT `+xminTxn).Scan(&x)
+	return fb.JournalCursor{Txn: x - 1, Seq: math.MaxInt64}, err
 }

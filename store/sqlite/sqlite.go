@@ -55,10 +55,15 @@ var schemaV7 string
 //go:embed schema8.sql
 var schemaV8 string
 
+// schemaV9 is payments, top-ups, thresholds and webhooks.
+//
+//go:embed schema9.sql
+var schemaV9 string
+
 // migrations are applied in order; migration i brings the schema to
 // version i+1 (PRAGMA user_version). Never edit one that has shipped:
 // append.
-var migrations = []string{schemaV1, schemaV2, schemaV3, schemaV4, schemaV5, schemaV6, schemaV7, schemaV8}
+var migrations = []string{schemaV1, schemaV2, schemaV3, schemaV4, schemaV5, schemaV6, schemaV7, schemaV8, schemaV9}
 
 var schemaVersion = len(migrations)
 
@@ -217,10 +222,10 @@ var statements = map[string]string{
 	"expiryOn":    `INSERT INTO lot_expiries (lot, customer, expires_at) VALUES (?,?,?) ON CONFLICT (lot) DO UPDATE SET expires_at = excluded.expires_at`,
 	"expiryOff":   `DELETE FROM lot_expiries WHERE lot = ?`,
 	"upsertHold":  `INSERT INTO holds (id, customer, status, expires_at, hold) VALUES (?,?,?,?,?) ON CONFLICT (id) DO UPDATE SET status = excluded.status, expires_at = excluded.expires_at, hold = excluded.hold`,
-	"journal":     `INSERT INTO journal (customer, idem_key, op, fingerprint, result) VALUES (?,?,?,?,?)`,
+	"journal":     `INSERT INTO journal (customer, idem_key, op, fingerprint, result, balance_before, balance_after, lapsed) VALUES (?,?,?,?,?,?,?,?)`,
 	"eventKey":    `SELECT j.seq, j.op, j.fingerprint, j.result FROM events e JOIN journal j ON j.seq = e.seq WHERE e.event_key = ?`,
 	"event":       `INSERT INTO events (event_key, seq) VALUES (?,?)`,
-	"usage":       `INSERT INTO usage_rows (` + codec.UsageColumns + `) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)`,
+	"usage":       `INSERT INTO usage_rows (` + codec.UsageColumns + `) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)`,
 	"daily":       codec.DailyUpsert,
 }
 
@@ -422,7 +427,7 @@ func (t *writeTx) AppendJournal(ctx context.Context, entries []*fb.JournalEntry)
 		if e.Op.Key != "" {
 			key = e.Op.Key
 		}
-		r, err := st.ExecContext(ctx, e.Op.Customer, key, string(op), e.Fingerprint, string(res))
+		r, err := st.ExecContext(ctx, e.Op.Customer, key, string(op), e.Fingerprint, string(res), int64(e.Before), int64(e.After), int64(e.Lapsed))
 		if err != nil {
 			if isConstraint(err) {
 				return fmt.Errorf("journal: idempotency key %q of %s recorded twice: %w", e.Op.Key, e.Op.Customer, err)
@@ -692,4 +697,37 @@ func PathFromURL(u string) string {
 		return p
 	}
 	return strings.TrimPrefix(u, "sqlite:")
+}
+
+// JournalAfter reads committed entries after cur in seq order: the one
+// writer commits in that order, so no later commit comes before them.
+func (s *Store) JournalAfter(ctx context.Context, cur fb.JournalCursor, limit int) ([]*fb.JournalEntry, fb.JournalCursor, error) {
+	rows, err := s.r.QueryContext(ctx, `SELECT seq, op, fingerprint, result, balance_before, balance_after, lapsed FROM journal WHERE seq > ? ORDER BY seq LIMIT ?`, cur.Seq, limit)
+	if err != nil {
+		return nil, cur, err
+	}
+	defer rows.Close()
+	var out []*fb.JournalEntry
+	for rows.Next() {
+		e := &fb.JournalEntry{}
+		var op, res string
+		var before, after, lapsed int64
+		if err := rows.Scan(&e.Seq, &op, &e.Fingerprint, &res, &before, &after, &lapsed); err != nil {
+			return nil, cur, err
+		}
+		if err := codec.DecodeEntry(e, op, res); err != nil {
+			return nil, cur, err
+		}
+		e.Before, e.After, e.Lapsed = fb.Amount(before), fb.Amount(after), fb.Amount(lapsed)
+		out = append(out, e)
+		cur.Seq = e.Seq
+	}
+	return out, cur, rows.Err()
+}
+
+// JournalEnd is the cursor after every committed entry.
+func (s *Store) JournalEnd(ctx context.Context) (fb.JournalCursor, error) {
+	var cur fb.JournalCursor
+	err := s.r.QueryRowContext(ctx, `SELECT coalesce(max(seq), 0) FROM journal`).Scan(&cur.Seq)
+	return cur, err
 }

@@ -57,6 +57,8 @@ func Run(t *testing.T, open Opener) {
 		{"Sessions", testSessions},
 		{"Pools", testPools},
 		{"Leases", testLeases},
+		{"Billing", testBilling},
+		{"JournalBalances", testJournalBalances},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
