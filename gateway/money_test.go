@@ -244,8 +244,9 @@ func TestKeyBudgetUnderConcurrency(t *testing.T) {
 // TestDowngradeWhenShort: a plan carrying {"gpt-4o": "gpt-4o-mini"}: a
 // customer short of credit for gpt-4o is served by gpt-4o-mini, charged
 // its price, named in the response's model and X-Farebox-Model, with the
-// usage row keeping the model asked for; a customer who can pay is served
-// gpt-4o; one who cannot pay either is refused.
+// usage row keeping the model asked for, on the chat, Responses and
+// Messages protocols; a customer who can pay is served gpt-4o; one who
+// cannot pay either is refused.
 func TestDowngradeWhenShort(t *testing.T) {
 	sim := &simulator.Simulator{}
 	simSrv := httptest.NewServer(sim)
@@ -298,12 +299,24 @@ func TestDowngradeWhenShort(t *testing.T) {
 		t.Fatalf("who can pay neither: %d %s, want 402", c.status, c.raw)
 	}
 
+	// The same on the Responses and Messages protocols: served by
+	// gpt-4o-mini, named so in the protocol's own model field.
+	for _, p := range []struct{ path, body string }{
+		{"/v1/responses", `{"model":"gpt-4o","input":"Hi","max_output_tokens":16}`},
+		{"/v1/messages", `{"model":"gpt-4o","max_tokens":16,"messages":[{"role":"user","content":"Hi"}]}`},
+	} {
+		a := e.do("POST", p.path, short, p.body, simulator.TokensHeader, "8")
+		if a.status != 200 || a.get("model") != "gpt-4o-mini" || a.header.Get("X-Farebox-Model") != "gpt-4o-mini" {
+			t.Fatalf("%s short of credit: %d model %s header %q: %s", p.path, a.status, a.get("model"), a.header.Get("X-Farebox-Model"), a.raw)
+		}
+	}
+
 	db, err := sql.Open("sqlite", "file:"+filepath.Join(e.dir, "farebox.db")+"?mode=ro")
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer db.Close()
-	rows, err := db.Query(`SELECT customer, model, requested_model, credits FROM usage_rows WHERE status = 'ok' ORDER BY customer`)
+	rows, err := db.Query(`SELECT customer, model, requested_model, credits FROM usage_rows WHERE status = 'ok' ORDER BY customer, at, id`)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -315,8 +328,9 @@ func TestDowngradeWhenShort(t *testing.T) {
 		rows.Scan(&c, &m, &rm, &cr)
 		got = append(got, fmt.Sprintf("%s:%s:%s:%s", c, m, rm, fb.Amount(cr)))
 	}
-	if w := fmt.Sprintf("short:gpt-4o-mini:gpt-4o:%s", want); len(got) != 2 || got[1] != w || !strings.HasPrefix(got[0], "rich:gpt-4o::") {
-		t.Fatalf("usage rows %v, want rich's gpt-4o and %s", got, w)
+	if w := fmt.Sprintf("short:gpt-4o-mini:gpt-4o:%s", want); len(got) != 4 || got[1] != w || !strings.HasPrefix(got[0], "rich:gpt-4o::") ||
+		!strings.HasPrefix(got[2], "short:gpt-4o-mini:gpt-4o:") || !strings.HasPrefix(got[3], "short:gpt-4o-mini:gpt-4o:") {
+		t.Fatalf("usage rows %v, want rich's gpt-4o, %s, and short's Responses and Messages downgraded", got, w)
 	}
 }
 
