@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -161,5 +162,73 @@ func TestSubscriptionRenewed(t *testing.T) {
 	}
 	if data(t, renewed[0])["period_end"] != data(t, renewed[1])["period_start"] {
 		t.Fatalf("the renewals' periods do not follow each other: %s then %s", renewed[0].Data, renewed[1].Data)
+	}
+}
+
+// TestLeaseEvents: the leasing work's journal entries raise lease.started
+// (at a scheduled lease's start, or at booking for one starting now),
+// lease.ended (ended early, or at its end) and lease.preempted (a spot
+// lease pushed out by a smaller pool), once each, with the lease's pool,
+// class, GPUs and window; booking, renewing and billing raise nothing.
+func TestLeaseEvents(t *testing.T) {
+	f := newFixture(t)
+	recv := newReceiver(t)
+	secret := f.api("POST", "/api/v1/webhook-endpoints", fmt.Sprintf(`{"url":%q,"events":["lease.started","lease.ended","lease.preempted"]}`, recv.url))["secret"].(string)
+	f.round()
+	f.api("POST", "/api/v1/customers", `{"id":"acme","name":"Acme"}`)
+	f.api("POST", "/api/v1/customers/acme/grants", `{"amount":"100000","source":"purchase","paid_usd":"1000"}`)
+	f.api("POST", "/api/v1/pools", `{"id":"h100","gpus":8,"spot_notice_seconds":0,"prices":{"on_demand":"100","reserved":"80","spot":"50"}}`)
+	at := func(d time.Duration) string { return t0.Add(d).Format(time.RFC3339) }
+	later := f.api("POST", "/api/v1/leases", `{"customer":"acme","pool":"h100","gpus":4,"class":"on_demand","start":"`+at(time.Hour)+`","end":"`+at(3*time.Hour)+`","idempotency_key":"l1"}`)
+	now := f.api("POST", "/api/v1/leases", `{"customer":"acme","pool":"h100","gpus":2,"class":"on_demand","start":"`+at(0)+`","idempotency_key":"l2"}`)
+	spot := f.api("POST", "/api/v1/leases", `{"customer":"acme","pool":"h100","gpus":2,"class":"spot","start":"`+at(0)+`","idempotency_key":"l3"}`)
+	ctx := context.Background()
+	tick := func() {
+		t.Helper()
+		if _, err := f.a.Compute.Tick(ctx); err != nil {
+			t.Fatal(err)
+		}
+		f.round()
+	}
+	tick()
+	f.clk.Advance(30 * time.Minute)
+	tick()
+	f.api("POST", "/api/v1/leases/"+now["id"].(string)+"/end", ``)
+	f.clk.Advance(45 * time.Minute) // the scheduled lease starts
+	tick()
+	f.api("PATCH", "/api/v1/pools/h100", `{"gpus":4}`) // the spot lease must go
+	tick()
+	f.clk.Advance(3 * time.Hour) // the scheduled lease ends
+	for range 3 {
+		tick()
+	}
+	got := map[string][]map[string]any{}
+	for _, e := range recv.events(t, secret) {
+		d := data(t, e)
+		got[d["lease"].(string)] = append(got[d["lease"].(string)], map[string]any{"type": e.Type, "data": d})
+	}
+	types := func(id string) string {
+		var out []string
+		for _, g := range got[id] {
+			out = append(out, g["type"].(string))
+		}
+		return strings.Join(out, ",")
+	}
+	for _, c := range []struct{ id, want string }{
+		{now["id"].(string), "lease.started,lease.ended"},
+		{later["id"].(string), "lease.started,lease.ended"},
+		{spot["id"].(string), "lease.started,lease.preempted"},
+	} {
+		if got := types(c.id); got != c.want {
+			t.Errorf("lease %s: events %s, want %s", c.id, got, c.want)
+		}
+	}
+	first := got[later["id"].(string)][0]["data"].(map[string]any)
+	if first["pool"] != "h100" || first["class"] != "on_demand" || first["gpus"] != 4.0 || first["customer"] != "acme" ||
+		first["start"] != at(time.Hour) || first["end"] != at(3*time.Hour) || first["at"] != at(75*time.Minute) {
+		t.Errorf("lease.started of the scheduled lease: %v", first)
+	}
+	if p := got[spot["id"].(string)]; len(p) == 2 && p[1]["data"].(map[string]any)["reason"] == nil {
+		t.Errorf("lease.preempted without its reason: %v", p[1]["data"])
 	}
 }

@@ -2,14 +2,14 @@
 // the committed journal from a durable cursor and derives, from each
 // entry, the webhook events it means (balance.low once per crossing of the
 // customer's threshold, balance.depleted, subscription.renewed,
-// topup.succeeded) and the automatic top-ups its commit calls for (one per
-// crossing, recorded before any payment is made); credits.expiring ahead of
-// a lot's expiry; and the delivery of every event to the endpoints that
-// take it, signed, in order per endpoint and customer, retried with
-// back-off and jitter for days. The journal is the outbox: the cursor moves
-// in the transaction that records what was derived, so nothing is lost
-// between a commit and a send, and a crash only repeats (receivers dedupe
-// by event id).
+// topup.succeeded, a lease's start, end and pre-emption) and the automatic
+// top-ups its commit calls for (one per crossing, recorded before any
+// payment is made); credits.expiring ahead of a lot's expiry; and the
+// delivery of every event to the endpoints that take it, signed, in order
+// per endpoint and customer, retried with back-off and jitter for days.
+// The journal is the outbox: the cursor moves in the transaction that
+// records what was derived, so nothing is lost between a commit and a
+// send, and a crash only repeats (receivers dedupe by event id).
 package notify
 
 import (
@@ -413,8 +413,15 @@ func (s *Service) derive(ctx context.Context, entries []*fb.JournalEntry) ([]fb.
 				}
 			}
 		}
-		// lease.* events: mapped here from the leasing work's journal
-		// entries once that work is in this build (they are not yet).
+		if n := e.Op.Lease; n != nil {
+			if typ := leaseEvent(n.Event); typ != "" {
+				data, err := s.leaseData(ctx, e, n)
+				if err != nil {
+					return nil, nil, err
+				}
+				add(e, typ, data)
+			}
+		}
 	}
 	// The top-ups are priced by the payment service when it charges them.
 	return events, topups, nil
@@ -446,6 +453,53 @@ func (s *Service) CreateEndpoint(ctx context.Context, rawURL string, events []st
 	}
 	ep := fb.WebhookEndpoint{ID: s.newID("we_"), URL: rawURL, Secret: "whsec_" + ids.Secret(32), Events: slices.Clone(events), CreatedAt: s.clock.Now().UTC()}
 	return ep, s.store.CreateEndpoint(ctx, ep)
+}
+
+// leaseEvent is the webhook a lease's journaled event raises: its start,
+// its end and its pre-emption (booked, renewed and billed raise none).
+func leaseEvent(ev string) string {
+	switch ev {
+	case fb.LeaseStarted:
+		return LeaseStarted
+	case fb.LeaseEndedEv:
+		return LeaseEnded
+	case fb.LeasePreemptEv:
+		return LeasePreempted
+	}
+	return ""
+}
+
+// leaseData is what a lease event says: the lease and its pool, its class,
+// GPUs and window as booked (the journal's note, else the stored lease,
+// whose booking does not change), and for its end why and when.
+func (s *Service) leaseData(ctx context.Context, e *fb.JournalEntry, n *fb.LeaseNote) (map[string]any, error) {
+	d := map[string]any{"lease": n.ID, "pool": n.Pool, "at": e.Op.At.UTC(), "version": n.Version}
+	class, gpus, start, end := n.Class, n.GPUs, n.Start, n.End
+	if class == "" || gpus == 0 || start.IsZero() {
+		l, err := s.store.Lease(ctx, n.ID)
+		switch {
+		case err == nil:
+			class, gpus, start = l.Class, l.GPUs, l.Start
+			if end.IsZero() {
+				end = l.End
+			}
+		case fb.ErrorType(err) != fb.ENotFound:
+			return nil, err
+		}
+	}
+	if !n.SetEnd.IsZero() {
+		end = n.SetEnd
+	}
+	d["class"], d["gpus"], d["start"] = class, gpus, start.UTC()
+	if !end.IsZero() {
+		d["end"] = end.UTC()
+	} else {
+		d["end"] = nil // open-ended
+	}
+	if n.Reason != "" {
+		d["reason"] = n.Reason
+	}
+	return d, nil
 }
 
 // Prepare is an event with its deliveries, one per endpoint that takes its
