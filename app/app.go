@@ -22,7 +22,6 @@ import (
 
 	fb "farebox"
 	"farebox/api"
-	"farebox/billingui"
 	"farebox/compute"
 	"farebox/economics"
 	"farebox/gateway"
@@ -42,6 +41,7 @@ import (
 	"farebox/store/postgres"
 	"farebox/store/sqlite"
 	"farebox/ui"
+	"farebox/ui/billing"
 	"farebox/ui/leasing"
 )
 
@@ -310,7 +310,7 @@ func New(ctx context.Context, cfg Config) (a *App, err error) {
 	if err := leasing.Register(a.UI, leasing.Deps{Store: a.Store, Compute: a.Compute, Economics: cfg.Economics}); err != nil {
 		return a, err
 	}
-	if err := billingui.Register(a.UI, billingui.Deps{Store: a.Store, Payments: a.Payments, Notify: a.Notify}); err != nil {
+	if err := billing.Register(a.UI, billing.Deps{Store: a.Store, Payments: a.Payments, Notify: a.Notify}); err != nil {
 		return a, err
 	}
 	routes := api.NewServer(api.Deps{

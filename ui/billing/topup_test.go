@@ -1,4 +1,4 @@
-package billingui_test
+package billing_test
 
 import (
 	"context"
@@ -8,8 +8,8 @@ import (
 	"strings"
 	"testing"
 
-	"farebox/billingui"
 	"farebox/payments/stripemock"
+	"farebox/ui/billing"
 )
 
 // TestTopUpPage: with Stripe configured, the overview's top-up panel is a
@@ -32,12 +32,12 @@ func TestTopUpPage(t *testing.T) {
 	b.signIn(key)
 
 	overview := b.page("/ui/account")
-	if !strings.Contains(overview, `action="`+billingui.CheckoutPath+`"`) || strings.Contains(overview, "Email billing@example.com") ||
-		!strings.Contains(overview, `href="`+billingui.TopUpPath+`"`) {
+	if !strings.Contains(overview, `action="`+billing.CheckoutPath+`"`) || strings.Contains(overview, "Email billing@example.com") ||
+		!strings.Contains(overview, `href="`+billing.TopUpPath+`"`) {
 		t.Fatalf("the overview's top-up panel is not the checkout:\n%s", between(overview, `id="topup"`, "</section>"))
 	}
 
-	page := b.page(billingui.TopUpPath)
+	page := b.page(billing.TopUpPath)
 	bal := e.api("GET", "/api/v1/customers/acme/balance", "", 200)
 	c := cards(page)
 	if figure(c["Available"]) != bal["available"] || c["Price of a credit"] != "$0.01" || c["Automatic top-up"] != "off" || c["Saved card"] != "none yet" {
@@ -49,18 +49,18 @@ func TestTopUpPage(t *testing.T) {
 
 	// The automatic top-up's form: refused without its CSRF token, and
 	// with a bad figure; then set, its figures the API's.
-	if res, _ := b.do("POST", billingui.TopUpPath+"/auto", url.Values{"threshold": {"100"}, "credits": {"1000"}}); res.StatusCode != http.StatusForbidden {
+	if res, _ := b.do("POST", billing.TopUpPath+"/auto", url.Values{"threshold": {"100"}, "credits": {"1000"}}); res.StatusCode != http.StatusForbidden {
 		t.Fatalf("the form without its CSRF token: %d, want 403", res.StatusCode)
 	}
-	if res, body := b.post(billingui.TopUpPath, billingui.TopUpPath+"/auto", url.Values{"threshold": {"0"}, "credits": {"1000"}}); res.StatusCode != 400 || !strings.Contains(body, "threshold must be a positive amount") {
+	if res, body := b.post(billing.TopUpPath, billing.TopUpPath+"/auto", url.Values{"threshold": {"0"}, "credits": {"1000"}}); res.StatusCode != 400 || !strings.Contains(body, "threshold must be a positive amount") {
 		t.Fatalf("threshold 0: %d, want 400 naming threshold", res.StatusCode)
 	}
 	e.api("GET", "/api/v1/customers/acme/auto-topup", "", 404)
-	if res, _ := b.post(billingui.TopUpPath, billingui.TopUpPath+"/auto", url.Values{"threshold": {"480"}, "credits": {"1000"}, "cooldown": {"30m"}}); res.StatusCode != http.StatusSeeOther {
+	if res, _ := b.post(billing.TopUpPath, billing.TopUpPath+"/auto", url.Values{"threshold": {"480"}, "credits": {"1000"}, "cooldown": {"30m"}}); res.StatusCode != http.StatusSeeOther {
 		t.Fatalf("setting the automatic top-up: %d", res.StatusCode)
 	}
 	auto := e.api("GET", "/api/v1/customers/acme/auto-topup", "", 200)
-	page = b.page(billingui.TopUpPath)
+	page = b.page(billing.TopUpPath)
 	c = cards(page)
 	if c["Automatic top-up"] != "on" || figure(c["Below"]) != auto["threshold"] || figure(c["Buys"]) != auto["credits"] || c["At most once every"] != auto["cooldown"] ||
 		auto["threshold"] != "480" || auto["cooldown"] != "30m" || !strings.Contains(page, "Automatic top-up on: 1,000 credits whenever the balance falls below 480.") {
@@ -88,7 +88,7 @@ func TestTopUpPage(t *testing.T) {
 		t.Fatal(err)
 	}
 	last := e.api("GET", "/api/v1/customers/acme/auto-topup", "", 200)["last_attempt"].(map[string]any)
-	page = b.page(billingui.TopUpPath)
+	page = b.page(billing.TopUpPath)
 	rows := table(t, page, "Last automatic top-up")
 	if len(rows) != 1 || figure(rows[0][1]) != last["credits"] || figure(rows[0][2]) != last["amount_usd"] || rows[0][3] != last["status"] ||
 		last["status"] != "requested" || last["amount_usd"] != "10" || cards(page)["Saved card"] != "saved" {
@@ -97,10 +97,10 @@ func TestTopUpPage(t *testing.T) {
 
 	// The checkout: a Checkout Session at Stripe for acme's 250 credits,
 	// and the browser sent there.
-	if res, _ := b.do("POST", billingui.CheckoutPath, url.Values{"credits": {"250"}}); res.StatusCode != http.StatusForbidden {
+	if res, _ := b.do("POST", billing.CheckoutPath, url.Values{"credits": {"250"}}); res.StatusCode != http.StatusForbidden {
 		t.Fatalf("the checkout without its CSRF token: %d, want 403", res.StatusCode)
 	}
-	res, page := b.post("/ui/account", billingui.CheckoutPath, url.Values{"credits": {"250"}})
+	res, page := b.post("/ui/account", billing.CheckoutPath, url.Values{"credits": {"250"}})
 	loc := html.UnescapeString(between(page, `<a href="`, `" id="leave">`))
 	var created []stripemock.Request
 	for _, r := range e.rec.Sent() {
@@ -113,35 +113,35 @@ func TestTopUpPage(t *testing.T) {
 		t.Fatalf("checkout: %d to %q, %d sessions created; want a page that goes on to the one session's page at once\n%s", res.StatusCode, loc, len(created), page)
 	}
 	if f := created[0].Form; f.Get("client_reference_id") != "acme" || f.Get("metadata[credits]") != "250" || f.Get("line_items[0][price_data][unit_amount]") != "250" ||
-		f.Get("success_url") != e.url+billingui.TopUpPath+"?checkout=done" || f.Get("cancel_url") != e.url+billingui.TopUpPath+"?checkout=cancelled" {
+		f.Get("success_url") != e.url+billing.TopUpPath+"?checkout=done" || f.Get("cancel_url") != e.url+billing.TopUpPath+"?checkout=cancelled" {
 		t.Fatalf("the session asked of Stripe: %v", f)
 	}
 	u, _ := url.Parse(loc)
 	if !strings.Contains(page, "Taking you to <strong>"+u.Host+"</strong>") {
 		t.Fatalf("the page does not say where it goes (%s)", u.Host)
 	}
-	if !strings.Contains(b.page(billingui.TopUpPath+"?checkout=done"), "Your payment is being confirmed") {
+	if !strings.Contains(b.page(billing.TopUpPath+"?checkout=done"), "Your payment is being confirmed") {
 		t.Error("the page Stripe sends the customer back to does not say the payment is being confirmed")
 	}
 
 	// A key with a budget: sees, cannot change.
 	tb := e.browser()
 	tb.signIn(team)
-	page = tb.page(billingui.TopUpPath)
-	if strings.Contains(page, `action="`+billingui.TopUpPath+`/auto"`) || !strings.Contains(page, "only a key without one may change automatic top-ups") {
+	page = tb.page(billing.TopUpPath)
+	if strings.Contains(page, `action="`+billing.TopUpPath+`/auto"`) || !strings.Contains(page, "only a key without one may change automatic top-ups") {
 		t.Fatal("a budgeted key's session is offered the automatic top-up's form")
 	}
-	if res, _ := tb.post(billingui.TopUpPath, billingui.TopUpPath+"/auto/off", nil); res.StatusCode != http.StatusForbidden {
+	if res, _ := tb.post(billing.TopUpPath, billing.TopUpPath+"/auto/off", nil); res.StatusCode != http.StatusForbidden {
 		t.Fatalf("a budgeted key turning automatic top-ups off: %d, want 403", res.StatusCode)
 	}
 	e.api("GET", "/api/v1/customers/acme/auto-topup", "", 200)
 
 	// Off, by the owner's key.
-	if res, _ := b.post(billingui.TopUpPath, billingui.TopUpPath+"/auto/off", nil); res.StatusCode != http.StatusSeeOther {
+	if res, _ := b.post(billing.TopUpPath, billing.TopUpPath+"/auto/off", nil); res.StatusCode != http.StatusSeeOther {
 		t.Fatalf("turning it off: %d", res.StatusCode)
 	}
 	e.api("GET", "/api/v1/customers/acme/auto-topup", "", 404)
-	if c := cards(b.page(billingui.TopUpPath)); c["Automatic top-up"] != "off" {
+	if c := cards(b.page(billing.TopUpPath)); c["Automatic top-up"] != "off" {
 		t.Fatalf("after turning it off: %v", c)
 	}
 }
@@ -155,10 +155,10 @@ func TestTopUpWithoutProvider(t *testing.T) {
 	b := e.browser()
 	b.signIn(key)
 	overview := b.page("/ui/account")
-	if !strings.Contains(overview, "Email billing@example.com to buy credits.") || strings.Contains(overview, billingui.CheckoutPath) || strings.Contains(overview, ">Top up</a>") {
+	if !strings.Contains(overview, "Email billing@example.com to buy credits.") || strings.Contains(overview, billing.CheckoutPath) || strings.Contains(overview, ">Top up</a>") {
 		t.Fatalf("without payments the top-up panel is:\n%s", between(overview, `id="topup"`, "</section>"))
 	}
-	if res, _ := b.do("GET", billingui.TopUpPath, nil); res.StatusCode != http.StatusNotFound {
+	if res, _ := b.do("GET", billing.TopUpPath, nil); res.StatusCode != http.StatusNotFound {
 		t.Fatalf("the top-up page without payments: %d, want 404", res.StatusCode)
 	}
 }

@@ -1,4 +1,4 @@
-package billingui_test
+package billing_test
 
 import (
 	"context"
@@ -18,7 +18,7 @@ import (
 	"farebox/payments/stripemock"
 )
 
-const adminToken = "billingui-test-admin-token-0123456789abcdef"
+const adminToken = "billing-ui-test-admin-token-0123456789abcdef"
 
 // env is Farebox on SQLite behind a real HTTP server, with Stripe at a
 // recorder in front of stripe-mock (rec nil: no payment provider).

@@ -1,4 +1,4 @@
-package billingui_test
+package billing_test
 
 import (
 	"context"
@@ -12,8 +12,8 @@ import (
 	"testing"
 	"time"
 
-	"farebox/billingui"
 	"farebox/notify"
+	"farebox/ui/billing"
 )
 
 // TestWebhooksPages: the operator adds an endpoint with the form (CSRF
@@ -45,18 +45,18 @@ func TestWebhooksPages(t *testing.T) {
 
 	op := e.browser()
 	op.signIn(adminToken)
-	page := op.page(billingui.WebhooksPath)
+	page := op.page(billing.WebhooksPath)
 	if !strings.Contains(page, `<a href="/ui/admin/webhooks" aria-current="page">Webhooks</a>`) || !strings.Contains(page, "No endpoints yet") {
 		t.Fatal("the webhooks page is not in the operator's navigation, or not empty")
 	}
 	form := url.Values{"url": {recv.URL + "/hook"}, "events": {"balance.low", "balance.depleted"}}
-	if res, _ := op.do("POST", billingui.WebhooksPath, form); res.StatusCode != http.StatusForbidden {
+	if res, _ := op.do("POST", billing.WebhooksPath, form); res.StatusCode != http.StatusForbidden {
 		t.Fatalf("the form without its CSRF token: %d, want 403", res.StatusCode)
 	}
-	if res, body := op.post(billingui.WebhooksPath, billingui.WebhooksPath, url.Values{"url": {"ftp://x"}, "events": {"balance.low"}}); res.StatusCode != 400 || !strings.Contains(body, "url must be an http or https URL") {
+	if res, body := op.post(billing.WebhooksPath, billing.WebhooksPath, url.Values{"url": {"ftp://x"}, "events": {"balance.low"}}); res.StatusCode != 400 || !strings.Contains(body, "url must be an http or https URL") {
 		t.Fatalf("an ftp URL: %d, want 400", res.StatusCode)
 	}
-	res, page := op.post(billingui.WebhooksPath, billingui.WebhooksPath, form)
+	res, page := op.post(billing.WebhooksPath, billing.WebhooksPath, form)
 	secret := between(page, `<code class="secret" id="new-secret">`, "</code>")
 	list := e.api("GET", "/api/v1/webhook-endpoints", "", 200)["data"].([]any)
 	if res.StatusCode != 200 || !strings.HasPrefix(secret, "whsec_") || len(list) != 1 {
@@ -67,7 +67,7 @@ func TestWebhooksPages(t *testing.T) {
 	if ep["url"] != recv.URL+"/hook" || fmt.Sprint(ep["events"]) != "[balance.low balance.depleted]" {
 		t.Fatalf("the API's endpoint %v", ep)
 	}
-	if strings.Contains(op.page(billingui.WebhooksPath), secret) {
+	if strings.Contains(op.page(billing.WebhooksPath), secret) {
 		t.Fatal("the secret is shown again")
 	}
 
@@ -92,7 +92,7 @@ func TestWebhooksPages(t *testing.T) {
 	}
 	compare := func() (rows [][]string, api []any) {
 		t.Helper()
-		page := op.page(billingui.WebhooksPath + "/" + id)
+		page := op.page(billing.WebhooksPath + "/" + id)
 		rows = table(t, page, "Deliveries, newest first")
 		api = e.api("GET", "/api/v1/webhook-endpoints/"+id+"/deliveries", "", 200)["data"].([]any)
 		if len(rows) != len(api) {
@@ -124,18 +124,18 @@ func TestWebhooksPages(t *testing.T) {
 	down = false
 	mu.Unlock()
 	low := api[1].(map[string]any)
-	retry := billingui.WebhooksPath + "/" + id + "/deliveries/" + low["id"].(string) + "/retry"
-	if !strings.Contains(op.page(billingui.WebhooksPath+"/"+id), `action="`+retry+`"`) {
+	retry := billing.WebhooksPath + "/" + id + "/deliveries/" + low["id"].(string) + "/retry"
+	if !strings.Contains(op.page(billing.WebhooksPath+"/"+id), `action="`+retry+`"`) {
 		t.Fatal("no retry button for the delivery")
 	}
 	if res, _ := op.do("POST", retry, url.Values{}); res.StatusCode != http.StatusForbidden {
 		t.Fatalf("retry without its CSRF token: %d, want 403", res.StatusCode)
 	}
-	if res, _ := op.post(billingui.WebhooksPath+"/"+id, billingui.WebhooksPath+"/other/deliveries/"+low["id"].(string)+"/retry", nil); res.StatusCode != http.StatusNotFound {
+	if res, _ := op.post(billing.WebhooksPath+"/"+id, billing.WebhooksPath+"/other/deliveries/"+low["id"].(string)+"/retry", nil); res.StatusCode != http.StatusNotFound {
 		t.Fatalf("retry under another endpoint: %d, want 404", res.StatusCode)
 	}
 	before := time.Now()
-	if res, _ := op.post(billingui.WebhooksPath+"/"+id, retry, nil); res.StatusCode != http.StatusSeeOther || res.Header.Get("Location") != billingui.WebhooksPath+"/"+id {
+	if res, _ := op.post(billing.WebhooksPath+"/"+id, retry, nil); res.StatusCode != http.StatusSeeOther || res.Header.Get("Location") != billing.WebhooksPath+"/"+id {
 		t.Fatalf("retry: %d to %s", res.StatusCode, res.Header.Get("Location"))
 	}
 	_, api = compare()
@@ -157,7 +157,7 @@ func TestWebhooksPages(t *testing.T) {
 		}
 	}
 	mu.Unlock()
-	if w := table(t, op.page(billingui.WebhooksPath), "Endpoints"); len(w) != 1 || w[0][3] != "2" || w[0][4] != "0" || w[0][5] != "0" {
+	if w := table(t, op.page(billing.WebhooksPath), "Endpoints"); len(w) != 1 || w[0][3] != "2" || w[0][4] != "0" || w[0][5] != "0" {
 		t.Fatalf("the endpoints' table %v, want 2 delivered", w)
 	}
 
@@ -166,14 +166,14 @@ func TestWebhooksPages(t *testing.T) {
 	cust := e.browser()
 	k, _ := e.key("acme", `{"name":"k2"}`)
 	cust.signIn(k)
-	for _, p := range []string{billingui.WebhooksPath, billingui.WebhooksPath + "/" + id} {
+	for _, p := range []string{billing.WebhooksPath, billing.WebhooksPath + "/" + id} {
 		if res, _ := cust.do("GET", p, nil); res.StatusCode != http.StatusForbidden {
 			t.Fatalf("a customer on %s: %d, want 403", p, res.StatusCode)
 		}
 	}
 
 	// Removed.
-	if res, _ := op.post(billingui.WebhooksPath, billingui.WebhooksPath+"/"+id+"/delete", nil); res.StatusCode != http.StatusSeeOther {
+	if res, _ := op.post(billing.WebhooksPath, billing.WebhooksPath+"/"+id+"/delete", nil); res.StatusCode != http.StatusSeeOther {
 		t.Fatalf("remove: %d", res.StatusCode)
 	}
 	if list := e.api("GET", "/api/v1/webhook-endpoints", "", 200)["data"].([]any); len(list) != 0 {

@@ -1,4 +1,4 @@
-// Package billingui is the dashboard's pages for money coming in and
+// Package billing is the dashboard's pages for money coming in and
 // events going out: the customer's top-up page (a checkout for a number
 // of credits on the payment provider's page, the automatic top-up's
 // settings and its last attempt) and the operator's webhook endpoints,
@@ -6,7 +6,7 @@
 // registers them on the dashboard (Register); they read and act through
 // the same services the API answers from (payments, notify, the store's
 // accounts), so their figures are the API's.
-package billingui
+package billing
 
 import (
 	"fmt"

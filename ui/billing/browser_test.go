@@ -1,4 +1,4 @@
-package billingui_test
+package billing_test
 
 import (
 	"context"
@@ -15,7 +15,7 @@ import (
 	"github.com/chromedp/cdproto/page"
 	"github.com/chromedp/chromedp"
 
-	"farebox/billingui"
+	"farebox/ui/billing"
 )
 
 // chromium finds Debian's chromium: a missing one skips the browser test,
@@ -151,7 +151,7 @@ func TestBrowserPages(t *testing.T) {
 	b.open("/", "#secret")
 	b.do(chromedp.SendKeys(chromedp.CSS("#secret"), key+"\r"), chromedp.WaitVisible(chromedp.CSS(`#buy`)))
 	b.shot("topup-overview")
-	b.open(billingui.TopUpPath, "form")
+	b.open(billing.TopUpPath, "form")
 	bal := e.api("GET", "/api/v1/customers/acme/balance", "", 200)
 	auto := e.api("GET", "/api/v1/customers/acme/auto-topup", "", 200)
 	if got := figure(eval[string](b, `[...document.querySelectorAll(".card")].find(c => c.querySelector(".label").textContent == "Available").querySelector(".value").textContent`)); got != bal["available"] {
@@ -210,9 +210,9 @@ func TestBrowserPages(t *testing.T) {
 	b.open("/ui/account", "form .link")
 	b.do(chromedp.Click(chromedp.CSS(`.who form .link`)), chromedp.WaitVisible(chromedp.CSS("#secret")))
 	b.do(chromedp.SendKeys(chromedp.CSS("#secret"), adminToken+"\r"), chromedp.WaitVisible(chromedp.CSS(`main`)))
-	b.open(billingui.WebhooksPath, "table")
+	b.open(billing.WebhooksPath, "table")
 	b.shot("webhooks")
-	b.open(billingui.WebhooksPath+"/"+ep["id"].(string), "table")
+	b.open(billing.WebhooksPath+"/"+ep["id"].(string), "table")
 	ds := e.api("GET", "/api/v1/webhook-endpoints/"+ep["id"].(string)+"/deliveries", "", 200)["data"].([]any)
 	if n := eval[int](b, `document.querySelectorAll("main table tbody tr").length`); n != len(ds) || n == 0 {
 		t.Fatalf("%d delivery rows, the API %d", n, len(ds))
