@@ -270,10 +270,12 @@ type EconRow struct {
 	BreakageUSD     USD
 }
 
-// EconDetail is the sums of one day, customer, model and provider.
-type EconDetail struct {
-	Day, Customer, Model, Provider string
-	EconRow                        // its Key is empty
+// DailySum is one row of the daily sums: what the usage, revenue and
+// breakage of one UTC day, customer, model, provider, product and plan add
+// up to.
+type DailySum struct {
+	Day, Customer, Model, Provider, Product, Plan string
+	EconRow                                       // its Key and Model are empty
 }
 
 // UsageList pages through one customer's usage rows, newest first: those
@@ -283,6 +285,17 @@ type UsageList struct {
 	BeforeAt time.Time
 	BeforeID string
 	Limit    int
+}
+
+// Verification is the outcome of one replay of the journal against the
+// stored state (ledger verify), as the dashboard keeps it.
+type Verification struct {
+	At       time.Time
+	Took     time.Duration
+	Entries  int
+	Accounts int
+	Problems []string // disagreements found; none: consistent
+	Err      string   // what kept the replay from finishing; "" when it finished
 }
 
 // Session is a dashboard sign-in: an operator's (Customer "") or a

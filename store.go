@@ -102,12 +102,18 @@ type Catalog interface {
 
 	// Usage sums usage rows by f.GroupBy, ordered by key.
 	Usage(ctx context.Context, f UsageFilter) ([]UsageRow, error)
-	// Economics sums the daily rollups of usage and breakage.
+	// Economics sums the daily rollups of usage and breakage by f.GroupBy
+	// and model, ordered by both.
 	Economics(ctx context.Context, f EconFilter) ([]EconRow, error)
-	// EconomicsDetail sums the same rollups by day, customer, model and
-	// provider (f.GroupBy is ignored), in that order, the rollups' own:
-	// one read that a page folds into several groupings.
-	EconomicsDetail(ctx context.Context, f EconFilter) ([]EconDetail, error)
+	// EconomicsBy is Economics of f by each of the groupings (f.GroupBy is
+	// ignored), all from one consistent read: a page's tables and totals
+	// agree even while usage is written.
+	EconomicsBy(ctx context.Context, f EconFilter, groupings ...GroupBy) ([][]EconRow, error)
+	// DailySums lists the rows of the daily sums of the whole UTC days
+	// [from, to), read in one transaction; pinned, when not nil, is called
+	// once that transaction's snapshot is taken, before the rows are read
+	// (what a cache of the sums needs to know which writes they include).
+	DailySums(ctx context.Context, from, to time.Time, pinned func()) ([]DailySum, error)
 
 	// UsageRows lists one customer's usage rows, newest first (by time,
 	// then id), from the index on customer and time: the dashboard's
@@ -123,6 +129,12 @@ type Catalog interface {
 	// JournalSeq is the sequence number of the journal's last entry (0:
 	// empty).
 	JournalSeq(ctx context.Context) (int64, error)
+
+	// AddVerification records a verification of the ledger.
+	AddVerification(ctx context.Context, v Verification) error
+	// LastVerification is the latest one recorded (by time, then the
+	// order recorded); not_found when there is none.
+	LastVerification(ctx context.Context) (Verification, error)
 
 	// CreateSession stores a new dashboard session; a taken id is a
 	// conflict.

@@ -195,13 +195,13 @@ func New(ctx context.Context, cfg Config) (a *App, err error) {
 	}
 	a.closers = append(a.closers, store.Close)
 	a.SoleWriter = sole
-	// Keys, plans and subscriptions are cached only where this process
-	// makes every change to them.
+	// Keys, plans and subscriptions, and the daily sums the reports
+	// read, are cached only where this process makes every change to them.
 	var ttl time.Duration
 	if sole {
 		ttl = 10 * time.Second
 	}
-	a.Store = cache.New(store, cache.Options{TTL: ttl, Now: now})
+	a.Store = cache.New(store, cache.Options{TTL: ttl, Now: now, Sums: sole})
 
 	if err := seedPrices(ctx, a.Store, cfg.CreditsPerUSD, cfg.Markup, log); err != nil {
 		return a, err
@@ -349,6 +349,15 @@ func (a *App) Run(ctx context.Context, ln net.Listener) error {
 	g.Go(func() error { a.Compute.Run(jctx, a.cfg.Every); return nil })
 	g.Go(func() error { a.Notify.Run(jctx, a.cfg.Every); return nil })
 	g.Go(func() error { a.Payments.RunTopups(jctx, a.cfg.Every); return nil })
+	g.Go(func() error {
+		// The daily sums the default reports read (the last 30 days), into
+		// memory before anyone asks: once, in the background.
+		today := a.cfg.Clock.Now().UTC().Truncate(24 * time.Hour)
+		if err := a.Store.Warm(jctx, today.AddDate(0, 0, -30), today.AddDate(0, 0, 1)); err != nil && jctx.Err() == nil {
+			a.cfg.Log.Warn("reading the daily sums into memory failed; the reports read them when asked", "err", err)
+		}
+		return nil
+	})
 
 	if a.debug != nil {
 		mux := http.NewServeMux()

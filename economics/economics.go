@@ -5,8 +5,11 @@
 package economics
 
 import (
+	"cmp"
 	"fmt"
+	"math"
 	"math/big"
+	"math/bits"
 	"path"
 	"slices"
 	"strings"
@@ -55,7 +58,20 @@ type Row struct {
 // provider: grouped by either it is the row of key "" (by product, it is
 // inference's; by plan, no plan's), so the revenue totals are the same
 // whatever the grouping. It carries no partner share.
+//
+// Partner shares are rounded once, per model over the whole report: a
+// model's share is ⌊its revenue × percent⌋ micro-dollars, the same whatever
+// the grouping, and the share total is the sum of those. That share is
+// apportioned among the rows by the largest remainder: each row gets its
+// exact part rounded down, and the micro-dollars the rounding left go, one
+// each, to the rows whose parts lost most (equal losses: the first keys).
+// So every grouping's share total is the same, the rows add up to it, and
+// no row is more than a micro-dollar from its exact part.
 func Report(in []fb.EconRow, groupBy fb.GroupBy, cfg Config) ([]Row, Row, error) {
+	shares, err := cfg.shares(in)
+	if err != nil {
+		return nil, Row{}, err
+	}
 	byKey := map[string]*Row{}
 	var keys []string
 	for _, e := range in {
@@ -71,10 +87,6 @@ func Report(in []fb.EconRow, groupBy fb.GroupBy, cfg Config) ([]Row, Row, error)
 			byKey[e.Key] = r
 			keys = append(keys, e.Key)
 		}
-		share, err := cfg.share(e.Model, e.RevenueUSD)
-		if err != nil {
-			return nil, Row{}, err
-		}
 		unc, err := cfg.valueOf(e.Uncollected)
 		if err != nil {
 			return nil, Row{}, err
@@ -82,7 +94,6 @@ func Report(in []fb.EconRow, groupBy fb.GroupBy, cfg Config) ([]Row, Row, error)
 		if err := add(r, Row{
 			Requests: e.Requests, RevenueUSD: e.RevenueUSD, CostUSD: e.CostUSD, CreditsConsumed: e.Credits,
 			BreakageUSD: e.BreakageUSD, BreakageCredits: e.BreakageCredits, Uncollected: e.Uncollected, UncollectedUSD: unc,
-			PartnerShareUSD: share,
 		}); err != nil {
 			return nil, Row{}, err
 		}
@@ -92,6 +103,7 @@ func Report(in []fb.EconRow, groupBy fb.GroupBy, cfg Config) ([]Row, Row, error)
 	var total Row
 	for _, k := range keys {
 		r := byKey[k]
+		r.PartnerShareUSD = shares[k]
 		finish(r)
 		rows = append(rows, *r)
 		if err := add(&total, *r); err != nil {
@@ -135,6 +147,9 @@ func Percent(part, whole fb.USD) *string {
 	if whole == 0 {
 		return nil
 	}
+	if p, ok := percentInt(int64(part), int64(whole)); ok {
+		return &p
+	}
 	n := new(big.Int).Mul(big.NewInt(int64(part)), big.NewInt(10_000))
 	d := big.NewInt(int64(whole))
 	q, m := new(big.Int).QuoRem(n, d, new(big.Int))
@@ -155,21 +170,150 @@ func Percent(part, whole fb.USD) *string {
 	return &s
 }
 
-// share is what partners are owed of revenue earned on model: the first
-// matching share's percent, rounded down to the micro-dollar.
-func (c Config) share(model string, revenue fb.USD) (fb.USD, error) {
+// percentInt is Percent in int64 arithmetic, when part × 10,000 fits
+// (parts under $922 million): a report has a row per customer.
+func percentInt(part, whole int64) (string, bool) {
+	const limit = math.MaxInt64 / 10_000
+	if part > limit || part < -limit || whole == math.MinInt64 {
+		return "", false
+	}
+	n, d := part*10_000, whole
+	q, m := n/d, n%d
+	// Round half away from zero: compare 2|m| with |d|.
+	if m < 0 {
+		m = -m
+	}
+	if d < 0 {
+		d = -d
+	}
+	if m >= d-m {
+		if (n < 0) != (whole < 0) {
+			q--
+		} else {
+			q++
+		}
+	}
+	sign := ""
+	if q < 0 {
+		sign, q = "-", -q
+	}
+	return fmt.Sprintf("%s%d.%02d", sign, q/100, q%100), true
+}
+
+// percent is the partner share's percent of revenue earned on model: the
+// first matching share's; 0 for none, and for revenue of no model (see
+// Report).
+func (c Config) percent(model string) fb.Amount {
 	if model == "" {
-		return 0, nil // revenue of no model (see Report)
+		return 0
 	}
 	for _, s := range c.Shares {
 		for _, g := range s.Models {
 			if ok, _ := path.Match(g, model); ok {
-				v, err := fb.MulDiv(int64(revenue), int64(s.Percent), 100*fb.Micro)
-				return fb.USD(v), err
+				return s.Percent
 			}
 		}
 	}
-	return 0, nil
+	return 0
+}
+
+// shares is the partner share of each key of the store's sums, rounded as
+// Report says: per model, ⌊revenue × percent⌋ of the model's whole
+// revenue, apportioned among the keys by the largest remainder.
+func (c Config) shares(in []fb.EconRow) (map[string]fb.USD, error) {
+	type part struct {
+		key     string
+		revenue fb.USD
+	}
+	byModel := map[string][]part{}
+	index := map[[2]string]int{}
+	for _, e := range in {
+		if c.percent(e.Model) == 0 {
+			continue
+		}
+		if e.RevenueUSD < 0 {
+			return nil, fmt.Errorf("partner share of a negative revenue (%s on %s)", e.RevenueUSD, e.Model)
+		}
+		i, ok := index[[2]string{e.Model, e.Key}]
+		if !ok {
+			i = len(byModel[e.Model])
+			index[[2]string{e.Model, e.Key}] = i
+			byModel[e.Model] = append(byModel[e.Model], part{key: e.Key})
+		}
+		p := &byModel[e.Model][i]
+		v, err := p.revenue.Add(e.RevenueUSD)
+		if err != nil {
+			return nil, err
+		}
+		p.revenue = v
+	}
+	out := map[string]fb.USD{}
+	for model, parts := range byModel {
+		pct := uint64(c.percent(model))
+		var whole fb.USD
+		for _, p := range parts {
+			v, err := whole.Add(p.revenue)
+			if err != nil {
+				return nil, err
+			}
+			whole = v
+		}
+		total, _, err := mulDivRem(uint64(whole), pct)
+		if err != nil {
+			return nil, err
+		}
+		type cut struct {
+			key  string
+			rem  uint64
+			down uint64
+		}
+		cuts := make([]cut, len(parts))
+		var given uint64
+		for i, p := range parts {
+			q, r, err := mulDivRem(uint64(p.revenue), pct)
+			if err != nil {
+				return nil, err
+			}
+			cuts[i] = cut{p.key, r, q}
+			given += q
+		}
+		// The micro-dollars left (fewer than the rows) go to the largest
+		// remainders, the first keys among equals.
+		slices.SortFunc(cuts, func(a, b cut) int {
+			if a.rem != b.rem {
+				return cmp.Compare(b.rem, a.rem)
+			}
+			return strings.Compare(a.key, b.key)
+		})
+		for i := range cuts {
+			v := cuts[i].down
+			if uint64(i) < total-given {
+				v++
+			}
+			s, err := out[cuts[i].key].Add(fb.USD(v))
+			if err != nil {
+				return nil, err
+			}
+			out[cuts[i].key] = s
+		}
+	}
+	return out, nil
+}
+
+// shareDivisor is 100% in the millionths of a percent of Share.Percent.
+const shareDivisor = 100 * fb.Micro
+
+// mulDivRem is ⌊v × pct ÷ 100%⌋ and its remainder.
+func mulDivRem(v, pct uint64) (uint64, uint64, error) {
+	hi, lo := bits.Mul64(v, pct)
+	if hi >= shareDivisor {
+		return 0, 0, fb.ErrOverflow
+	}
+	q, r := bits.Div64(hi, lo, shareDivisor)
+	if q > math.MaxInt64 {
+		return 0, 0, fb.ErrOverflow
+	}
+	return q, r, nil
 }
 
 // valueOf is credits at CreditsPerUSD, in micro-dollars rounded down.
@@ -212,24 +356,40 @@ type Forecast struct {
 	RunsOutAt  *time.Time `json:"runs_out_at"` // null: no burn
 }
 
-// NewForecast is the forecast from credits consumed over days days up to
-// now, and what is available now.
-func NewForecast(customer string, available, consumed fb.Amount, days int, now time.Time) Forecast {
+// ForecastWindow is the window a forecast of days days reads at now: the
+// days whole UTC days before today, and today so far — whole days, so the
+// daily sums answer it — from its first midnight to now.
+func ForecastWindow(days int, now time.Time) (from time.Time, elapsed time.Duration) {
+	from = now.UTC().Truncate(24*time.Hour).AddDate(0, 0, -days)
+	return from, now.Sub(from)
+}
+
+// NewForecast is the forecast from credits consumed over the window of
+// days days that has lasted elapsed up to now (ForecastWindow), and what
+// is available now: the burn rate is consumed ÷ elapsed, per day.
+func NewForecast(customer string, available, consumed fb.Amount, days int, elapsed time.Duration, now time.Time) Forecast {
 	f := Forecast{Customer: customer, Available: max(available, 0), Window: fmt.Sprintf("%dd", days), Consumed: consumed}
-	if consumed <= 0 || days <= 0 {
+	secs := int64(elapsed / time.Second)
+	if consumed <= 0 || secs <= 0 {
 		return f
 	}
-	f.BurnPerDay = consumed / fb.Amount(days)
-	// days left = available × days ÷ consumed, two decimals (rounded down).
-	n := new(big.Int).Mul(big.NewInt(int64(f.Available)), big.NewInt(int64(days)*100))
-	n.Quo(n, big.NewInt(int64(consumed)))
+	// burn per day = consumed × 86400 ÷ elapsed seconds (rounded down).
+	burn := new(big.Int).Mul(big.NewInt(int64(consumed)), big.NewInt(86400))
+	burn.Quo(burn, big.NewInt(secs))
+	if burn.IsInt64() {
+		f.BurnPerDay = fb.Amount(burn.Int64())
+	}
+	// days left = available × elapsed ÷ (consumed × 86400), two decimals
+	// (rounded down).
+	n := new(big.Int).Mul(big.NewInt(int64(f.Available)), big.NewInt(secs*100))
+	n.Quo(n, new(big.Int).Mul(big.NewInt(int64(consumed)), big.NewInt(86400)))
 	s := fmt.Sprintf("%d.%02d", new(big.Int).Quo(n, big.NewInt(100)), new(big.Int).Rem(n, big.NewInt(100)).Int64())
 	f.DaysLeft = &s
-	// The instant: available × days × 24h ÷ consumed, in seconds.
-	secs := new(big.Int).Mul(big.NewInt(int64(f.Available)), big.NewInt(int64(days)*86400))
-	secs.Quo(secs, big.NewInt(int64(consumed)))
-	if secs.IsInt64() && secs.Int64() < 100*365*86400 {
-		t := now.Add(time.Duration(secs.Int64()) * time.Second).UTC()
+	// The instant: available × elapsed ÷ consumed, in seconds.
+	left := new(big.Int).Mul(big.NewInt(int64(f.Available)), big.NewInt(secs))
+	left.Quo(left, big.NewInt(int64(consumed)))
+	if left.IsInt64() && left.Int64() < 100*365*86400 {
+		t := now.Add(time.Duration(left.Int64()) * time.Second).UTC()
 		f.RunsOutAt = &t
 	}
 	return f

@@ -1,6 +1,9 @@
 package economics
 
 import (
+	"fmt"
+	"math/big"
+	"math/rand/v2"
 	"testing"
 	"time"
 
@@ -101,12 +104,139 @@ func TestReportRevenueWithoutModel(t *testing.T) {
 }
 
 func TestForecast(t *testing.T) {
-	now := time.Date(2026, 11, 27, 0, 0, 0, 0, time.UTC)
-	f := NewForecast("c", 70*fb.Micro, 7*fb.Micro, 7, now)
-	if f.BurnPerDay != fb.Micro || *f.DaysLeft != "70.00" || !f.RunsOutAt.Equal(now.AddDate(0, 0, 70)) {
-		t.Errorf("%+v", f)
+	// A 7-day window read at noon: 7 whole days and 12 hours.
+	now := time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)
+	from, elapsed := ForecastWindow(7, now)
+	if want := time.Date(2026, 11, 20, 0, 0, 0, 0, time.UTC); !from.Equal(want) || elapsed != 7*24*time.Hour+12*time.Hour {
+		t.Fatalf("ForecastWindow(7, %s) = %s, %s; want %s, 180h", now, from, elapsed, want)
 	}
-	if f := NewForecast("c", 5, 0, 7, now); f.DaysLeft != nil || f.RunsOutAt != nil {
+	// 15 credits over 7.5 days: 2 a day; 70 available last 35 days.
+	f := NewForecast("c", 70*fb.Micro, 15*fb.Micro, 7, elapsed, now)
+	if f.BurnPerDay != 2*fb.Micro || *f.DaysLeft != "35.00" || !f.RunsOutAt.Equal(now.AddDate(0, 0, 35)) || f.Window != "7d" {
+		t.Errorf("got %+v (days left %v, runs out %v); want 2 a day, 35.00 days, %s", f, *f.DaysLeft, f.RunsOutAt, now.AddDate(0, 0, 35))
+	}
+	// Rounded down: 1 micro-credit over 7.5 days.
+	f = NewForecast("c", 1, 1, 7, elapsed, now)
+	if f.BurnPerDay != 0 || *f.DaysLeft != "7.50" || !f.RunsOutAt.Equal(now.Add(elapsed)) {
+		t.Errorf("1 of 1: %+v, %s", f, *f.DaysLeft)
+	}
+	if f := NewForecast("c", 5, 0, 7, elapsed, now); f.DaysLeft != nil || f.RunsOutAt != nil {
 		t.Errorf("no burn: %+v", f)
+	}
+	if f := NewForecast("c", -5, 3, 7, elapsed, now); f.Available != 0 || *f.DaysLeft != "0.00" || !f.RunsOutAt.Equal(now) {
+		t.Errorf("in debt: %+v", f)
+	}
+}
+
+// TestShareRounding: a partner's share is rounded once per model over the
+// whole report, so every grouping of the same sums has the same share
+// total (⌊a model's revenue × percent⌋, summed), the rows add up to it,
+// and no row is more than a micro-dollar per model from its exact part.
+func TestShareRounding(t *testing.T) {
+	cfg := Config{Shares: []Share{{Partner: "meta", Models: []string{"llama-*"}, Percent: 20 * fb.Micro}, {Partner: "x", Models: []string{"gpt-4o"}, Percent: 33_333_333}}}
+	// By hand: three rows of 1 µ$ at 50% are owed 1.5 µ$: 1 in all, to
+	// the first key (equal remainders).
+	rows, total, err := Report([]fb.EconRow{{Key: "b", Model: "m", RevenueUSD: 1}, {Key: "a", Model: "m", RevenueUSD: 1}, {Key: "c", Model: "m", RevenueUSD: 1}},
+		fb.GroupCustomer, Config{Shares: []Share{{Partner: "p", Models: []string{"m"}, Percent: 50 * fb.Micro}}})
+	if err != nil || total.PartnerShareUSD != 1 || rows[0].PartnerShareUSD != 1 || rows[1].PartnerShareUSD != 0 || rows[2].PartnerShareUSD != 0 {
+		t.Fatalf("1 µ$ × 3 at 50%%: rows %+v, total %s, %v; want a 1, b 0, c 0, total 1", rows, total.PartnerShareUSD, err)
+	}
+	// By hand: the largest remainder wins. 20% of 7, 8 and 9 µ$ is 1.4,
+	// 1.6 and 1.8 (4.8 in all, 4 owed): 1, 1 + 1, 1 + 1.
+	rows, total, _ = Report([]fb.EconRow{{Key: "a", Model: "llama-3", RevenueUSD: 7}, {Key: "b", Model: "llama-3", RevenueUSD: 8}, {Key: "c", Model: "llama-3", RevenueUSD: 9}}, fb.GroupCustomer, cfg)
+	if total.PartnerShareUSD != 4 || rows[0].PartnerShareUSD != 1 || rows[1].PartnerShareUSD != 1 || rows[2].PartnerShareUSD != 2 {
+		t.Fatalf("20%% of 7, 8, 9: %+v total %s; want 1, 1, 2 and 4", rows, total.PartnerShareUSD)
+	}
+
+	type cell struct {
+		day, customer, model, provider string
+		revenue                        fb.USD
+	}
+	rng := rand.New(rand.NewPCG(7, 14))
+	models := []struct{ model, provider string }{{"llama-3", "own"}, {"llama-3", "groq"}, {"gpt-4o", "openai"}, {"claude", "anthropic"}}
+	for round := range 50 {
+		var cells []cell
+		for range 1 + rng.IntN(200) {
+			m := models[rng.IntN(len(models))]
+			cells = append(cells, cell{fmt.Sprintf("d%d", rng.IntN(30)), fmt.Sprintf("c%d", rng.IntN(40)), m.model, m.provider, fb.USD(rng.Int64N(1_000_000))})
+		}
+		exact := map[string]fb.USD{} // revenue by model
+		for _, c := range cells {
+			exact[c.model] += c.revenue
+		}
+		var want fb.USD
+		for m, r := range exact {
+			if p := cfg.percent(m); p > 0 {
+				want += fb.USD(int64(r) * int64(p) / (100 * fb.Micro))
+			}
+		}
+		for _, by := range []fb.GroupBy{fb.GroupCustomer, fb.GroupDay, fb.GroupModel, fb.GroupProvider} {
+			// As the store sums them: by the group and model.
+			sums := map[[2]string]fb.USD{}
+			for _, c := range cells {
+				key := map[fb.GroupBy]string{fb.GroupCustomer: c.customer, fb.GroupDay: c.day, fb.GroupModel: c.model, fb.GroupProvider: c.provider}[by]
+				sums[[2]string{key, c.model}] += c.revenue
+			}
+			var in []fb.EconRow
+			for k, r := range sums {
+				in = append(in, fb.EconRow{Key: k[0], Model: k[1], RevenueUSD: r})
+			}
+			rows, total, err := Report(in, by, cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if total.PartnerShareUSD != want {
+				t.Fatalf("round %d by %s: share total %d; want %d, whatever the grouping", round, by, total.PartnerShareUSD, want)
+			}
+			var sum fb.USD
+			for _, r := range rows {
+				sum += r.PartnerShareUSD
+				var down fb.USD
+				n := 0
+				for k, rev := range sums {
+					if k[0] == r.Key && cfg.percent(k[1]) > 0 {
+						down += fb.USD(int64(rev) * int64(cfg.percent(k[1])) / (100 * fb.Micro))
+						n++
+					}
+				}
+				if r.PartnerShareUSD < down || r.PartnerShareUSD > down+fb.USD(n) {
+					t.Fatalf("round %d by %s, %s: share %d; want from %d to %d", round, by, r.Key, r.PartnerShareUSD, down, down+fb.USD(n))
+				}
+			}
+			if sum != total.PartnerShareUSD {
+				t.Fatalf("round %d by %s: rows add up to %d, total %d", round, by, sum, total.PartnerShareUSD)
+			}
+		}
+	}
+}
+
+// TestPercentInt: the int64 path of Percent answers what the big.Int one
+// does, on random parts and wholes of either sign.
+func TestPercentInt(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	for range 20_000 {
+		part, whole := rng.Int64N(2_000_000_001)-1_000_000_000, rng.Int64N(2_000_001)-1_000_000
+		if whole == 0 {
+			continue
+		}
+		got, ok := percentInt(part, whole)
+		// Half away from zero, to hundredths of a percent.
+		q, m := new(big.Int).QuoRem(big.NewInt(part*10_000), big.NewInt(whole), new(big.Int))
+		if new(big.Int).Mul(new(big.Int).Abs(m), big.NewInt(2)).Cmp(new(big.Int).Abs(big.NewInt(whole))) >= 0 {
+			if (part < 0) != (whole < 0) {
+				q.Sub(q, big.NewInt(1))
+			} else {
+				q.Add(q, big.NewInt(1))
+			}
+		}
+		sign := ""
+		if q.Sign() < 0 {
+			sign = "-"
+			q.Abs(q)
+		}
+		want := fmt.Sprintf("%s%d.%02d", sign, new(big.Int).Quo(q, big.NewInt(100)), new(big.Int).Rem(q, big.NewInt(100)).Int64())
+		if !ok || got != want {
+			t.Fatalf("percentInt(%d, %d) = %q, %v; want %q", part, whole, got, ok, want)
+		}
 	}
 }

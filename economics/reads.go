@@ -8,11 +8,10 @@ import (
 	"farebox/ledger"
 )
 
-// Reader is what the reports read of a store: the daily sums, usage sums
-// and accounts.
+// Reader is what the reports read of a store: the daily sums and
+// accounts.
 type Reader interface {
 	Economics(ctx context.Context, f fb.EconFilter) ([]fb.EconRow, error)
-	Usage(ctx context.Context, f fb.UsageFilter) ([]fb.UsageRow, error)
 	Account(ctx context.Context, customer string) (*fb.Account, error)
 	Customer(ctx context.Context, id string) (fb.Customer, error)
 }
@@ -27,29 +26,38 @@ func Read(ctx context.Context, r Reader, f fb.EconFilter, cfg Config) ([]Row, Ro
 	return Report(sums, f.GroupBy, cfg)
 }
 
-// Forecasts are the forecasts of customer (every customer with usage in
-// the window when ""): the credits each consumed over the days days up to
-// now (a rolling window), and when its available credit runs out at that
-// rate. An unknown customer is not_found.
+// Forecasts are the forecasts of customer (every customer that consumed
+// credit or made a request in the window when ""): the credits each
+// consumed over the window of days days (ForecastWindow) — every credit
+// the daily sums count: usage, and captures and debits made through the
+// API — and when its available credit runs out at that rate. An unknown
+// customer is not_found.
 func Forecasts(ctx context.Context, r Reader, customer string, days int, now time.Time) ([]Forecast, error) {
-	rows, err := r.Usage(ctx, fb.UsageFilter{Customer: customer, From: now.AddDate(0, 0, -days), To: now.Add(time.Nanosecond), GroupBy: fb.GroupCustomer})
+	from, elapsed := ForecastWindow(days, now)
+	sums, err := r.Economics(ctx, fb.EconFilter{From: from, To: now.UTC().Truncate(24*time.Hour).AddDate(0, 0, 1), GroupBy: fb.GroupCustomer, Customer: customer})
 	if err != nil {
 		return nil, err
 	}
 	consumed := map[string]fb.Amount{}
-	for _, u := range rows {
-		consumed[u.Key] = u.Credits
-	}
 	customers := []string{}
+	for _, e := range sums {
+		if e.Credits == 0 && e.Requests == 0 {
+			continue // breakage only
+		}
+		if _, ok := consumed[e.Key]; !ok {
+			customers = append(customers, e.Key)
+		}
+		v, err := consumed[e.Key].Add(e.Credits)
+		if err != nil {
+			return nil, err
+		}
+		consumed[e.Key] = v
+	}
 	if customer != "" {
 		if _, err := r.Customer(ctx, customer); err != nil {
 			return nil, err
 		}
-		customers = append(customers, customer)
-	} else {
-		for _, u := range rows {
-			customers = append(customers, u.Key)
-		}
+		customers = []string{customer}
 	}
 	out := []Forecast{}
 	for _, c := range customers {
@@ -58,61 +66,14 @@ func Forecasts(ctx context.Context, r Reader, customer string, days int, now tim
 			return nil, err
 		}
 		b := ledger.BalanceAt(a, now)
-		out = append(out, NewForecast(c, b.Available, consumed[c], days, now))
+		out = append(out, NewForecast(c, b.Available, consumed[c], days, elapsed, now))
 	}
 	return out, nil
 }
 
-// Detailer reads the daily sums by day, customer, model and provider.
-type Detailer interface {
-	EconomicsDetail(ctx context.Context, f fb.EconFilter) ([]fb.EconDetail, error)
-}
-
-// Fold sums detail rows into the store's sums by one grouping (customer,
-// model, provider or day) and model: what Economics answers for that
-// grouping, so Report over it is the API's report.
-func Fold(detail []fb.EconDetail, by fb.GroupBy) ([]fb.EconRow, error) {
-	type k struct{ key, model string }
-	idx := map[k]int{}
-	var out []fb.EconRow
-	for _, d := range detail {
-		var key string
-		switch by {
-		case fb.GroupDay:
-			key = d.Day
-		case fb.GroupCustomer:
-			key = d.Customer
-		case fb.GroupModel:
-			key = d.Model
-		case fb.GroupProvider:
-			key = d.Provider
-		default:
-			return nil, fb.Invalid("group_by", "a detail read folds by customer, model, provider or day")
-		}
-		i, ok := idx[k{key, d.Model}]
-		if !ok {
-			i = len(out)
-			idx[k{key, d.Model}] = i
-			out = append(out, fb.EconRow{Key: key, Model: d.Model})
-		}
-		r := &out[i]
-		r.Requests += d.Requests
-		for _, p := range []struct{ to, v *fb.Amount }{{&r.Credits, &d.Credits}, {&r.Uncollected, &d.Uncollected}, {&r.BreakageCredits, &d.BreakageCredits}} {
-			s, err := p.to.Add(*p.v)
-			if err != nil {
-				return nil, err
-			}
-			*p.to = s
-		}
-		for _, p := range []struct{ to, v *fb.USD }{{&r.RevenueUSD, &d.RevenueUSD}, {&r.CostUSD, &d.CostUSD}, {&r.BreakageUSD, &d.BreakageUSD}} {
-			s, err := p.to.Add(*p.v)
-			if err != nil {
-				return nil, err
-			}
-			*p.to = s
-		}
-	}
-	return out, nil
+// Grouper reads the daily sums by several groupings at once.
+type Grouper interface {
+	EconomicsBy(ctx context.Context, f fb.EconFilter, groupings ...fb.GroupBy) ([][]fb.EconRow, error)
 }
 
 // Grouped is one grouping's report.
@@ -122,19 +83,16 @@ type Grouped struct {
 }
 
 // ReadGroupings is the report of f by each of the groupings, from one
-// read of the daily sums: each equals Read of f by that grouping.
-func ReadGroupings(ctx context.Context, r Detailer, f fb.EconFilter, cfg Config, groupings ...fb.GroupBy) (map[fb.GroupBy]Grouped, error) {
-	detail, err := r.EconomicsDetail(ctx, f)
+// consistent read of the daily sums: each equals Read of f by that
+// grouping (at the same moment).
+func ReadGroupings(ctx context.Context, r Grouper, f fb.EconFilter, cfg Config, groupings ...fb.GroupBy) (map[fb.GroupBy]Grouped, error) {
+	sums, err := r.EconomicsBy(ctx, f, groupings...)
 	if err != nil {
 		return nil, err
 	}
 	out := map[fb.GroupBy]Grouped{}
-	for _, g := range groupings {
-		sums, err := Fold(detail, g)
-		if err != nil {
-			return nil, err
-		}
-		rows, totals, err := Report(sums, g, cfg)
+	for i, g := range groupings {
+		rows, totals, err := Report(sums[i], g, cfg)
 		if err != nil {
 			return nil, err
 		}

@@ -185,24 +185,31 @@ func TestGoldenEconomics(t *testing.T) {
 	// Day 4: topup from the $0.01 lot, 3 × 1055: revenue 20605, meta ⌊0.2 × 3165⌋ = 633, and the
 	//   $0.012 lot's breakage 44808.
 	// Day 5: no promo traffic (cost 3002, credits 2.0605), promo's 7.89 credits expire ($0).
-	// Day 6: as day 5 without breakage. (Shares are rounded per row, so by day they total 4935.)
+	// Day 6: as day 5 without breakage.
+	// Meta's share is rounded once, on the whole llama revenue: ⌊4937.4⌋ = 4937 µ$, as by
+	// customer. Its rows get ⌊759.6⌋ = 759 (days 0-3) and 633 (days 4-6), 4935 in all; the 2 µ$
+	// left go to the largest remainders (0.6, days 0-3), the first days among equals: days 0 and 1.
 	d03 := row{"", "7", "0.021238", "0.003126", "0.018112", "85.28", "2.4825", "0", "0", "0", "0.000759"}
 	var byDay []row
 	for day := range 4 {
 		r := d03
 		r.key = start.AddDate(0, 0, day).Format(time.DateOnly)
+		if day < 2 {
+			r.share = "0.00076"
+		}
 		byDay = append(byDay, r)
 	}
 	byDay = append(byDay,
 		row{"2026-11-06", "7", "0.020605", "0.003126", "0.017479", "84.83", "2.4825", "0.044808", "3.734", "0", "0.000633"},
 		row{"2026-11-07", "5", "0.020605", "0.003002", "0.017603", "85.43", "2.0605", "0", "7.89", "0", "0.000633"},
 		row{"2026-11-08", "5", "0.020605", "0.003002", "0.017603", "85.43", "2.0605", "0", "0", "0", "0.000633"},
-		row{"total", "45", "0.146767", "0.021634", "0.125133", "85.26", "16.5335", "0.044808", "11.624", "0", "0.004935"},
+		row{"total", "45", "0.146767", "0.021634", "0.125133", "85.26", "16.5335", "0.044808", "11.624", "0", "0.004937"},
 	)
 	check("day", byDay)
 
-	// Forecast: planned burned 12.208 credits in 7 days, 1.744 a day; its
-	// 1987.792 left last 1987.792 × 7 ÷ 12.208 = 1139.78… days.
+	// Forecast: at midnight its window is the 7 whole days before (and
+	// today's nothing so far): planned burned 12.208 credits in 7 days,
+	// 1.744 a day; its 1987.792 left last 1987.792 × 7 ÷ 12.208 = 1139.78… days.
 	f := admin("GET", "/api/v1/reports/forecast?customer=planned", "")
 	fc := f["data"].([]any)[0].(map[string]any)
 	if fc["burn_per_day"] != "1.744" || fc["available"] != "1987.792" || fc["days_left"] != "1139.78" {

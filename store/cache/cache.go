@@ -11,6 +11,10 @@
 // all. The rate card is cached in every process for CardTTL (another
 // replica's price change is seen within it), refreshed by one reader at a
 // time while the others keep the card they have.
+//
+// For the sole writer it also keeps the daily sums of the days the reports
+// have read, exact: its Write adds to them what each transaction adds to
+// the database, so the economics reports fold memory, not SQL (sums.go).
 package cache
 
 import (
@@ -36,6 +40,11 @@ type Options struct {
 	CardTTL time.Duration
 	// Now is the clock the TTLs run on; time.Now when nil.
 	Now func() time.Time
+	// Sums keeps the daily sums of the days the reports read in memory,
+	// exact (see sums.go): kept by this process's writes when TTL > 0
+	// (it makes every write), else by the store's marks of what changed
+	// when it keeps them (PostgreSQL); else not kept.
+	Sums bool
 }
 
 // Store decorates a farebox.Store with the cache.
@@ -52,6 +61,8 @@ type Store struct {
 	keys  map[string]entry[fb.APIKey] // by hash
 	subs  map[string]entry[fb.Subscription]
 	plans map[string]entry[fb.Plan]
+
+	sums *sums // nil unless Options.Sums
 
 	card    atomic.Pointer[cardEntry]
 	cardGen atomic.Uint64
@@ -85,7 +96,15 @@ func New(s fb.Store, opts Options) *Store {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	return &Store{Store: s, opts: opts}
+	c := &Store{Store: s, opts: opts}
+	if opts.Sums {
+		if opts.TTL > 0 {
+			c.sums = newSums(nil)
+		} else if t, ok := s.(changeTracker); ok {
+			c.sums = newSums(t)
+		}
+	}
+	return c
 }
 
 // cached reads key of m through read, caching what it answers (a value or

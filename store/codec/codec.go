@@ -6,6 +6,7 @@
 package codec
 
 import (
+	"cmp"
 	"encoding/json"
 	"fmt"
 	"slices"
@@ -333,9 +334,11 @@ func sortDaily(m map[dailyKey]*Daily) []*Daily {
 	for _, d := range m {
 		out = append(out, d)
 	}
-	key := func(d *Daily) string {
-		return strings.Join([]string{d.Day, d.Customer, d.Model, d.Provider, d.Product, d.Plan}, "\x00")
-	}
-	slices.SortFunc(out, func(a, b *Daily) int { return strings.Compare(key(a), key(b)) })
+	// By the key's columns in order (what joining them with NULs and
+	// comparing would give, without a string per comparison).
+	slices.SortFunc(out, func(a, b *Daily) int {
+		return cmp.Or(strings.Compare(a.Day, b.Day), strings.Compare(a.Customer, b.Customer), strings.Compare(a.Model, b.Model),
+			strings.Compare(a.Provider, b.Provider), strings.Compare(a.Product, b.Product), strings.Compare(a.Plan, b.Plan))
+	})
 	return out
 }

@@ -61,9 +61,15 @@ var schemaV8 string
 //go:embed schema9.sql
 var schemaV9 string
 
+// schemaV10 keeps the dashboard's verifications of the ledger, and marks
+// each row of the daily sums with the transaction that last changed it.
+//
+//go:embed schema10.sql
+var schemaV10 string
+
 // migrations are applied in order; migration i brings the schema to
 // version i+1. Never edit one that has shipped: append.
-var migrations = []string{schemaV1, schemaV2, schemaV3, schemaV4, schemaV5, schemaV6, schemaV7, schemaV8, schemaV9}
+var migrations = []string{schemaV1, schemaV2, schemaV3, schemaV4, schemaV5, schemaV6, schemaV7, schemaV8, schemaV9, schemaV10}
 
 // SchemaVersion is the version this build needs.
 var SchemaVersion = len(migrations)
@@ -409,7 +415,8 @@ func (t *writeTx) AppendRevenue(ctx context.Context, rs []fb.Revenue) error {
 	return nil
 }
 
-// dailyUpsert is codec.DailyUpsert with PostgreSQL's placeholders.
+// dailyUpsert is codec.DailyUpsert with PostgreSQL's placeholders, and
+// the row marked with this transaction (see DailySumsChanged).
 var dailyUpsert = func() string {
 	var b strings.Builder
 	n := 0
@@ -421,7 +428,12 @@ var dailyUpsert = func() string {
 		}
 		b.WriteRune(r)
 	}
-	return b.String()
+	q := strings.Replace(b.String(), "breakage_usd)\nVALUES (", "breakage_usd, last_xid)\nVALUES (", 1)
+	q = strings.Replace(q, fmt.Sprintf("$%d)", n), fmt.Sprintf("$%d, pg_current_xact_id())", n), 1)
+	if !strings.Contains(q, "last_xid)") || !strings.Contains(q, "pg_current_xact_id())") {
+		panic("postgres: the daily upsert changed shape: " + q)
+	}
+	return q + ", last_xid = excluded.last_xid"
 }()
 
 func (t *writeTx) daily(ds []*codec.Daily) {
@@ -665,4 +677,62 @@ func (s *Store) JournalEnd(ctx context.Context) (fb.JournalCursor, error) {
 	var x int64
 	err := s.pool.QueryRow(ctx, `SELECT `+xminTxn).Scan(&x)
 	return fb.JournalCursor{Txn: x - 1, Seq: math.MaxInt64}, err
+}
+
+// DailySumsChanged reads, in one snapshot, the rows of the daily sums that
+// transactions invisible to the snapshot named by mark changed (none when
+// mark is ""), and every row of the whole UTC days [from, to) (none when
+// from is zero); mark names this read's snapshot. A replica keeping the
+// sums in memory (store/cache) holds them exact with it: whatever
+// committed after its last read is in the rows changed since.
+func (s *Store) DailySumsChanged(ctx context.Context, mark string, from, to time.Time) (changed, days []fb.DailySum, next string, err error) {
+	tx, err := s.pool.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
+	if err != nil {
+		return nil, nil, "", err
+	}
+	defer tx.Rollback(ctx)
+	if err := tx.QueryRow(ctx, `SELECT pg_current_snapshot()::text`).Scan(&next); err != nil {
+		return nil, nil, "", err
+	}
+	const cols = `day, customer, model, provider, product, plan, requests, credits, revenue_usd, cost_usd, uncollected, breakage_credits, breakage_usd`
+	read := func(q string, args ...any) ([]fb.DailySum, error) {
+		rows, err := tx.Query(ctx, q, args...)
+		if err != nil {
+			return nil, err
+		}
+		defer rows.Close()
+		var out []fb.DailySum
+		for rows.Next() {
+			var r fb.DailySum
+			var credits, rev, cost, unc, brc, bru int64
+			if err := rows.Scan(&r.Day, &r.Customer, &r.Model, &r.Provider, &r.Product, &r.Plan, &r.Requests, &credits, &rev, &cost, &unc, &brc, &bru); err != nil {
+				return nil, err
+			}
+			r.Credits, r.RevenueUSD, r.CostUSD, r.Uncollected = fb.Amount(credits), fb.USD(rev), fb.USD(cost), fb.Amount(unc)
+			r.BreakageCredits, r.BreakageUSD = fb.Amount(brc), fb.USD(bru)
+			out = append(out, r)
+		}
+		return out, rows.Err()
+	}
+	if mark != "" {
+		// From the index on last_xid: transactions from the old
+		// snapshot's xmin on, less those it saw. They are few, but a
+		// table just written in bulk has no statistics to say so yet, and
+		// a scan of it (with its dead row versions) costs what this read
+		// saves: the index, always.
+		if _, err := tx.Exec(ctx, `SET LOCAL enable_seqscan = off`); err != nil {
+			return nil, nil, "", err
+		}
+		if changed, err = read(`SELECT `+cols+` FROM usage_daily WHERE last_xid >= pg_snapshot_xmin($1::pg_snapshot)
+			AND NOT pg_visible_in_snapshot(last_xid, $1::pg_snapshot)`, mark); err != nil {
+			return nil, nil, "", fmt.Errorf("daily sums changed: %w", err)
+		}
+	}
+	if !from.IsZero() {
+		if days, err = read(`SELECT `+cols+` FROM usage_daily WHERE day >= $1 AND day < $2`,
+			from.UTC().Format(time.DateOnly), to.UTC().Format(time.DateOnly)); err != nil {
+			return nil, nil, "", fmt.Errorf("daily sums: %w", err)
+		}
+	}
+	return changed, days, next, tx.Commit(ctx)
 }

@@ -3,7 +3,9 @@ package sqlcat
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"strings"
 	"time"
 
@@ -164,4 +166,46 @@ func (c *Catalog) DeleteSessions(ctx context.Context, before time.Time) (int64, 
 		return 0, err
 	}
 	return res.RowsAffected()
+}
+
+// keptVerifications is how many verifications are kept: the page shows
+// the last, the others are there to look at by hand.
+const keptVerifications = 100
+
+// AddVerification inserts a verification and forgets the oldest past
+// keptVerifications.
+func (c *Catalog) AddVerification(ctx context.Context, v fb.Verification) error {
+	problems, err := json.Marshal(append([]string{}, v.Problems...))
+	if err != nil {
+		return err
+	}
+	if _, err := c.W.ExecContext(ctx, c.q(`INSERT INTO verifications (at, took_us, entries, accounts, problems, error) VALUES (?, ?, ?, ?, ?, ?)`),
+		codec.Nanos(v.At), v.Took.Microseconds(), v.Entries, v.Accounts, string(problems), v.Err); err != nil {
+		return err
+	}
+	_, err = c.W.ExecContext(ctx, c.q(`DELETE FROM verifications WHERE id <= (SELECT max(id) FROM verifications) - ?`), keptVerifications)
+	return err
+}
+
+// LastVerification reads the latest verification.
+func (c *Catalog) LastVerification(ctx context.Context) (fb.Verification, error) {
+	var v fb.Verification
+	var at, took int64
+	var problems string
+	err := c.R.QueryRowContext(ctx, `SELECT at, took_us, entries, accounts, problems, error FROM verifications ORDER BY at DESC, id DESC LIMIT 1`).
+		Scan(&at, &took, &v.Entries, &v.Accounts, &problems, &v.Err)
+	if errors.Is(err, sql.ErrNoRows) {
+		return v, fb.Errorf(fb.ENotFound, "the ledger has not been verified from the dashboard")
+	}
+	if err != nil {
+		return v, err
+	}
+	v.At, v.Took = codec.FromNanos(at), time.Duration(took)*time.Microsecond
+	if err := json.Unmarshal([]byte(problems), &v.Problems); err != nil {
+		return v, fmt.Errorf("verification problems: %w", err)
+	}
+	if len(v.Problems) == 0 {
+		v.Problems = nil
+	}
+	return v, nil
 }

@@ -397,8 +397,87 @@ func list[T any](ctx context.Context, db *sql.DB, q string, decode func(string) 
 	return out, rows.Err()
 }
 
+// querier is a handle or a transaction.
+type querier interface {
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+}
+
 // Economics sums usage_daily over whole days, by the group and model.
 func (c *Catalog) Economics(ctx context.Context, f fb.EconFilter) ([]fb.EconRow, error) {
+	return c.economics(ctx, c.R, f)
+}
+
+// EconomicsBy runs Economics for each grouping in one read-only
+// transaction (one snapshot on either engine).
+func (c *Catalog) EconomicsBy(ctx context.Context, f fb.EconFilter, groupings ...fb.GroupBy) ([][]fb.EconRow, error) {
+	tx, err := c.R.BeginTx(ctx, &sql.TxOptions{ReadOnly: true, Isolation: c.snapshot()})
+	if err != nil {
+		return nil, err
+	}
+	defer tx.Rollback()
+	out := make([][]fb.EconRow, len(groupings))
+	for i, g := range groupings {
+		f.GroupBy = g
+		if out[i], err = c.economics(ctx, tx, f); err != nil {
+			return nil, err
+		}
+	}
+	return out, tx.Commit()
+}
+
+// snapshot is the isolation under which a read transaction sees one
+// snapshot: SQLite's transactions always do (WAL), PostgreSQL's from
+// REPEATABLE READ.
+func (c *Catalog) snapshot() sql.IsolationLevel {
+	if c.Dollar {
+		return sql.LevelRepeatableRead
+	}
+	return sql.LevelDefault
+}
+
+// DailySums reads the rows of usage_daily of [from, to) in one read
+// transaction, pinning its snapshot with a first read before calling
+// pinned.
+func (c *Catalog) DailySums(ctx context.Context, from, to time.Time, pinned func()) ([]fb.DailySum, error) {
+	tx, err := c.R.BeginTx(ctx, &sql.TxOptions{ReadOnly: true, Isolation: c.snapshot()})
+	if err != nil {
+		return nil, err
+	}
+	defer tx.Rollback()
+	// A transaction's snapshot is taken at its first read, on both
+	// engines: this one.
+	var one int
+	if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM (SELECT 1 FROM usage_daily LIMIT 1) AS pin`).Scan(&one); err != nil {
+		return nil, err
+	}
+	if pinned != nil {
+		pinned()
+	}
+	rows, err := tx.QueryContext(ctx, c.q(`SELECT day, customer, model, provider, product, plan, requests, credits, revenue_usd, cost_usd,
+		uncollected, breakage_credits, breakage_usd FROM usage_daily WHERE day >= ? AND day < ?`),
+		from.UTC().Format(time.DateOnly), to.UTC().Format(time.DateOnly))
+	if err != nil {
+		return nil, fmt.Errorf("daily sums query: %w", err)
+	}
+	defer rows.Close()
+	out := []fb.DailySum{}
+	for rows.Next() {
+		var r fb.DailySum
+		var credits, rev, cost, unc, brc, bru int64
+		if err := rows.Scan(&r.Day, &r.Customer, &r.Model, &r.Provider, &r.Product, &r.Plan, &r.Requests, &credits, &rev, &cost, &unc, &brc, &bru); err != nil {
+			return nil, err
+		}
+		r.Credits, r.RevenueUSD, r.CostUSD, r.Uncollected = fb.Amount(credits), fb.USD(rev), fb.USD(cost), fb.Amount(unc)
+		r.BreakageCredits, r.BreakageUSD = fb.Amount(brc), fb.USD(bru)
+		out = append(out, r)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return out, tx.Commit()
+}
+
+func (c *Catalog) economics(ctx context.Context, db querier, f fb.EconFilter) ([]fb.EconRow, error) {
 	col, ok := econColumns[f.GroupBy]
 	if !ok {
 		return nil, fb.Invalid("group_by", "group_by must be customer, model, provider, day, product or plan")
@@ -423,7 +502,7 @@ func (c *Catalog) Economics(ctx context.Context, f fb.EconFilter) ([]fb.EconRow,
 		q += " WHERE " + strings.Join(where, " AND ")
 	}
 	q += " GROUP BY " + col + ", model ORDER BY " + col + ", model"
-	rows, err := c.R.QueryContext(ctx, c.q(q), args...)
+	rows, err := db.QueryContext(ctx, c.q(q), args...)
 	if err != nil {
 		return nil, fmt.Errorf("economics query: %w", err)
 	}
@@ -433,48 +512,6 @@ func (c *Catalog) Economics(ctx context.Context, f fb.EconFilter) ([]fb.EconRow,
 		var r fb.EconRow
 		var credits, rev, cost, unc, brc, bru int64
 		if err := rows.Scan(&r.Key, &r.Model, &r.Requests, &credits, &rev, &cost, &unc, &brc, &bru); err != nil {
-			return nil, err
-		}
-		r.Credits, r.RevenueUSD, r.CostUSD, r.Uncollected = fb.Amount(credits), fb.USD(rev), fb.USD(cost), fb.Amount(unc)
-		r.BreakageCredits, r.BreakageUSD = fb.Amount(brc), fb.USD(bru)
-		out = append(out, r)
-	}
-	return out, rows.Err()
-}
-
-// EconomicsDetail sums usage_daily by its key's first four columns, in
-// their order (no sort: the primary key's).
-func (c *Catalog) EconomicsDetail(ctx context.Context, f fb.EconFilter) ([]fb.EconDetail, error) {
-	var where []string
-	var args []any
-	if !f.From.IsZero() {
-		where, args = append(where, "day >= ?"), append(args, f.From.UTC().Format(time.DateOnly))
-	}
-	if !f.To.IsZero() {
-		where, args = append(where, "day < ?"), append(args, f.To.UTC().Format(time.DateOnly))
-	}
-	if f.Customer != "" {
-		where, args = append(where, "customer = ?"), append(args, f.Customer)
-	}
-	q := `SELECT day, customer, model, provider`
-	for _, s := range []string{"requests", "credits", "revenue_usd", "cost_usd", "uncollected", "breakage_credits", "breakage_usd"} {
-		q += `, CAST(sum(` + s + `) AS BIGINT)`
-	}
-	q += ` FROM usage_daily`
-	if len(where) > 0 {
-		q += " WHERE " + strings.Join(where, " AND ")
-	}
-	q += " GROUP BY day, customer, model, provider ORDER BY day, customer, model, provider"
-	rows, err := c.R.QueryContext(ctx, c.q(q), args...)
-	if err != nil {
-		return nil, fmt.Errorf("economics detail query: %w", err)
-	}
-	defer rows.Close()
-	var out []fb.EconDetail
-	for rows.Next() {
-		var r fb.EconDetail
-		var credits, rev, cost, unc, brc, bru int64
-		if err := rows.Scan(&r.Day, &r.Customer, &r.Model, &r.Provider, &r.Requests, &credits, &rev, &cost, &unc, &brc, &bru); err != nil {
 			return nil, err
 		}
 		r.Credits, r.RevenueUSD, r.CostUSD, r.Uncollected = fb.Amount(credits), fb.USD(rev), fb.USD(cost), fb.Amount(unc)

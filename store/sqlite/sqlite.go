@@ -60,10 +60,15 @@ var schemaV8 string
 //go:embed schema9.sql
 var schemaV9 string
 
+// schemaV10 keeps the dashboard's verifications of the ledger.
+//
+//go:embed schema10.sql
+var schemaV10 string
+
 // migrations are applied in order; migration i brings the schema to
 // version i+1 (PRAGMA user_version). Never edit one that has shipped:
 // append.
-var migrations = []string{schemaV1, schemaV2, schemaV3, schemaV4, schemaV5, schemaV6, schemaV7, schemaV8, schemaV9}
+var migrations = []string{schemaV1, schemaV2, schemaV3, schemaV4, schemaV5, schemaV6, schemaV7, schemaV8, schemaV9, schemaV10}
 
 var schemaVersion = len(migrations)
 

@@ -162,3 +162,38 @@ func testSessions(t *testing.T, s fb.Store) {
 		t.Fatalf("a session not yet expired was deleted: %v", err)
 	}
 }
+
+// testVerifications: the last verification recorded is the latest by
+// time (the order recorded among equal times), with its problems, or
+// not_found when none is.
+func testVerifications(t *testing.T, s fb.Store) {
+	ctx := context.Background()
+	if _, err := s.LastVerification(ctx); fb.ErrorType(err) != fb.ENotFound {
+		t.Fatalf("LastVerification of none: %v; want not_found", err)
+	}
+	vs := []fb.Verification{
+		{At: t0, Took: 1500 * time.Microsecond, Entries: 10, Accounts: 2},
+		{At: t0.Add(time.Hour), Took: time.Second, Entries: 12, Accounts: 3, Problems: []string{"lot l1: remaining 5, journal 4", "account a: debt"}},
+		{At: t0.Add(30 * time.Minute), Err: "the journal could not be read"},
+	}
+	for _, v := range vs {
+		if err := s.AddVerification(ctx, v); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, err := s.LastVerification(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := vs[1]; !got.At.Equal(want.At) || got.Took != want.Took || got.Entries != 12 || got.Accounts != 3 || got.Err != "" ||
+		fmt.Sprint(got.Problems) != fmt.Sprint(want.Problems) {
+		t.Fatalf("LastVerification = %+v; want %+v", got, want)
+	}
+	later := fb.Verification{At: t0.Add(time.Hour), Entries: 13, Accounts: 3}
+	if err := s.AddVerification(ctx, later); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := s.LastVerification(ctx); err != nil || got.Entries != 13 || got.Problems != nil {
+		t.Fatalf("after a second at the same time: %+v, %v; want the one recorded last, without problems", got, err)
+	}
+}

@@ -4,8 +4,8 @@
 // the catalog: plans, subscriptions, keyed requests, rate cards, API keys,
 // global event keys and usage rows, the daily sums of revenue and
 // breakage, and that the economics report adds up to what the ledger
-// recognised; the dashboard's reads and sessions; GPU pools, their
-// capacity logs and their leases.
+// recognised; the dashboard's reads, sessions and verifications; GPU
+// pools, their capacity logs and their leases.
 // A store's own tests call Run with a function that opens a fresh, empty
 // store.
 package storetest
@@ -59,6 +59,7 @@ func Run(t *testing.T, open Opener) {
 		{"Leases", testLeases},
 		{"Billing", testBilling},
 		{"JournalBalances", testJournalBalances},
+		{"Verifications", testVerifications},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
