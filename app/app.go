@@ -195,13 +195,15 @@ func New(ctx context.Context, cfg Config) (a *App, err error) {
 	}
 	a.closers = append(a.closers, store.Close)
 	a.SoleWriter = sole
-	// Keys, plans and subscriptions, and the daily sums the reports
-	// read, are cached only where this process makes every change to them.
+	// Keys, plans and subscriptions are cached only where this process
+	// makes every change to them; the daily sums the reports read are
+	// kept in memory either way (by this process's writes, or by what
+	// changed since each read).
 	var ttl time.Duration
 	if sole {
 		ttl = 10 * time.Second
 	}
-	a.Store = cache.New(store, cache.Options{TTL: ttl, Now: now, Sums: sole})
+	a.Store = cache.New(store, cache.Options{TTL: ttl, Now: now, Sums: true})
 
 	if err := seedPrices(ctx, a.Store, cfg.CreditsPerUSD, cfg.Markup, log); err != nil {
 		return a, err

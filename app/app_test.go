@@ -16,6 +16,7 @@ import (
 	"farebox/app"
 	"farebox/fakeclock"
 	"farebox/ledger"
+	"farebox/store/postgres/pgtest"
 )
 
 const token = "app-test-admin-token-0123456789abcdef"
@@ -188,5 +189,29 @@ func TestDebugAddr(t *testing.T) {
 	stop()
 	if err := <-done; err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestDailySumsInMemory: the reports read the daily sums from memory on
+// both engines — kept by the process's own writes on the embedded store,
+// by what changed since each read on PostgreSQL.
+func TestDailySumsInMemory(t *testing.T) {
+	ctx := context.Background()
+	a, err := app.New(ctx, app.Config{DataDir: t.TempDir(), AdminToken: token, Providers: app.DemoProviders})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	if got := a.Store.SumsKept(); got != "writes" {
+		t.Errorf("on SQLite the daily sums are kept by %q; want writes", got)
+	}
+	pg := pgtest.Start(t)
+	b, err := app.New(ctx, app.Config{DB: pg.NewDatabase(t), DataDir: t.TempDir(), AdminToken: token, Providers: app.DemoProviders})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	if got := b.Store.SumsKept(); got != "changes" {
+		t.Errorf("on PostgreSQL the daily sums are kept by %q; want changes", got)
 	}
 }

@@ -690,3 +690,16 @@ func (s *Store) Warm(ctx context.Context, from, to time.Time) error {
 	}
 	return s.ensure(ctx, days)
 }
+
+// SumsKept says how the daily sums are kept in memory: "writes" (this
+// process's own, the only writer's), "changes" (what changed since each
+// read, with several writers), or "" (not kept: every report reads SQL).
+func (s *Store) SumsKept() string {
+	switch {
+	case s.sums == nil:
+		return ""
+	case s.sums.tracker != nil:
+		return "changes"
+	}
+	return "writes"
+}
