@@ -95,9 +95,8 @@ func (u *UI) economicsPage(r *Request) (*View, error) {
 		return nil, err
 	}
 	v.Chart = marginChart(reports[fb.GroupDay].Rows, from, to)
-	// The totals of the API's default grouping (by customer): partner
-	// shares are rounded down per group and model, so their total can
-	// differ by a micro-dollar between groupings.
+	// The totals are every grouping's (partner shares are rounded once
+	// per model over the range): the API's default's, by customer.
 	v.Totals = reports[fb.GroupCustomer].Totals
 	for _, g := range []struct {
 		by    fb.GroupBy
@@ -349,21 +348,12 @@ func (u *UI) changePlan(r *Request) (*View, error) {
 
 // Deployments and the ledger's health.
 
-type verifyResult struct {
-	At       time.Time
-	Took     time.Duration
-	Entries  int
-	Accounts int
-	Problems []string
-	Err      string
-}
-
 type systemView struct {
 	Deployments []routing.Status
 	JournalSeq  int64
 	Stats       ledger.Stats
 	Queued      int
-	Verify      *verifyResult
+	Verify      *fb.Verification // the last recorded; nil: never
 	CanVerify   bool
 }
 
@@ -377,14 +367,18 @@ func (u *UI) systemPage(r *Request) (*View, error) {
 		return nil, err
 	}
 	v.Stats, v.Queued = u.d.Engine.Stats(), u.d.Engine.Queued()
-	u.mu.Lock()
-	v.Verify = u.verify
-	u.mu.Unlock()
+	switch last, err := u.d.Store.LastVerification(r.Context()); {
+	case err == nil:
+		v.Verify = &last
+	case fb.ErrorType(err) != fb.ENotFound:
+		return nil, err
+	}
 	return &View{Title: "Deployments & ledger", Template: "system", Data: v}, nil
 }
 
 // runVerify replays the journal against the stored state, as `farebox
-// ledger verify` does, one run at a time.
+// ledger verify` does, one run at a time, and records the outcome in the
+// store, so the page shows it after a restart too.
 func (u *UI) runVerify(r *Request) (*View, error) {
 	if !u.d.CanVerify {
 		return nil, fb.Errorf(fb.EForbidden, "verify from the dashboard runs on the embedded store only: run `farebox ledger verify --db …`")
@@ -394,17 +388,18 @@ func (u *UI) runVerify(r *Request) (*View, error) {
 	}
 	defer u.verifying.Unlock()
 	start := time.Now()
-	rep, err := ledger.Verify(context.WithoutCancel(r.Context()), u.d.Store)
-	res := &verifyResult{At: r.Now, Took: time.Since(start)}
+	ctx := context.WithoutCancel(r.Context())
+	rep, err := ledger.Verify(ctx, u.d.Store)
+	res := fb.Verification{At: r.Now, Took: time.Since(start)}
 	if err != nil {
 		u.d.Log.Error("ledger verify from the dashboard failed", "err", err)
 		res.Err = "the verification could not run; see the server log"
 	} else {
 		res.Entries, res.Accounts, res.Problems = rep.Entries, rep.Accounts, rep.Problems
 	}
-	u.mu.Lock()
-	u.verify = res
-	u.mu.Unlock()
+	if err := u.d.Store.AddVerification(ctx, res); err != nil {
+		return nil, err
+	}
 	flash := fmt.Sprintf("Verified: %d journal entries, %d accounts, consistent.", res.Entries, res.Accounts)
 	if res.Err != "" || len(res.Problems) > 0 {
 		flash = "The verification found problems: see below."

@@ -34,6 +34,8 @@ type env struct {
 	app               *app.App
 	clock             *fakeclock.Clock
 	logs              *syncBuffer
+	dir               string // the data directory
+	stop              func()
 	acmeKey, acmeID   string // the key's secret and id
 	betaKey, betaID   string
 	acmeKey2, acmeID2 string
@@ -67,24 +69,8 @@ var providers = []app.Provider{
 
 func newEnv(t *testing.T) *env {
 	t.Helper()
-	ctx := context.Background()
-	clock := fakeclock.New(start)
-	logs := &syncBuffer{}
-	a, err := app.New(ctx, app.Config{
-		DataDir: t.TempDir(), AdminToken: adminToken, Clock: clock, Providers: providers,
-		Log:       slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
-		Economics: economics.Config{CreditsPerUSD: 100, Shares: []economics.Share{{Partner: "openai-partner", Models: []string{"gpt-4o"}, Percent: 10 * fb.Micro}}},
-		Dashboard: app.DashboardConfig{TopUp: "Email billing@example.com to buy credits."},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	hs := httptest.NewServer(a.Handler)
-	t.Cleanup(func() {
-		hs.Close()
-		a.Close()
-	})
-	e := &env{t: t, url: hs.URL, app: a, clock: clock, logs: logs}
+	e := &env{t: t, clock: fakeclock.New(start), logs: &syncBuffer{}, dir: t.TempDir()}
+	e.start()
 	e.api("POST", "/api/v1/plans", `{"id": "pro", "name": "Pro", "price_usd": "20", "period": "month", "credits": "2000", "models": ["*"]}`, 201)
 	e.api("POST", "/api/v1/plans", `{"id": "team", "name": "Team", "price_usd": "100", "period": "month", "credits": "12000", "models": ["*"]}`, 201)
 	e.api("POST", "/api/v1/customers", `{"id": "acme", "name": "Acme Corp", "plan": "pro"}`, 201)
@@ -115,6 +101,41 @@ func newEnv(t *testing.T) *env {
 		e.clock.Advance(24 * time.Hour)
 	}
 	return e
+}
+
+// econConfig values uncollected credit and gives a partner 10% of gpt-4o.
+var econConfig = economics.Config{CreditsPerUSD: 100, Shares: []economics.Share{{Partner: "openai-partner", Models: []string{"gpt-4o"}, Percent: 10 * fb.Micro}}}
+
+// start starts Farebox on the env's data directory and clock.
+func (e *env) start() {
+	e.t.Helper()
+	a, err := app.New(context.Background(), app.Config{
+		DataDir: e.dir, AdminToken: adminToken, Clock: e.clock, Providers: providers,
+		Log:       slog.New(slog.NewTextHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
+		Economics: econConfig,
+		Dashboard: app.DashboardConfig{TopUp: "Email billing@example.com to buy credits."},
+	})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	hs := httptest.NewServer(a.Handler)
+	stopped := false
+	e.stop = func() {
+		if !stopped {
+			stopped = true
+			hs.Close()
+			a.Close()
+		}
+	}
+	e.t.Cleanup(e.stop)
+	e.url, e.app = hs.URL, a
+}
+
+// restart stops Farebox and starts it again on the same data.
+func (e *env) restart() {
+	e.t.Helper()
+	e.stop()
+	e.start()
 }
 
 func (e *env) api(method, path, body string, want int) []byte {

@@ -86,9 +86,8 @@ type UI struct {
 	// OfferCheckout), "" when it shows the operator's instructions.
 	buy, topUpPage string
 
-	mu     sync.Mutex
-	built  bool
-	verify *verifyResult // the last verification's, under mu
+	mu    sync.Mutex
+	built bool
 
 	verifying sync.Mutex // held while a verification runs
 }
