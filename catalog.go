@@ -45,9 +45,12 @@ type Plan struct {
 	Downgrade map[string]string `json:"downgrade,omitempty"`
 	// LowBalance and ExpiringDays are the plan's default thresholds for
 	// its customers' webhooks (see Alerts); 0: none.
-	LowBalance   Amount    `json:"low_balance,omitempty"`
-	ExpiringDays int       `json:"expiring_days,omitempty"`
-	CreatedAt    time.Time `json:"created_at"`
+	LowBalance   Amount `json:"low_balance,omitempty"`
+	ExpiringDays int    `json:"expiring_days,omitempty"`
+	// Sponsored opts the plan in to sponsored suggestions at decision
+	// moments (a free tier they pay for).
+	Sponsored bool      `json:"sponsored"`
+	CreatedAt time.Time `json:"created_at"`
 }
 
 // Subscription is a customer's place on a plan: the current period, and a
@@ -147,12 +150,17 @@ type Usage struct {
 	Plan    string `json:"plan,omitempty"`
 	// RequestedModel is the model the request asked for when its plan
 	// served it by a cheaper one (Model); "" when it was served as asked.
-	RequestedModel string        `json:"requested_model,omitempty"`
-	KeyID          string        `json:"key_id,omitempty"`
-	Deployment     string        `json:"deployment,omitempty"`
-	Latency        time.Duration `json:"latency,omitempty"`
-	TTFT           time.Duration `json:"ttft,omitempty"`
-	Status         string        `json:"status,omitempty"`
+	RequestedModel string `json:"requested_model,omitempty"`
+	// Of a sponsored suggestion's charge (product "ads"): the campaign's
+	// topic it was shown for and the decision score (the classifier's
+	// probability, in millionths). No text of the request is kept.
+	Topic      string        `json:"topic,omitempty"`
+	Score      int64         `json:"score,omitempty"`
+	KeyID      string        `json:"key_id,omitempty"`
+	Deployment string        `json:"deployment,omitempty"`
+	Latency    time.Duration `json:"latency,omitempty"`
+	TTFT       time.Duration `json:"ttft,omitempty"`
+	Status     string        `json:"status,omitempty"`
 }
 
 // APIKey is a customer's key to the gateway. Only a hash of the secret is

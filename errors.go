@@ -79,6 +79,8 @@ var (
 	ErrStoreUnavailable    = &Error{Type: EUnavailable, Code: "store_unavailable"}
 	ErrShuttingDown        = &Error{Type: EUnavailable, Code: "shutting_down"}
 	ErrStoreRejected       = &Error{Type: EInvalid, Code: "store_rejected"}
+	ErrCampaignExists      = &Error{Type: EConflict, Code: "campaign_exists"}
+	ErrCampaignChanged     = &Error{Type: EConflict, Code: "campaign_changed"}
 	// ErrBudgetExceeded: an op would pass the budget it counts against.
 	ErrBudgetExceeded = &Error{Type: EInsufficientCredits, Code: "budget_exceeded"}
 	// ErrLeaseNoCapacity: a pool lacks the GPUs a lease (or a change of

@@ -44,11 +44,15 @@ func (s Source) DefaultPriority() int {
 // every sum the ledger forms (available, charged) stays inside int64.
 const MaxTotal Amount = 1 << 61
 
-// Customer is someone who holds credits.
+// Customer is someone who holds credits: a customer, or an advertiser who
+// pays for sponsored suggestions (Kind; "" is a customer).
+// SponsoredOptOut keeps sponsored suggestions off the customer's answers.
 type Customer struct {
-	ID        string    `json:"id"`
-	Name      string    `json:"name"`
-	CreatedAt time.Time `json:"created_at"`
+	ID              string       `json:"id"`
+	Name            string       `json:"name"`
+	Kind            CustomerKind `json:"kind"`
+	SponsoredOptOut bool         `json:"sponsored_opt_out"`
+	CreatedAt       time.Time    `json:"created_at"`
 }
 
 // Lot is one grant of credits. amount = remaining + consumed + expired, and

@@ -29,6 +29,9 @@ type Store interface {
 	Customer(ctx context.Context, id string) (Customer, error)
 	// Customers lists customers ordered by id, after the id startingAfter.
 	Customers(ctx context.Context, startingAfter string, limit int) ([]Customer, error)
+	// SetSponsoredOptOut sets whether a customer's answers may carry
+	// sponsored suggestions, and returns the customer.
+	SetSponsoredOptOut(ctx context.Context, id string, optOut bool) (Customer, error)
 
 	// Account returns the committed state of a customer's account with its
 	// live lots and pending holds.
@@ -99,6 +102,34 @@ type Catalog interface {
 	// FinishRequest stores the response of a claimed request. A request
 	// finishes once: a later response is dropped, the first kept.
 	FinishRequest(ctx context.Context, customer, scope, key string, response []byte) error
+
+	// CreateCampaign inserts a campaign at version 1; a taken id is a
+	// conflict (campaign_exists).
+	CreateCampaign(ctx context.Context, c Campaign) error
+	Campaign(ctx context.Context, id string) (Campaign, error)
+	// Campaigns lists every campaign, by id.
+	Campaigns(ctx context.Context) ([]Campaign, error)
+	// SwapCampaign replaces the campaign c.ID with c, at the next version,
+	// only if the stored one is still at c.Version (a compare-and-swap);
+	// otherwise it changes nothing and answers a conflict with code
+	// campaign_changed.
+	SwapCampaign(ctx context.Context, c Campaign) error
+	DeleteCampaign(ctx context.Context, id string) error
+	// CampaignStats counts a campaign's charged impressions and clicks and
+	// sums their credits over [from, to) (zero: unbounded), from the usage
+	// rows of product ads.
+	CampaignStats(ctx context.Context, c Campaign, from, to time.Time) (CampaignStats, error)
+	// CountView counts one view of a campaign by an end user (subject, an
+	// opaque digest) on a UTC day, unless limit views are counted already:
+	// it reports whether it counted, atomically, so concurrent views can
+	// never pass the limit. UncountView takes one back (a view that was
+	// not shown after all). PruneViews forgets the days before before.
+	CountView(ctx context.Context, campaign, subject string, day time.Time, limit int64) (bool, error)
+	UncountView(ctx context.Context, campaign, subject string, day time.Time) error
+	PruneViews(ctx context.Context, before time.Time) (int64, error)
+	// Setting returns the value stored under name, storing def first when
+	// there is none, so every replica reads the one value that won.
+	Setting(ctx context.Context, name, def string) (string, error)
 
 	// Usage sums usage rows by f.GroupBy, ordered by key.
 	Usage(ctx context.Context, f UsageFilter) ([]UsageRow, error)

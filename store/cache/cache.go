@@ -1,11 +1,11 @@
 // Package cache is the catalog's caching decorator: a farebox.Store whose
-// reads of API keys, subscriptions, plans and the rate card are answered
+// reads of API keys, subscriptions, plans, customers and the rate card are answered
 // from memory, and whose own writes drop what they change, so no caller
 // has to remember to. Every service of a process reads and writes the
 // catalog through one Store, so a revocation, a plan change or a renewal
 // takes effect at once in that process.
 //
-// Keys, subscriptions and plans are cached only for a process that makes
+// Keys, subscriptions, plans and customers are cached only for a process that makes
 // every change to them (embedded SQLite: TTL > 0); with several replicas
 // each read goes to the database, so a key revoked on one fails at once on
 // all. The rate card is cached in every process for CardTTL (another
@@ -56,11 +56,12 @@ type Store struct {
 	// dropped (a key looked up just before its revocation, cached just
 	// after it): every drop moves the generation on, and a value read
 	// under an older generation is not cached.
-	mu    sync.Mutex
-	gen   uint64
-	keys  map[string]entry[fb.APIKey] // by hash
-	subs  map[string]entry[fb.Subscription]
-	plans map[string]entry[fb.Plan]
+	mu        sync.Mutex
+	gen       uint64
+	keys      map[string]entry[fb.APIKey] // by hash
+	subs      map[string]entry[fb.Subscription]
+	plans     map[string]entry[fb.Plan]
+	customers map[string]entry[fb.Customer]
 
 	sums *sums // nil unless Options.Sums
 
@@ -141,7 +142,7 @@ func (s *Store) drop() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.gen++
-	s.keys, s.subs, s.plans = nil, nil, nil
+	s.keys, s.subs, s.plans, s.customers = nil, nil, nil, nil
 }
 
 // KeyByHash is the store's, cached.
@@ -159,8 +160,32 @@ func (s *Store) Plan(ctx context.Context, id string) (fb.Plan, error) {
 	return cached(s, &s.plans, id, func() (fb.Plan, error) { return s.Store.Plan(ctx, id) })
 }
 
+// Customer is the store's, cached (the gateway reads a customer's opt-out
+// of sponsored suggestions on every request of a sponsored plan).
+func (s *Store) Customer(ctx context.Context, id string) (fb.Customer, error) {
+	return cached(s, &s.customers, id, func() (fb.Customer, error) { return s.Store.Customer(ctx, id) })
+}
+
 // The writes: each drops the cache after it, whatever it answered (a
 // failed write may still have changed something).
+
+// CreateCustomer is the store's.
+func (s *Store) CreateCustomer(ctx context.Context, c fb.Customer) error {
+	defer s.drop()
+	return s.Store.CreateCustomer(ctx, c)
+}
+
+// CreateCustomers is the store's.
+func (s *Store) CreateCustomers(ctx context.Context, cs []fb.Customer) error {
+	defer s.drop()
+	return s.Store.CreateCustomers(ctx, cs)
+}
+
+// SetSponsoredOptOut is the store's: the opt-out holds at once.
+func (s *Store) SetSponsoredOptOut(ctx context.Context, id string, optOut bool) (fb.Customer, error) {
+	defer s.drop()
+	return s.Store.SetSponsoredOptOut(ctx, id, optOut)
+}
 
 // CreateKey is the store's.
 func (s *Store) CreateKey(ctx context.Context, k fb.APIKey) error {

@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -232,9 +233,32 @@ func DecodeHold(customer string, b []byte) (*fb.Hold, error) {
 // Marshal encodes a stored form (LotState, HoldState) as JSON.
 func Marshal(v any) ([]byte, error) { return json.Marshal(v) }
 
+// Kind is the stored kind of an account: a customer unless it says
+// otherwise.
+func Kind(k fb.CustomerKind) fb.CustomerKind {
+	if k == "" {
+		return fb.KindCustomer
+	}
+	return k
+}
+
 // UsageColumns lists the columns of a usage row, in the order UsageValues
 // gives their values.
-const UsageColumns = "id, source, customer, model, provider, at, day, input_tokens, output_tokens, cached_input_tokens, reasoning_tokens, images, audio_us, video_us, gpu_us, requests, credits, cost_usd, key_id, deployment, latency_us, ttft_us, status, revenue_usd, uncollected, product, plan, cache_write_tokens, requested_model"
+const UsageColumns = "id, source, customer, model, provider, at, day, input_tokens, output_tokens, cached_input_tokens, reasoning_tokens, images, audio_us, video_us, gpu_us, requests, credits, cost_usd, key_id, deployment, latency_us, ttft_us, status, revenue_usd, uncollected, product, plan, cache_write_tokens, requested_model, topic, score"
+
+// UsagePlaceholders are the VALUES placeholders of UsageColumns: ? each, or
+// $1, $2, … when dollar (PostgreSQL).
+func UsagePlaceholders(dollar bool) string {
+	n := strings.Count(UsageColumns, ",") + 1
+	ps := make([]string, n)
+	for i := range ps {
+		ps[i] = "?"
+		if dollar {
+			ps[i] = "$" + strconv.Itoa(i+1)
+		}
+	}
+	return strings.Join(ps, ",")
+}
 
 // UsageValues returns a usage row's column values; day is the UTC date of
 // its time, so every engine groups days the same way.
@@ -243,7 +267,7 @@ func UsageValues(u *fb.Usage) []any {
 	return []any{u.ID, u.Source, u.Customer, u.Model, u.Provider, Nanos(u.At), u.At.UTC().Format(time.DateOnly),
 		q.InputTokens, q.OutputTokens, q.CachedInputTokens, q.ReasoningTokens, q.Images, q.AudioMicros, q.VideoMicros, q.GPUMicros, q.Requests,
 		int64(u.Credits), int64(u.CostUSD), u.KeyID, u.Deployment, u.Latency.Microseconds(), u.TTFT.Microseconds(), u.Status,
-		int64(u.RevenueUSD), int64(u.Uncollected), u.Product, u.Plan, q.CacheWriteTokens, u.RequestedModel}
+		int64(u.RevenueUSD), int64(u.Uncollected), u.Product, u.Plan, q.CacheWriteTokens, u.RequestedModel, u.Topic, u.Score}
 }
 
 // Daily is one row of the daily sums (usage_daily), as an increment.

@@ -67,9 +67,16 @@ var schemaV9 string
 //go:embed schema10.sql
 var schemaV10 string
 
+// schemaV11 is sponsored suggestions': account kinds and opt-outs,
+// campaigns, frequency-cap counters, settings, and the topic and score of
+// ads' usage rows.
+//
+//go:embed schema11.sql
+var schemaV11 string
+
 // migrations are applied in order; migration i brings the schema to
 // version i+1. Never edit one that has shipped: append.
-var migrations = []string{schemaV1, schemaV2, schemaV3, schemaV4, schemaV5, schemaV6, schemaV7, schemaV8, schemaV9, schemaV10}
+var migrations = []string{schemaV1, schemaV2, schemaV3, schemaV4, schemaV5, schemaV6, schemaV7, schemaV8, schemaV9, schemaV10, schemaV11}
 
 // SchemaVersion is the version this build needs.
 var SchemaVersion = len(migrations)
@@ -399,7 +406,7 @@ func (t *writeTx) AppendJournal(ctx context.Context, entries []*fb.JournalEntry)
 
 func (t *writeTx) AppendUsage(ctx context.Context, rows []*fb.Usage) error {
 	for _, u := range rows {
-		t.batch.Queue(`INSERT INTO usage_rows (`+codec.UsageColumns+`) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18,$19,$20,$21,$22,$23,$24,$25,$26,$27,$28,$29)`, codec.UsageValues(u)...)
+		t.batch.Queue(usageInsert, codec.UsageValues(u)...)
 	}
 	t.daily(codec.DailyOfUsage(rows))
 	return nil
@@ -414,6 +421,9 @@ func (t *writeTx) AppendRevenue(ctx context.Context, rs []fb.Revenue) error {
 	t.daily(codec.DailyOfRevenue(rs))
 	return nil
 }
+
+// usageInsert is codec.UsageColumns with PostgreSQL's placeholders.
+var usageInsert = `INSERT INTO usage_rows (` + codec.UsageColumns + `) VALUES (` + codec.UsagePlaceholders(true) + `)`
 
 // dailyUpsert is codec.DailyUpsert with PostgreSQL's placeholders, and
 // the row marked with this transaction (see DailySumsChanged).
@@ -454,7 +464,8 @@ func (s *Store) CreateCustomers(ctx context.Context, cs []fb.Customer) error {
 	}
 	return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		for _, c := range cs {
-			if _, err := tx.Exec(ctx, `INSERT INTO customers (id, name, created_at) VALUES ($1, $2, $3)`, c.ID, c.Name, codec.Nanos(c.CreatedAt)); err != nil {
+			if _, err := tx.Exec(ctx, `INSERT INTO customers (id, name, kind, sponsored_opt_out, created_at) VALUES ($1, $2, $3, $4, $5)`,
+				c.ID, c.Name, string(codec.Kind(c.Kind)), c.SponsoredOptOut, codec.Nanos(c.CreatedAt)); err != nil {
 				var pe *pgconn.PgError
 				if errors.As(err, &pe) && pe.Code == "23505" {
 					return fb.ErrCustomerExists.New("customer %q already exists", c.ID)
@@ -469,36 +480,53 @@ func (s *Store) CreateCustomers(ctx context.Context, cs []fb.Customer) error {
 	})
 }
 
+const customerColumns = `id, name, kind, sponsored_opt_out, created_at`
+
+func scanCustomer(r pgx.Row) (fb.Customer, error) {
+	var c fb.Customer
+	var created int64
+	err := r.Scan(&c.ID, &c.Name, &c.Kind, &c.SponsoredOptOut, &created)
+	c.CreatedAt = codec.FromNanos(created)
+	return c, err
+}
+
 // Customer returns one customer.
 func (s *Store) Customer(ctx context.Context, id string) (fb.Customer, error) {
-	c := fb.Customer{ID: id}
-	var created int64
-	err := s.pool.QueryRow(ctx, `SELECT name, created_at FROM customers WHERE id = $1`, id).Scan(&c.Name, &created)
+	c, err := scanCustomer(s.pool.QueryRow(ctx, `SELECT `+customerColumns+` FROM customers WHERE id = $1`, id))
 	if errors.Is(err, pgx.ErrNoRows) {
-		return c, fb.Errorf(fb.ENotFound, "no customer %q", id)
+		return fb.Customer{ID: id}, fb.Errorf(fb.ENotFound, "no customer %q", id)
 	}
-	c.CreatedAt = codec.FromNanos(created)
 	return c, err
 }
 
 // Customers lists customers by id.
 func (s *Store) Customers(ctx context.Context, after string, limit int) ([]fb.Customer, error) {
-	rows, err := s.pool.Query(ctx, `SELECT id, name, created_at FROM customers WHERE id > $1 ORDER BY id LIMIT $2`, after, limit)
+	rows, err := s.pool.Query(ctx, `SELECT `+customerColumns+` FROM customers WHERE id > $1 ORDER BY id LIMIT $2`, after, limit)
 	if err != nil {
 		return nil, err
 	}
 	defer rows.Close()
 	var out []fb.Customer
 	for rows.Next() {
-		var c fb.Customer
-		var created int64
-		if err := rows.Scan(&c.ID, &c.Name, &created); err != nil {
+		c, err := scanCustomer(rows)
+		if err != nil {
 			return nil, err
 		}
-		c.CreatedAt = codec.FromNanos(created)
 		out = append(out, c)
 	}
 	return out, rows.Err()
+}
+
+// SetSponsoredOptOut sets a customer's opt-out of sponsored suggestions.
+func (s *Store) SetSponsoredOptOut(ctx context.Context, id string, optOut bool) (fb.Customer, error) {
+	if s.ro {
+		return fb.Customer{}, errReadOnly
+	}
+	c, err := scanCustomer(s.pool.QueryRow(ctx, `UPDATE customers SET sponsored_opt_out = $1 WHERE id = $2 RETURNING `+customerColumns, optOut, id))
+	if errors.Is(err, pgx.ErrNoRows) {
+		return fb.Customer{ID: id}, fb.Errorf(fb.ENotFound, "no customer %q", id)
+	}
+	return c, err
 }
 
 // Account reads the committed state of one account.

@@ -65,10 +65,17 @@ var schemaV9 string
 //go:embed schema10.sql
 var schemaV10 string
 
+// schemaV11 is sponsored suggestions': account kinds and opt-outs,
+// campaigns, frequency-cap counters, settings, and the topic and score of
+// ads' usage rows.
+//
+//go:embed schema11.sql
+var schemaV11 string
+
 // migrations are applied in order; migration i brings the schema to
 // version i+1 (PRAGMA user_version). Never edit one that has shipped:
 // append.
-var migrations = []string{schemaV1, schemaV2, schemaV3, schemaV4, schemaV5, schemaV6, schemaV7, schemaV8, schemaV9, schemaV10}
+var migrations = []string{schemaV1, schemaV2, schemaV3, schemaV4, schemaV5, schemaV6, schemaV7, schemaV8, schemaV9, schemaV10, schemaV11}
 
 var schemaVersion = len(migrations)
 
@@ -230,7 +237,7 @@ var statements = map[string]string{
 	"journal":     `INSERT INTO journal (customer, idem_key, op, fingerprint, result, balance_before, balance_after, lapsed) VALUES (?,?,?,?,?,?,?,?)`,
 	"eventKey":    `SELECT j.seq, j.op, j.fingerprint, j.result FROM events e JOIN journal j ON j.seq = e.seq WHERE e.event_key = ?`,
 	"event":       `INSERT INTO events (event_key, seq) VALUES (?,?)`,
-	"usage":       `INSERT INTO usage_rows (` + codec.UsageColumns + `) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)`,
+	"usage":       `INSERT INTO usage_rows (` + codec.UsageColumns + `) VALUES (` + codec.UsagePlaceholders(false) + `)`,
 	"daily":       codec.DailyUpsert,
 }
 
@@ -501,7 +508,8 @@ func (s *Store) CreateCustomers(ctx context.Context, cs []fb.Customer) error {
 	}
 	defer tx.Rollback()
 	for _, c := range cs {
-		if _, err := tx.ExecContext(ctx, `INSERT INTO customers (id, name, created_at) VALUES (?,?,?)`, c.ID, c.Name, codec.Nanos(c.CreatedAt)); err != nil {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO customers (id, name, kind, sponsored_opt_out, created_at) VALUES (?,?,?,?,?)`,
+			c.ID, c.Name, string(codec.Kind(c.Kind)), c.SponsoredOptOut, codec.Nanos(c.CreatedAt)); err != nil {
 			if isConstraint(err) {
 				return fb.ErrCustomerExists.New("customer %q already exists", c.ID)
 			}
@@ -514,36 +522,53 @@ func (s *Store) CreateCustomers(ctx context.Context, cs []fb.Customer) error {
 	return tx.Commit()
 }
 
+const customerColumns = `id, name, kind, sponsored_opt_out, created_at`
+
+func scanCustomer(r scanner) (fb.Customer, error) {
+	var c fb.Customer
+	var created int64
+	err := r.Scan(&c.ID, &c.Name, &c.Kind, &c.SponsoredOptOut, &created)
+	c.CreatedAt = codec.FromNanos(created)
+	return c, err
+}
+
 // Customer returns one customer.
 func (s *Store) Customer(ctx context.Context, id string) (fb.Customer, error) {
-	c := fb.Customer{ID: id}
-	var created int64
-	err := s.r.QueryRowContext(ctx, `SELECT name, created_at FROM customers WHERE id = ?`, id).Scan(&c.Name, &created)
+	c, err := scanCustomer(s.r.QueryRowContext(ctx, `SELECT `+customerColumns+` FROM customers WHERE id = ?`, id))
 	if errors.Is(err, sql.ErrNoRows) {
-		return c, fb.Errorf(fb.ENotFound, "no customer %q", id)
+		return fb.Customer{ID: id}, fb.Errorf(fb.ENotFound, "no customer %q", id)
 	}
-	c.CreatedAt = codec.FromNanos(created)
 	return c, err
 }
 
 // Customers lists customers by id.
 func (s *Store) Customers(ctx context.Context, after string, limit int) ([]fb.Customer, error) {
-	rows, err := s.r.QueryContext(ctx, `SELECT id, name, created_at FROM customers WHERE id > ? ORDER BY id LIMIT ?`, after, limit)
+	rows, err := s.r.QueryContext(ctx, `SELECT `+customerColumns+` FROM customers WHERE id > ? ORDER BY id LIMIT ?`, after, limit)
 	if err != nil {
 		return nil, err
 	}
 	defer rows.Close()
 	var out []fb.Customer
 	for rows.Next() {
-		var c fb.Customer
-		var created int64
-		if err := rows.Scan(&c.ID, &c.Name, &created); err != nil {
+		c, err := scanCustomer(rows)
+		if err != nil {
 			return nil, err
 		}
-		c.CreatedAt = codec.FromNanos(created)
 		out = append(out, c)
 	}
 	return out, rows.Err()
+}
+
+// SetSponsoredOptOut sets a customer's opt-out of sponsored suggestions.
+func (s *Store) SetSponsoredOptOut(ctx context.Context, id string, optOut bool) (fb.Customer, error) {
+	if s.ro {
+		return fb.Customer{}, errReadOnly
+	}
+	c, err := scanCustomer(s.w.QueryRowContext(ctx, `UPDATE customers SET sponsored_opt_out = ? WHERE id = ? RETURNING `+customerColumns, optOut, id))
+	if errors.Is(err, sql.ErrNoRows) {
+		return fb.Customer{ID: id}, fb.Errorf(fb.ENotFound, "no customer %q", id)
+	}
+	return c, err
 }
 
 // Account reads the committed state of one account.

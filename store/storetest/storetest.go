@@ -5,7 +5,9 @@
 // global event keys and usage rows, the daily sums of revenue and
 // breakage, and that the economics report adds up to what the ledger
 // recognised; the dashboard's reads, sessions and verifications; GPU
-// pools, their capacity logs and their leases.
+// pools, their capacity logs and their leases; and what sponsored
+// suggestions keep: account kinds and opt-outs, campaigns, their stats,
+// frequency-cap counters and settings.
 // A store's own tests call Run with a function that opens a fresh, empty
 // store.
 package storetest
@@ -60,6 +62,11 @@ func Run(t *testing.T, open Opener) {
 		{"Billing", testBilling},
 		{"JournalBalances", testJournalBalances},
 		{"Verifications", testVerifications},
+		{"Kinds", testKinds},
+		{"Campaigns", testCampaigns},
+		{"CampaignStats", testCampaignStats},
+		{"Views", testViews},
+		{"Settings", testSettings},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
