@@ -83,6 +83,10 @@ type Metrics struct {
 	webhookDeliveries *prometheus.CounterVec
 	topups            *prometheus.CounterVec
 
+	suggestions    *prometheus.CounterVec
+	clicks         *prometheus.CounterVec
+	decisionTiming prometheus.Histogram
+
 	sourcesMu sync.Mutex
 	sources   Sources
 }
@@ -92,9 +96,11 @@ type Metrics struct {
 // may stream for the full request timeout (10 minutes by default), so its
 // buckets go on to that.
 var (
-	httpBuckets     = []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60}
-	gatewayBuckets  = []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600}
-	commitBuckets   = []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30}
+	httpBuckets    = []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60}
+	gatewayBuckets = []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600}
+	commitBuckets  = []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30}
+	// A sponsored decision is in-process work of microseconds.
+	decisionBuckets = []float64{.000005, .00001, .000025, .00005, .0001, .00025, .0005, .001, .0025}
 	batchOpsBuckets = prometheus.ExponentialBuckets(1, 2, 13) // 1 … 4096, the engine's default MaxBatch
 )
 
@@ -171,6 +177,20 @@ func New(opts Options) *Metrics {
 		Help: "Automatic top-ups by what happened: recorded (a crossing), requested (the provider took the payment), failed.",
 	}, []string{"status"})
 
+	m.suggestions = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "farebox_sponsored_suggestions_total",
+		Help: "Sponsored suggestions by outcome: placed (held for a response), charged (shown), dropped (not delivered), shown_uncharged, or why none was placed (not_decision, no_campaign, capped, budget_spent, no_credit, opted_out, unavailable).",
+	}, []string{"outcome"})
+	m.clicks = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "farebox_sponsored_clicks_total",
+		Help: "Follows of sponsored suggestions' links by outcome: charged, repeated (charged before), refused (budget or credit), failed, invalid.",
+	}, []string{"outcome"})
+	m.decisionTiming = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name:    "farebox_sponsored_decision_duration_seconds",
+		Help:    "Time to classify a request's last user message and match it to the campaigns.",
+		Buckets: decisionBuckets,
+	})
+
 	m.reg.MustRegister(
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
@@ -181,6 +201,7 @@ func New(opts Options) *Metrics {
 		credits("farebox_credits_expired_total", "Credits expired, i.e. breakage (a display figure: the ledger counts micro-credits exactly).", &m.expired),
 		m.gwRequests, m.gwTTFT, m.gwDuration, m.upstreamErrors,
 		m.webhookEvents, m.webhookDeliveries, m.topups,
+		m.suggestions, m.clicks, m.decisionTiming,
 		&collector{m: m},
 	)
 	return m

@@ -125,38 +125,44 @@ func TestNamesAndHelp(t *testing.T) {
 	m.ObserveWebhookEvent("balance.low", 2)
 	m.ObserveWebhookAttempt("delivered")
 	m.ObserveTopup("recorded")
+	m.ObserveSuggestion("charged")
+	m.ObserveClick("charged")
+	m.ObserveDecision(5 * time.Microsecond)
 	m.Middleware("GET /x", http.NotFoundHandler()).ServeHTTP(httptest.NewRecorder(), httptest.NewRequest("GET", "/x", nil))
 
 	want := map[string]dto.MetricType{
-		"farebox_http_requests_total":                dto.MetricType_COUNTER,
-		"farebox_http_request_duration_seconds":      dto.MetricType_HISTOGRAM,
-		"farebox_ledger_batch_ops":                   dto.MetricType_HISTOGRAM,
-		"farebox_ledger_commit_duration_seconds":     dto.MetricType_HISTOGRAM,
-		"farebox_ledger_batches_total":               dto.MetricType_COUNTER,
-		"farebox_credits_granted_total":              dto.MetricType_COUNTER,
-		"farebox_credits_consumed_total":             dto.MetricType_COUNTER,
-		"farebox_credits_expired_total":              dto.MetricType_COUNTER,
-		"farebox_gateway_requests_total":             dto.MetricType_COUNTER,
-		"farebox_gateway_ttft_seconds":               dto.MetricType_HISTOGRAM,
-		"farebox_gateway_request_duration_seconds":   dto.MetricType_HISTOGRAM,
-		"farebox_upstream_errors_total":              dto.MetricType_COUNTER,
-		"farebox_ledger_queue_depth":                 dto.MetricType_GAUGE,
-		"farebox_ledger_holds_open":                  dto.MetricType_GAUGE,
-		"farebox_ledger_lost_holds_total":            dto.MetricType_COUNTER,
-		"farebox_ledger_engine_batches_total":        dto.MetricType_COUNTER,
-		"farebox_ledger_engine_failed_batches_total": dto.MetricType_COUNTER,
-		"farebox_ledger_engine_ops_total":            dto.MetricType_COUNTER,
-		"farebox_deployment_healthy":                 dto.MetricType_GAUGE,
-		"farebox_deployment_served_total":            dto.MetricType_COUNTER,
-		"farebox_deployment_failed_total":            dto.MetricType_COUNTER,
-		"farebox_deployment_ttft_ewma_seconds":       dto.MetricType_GAUGE,
-		"farebox_gateway_overcaptures_total":         dto.MetricType_COUNTER,
-		"farebox_gateway_overcapture_credits_total":  dto.MetricType_COUNTER,
-		"farebox_gateway_spooled_total":              dto.MetricType_COUNTER,
-		"farebox_gateway_unsettled_total":            dto.MetricType_COUNTER,
-		"farebox_webhook_events_total":               dto.MetricType_COUNTER,
-		"farebox_webhook_attempts_total":             dto.MetricType_COUNTER,
-		"farebox_topups_total":                       dto.MetricType_COUNTER,
+		"farebox_http_requests_total":                 dto.MetricType_COUNTER,
+		"farebox_http_request_duration_seconds":       dto.MetricType_HISTOGRAM,
+		"farebox_ledger_batch_ops":                    dto.MetricType_HISTOGRAM,
+		"farebox_ledger_commit_duration_seconds":      dto.MetricType_HISTOGRAM,
+		"farebox_ledger_batches_total":                dto.MetricType_COUNTER,
+		"farebox_credits_granted_total":               dto.MetricType_COUNTER,
+		"farebox_credits_consumed_total":              dto.MetricType_COUNTER,
+		"farebox_credits_expired_total":               dto.MetricType_COUNTER,
+		"farebox_gateway_requests_total":              dto.MetricType_COUNTER,
+		"farebox_gateway_ttft_seconds":                dto.MetricType_HISTOGRAM,
+		"farebox_gateway_request_duration_seconds":    dto.MetricType_HISTOGRAM,
+		"farebox_upstream_errors_total":               dto.MetricType_COUNTER,
+		"farebox_ledger_queue_depth":                  dto.MetricType_GAUGE,
+		"farebox_ledger_holds_open":                   dto.MetricType_GAUGE,
+		"farebox_ledger_lost_holds_total":             dto.MetricType_COUNTER,
+		"farebox_ledger_engine_batches_total":         dto.MetricType_COUNTER,
+		"farebox_ledger_engine_failed_batches_total":  dto.MetricType_COUNTER,
+		"farebox_ledger_engine_ops_total":             dto.MetricType_COUNTER,
+		"farebox_deployment_healthy":                  dto.MetricType_GAUGE,
+		"farebox_deployment_served_total":             dto.MetricType_COUNTER,
+		"farebox_deployment_failed_total":             dto.MetricType_COUNTER,
+		"farebox_deployment_ttft_ewma_seconds":        dto.MetricType_GAUGE,
+		"farebox_gateway_overcaptures_total":          dto.MetricType_COUNTER,
+		"farebox_gateway_overcapture_credits_total":   dto.MetricType_COUNTER,
+		"farebox_gateway_spooled_total":               dto.MetricType_COUNTER,
+		"farebox_gateway_unsettled_total":             dto.MetricType_COUNTER,
+		"farebox_webhook_events_total":                dto.MetricType_COUNTER,
+		"farebox_webhook_attempts_total":              dto.MetricType_COUNTER,
+		"farebox_topups_total":                        dto.MetricType_COUNTER,
+		"farebox_sponsored_suggestions_total":         dto.MetricType_COUNTER,
+		"farebox_sponsored_clicks_total":              dto.MetricType_COUNTER,
+		"farebox_sponsored_decision_duration_seconds": dto.MetricType_HISTOGRAM,
 	}
 	fams := scrape(t, m)
 	for name, typ := range want {
@@ -328,4 +334,27 @@ func TestNilMetricsIsNoOp(t *testing.T) {
 	if rec.Code != http.StatusNotFound {
 		t.Errorf("nil Handler: status %d, want 404", rec.Code)
 	}
+}
+
+func TestObserveSponsored(t *testing.T) {
+	m := New(Options{})
+	for _, o := range []string{"placed", "charged", "charged", "not_decision"} {
+		m.ObserveSuggestion(o)
+	}
+	m.ObserveClick("repeated")
+	m.ObserveDecision(20 * time.Microsecond)
+	fams := scrape(t, m)
+	if got := value(t, fams, "farebox_sponsored_suggestions_total", map[string]string{"outcome": "charged"}); got != 2 {
+		t.Errorf("charged suggestions %v, want 2", got)
+	}
+	if got := value(t, fams, "farebox_sponsored_clicks_total", map[string]string{"outcome": "repeated"}); got != 1 {
+		t.Errorf("repeated clicks %v, want 1", got)
+	}
+	if n, sum := hist(t, fams, "farebox_sponsored_decision_duration_seconds", map[string]string{}); n != 1 || sum != 20e-6 {
+		t.Errorf("decision histogram %d, %v; want 1 of 20µs", n, sum)
+	}
+	var nilM *Metrics
+	nilM.ObserveSuggestion("x")
+	nilM.ObserveClick("x")
+	nilM.ObserveDecision(time.Second)
 }

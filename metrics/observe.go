@@ -90,3 +90,29 @@ func (m *Metrics) ObserveTopup(status string) {
 	}
 	m.topups.WithLabelValues(status).Inc()
 }
+
+// ObserveSuggestion counts a sponsored suggestion's outcome (a bounded
+// word: a sponsored.Outcome… constant).
+func (m *Metrics) ObserveSuggestion(outcome string) {
+	if m == nil {
+		return
+	}
+	m.suggestions.WithLabelValues(outcome).Inc()
+}
+
+// ObserveClick counts a follow of a sponsored suggestion's link by its
+// outcome (a sponsored.OutcomeClick… constant).
+func (m *Metrics) ObserveClick(outcome string) {
+	if m == nil {
+		return
+	}
+	m.clicks.WithLabelValues(outcome).Inc()
+}
+
+// ObserveDecision records how long a sponsored decision took.
+func (m *Metrics) ObserveDecision(d time.Duration) {
+	if m == nil {
+		return
+	}
+	m.decisionTiming.Observe(d.Seconds())
+}
