@@ -4,8 +4,10 @@
 // model (lowering max_tokens to what the balance pays for), forwards it,
 // relays the answer (streams event by event), and settles what the request
 // really cost from the upstream's usage, or from its own count where the
-// upstream reported none. Handlers return errors; the api package maps them
-// to HTTP.
+// upstream reported none. On a plan with sponsored suggestions, a decision
+// moment's answer may carry one beside the model's (package sponsored
+// decides and charges it; sponsor.go adds it). Handlers return errors; the
+// api package maps them to HTTP.
 package gateway
 
 import (
@@ -23,6 +25,7 @@ import (
 	"farebox/plans"
 	"farebox/pricing"
 	"farebox/routing"
+	"farebox/sponsored"
 	"farebox/spool"
 )
 
@@ -128,9 +131,16 @@ type Alerter interface {
 	BudgetExceeded(ctx context.Context, k fb.APIKey, at time.Time)
 }
 
-// Deps are what a Gateway works with. Spool, Metrics and Alerts may be
-// nil: then a settlement the ledger cannot take is only logged, nothing is
-// observed, and no one is told of budgets refusing requests.
+// Sponsor places sponsored suggestions (package sponsored): Place answers
+// a placement held for a response, or nil.
+type Sponsor interface {
+	Place(ctx context.Context, a sponsored.Ask) *sponsored.Placement
+}
+
+// Deps are what a Gateway works with. Spool, Metrics, Alerts and Sponsor
+// may be nil: then a settlement the ledger cannot take is only logged,
+// nothing is observed, no one is told of budgets refusing requests, and no
+// response carries a suggestion.
 type Deps struct {
 	Catalog Catalog
 	Ledger  Ledger
@@ -139,6 +149,7 @@ type Deps struct {
 	Spool   *spool.Spool
 	Metrics Observer
 	Alerts  Alerter
+	Sponsor Sponsor
 	Clock   fb.Clock
 	NewID   func(prefix string) string
 	Log     *slog.Logger
@@ -146,17 +157,18 @@ type Deps struct {
 
 // Gateway is the proxy. Make one with New.
 type Gateway struct {
-	catalog Catalog
-	ledger  Ledger
-	cards   Cards
-	router  *routing.Router
-	spool   *spool.Spool
-	obs     Observer
-	alerts  Alerter
-	clock   fb.Clock
-	newID   func(prefix string) string
-	log     *slog.Logger
-	cfg     Config
+	catalog   Catalog
+	ledger    Ledger
+	cards     Cards
+	router    *routing.Router
+	spool     *spool.Spool
+	obs       Observer
+	alerts    Alerter
+	sponsorer Sponsor
+	clock     fb.Clock
+	newID     func(prefix string) string
+	log       *slog.Logger
+	cfg       Config
 
 	limits *limiter
 	busy   concurrency
@@ -177,7 +189,7 @@ func New(d Deps, cfg Config) *Gateway {
 		d.Metrics = noObserver{}
 	}
 	return &Gateway{
-		catalog: d.Catalog, ledger: d.Ledger, cards: d.Cards, router: d.Router, spool: d.Spool, obs: d.Metrics, alerts: d.Alerts,
+		catalog: d.Catalog, ledger: d.Ledger, cards: d.Cards, router: d.Router, spool: d.Spool, obs: d.Metrics, alerts: d.Alerts, sponsorer: d.Sponsor,
 		clock: d.Clock, newID: d.NewID, log: d.Log, cfg: cfg.withDefaults(),
 		limits: newLimiter(), busy: concurrency{m: map[string]int{}}, spooled: map[string]bool{},
 	}

@@ -83,6 +83,10 @@ type exchange struct {
 	cancel   context.CancelCauseFunc
 	relaying atomic.Bool
 
+	// ad is the sponsored suggestion being placed for the response, nil
+	// when it can carry none.
+	ad *sponsorship
+
 	// A running stream's progress in the spool and its hold's extension.
 	lastSpool time.Time
 	inSpool   bool
@@ -199,6 +203,10 @@ func (g *Gateway) serve(w http.ResponseWriter, r *http.Request, parse func([]byt
 			g.settle(x, nil, StatusClientGone, false)
 		}
 	}()
+	// A suggestion is placed while the upstream answers; one that no
+	// delivered response carried is dropped.
+	g.sponsor(x)
+	defer x.endSponsorship()
 	resp, err := g.send(x)
 	if err != nil {
 		return err
@@ -569,6 +577,10 @@ func (g *Gateway) relayBody(w http.ResponseWriter, resp *http.Response, x *excha
 	if _, ok := body["model"]; ok && x.dep.Upstream != x.req.model {
 		body["model"], _ = json.Marshal(x.req.model)
 	}
+	ad := x.suggestion()
+	if ad != nil {
+		body[SuggestionField] = ad.JSON()
+	}
 	out, err := json.Marshal(body)
 	if err != nil {
 		return err
@@ -581,7 +593,15 @@ func (g *Gateway) relayBody(w http.ResponseWriter, resp *http.Response, x *excha
 	}
 	h.Set("Content-Length", strconv.Itoa(len(out)))
 	w.WriteHeader(http.StatusOK)
-	w.Write(out)
+	_, werr := w.Write(out)
+	if ad != nil {
+		// Delivered: written and flushed to the connection. Only then
+		// is the impression charged.
+		if werr == nil {
+			werr = http.NewResponseController(w).Flush()
+		}
+		x.delivered(werr == nil)
+	}
 	return nil
 }
 

@@ -57,6 +57,10 @@ type request struct {
 	version      string
 	betas        []string
 	cacheControl string
+	// lastUser is the text of the last user message (what a sponsored
+	// suggestion is decided on) and user the request's user field.
+	lastUser string
+	user     string
 }
 
 // A field check returns nil when the value is one that changes nothing
@@ -140,12 +144,20 @@ func parseChat(body []byte, _ http.Header) (*request, error) {
 		return nil, fb.Invalid("messages", "messages is required")
 	}
 	var messages []struct {
+		Role    string          `json:"role"`
 		Content json.RawMessage `json:"content"`
 		Audio   json.RawMessage `json:"audio"`
 	}
 	if err := json.Unmarshal(msgs, &messages); err != nil || len(messages) == 0 {
 		return nil, fb.Invalid("messages", "messages must be a non-empty array of message objects")
 	}
+	for i := len(messages) - 1; i >= 0; i-- {
+		if messages[i].Role == "user" {
+			q.lastUser = userText(messages[i].Content)
+			break
+		}
+	}
+	_ = optional(q.raw, "user", &q.user) // a user that is not a string is the upstream's to refuse
 	for i, m := range messages {
 		if len(m.Audio) > 0 && !isNull(m.Audio) && q.unbounded == "" {
 			// An earlier audio answer, kept by the provider: its tokens
@@ -605,6 +617,27 @@ func contentText(c json.RawMessage) string {
 		}
 	}
 	return string(b)
+}
+
+// userText is a message content's text as a sponsored suggestion reads
+// it: the string, or the text parts one a line.
+func userText(c json.RawMessage) string {
+	var s string
+	if json.Unmarshal(c, &s) == nil {
+		return s
+	}
+	var parts []struct {
+		Type string `json:"type"`
+		Text string `json:"text"`
+	}
+	_ = json.Unmarshal(c, &parts)
+	var texts []string
+	for _, p := range parts {
+		if p.Type == "text" {
+			texts = append(texts, p.Text)
+		}
+	}
+	return strings.Join(texts, "\n")
 }
 
 // inputTexts lists an embeddings input: a string, strings, or token

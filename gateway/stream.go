@@ -231,7 +231,15 @@ func (g *Gateway) relayStream(w http.ResponseWriter, resp *http.Response, x *exc
 	case status != StatusOK && status != StatusCapped:
 		g.writeStreamError(w, st, fb.Errorf(fb.EUpstream, "the model %s broke off the stream (%s)", x.req.model, status).WithCode(status))
 	default:
-		write(st.end(status == StatusCapped, q))
+		end := st.end(status == StatusCapped, q)
+		ad := x.suggestion()
+		if ad == nil {
+			write(end)
+			break
+		}
+		// One more chunk, the last before [DONE]; the impression is
+		// charged once the stream's end reached the connection.
+		x.delivered(write(withSuggestion(end, st, x, ad)))
 	}
 	return nil
 }

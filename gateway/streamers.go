@@ -174,6 +174,8 @@ func (c *chatStream) end(capped bool, q fb.Quantities) []byte {
 	return append(out, "data: [DONE]\n\n"...)
 }
 
+func (c *chatStream) identity() (string, int64) { return c.last.ID, c.last.Created }
+
 func (c *chatStream) fail(err error) []byte {
 	return append(append(append([]byte(nil), dataPrefix...), httpx.ErrorJSON(err)...), eventEnd...)
 }
@@ -492,6 +494,8 @@ func (c *messagesToChatStream) end(capped bool, q fb.Quantities) []byte {
 	}
 	return append(out, "data: [DONE]\n\n"...)
 }
+
+func (c *messagesToChatStream) identity() (string, int64) { return c.id, c.created }
 
 func (c *messagesToChatStream) fail(err error) []byte {
 	return append(append(append([]byte(nil), dataPrefix...), httpx.ErrorJSON(err)...), eventEnd...)
