@@ -32,6 +32,7 @@ type planRequest struct {
 	Downgrade      map[string]string `json:"downgrade"`
 	LowBalance     json.RawMessage   `json:"low_balance"`
 	ExpiringDays   int               `json:"expiring_days"`
+	Sponsored      bool              `json:"sponsored"`
 }
 
 func parsePlan(body []byte) (fb.Plan, error) {
@@ -46,7 +47,7 @@ func parsePlan(body []byte) (fb.Plan, error) {
 		return fb.Plan{}, err
 	}
 	p := fb.Plan{ID: req.ID, Name: req.Name, Period: fb.Period(req.Period), Models: req.Models, RPM: req.RPM, TPM: req.TPM,
-		ExpiringDays: req.ExpiringDays}
+		ExpiringDays: req.ExpiringDays, Sponsored: req.Sponsored}
 	for from, to := range req.Downgrade {
 		if err := textID("downgrade", from); err != nil {
 			return p, err

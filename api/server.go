@@ -24,6 +24,7 @@ import (
 	"farebox/notify"
 	"farebox/payments"
 	"farebox/plans"
+	"farebox/sponsored"
 )
 
 // Deps are what the handlers work with; NewServer takes them built (the
@@ -41,6 +42,7 @@ type Deps struct {
 	Compute   *compute.Service
 	Payments  *payments.Service
 	Notify    *notify.Service
+	Sponsored *sponsored.Service
 	Economics economics.Config
 	// AdminToken guards /api/v1.
 	AdminToken string
@@ -110,6 +112,15 @@ func (s *Server) table() []route {
 		{"POST", "/api/v1/customers", true, s.createCustomer},
 		{"GET", "/api/v1/customers", true, s.listCustomers},
 		{"GET", "/api/v1/customers/{id}", true, s.getCustomer},
+		{"PATCH", "/api/v1/customers/{id}", true, s.patchCustomer},
+		{"POST", "/api/v1/advertisers", true, s.createAdvertiser},
+		{"POST", "/api/v1/campaigns", true, s.createCampaign},
+		{"GET", "/api/v1/campaigns", true, s.listCampaigns},
+		{"GET", "/api/v1/campaigns/{id}", true, s.getCampaign},
+		{"PATCH", "/api/v1/campaigns/{id}", true, s.patchCampaign},
+		{"DELETE", "/api/v1/campaigns/{id}", true, s.deleteCampaign},
+		{"GET", "/api/v1/campaigns/{id}/stats", true, s.campaignStats},
+		{"GET", "/s/{id}", false, s.click},
 		{"POST", "/api/v1/customers/{id}/grants", true, s.grant},
 		{"GET", "/api/v1/customers/{id}/balance", true, s.balance},
 		{"POST", "/api/v1/holds", true, s.createHold},
@@ -322,7 +333,7 @@ func (s *Server) createCustomer(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	c := fb.Customer{ID: req.ID, Name: req.Name, CreatedAt: s.Now().UTC()}
+	c := fb.Customer{ID: req.ID, Name: req.Name, Kind: fb.KindCustomer, CreatedAt: s.Now().UTC()}
 	if c.ID == "" {
 		c.ID = s.NewID("cus_")
 	}
@@ -339,7 +350,7 @@ func (s *Server) createCustomer(w http.ResponseWriter, r *http.Request) error {
 		// The same create repeated is answered with what exists (and
 		// finishes what a failed first attempt left undone).
 		got, gerr := s.Store.Customer(r.Context(), c.ID)
-		if gerr != nil || got.Name != c.Name {
+		if gerr != nil || got.Name != c.Name || got.Kind != fb.KindCustomer {
 			return err
 		}
 		sub, serr := s.Store.Subscription(r.Context(), c.ID)

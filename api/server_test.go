@@ -30,6 +30,7 @@ import (
 	"farebox/payments"
 	"farebox/plans"
 	"farebox/routing"
+	"farebox/sponsored"
 	"farebox/store/cache"
 	"farebox/store/sqlite"
 	"farebox/testlog"
@@ -106,14 +107,18 @@ func newHarnessOn(t *testing.T, st fb.Store, cfg ledger.Config) *harness {
 func testServer(st fb.Store, eng *ledger.Engine, clk *fakeclock.Clock) *Server {
 	cs := cache.New(st, cache.Options{Now: clk.Now})
 	router, _ := routing.NewRouter(nil)
-	gw := gateway.New(gateway.Deps{Catalog: cs, Ledger: eng, Cards: cs, Router: router, Clock: clk, NewID: ids.New}, gateway.Config{})
+	sp, err := sponsored.New(sponsored.Deps{Store: cs, Ledger: eng, Clock: clk, Secret: []byte("api-test-secret-0123456789abcdef")}, sponsored.Config{})
+	if err != nil {
+		panic(err)
+	}
+	gw := gateway.New(gateway.Deps{Catalog: cs, Ledger: eng, Cards: cs, Router: router, Sponsor: sp, Clock: clk, NewID: ids.New}, gateway.Config{})
 	var leases *compute.Service
 	if eng != nil {
 		leases = compute.New(compute.Deps{Store: cs, Ledger: eng, Clock: clk, NewID: ids.New})
 	}
 	nt := notify.New(cs, clk, ids.New, nil, notify.Config{})
 	return &Server{Deps: Deps{
-		Store: cs, Engine: eng, Plans: plans.New(cs, eng, clk, nil), Meter: metering.New(eng, cs, cs, clk.Now), Cards: cs, Gateway: gw, Compute: leases,
+		Store: cs, Engine: eng, Plans: plans.New(cs, eng, clk, nil), Meter: metering.New(eng, cs, cs, clk.Now), Cards: cs, Gateway: gw, Compute: leases, Sponsored: sp,
 		Notify: nt, Payments: payments.New(nil, cs, eng, nt, clk, nil, payments.Config{USDPerCredit: 10_000}),
 		AdminToken: adminTok, Clock: clk, NewID: ids.New, Log: slog.New(slog.DiscardHandler),
 	}}
@@ -987,7 +992,7 @@ func TestServerMethodNotAllowed(t *testing.T) {
 	h := newHarness(t)
 	cases := []struct{ method, path, allow string }{
 		{"DELETE", "/api/v1/customers", "GET, HEAD, POST"},
-		{"PUT", "/api/v1/customers/acme", "GET, HEAD"},
+		{"PUT", "/api/v1/customers/acme", "GET, HEAD, PATCH"},
 		{"GET", "/api/v1/customers/acme/grants", "POST"},
 		{"POST", "/api/v1/customers/acme/balance", "GET, HEAD"},
 		{"GET", "/api/v1/holds", "POST"},

@@ -7,6 +7,7 @@ package app
 
 import (
 	"context"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -36,6 +37,7 @@ import (
 	"farebox/plans"
 	"farebox/pricing"
 	"farebox/routing"
+	"farebox/sponsored"
 	"farebox/spool"
 	"farebox/store/cache"
 	"farebox/store/postgres"
@@ -72,6 +74,7 @@ type Config struct {
 	Getenv func(string) string
 
 	Gateway   gateway.Config
+	Sponsored sponsored.Config
 	Server    httpguard.Limits
 	Economics economics.Config
 	// The default rate card, stored when the store has none: list prices
@@ -121,17 +124,19 @@ type DashboardConfig struct {
 
 // App is a running Farebox: its services, built once.
 type App struct {
-	Store    *cache.Store
-	Engine   *ledger.Engine
-	Plans    *plans.Service
-	Meter    *metering.Service
-	Router   *routing.Router
-	Gateway  *gateway.Gateway
-	Compute  *compute.Service
-	Payments *payments.Service
-	Notify   *notify.Service
-	Spool    *spool.Spool
-	Metrics  *metrics.Metrics
+	Store   *cache.Store
+	Engine  *ledger.Engine
+	Plans   *plans.Service
+	Meter   *metering.Service
+	Router  *routing.Router
+	Gateway *gateway.Gateway
+	Compute *compute.Service
+	// Sponsored places sponsored suggestions and keeps campaigns.
+	Sponsored *sponsored.Service
+	Payments  *payments.Service
+	Notify    *notify.Service
+	Spool     *spool.Spool
+	Metrics   *metrics.Metrics
 	// UI is the dashboard; features add their pages to it (UI.Register)
 	// here, before its handler is built.
 	UI *ui.UI
@@ -270,9 +275,25 @@ func New(ctx context.Context, cfg Config) (a *App, err error) {
 		usdPerCredit = fb.USD(fb.Micro / cfg.CreditsPerUSD)
 	}
 	a.Payments = payments.New(provider, a.Store, a.Engine, a.Notify, cfg.Clock, log, payments.Config{USDPerCredit: usdPerCredit, Metrics: a.Metrics})
+	// The key that signs sponsored click links is one for every replica:
+	// the first to start stores it.
+	linkKey, err := a.Store.Setting(ctx, "sponsored_link_key", sponsored.NewSecret())
+	if err != nil {
+		return a, fmt.Errorf("the sponsored links' key: %w", err)
+	}
+	secret, err := base64.RawStdEncoding.DecodeString(linkKey)
+	if err != nil {
+		return a, fmt.Errorf("the sponsored links' key in the store is not base64: %w", err)
+	}
+	if a.Sponsored, err = sponsored.New(sponsored.Deps{Store: a.Store, Ledger: a.Engine, Clock: cfg.Clock, Log: log, Metrics: a.Metrics, Secret: secret}, cfg.Sponsored); err != nil {
+		return a, err
+	}
+	if err := a.Sponsored.Load(ctx); err != nil {
+		return a, fmt.Errorf("loading the sponsored campaigns: %w", err)
+	}
 	a.Gateway = gateway.New(gateway.Deps{
 		Catalog: a.Store, Ledger: a.Engine, Cards: a.Store, Router: a.Router, Spool: a.Spool, Metrics: a.Metrics, Alerts: a.Notify,
-		Clock: cfg.Clock, NewID: cfg.NewID, Log: log,
+		Sponsor: a.Sponsored, Clock: cfg.Clock, NewID: cfg.NewID, Log: log,
 	}, cfg.Gateway)
 	a.Metrics.Gauges(metrics.Sources{
 		Ledger:      a.ledgerStats,
@@ -317,6 +338,7 @@ func New(ctx context.Context, cfg Config) (a *App, err error) {
 	}
 	routes := api.NewServer(api.Deps{
 		Store: a.Store, Engine: a.Engine, Plans: a.Plans, Meter: a.Meter, Cards: a.Store, Gateway: a.Gateway, Compute: a.Compute, Payments: a.Payments, Notify: a.Notify,
+		Sponsored: a.Sponsored,
 		Economics: cfg.Economics, AdminToken: cfg.AdminToken, Clock: cfg.Clock, NewID: cfg.NewID, Log: log,
 		Middleware: a.Metrics.Middleware, Metrics: onMain, UI: a.UI.Handler(),
 	})
@@ -336,7 +358,8 @@ func New(ctx context.Context, cfg Config) (a *App, err error) {
 
 // Run serves ln (when not nil) and runs the background jobs — the expiry
 // sweep, the renewals, the spool, lease billing, the journal's follower
-// (webhooks, alerts, auto top-ups) and the top-ups' payments — until ctx ends, then stops in reverse
+// (webhooks, alerts, auto top-ups), the top-ups' payments and the
+// sponsored campaigns' reload — until ctx ends, then stops in reverse
 // order: it stops accepting and lets requests in flight finish (Drain),
 // stops the jobs, finishes the ledger's queue, and closes the spool, the
 // upstreams and the store. It returns when everything has stopped.
@@ -351,6 +374,7 @@ func (a *App) Run(ctx context.Context, ln net.Listener) error {
 	g.Go(func() error { a.Compute.Run(jctx, a.cfg.Every); return nil })
 	g.Go(func() error { a.Notify.Run(jctx, a.cfg.Every); return nil })
 	g.Go(func() error { a.Payments.RunTopups(jctx, a.cfg.Every); return nil })
+	g.Go(func() error { a.Sponsored.Run(jctx); return nil })
 	g.Go(func() error {
 		// The daily sums the default reports read (the last 30 days), into
 		// memory before anyone asks: once, in the background.

@@ -93,7 +93,13 @@ func (s *server) call(method, path, auth, body string, want int, hdr ...string) 
 	case auth != "":
 		req.Header.Set("Authorization", "Bearer "+auth)
 	}
-	resp, err := http.DefaultClient.Do(req)
+	client := http.DefaultClient
+	if strings.HasPrefix(path, "/s/") {
+		// A click link redirects to the advertiser: the redirect is
+		// what is checked, not followed.
+		client = &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	}
+	resp, err := client.Do(req)
 	if err != nil {
 		s.t.Fatalf("%s %s: %v", method, path, err)
 	}
@@ -402,6 +408,63 @@ func TestServerResponsesMatchTheDocument(t *testing.T) {
 	s.call("DELETE", "/api/v1/webhook-endpoints/"+str(ep, "id"), A, "", 200)
 	s.call("DELETE", "/api/v1/webhook-endpoints/"+str(ep, "id"), A, "", 404)
 
+	// Sponsored suggestions: an advertiser, a campaign, a free plan that
+	// carries them, a decision moment's answers (stream and not) with a
+	// suggestion, its link, the campaign's stats, an opt-out.
+	s.call("POST", "/api/v1/advertisers", A, `{"id":"shop","name":"Shop"}`, 201)
+	s.call("POST", "/api/v1/advertisers", A, `{"id":"shop","name":"Shop"}`, 200)
+	s.call("POST", "/api/v1/advertisers", A, `{"id":"acme","name":"Acme"}`, 409)
+	s.call("POST", "/api/v1/advertisers", A, `{"id":"a b"}`, 400)
+	s.call("POST", "/api/v1/customers/shop/grants", A, `{"amount":"1000","paid_usd":"10"}`, 201)
+	campaign := `{"id":"laptops","advertiser":"shop","topics":["laptops"],"phrases":["laptop","bærbar pc"],"title":"Laptops at Shop",` +
+		`"text":"Every laptop, tested.","url":"https://shop.example/laptops","bid_per_impression":"0.5","bid_per_click":2,"daily_budget":"100",` +
+		`"frequency_cap_per_user_per_day":5,"exclude_topics":[],"active":true}`
+	s.call("POST", "/api/v1/campaigns", A, campaign, 201)
+	s.call("POST", "/api/v1/campaigns", A, campaign, 200)
+	s.call("POST", "/api/v1/campaigns", A, strings.Replace(campaign, `"100"`, `"200"`, 1), 409)
+	s.call("POST", "/api/v1/campaigns", A, strings.Replace(campaign, `"shop"`, `"ghost"`, 1), 404)
+	s.call("POST", "/api/v1/campaigns", A, strings.Replace(campaign, `"shop"`, `"acme"`, 1), 400)
+	s.call("POST", "/api/v1/campaigns", A, `{"advertiser":"shop","topics":["tv"],"title":"TV","url":"https://shop.example/tv","daily_budget":10}`, 201)
+	s.call("GET", "/api/v1/campaigns", A, "", 200)
+	s.call("GET", "/api/v1/campaigns?advertiser=shop", A, "", 200)
+	s.call("GET", "/api/v1/campaigns/laptops", A, "", 200)
+	s.call("GET", "/api/v1/campaigns/ghost", A, "", 404)
+	s.call("PATCH", "/api/v1/campaigns/laptops", A, `{"daily_budget":"150","active":true}`, 200)
+	s.call("PATCH", "/api/v1/campaigns/laptops", A, `{"url":"no"}`, 400)
+	s.call("PATCH", "/api/v1/campaigns/ghost", A, `{"active":false}`, 404)
+	s.call("POST", "/api/v1/plans", A, `{"id":"free","sponsored":true}`, 201)
+	s.call("POST", "/api/v1/customers", A, `{"id":"free-user","plan":"free"}`, 201)
+	s.call("POST", "/api/v1/customers/free-user/grants", A, `{"amount":"100","source":"promo"}`, 201)
+	k, _ = s.call("POST", "/api/v1/customers/free-user/keys", A, `{"name":"f"}`, 201)
+	freeKey := str(k, "key")
+	ask := `{"model":"gpt-4o-mini","messages":[{"role":"user","content":"Which laptop should I buy for university?"}],"user":"u1"`
+	a, _ = s.call("POST", "/v1/chat/completions", freeKey, ask+`}`, 200)
+	sg, _ := a["farebox_suggestion"].(map[string]any)
+	if sg == nil {
+		t.Fatalf("a decision moment on a sponsored plan without a suggestion: %v", a)
+	}
+	_, raw = s.call("POST", "/v1/chat/completions", freeKey, ask+`,"stream":true,"stream_options":{"include_usage":true}}`, 200)
+	if !strings.Contains(raw, `"farebox_suggestion":`) {
+		t.Errorf("a stream without its suggestion: %q", raw)
+	}
+	s.call("POST", "/v1/chat/completions", freeKey, ask+`}`, 200, "X-Farebox-No-Suggestions", "1")
+	link := str(sg, "url")
+	s.call("GET", link[strings.Index(link, "/s/"):], "", "", 302)
+	s.call("GET", link[strings.Index(link, "/s/"):], "", "", 302)
+	s.call("GET", "/s/not-a-link", "", "", 404)
+	st, _ := s.call("GET", "/api/v1/campaigns/laptops/stats?from=2026-01-01", A, "", 200)
+	if st["clicks"] != 1.0 {
+		t.Errorf("stats %v: want the click counted once", st)
+	}
+	s.call("GET", "/api/v1/campaigns/laptops/stats?from=soon", A, "", 400)
+	s.call("GET", "/api/v1/campaigns/ghost/stats", A, "", 404)
+	s.call("PATCH", "/api/v1/customers/free-user", A, `{"sponsored_opt_out":true}`, 200)
+	s.call("PATCH", "/api/v1/customers/free-user", A, `{"sponsored_opt_out":1}`, 400)
+	s.call("PATCH", "/api/v1/customers/ghost", A, `{"sponsored_opt_out":true}`, 404)
+	s.call("DELETE", "/api/v1/campaigns/laptops", A, "", 200)
+	s.call("DELETE", "/api/v1/campaigns/laptops", A, "", 404)
+	s.call("GET", link[strings.Index(link, "/s/"):], "", "", 404)
+
 	// Every operation the server has today was called with a success.
 	for _, op := range s.doc.Operations() {
 		if op.Path == "/metrics" || op.Path == "/openapi.json" {
@@ -409,7 +472,7 @@ func TestServerResponsesMatchTheDocument(t *testing.T) {
 		}
 		ok := false
 		for st := range s.seen[op.String()] {
-			ok = ok || st < 300
+			ok = ok || st < 300 || st == http.StatusFound
 		}
 		if !ok {
 			t.Errorf("%s was not called with a success", op)
