@@ -232,6 +232,14 @@ func (s *Service) Load(ctx context.Context) error {
 	return nil
 }
 
+// Use serves cs, without the store, until the next Load: the benchmark's
+// campaigns.
+func (s *Service) Use(cs []fb.Campaign) {
+	s.rebuild.Lock()
+	defer s.rebuild.Unlock()
+	s.idx.Store(buildIndex(cs))
+}
+
 // Run reloads the campaigns every Refresh (so a change made on another
 // replica is served within it) and, once a day, forgets the frequency
 // caps' counts of the days before yesterday, until ctx ends.

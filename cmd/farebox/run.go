@@ -110,6 +110,10 @@ The report's queries over daily sums, against aggregating the raw rows.`},
 			about: `Measure the dashboard's pages over many usage rows.
 Server time (median, p99) and weight of each customer and operator page, against summing
 the raw rows.`},
+		{name: "bench sponsored", group: groupBench, run: bench(benchSponsored), synopsis: "[flags]",
+			about: `Measure the sponsored decision of a request.
+The decision-moment classifier and the matching against every campaign, per request, in
+process: p50, p99 and max, against a substring scan of every campaign's phrases.`},
 	}
 	for _, c := range append(cliCommands(), leaseCommands()...) {
 		cs = append(cs, command{name: c.name, synopsis: c.synopsis, about: c.about, group: groupAPI, run: c.runner()})
