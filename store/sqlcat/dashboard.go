@@ -82,7 +82,7 @@ func (c *Catalog) LastUsage(ctx context.Context, customers []string) (map[string
 // FindCustomers pages through customers by id; a query matches an id
 // prefix or a name's substring, case-insensitively.
 func (c *Catalog) FindCustomers(ctx context.Context, query, startingAfter string, limit int) ([]fb.Customer, error) {
-	q := `SELECT id, name, created_at FROM customers WHERE id > ?`
+	q := `SELECT id, name, kind, sponsored_opt_out, created_at FROM customers WHERE id > ?`
 	args := []any{startingAfter}
 	if query != "" {
 		// LIKE's own wildcards in the query are matched literally.
@@ -101,7 +101,7 @@ func (c *Catalog) FindCustomers(ctx context.Context, query, startingAfter string
 	for rows.Next() {
 		var cu fb.Customer
 		var at int64
-		if err := rows.Scan(&cu.ID, &cu.Name, &at); err != nil {
+		if err := rows.Scan(&cu.ID, &cu.Name, &cu.Kind, &cu.SponsoredOptOut, &at); err != nil {
 			return nil, err
 		}
 		cu.CreatedAt = codec.FromNanos(at)

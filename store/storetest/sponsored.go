@@ -33,6 +33,11 @@ func testKinds(t *testing.T, s fb.Store) {
 	if err != nil || !c.SponsoredOptOut || c.Name != "Name of acme" || !c.CreatedAt.Equal(t0) {
 		t.Fatalf("SetSponsoredOptOut = %+v, %v", c, err)
 	}
+	// The dashboard's search reads them too.
+	found, err := s.FindCustomers(ctx, "", "", 10)
+	if err != nil || len(found) != 2 || found[0].Kind != fb.KindCustomer || !found[0].SponsoredOptOut || found[1].Kind != fb.KindAdvertiser {
+		t.Fatalf("FindCustomers = %+v, %v; want acme (a customer, opted out) and shop (an advertiser)", found, err)
+	}
 	if c, err := s.Customer(ctx, "acme"); err != nil || !c.SponsoredOptOut {
 		t.Fatalf("after opting out: %+v, %v", c, err)
 	}
