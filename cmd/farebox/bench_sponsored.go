@@ -105,7 +105,9 @@ func medianOf(runs [][3]time.Duration) [3]time.Duration {
 	return out
 }
 
-func fmtUS(d time.Duration) string { return fmt.Sprintf("%.1fµs", float64(d)/float64(time.Microsecond)) }
+func fmtUS(d time.Duration) string {
+	return fmt.Sprintf("%.1fµs", float64(d)/float64(time.Microsecond))
+}
 
 func maxLen(ss []string) int {
 	n := 0
