@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/url"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 
@@ -17,6 +19,7 @@ import (
 	"farebox/gateway"
 	"farebox/httpguard"
 	"farebox/payments"
+	"farebox/sponsored"
 )
 
 // fileConfig is the --config YAML file. Every field is optional.
@@ -29,6 +32,63 @@ type fileConfig struct {
 	RevenueShares []shareEntry    `yaml:"revenue_shares"`
 	Dashboard     dashboardConfig `yaml:"dashboard"`
 	Stripe        stripeConfig    `yaml:"stripe"`
+	Sponsored     sponsoredConfig `yaml:"sponsored"`
+}
+
+// sponsoredConfig is the sponsored suggestions' section.
+type sponsoredConfig struct {
+	// PublicURL is the base of click links, as browsers reach this
+	// server (https://farebox.example.com); unset: the address each
+	// request came to.
+	PublicURL string `yaml:"public_url"`
+	// RelevanceThreshold (0 to 1, default 0.5) is how closely a message
+	// must match a campaign's topics or phrases.
+	RelevanceThreshold string `yaml:"relevance_threshold"`
+	// DecisionThreshold (0 to 1) replaces the classifier's own.
+	DecisionThreshold string `yaml:"decision_threshold"`
+	// Refresh is how often campaigns are read again (other replicas'
+	// changes); ClickTTL how long a click link is charged and followed.
+	Refresh  string `yaml:"refresh"`
+	ClickTTL string `yaml:"click_ttl"`
+}
+
+func (c sponsoredConfig) config() (sponsored.Config, error) {
+	var out sponsored.Config
+	if c.PublicURL != "" {
+		u, err := url.Parse(c.PublicURL)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.User != nil || (u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.Fragment != "" {
+			return out, fmt.Errorf("sponsored.public_url %q must be an http or https URL of this server, without a path (https://farebox.example.com)", c.PublicURL)
+		}
+		out.PublicURL = strings.TrimSuffix(c.PublicURL, "/")
+	}
+	for _, f := range []struct {
+		name, v string
+		to      *float64
+	}{{"relevance_threshold", c.RelevanceThreshold, &out.RelevanceThreshold}, {"decision_threshold", c.DecisionThreshold, &out.DecisionThreshold}} {
+		if f.v == "" {
+			continue
+		}
+		v, err := strconv.ParseFloat(f.v, 64)
+		if err != nil || !(v > 0 && v <= 1) {
+			return out, fmt.Errorf("sponsored.%s %q must be a number above 0 and at most 1", f.name, f.v)
+		}
+		*f.to = v
+	}
+	for _, f := range []struct {
+		name, v string
+		min     time.Duration
+		to      *time.Duration
+	}{{"refresh", c.Refresh, time.Second, &out.Refresh}, {"click_ttl", c.ClickTTL, time.Minute, &out.ClickTTL}} {
+		if f.v == "" {
+			continue
+		}
+		v, err := time.ParseDuration(f.v)
+		if err != nil || v < f.min {
+			return out, fmt.Errorf("sponsored.%s %q must be a duration of at least %s", f.name, f.v, f.min)
+		}
+		*f.to = v
+	}
+	return out, nil
 }
 
 // dashboardConfig is the web dashboard's section.

@@ -121,6 +121,10 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	if err != nil {
 		return &exitError{2, err}
 	}
+	sp, err := file.Sponsored.config()
+	if err != nil {
+		return &exitError{2, fmt.Errorf("--config %s: %w", cfg.config, err)}
+	}
 	shares, err := file.shares()
 	if err != nil {
 		return &exitError{2, fmt.Errorf("--config %s: %w", cfg.config, err)}
@@ -143,7 +147,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		Economics:     economics.Config{CreditsPerUSD: cfg.creditsPerUSD, Shares: shares},
 		CreditsPerUSD: cfg.creditsPerUSD, Markup: cfg.markup, Log: log, Drain: cfg.drain, DebugAddr: cfg.debugAddr, MetricsAddr: cfg.metricsAddr,
 		Dashboard: dash,
-		Stripe:    stripe, USDPerCredit: usdPerCredit,
+		Stripe:    stripe, USDPerCredit: usdPerCredit, Sponsored: sp,
 	})
 	if err != nil {
 		return err

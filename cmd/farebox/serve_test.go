@@ -24,6 +24,7 @@ import (
 	fb "farebox"
 	"farebox/app"
 	"farebox/httpguard"
+	"farebox/sponsored"
 	_ "modernc.org/sqlite"
 )
 
@@ -824,6 +825,9 @@ func TestExampleConfig(t *testing.T) {
 	if sh, err := c.shares(); err != nil || len(sh) != 1 || sh[0].Percent != 20*fb.Micro {
 		t.Errorf("revenue shares %+v %v", sh, err)
 	}
+	if sp, err := c.Sponsored.config(); err != nil || sp.PublicURL != "https://farebox.example.com" || sp.RelevanceThreshold != 0.5 || sp.ClickTTL != 7*24*time.Hour {
+		t.Errorf("sponsored %+v %v", sp, err)
+	}
 	// Unknown keys are refused, with their line.
 	bad := filepath.Join(t.TempDir(), "bad.yaml")
 	os.WriteFile(bad, []byte("gateway:\n  min_output_token: 3\n"), 0o600)
@@ -895,6 +899,43 @@ func TestDBURLPasswordHidden(t *testing.T) {
 			} else if !strings.Contains(err.Error(), "farebox") && !strings.Contains(err.Error(), "sqlite") {
 				t.Errorf("farebox %s --db %s: got %q, want an error that names the database", cmd[0], u, err)
 			}
+		}
+	}
+}
+
+// TestSponsoredConfig: the sponsored: section sets the click links' base
+// and the thresholds; a bad value is refused at start with exit 2, naming
+// the key.
+func TestSponsoredConfig(t *testing.T) {
+	dir := t.TempDir()
+	write := func(yaml string) string {
+		p := filepath.Join(dir, "c.yaml")
+		if err := os.WriteFile(p, []byte(yaml), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	c, err := loadConfig(write("sponsored:\n  public_url: https://fb.example.com/\n  decision_threshold: \"0.9\"\n  refresh: 2s\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := c.Sponsored.config()
+	if want := (sponsored.Config{PublicURL: "https://fb.example.com", DecisionThreshold: 0.9, Refresh: 2 * time.Second}); err != nil || got != want {
+		t.Fatalf("sponsored: got %+v, %v; want %+v", got, err, want)
+	}
+	for yaml, want := range map[string]string{
+		"sponsored:\n  public_url: fb.example.com\n":             "sponsored.public_url",
+		"sponsored:\n  public_url: https://fb.example.com/s\n":   "sponsored.public_url",
+		"sponsored:\n  public_url: https://u:p@fb.example.com\n": "sponsored.public_url",
+		"sponsored:\n  relevance_threshold: \"1.5\"\n":           "sponsored.relevance_threshold",
+		"sponsored:\n  decision_threshold: \"0\"\n":              "sponsored.decision_threshold",
+		"sponsored:\n  refresh: 1ms\n":                           "sponsored.refresh",
+		"sponsored:\n  click_ttl: forever\n":                     "sponsored.click_ttl",
+		"sponsored:\n  public_link: https://fb.example.com\n":    "public_link",
+	} {
+		_, err := serveInProcess(t, []string{"--addr", "127.0.0.1:0", "--data-dir", t.TempDir(), "--config", write(yaml)}, map[string]string{"FAREBOX_ADMIN_TOKEN": testToken})
+		if exitCode(err) != 2 || !strings.Contains(err.Error(), want) {
+			t.Errorf("%q: got %v (exit %d), want exit 2 naming %s", yaml, err, exitCode(err), want)
 		}
 	}
 }
