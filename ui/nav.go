@@ -1,6 +1,7 @@
 package ui
 
 import (
+	"context"
 	"fmt"
 	"html/template"
 	"net/http"
@@ -60,6 +61,16 @@ type Page struct {
 	// built-in pages use 10, 20, 30…
 	Order  int
 	Handle func(*Request) (*View, error)
+	// Visible, when set, says whether the page exists for a session (an
+	// advertiser's pages for advertisers' accounts only): a page hidden
+	// from it is left out of its navigation and answers it 404. A page
+	// without it is every session's of its side.
+	Visible func(ctx context.Context, s fb.Session) bool
+}
+
+// visibleTo reports whether the page is there for session s.
+func (p Page) visibleTo(ctx context.Context, s fb.Session) bool {
+	return p.Visible == nil || p.Visible(ctx, s)
 }
 
 func (p Page) method() string {
@@ -137,18 +148,23 @@ type Table struct {
 }
 
 // Column is a table header; a Wrap column's long values (ids, errors)
-// break over lines rather than widen the table.
+// break over lines rather than widen the table. Key, when set, names the
+// column's cells in the page (data-col).
 type Column struct {
 	Label string
 	Num   bool
 	Wrap  bool
+	Key   string
 }
 
 // Form is a POST form to Action (a registered POST page); the CSRF token
 // is added by the ui package. A form without fields is its button alone.
+// With Method "get" it is a filter of the page it is on instead (a date
+// range): its fields go into the URL, and it carries no token.
 type Form struct {
 	Title  string
 	Action string
+	Method string
 	Fields []Field
 	Submit string
 	Danger bool // the button undoes something (turns off, removes)
@@ -257,11 +273,12 @@ func (u *UI) Pages(side Side) []Page {
 	return out
 }
 
-// nav is the navigation of a side with the page at url active.
-func (u *UI) nav(side Side, active string) []navItem {
+// nav is the navigation of a side, as session s sees it, with the page
+// at url active.
+func (u *UI) nav(ctx context.Context, s fb.Session, side Side, active string) []navItem {
 	var out []navItem
 	for _, p := range u.Pages(side) {
-		if p.Title == "" || p.method() != http.MethodGet {
+		if p.Title == "" || p.method() != http.MethodGet || !p.visibleTo(ctx, s) {
 			continue
 		}
 		out = append(out, navItem{Title: p.Title, URL: p.URL(), Active: p.URL() == active})

@@ -1,6 +1,7 @@
 package ui_test
 
 import (
+	"context"
 	"net/http"
 	"net/http/cookiejar"
 	"net/http/httptest"
@@ -8,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	fb "farebox"
 	"farebox/ui"
 )
 
@@ -38,6 +40,10 @@ func TestRegistry(t *testing.T) {
 	}
 	for _, p := range []ui.Page{
 		{Side: ui.Operator, Path: "pools", Title: "Pools", Order: 25, Handle: pools},
+		// A page only some sessions have: not in acme's navigation, and
+		// not found for it.
+		{Side: ui.Customer, Path: "beta-only", Title: "Beta only", Handle: pools,
+			Visible: func(_ context.Context, s fb.Session) bool { return s.Customer == "beta" }},
 		{Side: ui.Operator, Path: "pools", Method: "POST", Handle: func(r *ui.Request) (*ui.View, error) {
 			posted = r.PostFormValue("gpus")
 			return &ui.View{Redirect: "/ui/admin/pools", Flash: "Resized."}, nil
@@ -72,6 +78,12 @@ func TestRegistry(t *testing.T) {
 	b := &browser{t: t, e: &env{t: t, url: hs.URL}, jar: jar, c: &http.Client{Jar: jar, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}}
 	if code, _ := b.signIn(e.acmeKey); code != http.StatusSeeOther {
 		t.Fatalf("sign-in: %d", code)
+	}
+	if res, page := b.do("GET", "/ui/account", nil); res.StatusCode != 200 || strings.Contains(page, "beta-only") {
+		t.Errorf("acme's overview (%d) offers a page hidden from it", res.StatusCode)
+	}
+	if res, _ := b.do("GET", "/ui/account/beta-only", nil); res.StatusCode != http.StatusNotFound {
+		t.Errorf("a page hidden from acme: %d; want 404", res.StatusCode)
 	}
 	if res, _ := b.do("GET", "/ui/admin/pools", nil); res.StatusCode != http.StatusForbidden {
 		t.Fatalf("a customer on a registered operator page: %d; want 403", res.StatusCode)

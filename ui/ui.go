@@ -327,6 +327,10 @@ func (u *UI) serve(p Page) http.Handler {
 			u.fail(w, r, &s, fb.Errorf(fb.EForbidden, "this form is for customers"))
 			return
 		}
+		if !p.visibleTo(r.Context(), s) {
+			u.fail(w, r, &s, fb.Errorf(fb.ENotFound, "there is no page %s", r.URL.Path))
+			return
+		}
 		req := &Request{Request: r, W: w, Session: s, Now: u.now(), csrf: u.csrfOf(s.ID)}
 		if r.Method == http.MethodPost {
 			r.Body = http.MaxBytesReader(w, r.Body, 64<<10)
@@ -421,7 +425,7 @@ func (u *UI) render(w http.ResponseWriter, r *Request, side Side, v *View) {
 		http.Redirect(w, r.Request, v.Redirect, http.StatusSeeOther)
 		return
 	}
-	pg := page{Title: v.Title, Side: side, Nav: u.nav(side, activeURL(u.Pages(side), r.URL.Path)), CSRF: r.csrf,
+	pg := page{Title: v.Title, Side: side, Nav: u.nav(r.Context(), r.Session, side, activeURL(u.Pages(side), r.URL.Path)), CSRF: r.csrf,
 		Customer: r.Session.Customer, Flash: v.Flash, Now: r.Now, View: v, Data: v.Data, Status: v.Status}
 	if c, err := r.Cookie(flashCookie); err == nil {
 		if b, err := base64.RawURLEncoding.DecodeString(c.Value); err == nil && pg.Flash == "" {
@@ -488,7 +492,7 @@ func (u *UI) fail(w http.ResponseWriter, r *http.Request, s *fb.Session, err err
 		}
 		pg.Customer = s.Customer
 		pg.CSRF = u.csrfOf(s.ID)
-		pg.Nav = u.nav(pg.Side, "")
+		pg.Nav = u.nav(r.Context(), *s, pg.Side, "")
 	}
 	u.write(w, r, "error", pg)
 }
