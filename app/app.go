@@ -44,6 +44,7 @@ import (
 	"farebox/store/sqlite"
 	"farebox/ui"
 	"farebox/ui/billing"
+	"farebox/ui/campaigns"
 	"farebox/ui/leasing"
 )
 
@@ -334,6 +335,9 @@ func New(ctx context.Context, cfg Config) (a *App, err error) {
 		return a, err
 	}
 	if err := billing.Register(a.UI, billing.Deps{Store: a.Store, Payments: a.Payments, Notify: a.Notify}); err != nil {
+		return a, err
+	}
+	if err := campaigns.Register(a.UI, campaigns.Deps{Store: a.Store, Campaigns: a.Sponsored, Economics: cfg.Economics}); err != nil {
 		return a, err
 	}
 	routes := api.NewServer(api.Deps{
