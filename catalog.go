@@ -197,7 +197,7 @@ func (k *APIKey) BudgetRef() *BudgetRef {
 type GroupBy string
 
 // Groupings. Usage takes all of them; economics reports customer, model,
-// provider and day.
+// provider, day, product and plan.
 const (
 	GroupModel      GroupBy = "model"
 	GroupDay        GroupBy = "day"

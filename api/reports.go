@@ -30,8 +30,8 @@ func reportDay(param, v string) (time.Time, error) {
 
 // economicsReport is GET /api/v1/reports/economics: revenue, cost,
 // margin, breakage, uncollected and partner shares by customer, model,
-// provider or day over whole UTC days [from, to) (default: the last 30
-// days, today included).
+// provider, day, product or plan over whole UTC days [from, to) (default:
+// the last 30 days, today included).
 func (s *Server) economicsReport(w http.ResponseWriter, r *http.Request) error {
 	q := r.URL.Query()
 	today := s.Now().UTC().Truncate(24 * time.Hour)

@@ -457,6 +457,9 @@ func TestServerResponsesMatchTheDocument(t *testing.T) {
 		t.Errorf("stats %v: want the click counted once", st)
 	}
 	s.call("GET", "/api/v1/campaigns/laptops/stats?from=soon", A, "", 400)
+	s.call("GET", "/api/v1/reports/economics?group_by=plan", A, "", 200)
+	s.call("GET", "/api/v1/reports/economics?group_by=product", A, "", 200)
+	s.call("GET", "/api/v1/usage?group_by=product", A, "", 200)
 	s.call("GET", "/api/v1/campaigns/ghost/stats", A, "", 404)
 	s.call("PATCH", "/api/v1/customers/free-user", A, `{"sponsored_opt_out":true}`, 200)
 	s.call("PATCH", "/api/v1/customers/free-user", A, `{"sponsored_opt_out":1}`, 400)

@@ -328,12 +328,12 @@ force at its time.`,
 			request: func(in cliInput) (cliRequest, error) {
 				return cliRequest{"GET", "/api/v1/usage?" + in.query("customer", "from", "to", "group-by"), nil}, nil
 			}},
-		{name: "report economics", synopsis: "[--from DAY] [--to DAY] [--group-by customer|model|provider|day] [flags]",
+		{name: "report economics", synopsis: "[--from DAY] [--to DAY] [--group-by customer|model|provider|day|product|plan] [flags]",
 			about: `Show revenue, cost and margin.
 Over whole UTC days [from, to): revenue, cost, margin, breakage, uncollected credit
 and partners' shares (default: the last 30 days, by customer).`,
 			flags: []cliFlag{textFlag("customer", "only this `CUSTOMER`"), textFlag("from", "first `DAY` (2026-11-01)"),
-				textFlag("to", "the `DAY` after the last"), textFlag("group-by", "customer, model, provider or day")},
+				textFlag("to", "the `DAY` after the last"), textFlag("group-by", "customer, model, provider, day, product or plan")},
 			request: func(in cliInput) (cliRequest, error) {
 				return cliRequest{"GET", "/api/v1/reports/economics?" + in.query("customer", "from", "to", "group-by"), nil}, nil
 			}},
