@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"strings"
 	"sync"
@@ -19,6 +20,7 @@ import (
 	fb "farebox"
 	"farebox/gateway"
 	"farebox/pricing"
+	"farebox/routing"
 	"farebox/simulator"
 )
 
@@ -52,6 +54,13 @@ func (e *env) admin(method, path, body string) map[string]any {
 func sponsoredEnv(t *testing.T, budget string, cap int) (*env, string) {
 	t.Helper()
 	e := newEnv(t, gateway.Config{})
+	return e, sponsor(e, budget, cap)
+}
+
+// sponsor sets up sponsoredEnv's plan, customer, advertiser and campaign
+// in e, and returns the free customer's key.
+func sponsor(e *env, budget string, cap int) string {
+	e.t.Helper()
 	key, _ := e.customer("free", "100000", &fb.Plan{ID: "free", Name: "Free", Period: fb.PeriodMonth, Models: []string{"*"}, Sponsored: true})
 	e.admin("POST", "/api/v1/advertisers", `{"id":"shop","name":"Shop"}`)
 	e.admin("POST", "/api/v1/customers/shop/grants", `{"amount":"1000","source":"purchase","paid_usd":"10"}`)
@@ -59,7 +68,7 @@ func sponsoredEnv(t *testing.T, budget string, cap int) (*env, string) {
 		"phrases":["laptop","notebook","bærbar pc"],"title":"Laptops at Shop","text":"Every laptop, tested.",
 		"url":"https://shop.example/laptops","bid_per_impression":"0.5","bid_per_click":"2","daily_budget":%q,
 		"frequency_cap_per_user_per_day":%d}`, budget, cap))
-	return e, key
+	return key
 }
 
 const laptopQuestion = "Which laptop should I buy for university?"
@@ -89,6 +98,7 @@ func suggestionOf(t *testing.T, a answer) map[string]any {
 		return s
 	}
 	var found map[string]any
+	model := "" // the stream's, as its first chunk names it
 	for i, ev := range a.events {
 		if ev == "[DONE]" {
 			continue
@@ -96,6 +106,9 @@ func suggestionOf(t *testing.T, a answer) map[string]any {
 		var c map[string]any
 		if err := json.Unmarshal([]byte(ev), &c); err != nil {
 			t.Fatalf("event %q: %v", ev, err)
+		}
+		if model == "" {
+			model, _ = c["model"].(string)
 		}
 		s, ok := c[gateway.SuggestionField].(map[string]any)
 		if !ok {
@@ -107,7 +120,7 @@ func suggestionOf(t *testing.T, a answer) map[string]any {
 		if i != len(a.events)-2 || a.events[len(a.events)-1] != "[DONE]" {
 			t.Errorf("the suggestion is event %d of %d, want the last before [DONE]", i, len(a.events))
 		}
-		if c["object"] != "chat.completion.chunk" || c["id"] == "" || c["model"] != "gpt-4o-mini" || c["created"] == nil {
+		if c["object"] != "chat.completion.chunk" || c["id"] == "" || c["model"] != model || c["created"] == nil {
 			t.Errorf("suggestion chunk %s is not shaped like a chunk", ev)
 		}
 		if ch, ok := c["choices"].([]any); !ok || len(ch) != 0 {
@@ -477,5 +490,50 @@ func TestSponsoredOpenAISDK(t *testing.T) {
 	}
 	if st := e.charged("laptops", 3); st["impressions"] != 3.0 {
 		t.Errorf("impressions %v, want 3", st["impressions"])
+	}
+}
+
+// TestSponsoredProtocols: a chat completion carries its suggestion
+// whatever protocol its deployment speaks (here an Anthropic one, through
+// the translation), stream and not; the Responses and Messages protocols
+// carry none, a decision moment or not.
+func TestSponsoredProtocols(t *testing.T) {
+	sim := &simulator.Simulator{}
+	srv := httptest.NewServer(sim)
+	t.Cleanup(srv.Close)
+	cards := routing.CostCard{InputPerMTok: 3_000_000, OutputPerMTok: 15_000_000}
+	router, err := routing.NewRouter([]*routing.Deployment{
+		{Name: "anthropic/claude-x", Provider: "anthropic", Type: routing.TypeAnthropic, Model: "claude-x", Upstream: "claude-x-up", BaseURL: srv.URL + "/v1", APIKey: "sk-ant", ForwardHeaders: simHeaders, Cost: cards},
+		{Name: "sim/native", Provider: "sim", Type: routing.TypeSimulated, Model: "native", Upstream: "native", BaseURL: srv.URL + "/v1", ForwardHeaders: simHeaders, Cost: cards},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := newEnvWith(t, envOptions{router: router, prices: map[string]fb.Rates{"claude-x": testRates, "native": testRates}})
+	key := sponsor(e, "100", 0)
+	chat := func(stream bool) string {
+		return strings.Replace(askBody(laptopQuestion, stream, stream, ""), `"gpt-4o-mini"`, `"claude-x"`, 1)
+	}
+	for _, stream := range []bool{false, true} {
+		a := e.do("POST", "/v1/chat/completions", key, chat(stream), simulator.TokensHeader, "5")
+		s := suggestionOf(t, a)
+		if s == nil || s["label"] != "Sponsored" || s["title"] != "Laptops at Shop" {
+			t.Errorf("chat to an anthropic deployment, stream %v: suggestion %v in %s", stream, s, a.raw)
+		}
+	}
+	q, _ := json.Marshal(laptopQuestion)
+	for _, c := range []struct{ path, body string }{
+		{"/v1/responses", `{"model":"native","input":` + string(q) + `}`},
+		{"/v1/responses", `{"model":"native","input":` + string(q) + `,"stream":true}`},
+		{"/v1/messages", `{"model":"native","max_tokens":100,"messages":[{"role":"user","content":` + string(q) + `}]}`},
+		{"/v1/messages", `{"model":"native","max_tokens":100,"messages":[{"role":"user","content":` + string(q) + `}],"stream":true}`},
+	} {
+		a := e.do("POST", c.path, key, c.body, simulator.TokensHeader, "5")
+		if a.status != 200 || strings.Contains(a.raw, gateway.SuggestionField) {
+			t.Errorf("POST %s %s: %d, a suggestion in %s", c.path, c.body, a.status, a.raw)
+		}
+	}
+	if st := e.charged("laptops", 2); st["impressions"] != 2.0 {
+		t.Errorf("impressions %v, want the two chats'", st["impressions"])
 	}
 }
