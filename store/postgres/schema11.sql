@@ -1,4 +1,4 @@
--- Migration 10: sponsored suggestions. Accounts are customers' or
+-- Migration 11: sponsored suggestions. Accounts are customers' or
 -- advertisers' (kind), and a customer may opt out of suggestions. A usage
 -- row of product ads keeps the campaign's topic and the decision score it
 -- was shown at (never any text of the request). Campaigns are JSON
