@@ -2,16 +2,8 @@ package ui_test
 
 import (
 	"bytes"
-	"context"
-	"encoding/json"
 	"fmt"
-	"io"
 	"log/slog"
-	"net/http"
-	"net/http/cookiejar"
-	"net/http/httptest"
-	"net/url"
-	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -21,6 +13,7 @@ import (
 	"farebox/app"
 	"farebox/economics"
 	"farebox/fakeclock"
+	"farebox/ui/uitest"
 )
 
 const adminToken = "ui-test-admin-token-0123456789abcdefghij"
@@ -29,8 +22,7 @@ const adminToken = "ui-test-admin-token-0123456789abcdefghij"
 // two customers: acme (on plan pro, with a promo lot soon used up, a
 // refund lot expiring in 3 days and a purchase, and ten days of metered usage on two models) and beta.
 type env struct {
-	t                 *testing.T
-	url               string
+	uitest.Site
 	app               *app.App
 	clock             *fakeclock.Clock
 	logs              *syncBuffer
@@ -69,19 +61,19 @@ var providers = []app.Provider{
 
 func newEnv(t *testing.T) *env {
 	t.Helper()
-	e := &env{t: t, clock: fakeclock.New(start), logs: &syncBuffer{}, dir: t.TempDir()}
+	e := &env{Site: uitest.Site{T: t, Token: adminToken}, clock: fakeclock.New(start), logs: &syncBuffer{}, dir: t.TempDir()}
 	e.start()
-	e.api("POST", "/api/v1/plans", `{"id": "pro", "name": "Pro", "price_usd": "20", "period": "month", "credits": "2000", "models": ["*"]}`, 201)
-	e.api("POST", "/api/v1/plans", `{"id": "team", "name": "Team", "price_usd": "100", "period": "month", "credits": "12000", "models": ["*"]}`, 201)
-	e.api("POST", "/api/v1/customers", `{"id": "acme", "name": "Acme Corp", "plan": "pro"}`, 201)
-	e.api("POST", "/api/v1/customers", `{"id": "beta", "name": "Beta Ltd"}`, 201)
-	e.api("POST", "/api/v1/customers/acme/grants", `{"amount": "5", "source": "promo", "expires_at": "2026-11-23T09:00:00Z", "idempotency_key": "promo-1"}`, 201)
-	e.api("POST", "/api/v1/customers/acme/grants", `{"amount": "50", "source": "refund", "priority": 30, "paid_usd": "0.5", "expires_at": "2026-11-23T09:00:00Z", "idempotency_key": "refund-1"}`, 201)
-	e.api("POST", "/api/v1/customers/acme/grants", `{"amount": "500", "source": "purchase", "paid_usd": "5", "idempotency_key": "buy-1"}`, 201)
-	e.api("POST", "/api/v1/customers/beta/grants", `{"amount": "777.5", "source": "purchase", "paid_usd": "7.775", "idempotency_key": "buy-b"}`, 201)
-	e.acmeKey, e.acmeID = e.key("acme", "laptop")
-	e.acmeKey2, e.acmeID2 = e.key("acme", "ci")
-	e.betaKey, e.betaID = e.key("beta", "prod")
+	e.API("POST", "/api/v1/plans", `{"id": "pro", "name": "Pro", "price_usd": "20", "period": "month", "credits": "2000", "models": ["*"]}`, 201)
+	e.API("POST", "/api/v1/plans", `{"id": "team", "name": "Team", "price_usd": "100", "period": "month", "credits": "12000", "models": ["*"]}`, 201)
+	e.API("POST", "/api/v1/customers", `{"id": "acme", "name": "Acme Corp", "plan": "pro"}`, 201)
+	e.API("POST", "/api/v1/customers", `{"id": "beta", "name": "Beta Ltd"}`, 201)
+	e.API("POST", "/api/v1/customers/acme/grants", `{"amount": "5", "source": "promo", "expires_at": "2026-11-23T09:00:00Z", "idempotency_key": "promo-1"}`, 201)
+	e.API("POST", "/api/v1/customers/acme/grants", `{"amount": "50", "source": "refund", "priority": 30, "paid_usd": "0.5", "expires_at": "2026-11-23T09:00:00Z", "idempotency_key": "refund-1"}`, 201)
+	e.API("POST", "/api/v1/customers/acme/grants", `{"amount": "500", "source": "purchase", "paid_usd": "5", "idempotency_key": "buy-1"}`, 201)
+	e.API("POST", "/api/v1/customers/beta/grants", `{"amount": "777.5", "source": "purchase", "paid_usd": "7.775", "idempotency_key": "buy-b"}`, 201)
+	e.acmeKey, e.acmeID = e.Key("acme", `{"name": "laptop"}`)
+	e.acmeKey2, e.acmeID2 = e.Key("acme", `{"name": "ci"}`)
+	e.betaKey, e.betaID = e.Key("beta", `{"name": "prod"}`)
 	// Ten days of usage, a batch a day, moving the clock.
 	for d := range 10 {
 		var evs []string
@@ -94,9 +86,9 @@ func newEnv(t *testing.T) *env {
 				d, i, model, 1000+d*137+i, 200+d*31))
 		}
 		evs = append(evs, fmt.Sprintf(`{"specversion": "1.0", "id": "b-%d", "source": "app", "type": "usage", "subject": "beta", "data": {"model": "gpt-4o", "input_tokens": 5000, "output_tokens": 900}}`, d))
-		e.events("[" + strings.Join(evs, ",") + "]")
+		e.Events("[" + strings.Join(evs, ",") + "]")
 		for i := range 2 {
-			e.chat(e.acmeKey, fmt.Sprintf("Day %d, question %d: how are my credits doing?", d, i))
+			e.Chat(e.acmeKey, "gpt-4o-mini", fmt.Sprintf("Day %d, question %d: how are my credits doing?", d, i), 200)
 		}
 		e.clock.Advance(24 * time.Hour)
 	}
@@ -108,155 +100,20 @@ var econConfig = economics.Config{CreditsPerUSD: 100, Shares: []economics.Share{
 
 // start starts Farebox on the env's data directory and clock.
 func (e *env) start() {
-	e.t.Helper()
-	a, err := app.New(context.Background(), app.Config{
+	e.T.Helper()
+	s := uitest.Serve(e.T, app.Config{
 		DataDir: e.dir, AdminToken: adminToken, Clock: e.clock, Providers: providers,
 		Log:       slog.New(slog.NewTextHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
 		Economics: econConfig,
 		Dashboard: app.DashboardConfig{TopUp: "Email billing@example.com to buy credits."},
 	})
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	hs := httptest.NewServer(a.Handler)
-	stopped := false
-	e.stop = func() {
-		if !stopped {
-			stopped = true
-			hs.Close()
-			a.Close()
-		}
-	}
-	e.t.Cleanup(e.stop)
-	e.url, e.app = hs.URL, a
+	e.stop = s.Close
+	e.URL, e.app = s.URL, s.App
 }
 
 // restart stops Farebox and starts it again on the same data.
 func (e *env) restart() {
-	e.t.Helper()
+	e.T.Helper()
 	e.stop()
 	e.start()
-}
-
-func (e *env) api(method, path, body string, want int) []byte {
-	e.t.Helper()
-	req, _ := http.NewRequest(method, e.url+path, strings.NewReader(body))
-	req.Header.Set("Authorization", "Bearer "+adminToken)
-	if body != "" {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	res, err := http.DefaultClient.Do(req)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	defer res.Body.Close()
-	b, _ := io.ReadAll(res.Body)
-	if res.StatusCode != want {
-		e.t.Fatalf("%s %s: %d %s; want %d", method, path, res.StatusCode, b, want)
-	}
-	return b
-}
-
-func (e *env) events(batch string) {
-	e.t.Helper()
-	req, _ := http.NewRequest("POST", e.url+"/api/v1/events", strings.NewReader(batch))
-	req.Header.Set("Authorization", "Bearer "+adminToken)
-	req.Header.Set("Content-Type", "application/cloudevents-batch+json")
-	res, err := http.DefaultClient.Do(req)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	defer res.Body.Close()
-	b, _ := io.ReadAll(res.Body)
-	if res.StatusCode != 200 || strings.Contains(string(b), "rejected") {
-		e.t.Fatalf("events: %d %s", res.StatusCode, b)
-	}
-}
-
-// chat sends one chat completion through the gateway.
-func (e *env) chat(key, text string) {
-	e.t.Helper()
-	body := fmt.Sprintf(`{"model": "gpt-4o-mini", "max_tokens": 200, "messages": [{"role": "user", "content": %q}]}`, text)
-	req, _ := http.NewRequest("POST", e.url+"/v1/chat/completions", strings.NewReader(body))
-	req.Header.Set("Authorization", "Bearer "+key)
-	req.Header.Set("Content-Type", "application/json")
-	res, err := http.DefaultClient.Do(req)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	defer res.Body.Close()
-	b, _ := io.ReadAll(res.Body)
-	if res.StatusCode != 200 {
-		e.t.Fatalf("chat: %d %s", res.StatusCode, b)
-	}
-}
-
-func (e *env) key(customer, name string) (secret, id string) {
-	e.t.Helper()
-	var k struct{ ID, Key string }
-	if err := json.Unmarshal(e.api("POST", "/api/v1/customers/"+customer+"/keys", `{"name": "`+name+`"}`, 201), &k); err != nil {
-		e.t.Fatal(err)
-	}
-	return k.Key, k.ID
-}
-
-func (e *env) json(path string, v any) {
-	e.t.Helper()
-	if err := json.Unmarshal(e.api("GET", path, "", 200), v); err != nil {
-		e.t.Fatal(err)
-	}
-}
-
-// browser is a plain HTTP client with a cookie jar that does not follow
-// redirects: a person's browser, minus the rendering.
-type browser struct {
-	t   *testing.T
-	e   *env
-	c   *http.Client
-	jar *cookiejar.Jar
-}
-
-func (e *env) browser() *browser {
-	jar, _ := cookiejar.New(nil)
-	return &browser{t: e.t, e: e, jar: jar, c: &http.Client{Jar: jar, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}}
-}
-
-func (b *browser) do(method, path string, form url.Values) (*http.Response, string) {
-	b.t.Helper()
-	var body io.Reader
-	if form != nil {
-		body = strings.NewReader(form.Encode())
-	}
-	req, _ := http.NewRequest(method, b.e.url+path, body)
-	if form != nil {
-		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	}
-	res, err := b.c.Do(req)
-	if err != nil {
-		b.t.Fatal(err)
-	}
-	defer res.Body.Close()
-	out, _ := io.ReadAll(res.Body)
-	return res, string(out)
-}
-
-var csrfField = regexp.MustCompile(`name="csrf" value="([^"]+)"`)
-
-// csrf is the CSRF token of the page at path.
-func (b *browser) csrf(path string) string {
-	b.t.Helper()
-	res, page := b.do("GET", path, nil)
-	m := csrfField.FindStringSubmatch(page)
-	if res.StatusCode != 200 || m == nil {
-		b.t.Fatalf("GET %s: %d, no CSRF token in the page", path, res.StatusCode)
-	}
-	return m[1]
-}
-
-// signIn signs in with secret and says where it was sent.
-func (b *browser) signIn(secret string) (int, string) {
-	b.t.Helper()
-	tok := b.csrf("/")
-	res, _ := b.do("POST", "/ui/signin", url.Values{"csrf": {tok}, "secret": {secret}})
-	return res.StatusCode, res.Header.Get("Location")
 }

@@ -13,6 +13,7 @@ import (
 
 	fb "farebox"
 	"farebox/economics"
+	"farebox/ui/uitest"
 )
 
 var (
@@ -29,7 +30,7 @@ var (
 func cards(page string) map[string]string {
 	out := map[string]string{}
 	for _, m := range figureCard.FindAllStringSubmatch(page, -1) {
-		out[m[1]] = figure(m[2])
+		out[m[1]] = uitest.Figure(m[2])
 	}
 	return out
 }
@@ -47,9 +48,9 @@ func micros(t *testing.T, s string) string {
 // samePagesAsAPI: the operator's economics page (its totals and each
 // row of its tables by customer, model and provider) and acme's overview
 // (30 days spent, the forecast) equal the API's answers at this moment.
-func samePagesAsAPI(t *testing.T, e *env, operator, customer *browser, stage string) {
+func samePagesAsAPI(t *testing.T, e *env, operator, customer *uitest.Session, stage string) {
 	t.Helper()
-	res, page := operator.do("GET", "/ui/admin?customers=all", nil)
+	res, page := operator.Do("GET", "/ui/admin?customers=all", nil)
 	if res.StatusCode != http.StatusOK {
 		t.Fatalf("%s: /ui/admin: %d", stage, res.StatusCode)
 	}
@@ -57,7 +58,7 @@ func samePagesAsAPI(t *testing.T, e *env, operator, customer *browser, stage str
 		Totals map[string]any
 		Rows   []map[string]any
 	}
-	e.json("/api/v1/reports/economics", &report)
+	e.JSON("/api/v1/reports/economics", &report)
 	// And both are SQL's: the sums in memory are the database's.
 	today := e.clock.Now().UTC().Truncate(24 * time.Hour)
 	f := fb.EconFilter{From: today.AddDate(0, 0, -29), To: today.AddDate(0, 0, 1), GroupBy: fb.GroupCustomer}
@@ -87,7 +88,7 @@ func samePagesAsAPI(t *testing.T, e *env, operator, customer *browser, stage str
 			Rows   []map[string]any
 			Totals map[string]any
 		}
-		e.json("/api/v1/reports/economics?group_by="+by, &api)
+		e.JSON("/api/v1/reports/economics?group_by="+by, &api)
 		// One rounding of partner shares: the same total by every grouping.
 		if api.Totals["partner_share_usd"] != report.Totals["partner_share_usd"] || api.Totals["revenue_usd"] != report.Totals["revenue_usd"] {
 			t.Errorf("%s: by %s the API's share total is %v, by customer %v", stage, by, api.Totals["partner_share_usd"], report.Totals["partner_share_usd"])
@@ -115,7 +116,7 @@ func samePagesAsAPI(t *testing.T, e *env, operator, customer *browser, stage str
 			}
 		}
 	}
-	res, page = customer.do("GET", "/ui/account", nil)
+	res, page = customer.Do("GET", "/ui/account", nil)
 	if res.StatusCode != http.StatusOK {
 		t.Fatalf("%s: /ui/account: %d", stage, res.StatusCode)
 	}
@@ -124,7 +125,7 @@ func samePagesAsAPI(t *testing.T, e *env, operator, customer *browser, stage str
 			CreditsConsumed string `json:"credits_consumed"`
 		}
 	}
-	e.json("/api/v1/reports/economics?customer=acme&group_by=day", &econ)
+	e.JSON("/api/v1/reports/economics?customer=acme&group_by=day", &econ)
 	if got := cards(page)["consumed"]; got != econ.Totals.CreditsConsumed {
 		t.Errorf("%s: acme's 30 days on the page = %q; the API's = %q", stage, got, econ.Totals.CreditsConsumed)
 	}
@@ -134,7 +135,7 @@ func samePagesAsAPI(t *testing.T, e *env, operator, customer *browser, stage str
 			RunsOutAt time.Time `json:"runs_out_at"`
 		}
 	}
-	e.json("/api/v1/reports/forecast?customer=acme", &fc)
+	e.JSON("/api/v1/reports/forecast?customer=acme", &fc)
 	dl, ro := daysLeft.FindStringSubmatch(page), runsOut.FindStringSubmatch(page)
 	if len(fc.Data) != 1 || dl == nil || ro == nil || dl[1] != fc.Data[0].DaysLeft || ro[1] != fc.Data[0].RunsOutAt.Format(time.RFC3339) {
 		t.Errorf("%s: the forecast on the page: %v, %v; the API's %+v", stage, dl, ro, fc.Data)
@@ -147,22 +148,22 @@ func samePagesAsAPI(t *testing.T, e *env, operator, customer *browser, stage str
 // equals the API's.
 func TestPagesEqualAPI(t *testing.T) {
 	e := newEnv(t)
-	operator, customer := e.browser(), e.browser()
-	operator.signIn(adminToken)
-	customer.signIn(e.acmeKey)
+	operator, customer := e.Browser(), e.Browser()
+	operator.SignIn(adminToken)
+	customer.SignIn(e.acmeKey)
 	samePagesAsAPI(t, e, operator, customer, "at first")
 
 	usage := func(tag string) {
-		e.events(fmt.Sprintf(`[{"specversion": "1.0", "id": "%s-1", "source": "app", "type": "usage", "subject": "acme", "data": {"model": "gpt-4o", "input_tokens": 3000, "output_tokens": 700}},
+		e.Events(fmt.Sprintf(`[{"specversion": "1.0", "id": "%s-1", "source": "app", "type": "usage", "subject": "acme", "data": {"model": "gpt-4o", "input_tokens": 3000, "output_tokens": 700}},
 			{"specversion": "1.0", "id": "%s-2", "source": "app", "type": "usage", "subject": "beta", "data": {"model": "gpt-4o-mini", "input_tokens": 900, "output_tokens": 90}}]`, tag, tag))
-		e.chat(e.acmeKey, "And now, "+tag+"?")
+		e.Chat(e.acmeKey, "gpt-4o-mini", "And now, "+tag+"?", 200)
 	}
 	var before struct{ Totals map[string]any }
-	e.json("/api/v1/reports/economics", &before)
+	e.JSON("/api/v1/reports/economics", &before)
 	usage("later")
 	samePagesAsAPI(t, e, operator, customer, "after more usage")
 	var after struct{ Totals map[string]any }
-	e.json("/api/v1/reports/economics", &after)
+	e.JSON("/api/v1/reports/economics", &after)
 	if after.Totals["revenue_usd"] == before.Totals["revenue_usd"] {
 		t.Fatalf("the new usage earned nothing: %v", after.Totals)
 	}
@@ -171,12 +172,12 @@ func TestPagesEqualAPI(t *testing.T) {
 	now := e.clock.Now()
 	e.clock.Set(now.Truncate(24 * time.Hour).Add(24*time.Hour + 30*time.Minute))
 	usage("tomorrow")
-	operator, customer = e.browser(), e.browser() // the sessions of yesterday morning expired
-	operator.signIn(adminToken)
-	customer.signIn(e.acmeKey)
+	operator, customer = e.Browser(), e.Browser() // the sessions of yesterday morning expired
+	operator.SignIn(adminToken)
+	customer.SignIn(e.acmeKey)
 	samePagesAsAPI(t, e, operator, customer, "after midnight")
 	var moved struct{ From string }
-	e.json("/api/v1/reports/economics", &moved)
+	e.JSON("/api/v1/reports/economics", &moved)
 	if want := e.clock.Now().Truncate(24*time.Hour).AddDate(0, 0, -29).Format(time.DateOnly); moved.From != want {
 		t.Fatalf("the range starts %s; want %s", moved.From, want)
 	}
@@ -187,18 +188,18 @@ func TestPagesEqualAPI(t *testing.T) {
 // when it ran.
 func TestVerifySurvivesRestart(t *testing.T) {
 	e := newEnv(t)
-	b := e.browser()
-	b.signIn(adminToken)
-	_, page := b.do("GET", "/ui/admin/system", nil)
+	b := e.Browser()
+	b.SignIn(adminToken)
+	_, page := b.Do("GET", "/ui/admin/system", nil)
 	if !strings.Contains(page, `<div class="value">never</div>`) {
 		t.Fatal("the page shows a verification before any ran")
 	}
-	tok := b.csrf("/ui/admin/system")
-	if res, _ := b.do("POST", "/ui/admin/system/verify", url.Values{"csrf": {tok}}); res.StatusCode != http.StatusSeeOther {
+	tok := b.CSRF("/ui/admin/system")
+	if res, _ := b.Do("POST", "/ui/admin/system/verify", url.Values{"csrf": {tok}}); res.StatusCode != http.StatusSeeOther {
 		t.Fatalf("verify: %d", res.StatusCode)
 	}
 	ran := e.clock.Now()
-	_, page = b.do("GET", "/ui/admin/system", nil)
+	_, page = b.Do("GET", "/ui/admin/system", nil)
 	want := regexp.MustCompile(`<div class="value">consistent</div>\s*<div class="note">([^<]*?): (\d+) journal entries, (\d+) accounts`)
 	m := want.FindStringSubmatch(page)
 	if m == nil || m[2] == "0" {
@@ -206,9 +207,9 @@ func TestVerifySurvivesRestart(t *testing.T) {
 	}
 	e.clock.Advance(3 * time.Hour)
 	e.restart()
-	b = e.browser()
-	b.signIn(adminToken)
-	_, page = b.do("GET", "/ui/admin/system", nil)
+	b = e.Browser()
+	b.SignIn(adminToken)
+	_, page = b.Do("GET", "/ui/admin/system", nil)
 	m2 := want.FindStringSubmatch(page)
 	if m2 == nil || m2[1] != m[1] || m2[2] != m[2] || m2[3] != m[3] {
 		t.Fatalf("after a restart the page shows %v; want the run of %s (%v)", m2, ran, m)

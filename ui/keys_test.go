@@ -8,6 +8,8 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+
+	"farebox/ui/uitest"
 )
 
 var keyRowRe = regexp.MustCompile(`(?s)<tr data-key="([^"]+)">(.*?)</tr>`)
@@ -35,10 +37,10 @@ type apiKey struct {
 }
 
 func (e *env) apiKeys(customer string) map[string]apiKey {
-	e.t.Helper()
+	e.T.Helper()
 	var list struct{ Data []apiKey }
-	if err := json.Unmarshal(e.api("GET", "/api/v1/customers/"+customer+"/keys", "", 200), &list); err != nil {
-		e.t.Fatal(err)
+	if err := json.Unmarshal(e.API("GET", "/api/v1/customers/"+customer+"/keys", "", 200), &list); err != nil {
+		e.T.Fatal(err)
 	}
 	out := map[string]apiKey{}
 	for _, k := range list.Data {
@@ -56,21 +58,21 @@ func (e *env) apiKeys(customer string) map[string]apiKey {
 func TestKeysBudgets(t *testing.T) {
 	e := newEnv(t)
 	var k struct{ ID, Key string }
-	json.Unmarshal(e.api("POST", "/api/v1/customers/acme/keys", `{"name":"team","budget":"3","budget_period":"day","rpm":30}`, 201), &k)
+	json.Unmarshal(e.API("POST", "/api/v1/customers/acme/keys", `{"name":"team","budget":"3","budget_period":"day","rpm":30}`, 201), &k)
 	for i := range 3 {
-		e.chat(k.Key, "Spend a little of the team's budget, please: "+strings.Repeat("x", i))
+		e.Chat(k.Key, "gpt-4o-mini", "Spend a little of the team's budget, please: "+strings.Repeat("x", i), 200)
 	}
 	want := e.apiKeys("acme")
 	if r := want[k.ID].BudgetRemaining; r == nil || *r == "3" {
 		t.Fatalf("the team key's remaining budget %v: the chats spent none of it", r)
 	}
 
-	owner := e.browser()
-	owner.signIn(e.acmeKey)
-	_, page := owner.do("GET", "/ui/account/keys", nil)
-	admin := e.browser()
-	admin.signIn(adminToken)
-	_, custPage := admin.do("GET", "/ui/admin/customers/acme", nil)
+	owner := e.Browser()
+	owner.SignIn(e.acmeKey)
+	_, page := owner.Do("GET", "/ui/account/keys", nil)
+	admin := e.Browser()
+	admin.SignIn(adminToken)
+	_, custPage := admin.Do("GET", "/ui/admin/customers/acme", nil)
 	for name, p := range map[string]string{"the customer's keys page": page, "the operator's customer page": custPage} {
 		got := keyCols(p)
 		for id, w := range want {
@@ -78,14 +80,14 @@ func TestKeysBudgets(t *testing.T) {
 			if w.Budget != nil {
 				budget, remaining = *w.Budget+" / "+w.BudgetPeriod, *w.BudgetRemaining
 			}
-			if figure(got[id]["budget"]) != figure(budget) || figure(got[id]["remaining"]) != remaining {
+			if uitest.Figure(got[id]["budget"]) != uitest.Figure(budget) || uitest.Figure(got[id]["remaining"]) != remaining {
 				t.Errorf("%s, key %s: budget %q remaining %q; the API's %q %q", name, id, got[id]["budget"], got[id]["remaining"], budget, remaining)
 			}
 		}
 	}
 
 	// A key without a budget makes one with a budget.
-	res, page := owner.do("POST", "/ui/account/keys", url.Values{"csrf": {owner.csrf("/ui/account/keys")}, "name": {"script"}, "budget": {"12.5"},
+	res, page := owner.Do("POST", "/ui/account/keys", url.Values{"csrf": {owner.CSRF("/ui/account/keys")}, "name": {"script"}, "budget": {"12.5"},
 		"budget_period": {"total"}, "rpm": {"10"}})
 	if res.StatusCode != 200 || !strings.Contains(page, `id="new-key"`) {
 		t.Fatalf("creating a budgeted key: %d", res.StatusCode)
@@ -99,28 +101,28 @@ func TestKeysBudgets(t *testing.T) {
 	if made == nil || made.Budget == nil || *made.Budget != "12.5" || made.BudgetPeriod != "total" || *made.BudgetRemaining != "12.5" || made.RPM != 10 {
 		t.Fatalf("the key made by the form: %+v", made)
 	}
-	if got := keyCols(page)[made.ID]; figure(got["budget"]) != "12.5 / total" || figure(got["remaining"]) != "12.5" {
+	if got := keyCols(page)[made.ID]; uitest.Figure(got["budget"]) != "12.5 / total" || uitest.Figure(got["remaining"]) != "12.5" {
 		t.Fatalf("the new key's row: %v", got)
 	}
-	if res, _ := owner.do("POST", "/ui/account/keys", url.Values{"csrf": {owner.csrf("/ui/account/keys")}, "name": {"bad"}, "budget": {"-1"}}); res.StatusCode != 400 {
+	if res, _ := owner.Do("POST", "/ui/account/keys", url.Values{"csrf": {owner.CSRF("/ui/account/keys")}, "name": {"bad"}, "budget": {"-1"}}); res.StatusCode != 400 {
 		t.Fatalf("a negative budget: %d, want 400", res.StatusCode)
 	}
 
 	// The budgeted key's own session: it sees, it cannot manage.
-	team := e.browser()
-	team.signIn(k.Key)
-	_, page = team.do("GET", "/ui/account/keys", nil)
+	team := e.Browser()
+	team.SignIn(k.Key)
+	_, page = team.Do("GET", "/ui/account/keys", nil)
 	if !strings.Contains(page, `id="limited"`) || strings.Contains(page, `id="create-key"`) || strings.Contains(page, "/revoke") {
 		t.Fatal("a budgeted key's session is offered the key forms")
 	}
 	if len(keyCols(page)) != len(want)+1 {
 		t.Fatalf("a budgeted key's session sees %d keys, want %d", len(keyCols(page)), len(want)+1)
 	}
-	tok := team.csrf("/ui/account/keys")
-	if res, _ := team.do("POST", "/ui/account/keys", url.Values{"csrf": {tok}, "name": {"more"}}); res.StatusCode != http.StatusForbidden {
+	tok := team.CSRF("/ui/account/keys")
+	if res, _ := team.Do("POST", "/ui/account/keys", url.Values{"csrf": {tok}, "name": {"more"}}); res.StatusCode != http.StatusForbidden {
 		t.Fatalf("a budgeted key creating a key: %d, want 403", res.StatusCode)
 	}
-	if res, _ := team.do("POST", "/ui/account/keys/"+e.acmeID+"/revoke", url.Values{"csrf": {tok}}); res.StatusCode != http.StatusForbidden {
+	if res, _ := team.Do("POST", "/ui/account/keys/"+e.acmeID+"/revoke", url.Values{"csrf": {tok}}); res.StatusCode != http.StatusForbidden {
 		t.Fatalf("a budgeted key revoking a key: %d, want 403", res.StatusCode)
 	}
 	if n := len(e.apiKeys("acme")); n != len(want)+1 {

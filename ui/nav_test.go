@@ -3,7 +3,6 @@ package ui_test
 import (
 	"context"
 	"net/http"
-	"net/http/cookiejar"
 	"net/http/httptest"
 	"net/url"
 	"strings"
@@ -11,6 +10,7 @@ import (
 
 	fb "farebox"
 	"farebox/ui"
+	"farebox/ui/uitest"
 )
 
 // TestRegistry: a feature's page registered with the dashboard is in its
@@ -74,25 +74,24 @@ func TestRegistry(t *testing.T) {
 
 	hs := httptest.NewServer(d.Handler())
 	defer hs.Close()
-	jar, _ := cookiejar.New(nil)
-	b := &browser{t: t, e: &env{t: t, url: hs.URL}, jar: jar, c: &http.Client{Jar: jar, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}}
-	if code, _ := b.signIn(e.acmeKey); code != http.StatusSeeOther {
+	b := (&uitest.Site{T: t, URL: hs.URL}).Browser()
+	if code, _ := b.SignIn(e.acmeKey); code != http.StatusSeeOther {
 		t.Fatalf("sign-in: %d", code)
 	}
-	if res, page := b.do("GET", "/ui/account", nil); res.StatusCode != 200 || strings.Contains(page, "beta-only") {
+	if res, page := b.Do("GET", "/ui/account", nil); res.StatusCode != 200 || strings.Contains(page, "beta-only") {
 		t.Errorf("acme's overview (%d) offers a page hidden from it", res.StatusCode)
 	}
-	if res, _ := b.do("GET", "/ui/account/beta-only", nil); res.StatusCode != http.StatusNotFound {
+	if res, _ := b.Do("GET", "/ui/account/beta-only", nil); res.StatusCode != http.StatusNotFound {
 		t.Errorf("a page hidden from acme: %d; want 404", res.StatusCode)
 	}
-	if res, _ := b.do("GET", "/ui/admin/pools", nil); res.StatusCode != http.StatusForbidden {
+	if res, _ := b.Do("GET", "/ui/admin/pools", nil); res.StatusCode != http.StatusForbidden {
 		t.Fatalf("a customer on a registered operator page: %d; want 403", res.StatusCode)
 	}
-	b.do("POST", "/ui/signout", url.Values{"csrf": {b.csrf("/ui/account")}})
-	if code, _ := b.signIn(adminToken); code != http.StatusSeeOther {
+	b.Do("POST", "/ui/signout", url.Values{"csrf": {b.CSRF("/ui/account")}})
+	if code, _ := b.SignIn(adminToken); code != http.StatusSeeOther {
 		t.Fatalf("operator sign-in: %d", code)
 	}
-	res, page := b.do("GET", "/ui/admin/pools", nil)
+	res, page := b.Do("GET", "/ui/admin/pools", nil)
 	for _, want := range []string{`<a href="/ui/admin/pools" aria-current="page">Pools</a>`, `<div class="value">64</div>`, `data-sort="64"`,
 		`<div class="card" data-figure="gpus">`, `<table class="sortable" data-table="pools">`,
 		`<nav class="pager links" aria-label="Period"><strong aria-current="page">Today</strong> · <a href="/ui/admin/pools?days=7">Last 7 days</a></nav>`,
@@ -101,14 +100,14 @@ func TestRegistry(t *testing.T) {
 			t.Errorf("the registered page (%d) lacks %s", res.StatusCode, want)
 		}
 	}
-	if res, _ := b.do("POST", "/ui/admin/pools", url.Values{"gpus": {"80"}}); res.StatusCode != http.StatusForbidden || posted != "" {
+	if res, _ := b.Do("POST", "/ui/admin/pools", url.Values{"gpus": {"80"}}); res.StatusCode != http.StatusForbidden || posted != "" {
 		t.Fatalf("a registered form without its CSRF token: %d, handled %q", res.StatusCode, posted)
 	}
-	res, _ = b.do("POST", "/ui/admin/pools", url.Values{"gpus": {"80"}, "csrf": {b.csrf("/ui/admin/pools")}})
+	res, _ = b.Do("POST", "/ui/admin/pools", url.Values{"gpus": {"80"}, "csrf": {b.CSRF("/ui/admin/pools")}})
 	if res.StatusCode != http.StatusSeeOther || posted != "80" {
 		t.Fatalf("the registered form: %d, handled %q", res.StatusCode, posted)
 	}
-	if _, page := b.do("GET", "/ui/admin/pools", nil); !strings.Contains(page, "Resized.") {
+	if _, page := b.Do("GET", "/ui/admin/pools", nil); !strings.Contains(page, "Resized.") {
 		t.Error("the flash after the form is not shown")
 	}
 }
@@ -161,11 +160,10 @@ func TestRegistrySections(t *testing.T) {
 	if err := d.OfferCheckout("/ui/account/buy", ""); err == nil {
 		t.Error("OfferCheckout after the handler was built")
 	}
-	jar, _ := cookiejar.New(nil)
-	b := &browser{t: t, e: &env{t: t, url: hs.URL}, jar: jar, c: &http.Client{Jar: jar, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}}
-	b.signIn(adminToken)
-	tok := b.csrf("/ui/admin/things")
-	_, page := b.do("GET", "/ui/admin/things", nil)
+	b := (&uitest.Site{T: t, URL: hs.URL}).Browser()
+	b.SignIn(adminToken)
+	tok := b.CSRF("/ui/admin/things")
+	_, page := b.Do("GET", "/ui/admin/things", nil)
 	for _, want := range []string{
 		`<td class="wrap">a-long-id</td>`,
 		`<form method="post" action="/ui/admin/things/a/redo"><input type="hidden" name="csrf" value="` + tok + `"><button type="submit" class="danger">Redo</button></form>`,
@@ -177,10 +175,10 @@ func TestRegistrySections(t *testing.T) {
 			t.Errorf("the page lacks %s", want)
 		}
 	}
-	if res, _ := b.do("POST", "/ui/admin/things", url.Values{"csrf": {tok}, "kinds": {"x", "z"}}); res.StatusCode != http.StatusSeeOther || strings.Join(ticked, ",") != "x,z" {
+	if res, _ := b.Do("POST", "/ui/admin/things", url.Values{"csrf": {tok}, "kinds": {"x", "z"}}); res.StatusCode != http.StatusSeeOther || strings.Join(ticked, ",") != "x,z" {
 		t.Fatalf("the checkboxes posted %v (%d), want x,z", ticked, res.StatusCode)
 	}
-	res, page := b.do("POST", "/ui/admin/things/away", url.Values{"csrf": {tok}})
+	res, page := b.Do("POST", "/ui/admin/things/away", url.Values{"csrf": {tok}})
 	if res.StatusCode != 200 || !strings.Contains(page, `<meta http-equiv="refresh" content="0;url=https://pay.example.com/s/1?a=1&amp;b=2">`) ||
 		!strings.Contains(page, `<a href="https://pay.example.com/s/1?a=1&amp;b=2" id="leave">`) || !strings.Contains(page, "Taking you to <strong>pay.example.com</strong>") {
 		t.Fatalf("a POST sending the browser to another origin: %d\n%s", res.StatusCode, page)

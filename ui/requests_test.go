@@ -21,7 +21,7 @@ func TestRequestsShowCache(t *testing.T) {
 	e := newEnv(t)
 	body := `{"model": "gpt-4o-mini", "max_tokens": 20, "system": [{"type": "text", "text": "You are a terse assistant for Acme.", "cache_control": {"type": "ephemeral"}}],
 		"messages": [{"role": "user", "content": "Hello"}]}`
-	req, _ := http.NewRequest("POST", e.url+"/v1/messages", strings.NewReader(body))
+	req, _ := http.NewRequest("POST", e.URL+"/v1/messages", strings.NewReader(body))
 	req.Header.Set("x-api-key", e.acmeKey)
 	req.Header.Set("Content-Type", "application/json")
 	res, err := http.DefaultClient.Do(req)
@@ -42,11 +42,11 @@ func TestRequestsShowCache(t *testing.T) {
 		t.Fatalf("messages: %d %s", res.StatusCode, b)
 	}
 
-	br := e.browser()
-	if status, _ := br.signIn(e.acmeKey); status != http.StatusSeeOther {
+	br := e.Browser()
+	if status, _ := br.SignIn(e.acmeKey); status != http.StatusSeeOther {
 		t.Fatalf("sign in: %d", status)
 	}
-	_, page := br.do("GET", "/ui/account/requests", nil)
+	_, page := br.Do("GET", "/ui/account/requests", nil)
 	// The rows' cells: time, model, tokens in, cache read / written,
 	// tokens out, cost, status, latency.
 	var rows [][]string

@@ -2,11 +2,11 @@ package ui_test
 
 import (
 	"net/http"
-
-	fb "farebox"
 	"net/url"
 	"strings"
 	"testing"
+
+	"farebox/ui/uitest"
 )
 
 // TestCustomerSessionIsConfined: a customer's session sees its own
@@ -15,13 +15,13 @@ import (
 // another customer changes nothing.
 func TestCustomerSessionIsConfined(t *testing.T) {
 	e := newEnv(t)
-	b := e.browser()
-	if code, to := b.signIn(e.acmeKey); code != http.StatusSeeOther || to != "/ui/account" {
+	b := e.Browser()
+	if code, to := b.SignIn(e.acmeKey); code != http.StatusSeeOther || to != "/ui/account" {
 		t.Fatalf("sign-in with acme's key: %d to %q; want 303 to /ui/account", code, to)
 	}
-	tok := b.csrf("/ui/account")
+	tok := b.CSRF("/ui/account")
 	var before struct{ Available string }
-	e.json("/api/v1/customers/beta/balance", &before)
+	e.JSON("/api/v1/customers/beta/balance", &before)
 	for _, tc := range []struct {
 		method, path string
 	}{
@@ -33,7 +33,7 @@ func TestCustomerSessionIsConfined(t *testing.T) {
 		if tc.method == "GET" {
 			form = nil
 		}
-		res, page := b.do(tc.method, tc.path, form)
+		res, page := b.Do(tc.method, tc.path, form)
 		if res.StatusCode != http.StatusForbidden {
 			t.Errorf("%s %s as a customer: %d; want 403", tc.method, tc.path, res.StatusCode)
 		}
@@ -43,12 +43,12 @@ func TestCustomerSessionIsConfined(t *testing.T) {
 	}
 	// Nothing was granted by those posts.
 	var bal struct{ Available string }
-	e.json("/api/v1/customers/beta/balance", &bal)
+	e.JSON("/api/v1/customers/beta/balance", &bal)
 	if bal.Available != before.Available {
 		t.Fatalf("beta's available after acme's attempts = %s, want %s", bal.Available, before.Available)
 	}
 
-	res, _ := b.do("POST", "/ui/account/keys/"+e.betaID+"/revoke", url.Values{"csrf": {tok}})
+	res, _ := b.Do("POST", "/ui/account/keys/"+e.betaID+"/revoke", url.Values{"csrf": {tok}})
 	if res.StatusCode != http.StatusNotFound {
 		t.Errorf("acme revoking beta's key: %d; want 404", res.StatusCode)
 	}
@@ -58,20 +58,20 @@ func TestCustomerSessionIsConfined(t *testing.T) {
 			RevokedAt string `json:"revoked_at"`
 		}
 	}
-	e.json("/api/v1/customers/beta/keys", &ks)
+	e.JSON("/api/v1/customers/beta/keys", &ks)
 	if len(ks.Data) != 1 || ks.Data[0].RevokedAt != "" {
 		t.Fatalf("beta's keys after acme's attempt: %+v; want one, live", ks.Data)
 	}
 
 	for _, path := range []string{"/ui/account?customer=beta", "/ui/account/requests?customer=beta", "/ui/account/keys?customer=beta"} {
-		res, page := b.do("GET", path, nil)
+		res, page := b.Do("GET", path, nil)
 		if res.StatusCode != 200 || strings.Contains(page, "Beta Ltd") || strings.Contains(page, "777.5") || strings.Contains(page, e.betaID) {
 			t.Errorf("GET %s: %d, or beta's data in the page", path, res.StatusCode)
 		}
 	}
 	// A cursor of the requests list cannot reach past the session's own
 	// rows either: the customer is the session's, whatever the page.
-	res, page := b.do("GET", "/ui/account/requests?before=9999999999999999999_x", nil)
+	res, page := b.Do("GET", "/ui/account/requests?before=9999999999999999999_x", nil)
 	if res.StatusCode != http.StatusBadRequest || strings.Contains(page, "b-1") {
 		t.Errorf("a cursor out of range: %d", res.StatusCode)
 	}
@@ -84,12 +84,12 @@ func TestCustomerSessionIsConfined(t *testing.T) {
 // in a URL, a page after sign-in, or a log line.
 func TestSessions(t *testing.T) {
 	e := newEnv(t)
-	op := e.browser()
-	if code, to := op.signIn("wrong-" + adminToken); code != http.StatusUnauthorized || to != "" {
+	op := e.Browser()
+	if code, to := op.SignIn("wrong-" + adminToken); code != http.StatusUnauthorized || to != "" {
 		t.Fatalf("a wrong token: %d to %q; want 401 and the form again", code, to)
 	}
-	tok := op.csrf("/")
-	res, _ := op.do("POST", "/ui/signin", url.Values{"csrf": {tok}, "secret": {adminToken}})
+	tok := op.CSRF("/")
+	res, _ := op.Do("POST", "/ui/signin", url.Values{"csrf": {tok}, "secret": {adminToken}})
 	if res.StatusCode != http.StatusSeeOther || res.Header.Get("Location") != "/ui/admin" {
 		t.Fatalf("operator sign-in: %d to %q", res.StatusCode, res.Header.Get("Location"))
 	}
@@ -105,7 +105,7 @@ func TestSessions(t *testing.T) {
 	if strings.Contains(cookie.Value, adminToken) {
 		t.Fatal("the session cookie carries the admin token")
 	}
-	res, page := op.do("GET", "/ui/admin", nil)
+	res, page := op.Do("GET", "/ui/admin", nil)
 	if res.StatusCode != 200 {
 		t.Fatalf("GET /ui/admin: %d", res.StatusCode)
 	}
@@ -121,40 +121,40 @@ func TestSessions(t *testing.T) {
 
 	// The grant form: refused without its token, and with another's.
 	grant := url.Values{"amount": {"250"}, "source": {"promo"}, "idempotency_key": {"g-1"}}
-	if res, _ := op.do("POST", "/ui/admin/customers/beta/grant", grant); res.StatusCode != http.StatusForbidden {
+	if res, _ := op.Do("POST", "/ui/admin/customers/beta/grant", grant); res.StatusCode != http.StatusForbidden {
 		t.Errorf("a grant without a CSRF token: %d; want 403", res.StatusCode)
 	}
-	grant.Set("csrf", "x"+op.csrf("/ui/admin/customers/beta"))
-	if res, _ := op.do("POST", "/ui/admin/customers/beta/grant", grant); res.StatusCode != http.StatusForbidden {
+	grant.Set("csrf", "x"+op.CSRF("/ui/admin/customers/beta"))
+	if res, _ := op.Do("POST", "/ui/admin/customers/beta/grant", grant); res.StatusCode != http.StatusForbidden {
 		t.Errorf("a grant with a wrong CSRF token: %d; want 403", res.StatusCode)
 	}
 	var bal, before struct{ Available string }
-	e.json("/api/v1/customers/beta/balance", &before)
+	e.JSON("/api/v1/customers/beta/balance", &before)
 	grant.Set("csrf", "")
-	if res, _ := op.do("POST", "/ui/admin/customers/beta/grant", grant); res.StatusCode != http.StatusForbidden {
+	if res, _ := op.Do("POST", "/ui/admin/customers/beta/grant", grant); res.StatusCode != http.StatusForbidden {
 		t.Errorf("a grant with an empty CSRF token: %d; want 403", res.StatusCode)
 	}
-	e.json("/api/v1/customers/beta/balance", &bal)
+	e.JSON("/api/v1/customers/beta/balance", &bal)
 	if bal.Available != before.Available {
 		t.Fatalf("beta's available after refused grants = %s, want %s", bal.Available, before.Available)
 	}
-	grant.Set("csrf", op.csrf("/ui/admin/customers/beta"))
+	grant.Set("csrf", op.CSRF("/ui/admin/customers/beta"))
 	for range 2 { // the same form twice: one grant (its idempotency key)
-		if res, _ := op.do("POST", "/ui/admin/customers/beta/grant", grant); res.StatusCode != http.StatusSeeOther {
+		if res, _ := op.Do("POST", "/ui/admin/customers/beta/grant", grant); res.StatusCode != http.StatusSeeOther {
 			t.Fatalf("a grant with its token: %d; want 303", res.StatusCode)
 		}
 	}
-	e.json("/api/v1/customers/beta/balance", &bal)
-	if want := plus(t, before.Available, "250"); bal.Available != want {
+	e.JSON("/api/v1/customers/beta/balance", &bal)
+	if want := uitest.Plus(t, before.Available, "250"); bal.Available != want {
 		t.Fatalf("beta's available after the grant (sent twice) = %s, want %s", bal.Available, want)
 	}
 
 	// Sign-out ends the session; the old cookie, replayed, is worthless.
-	res, _ = op.do("POST", "/ui/signout", url.Values{"csrf": {op.csrf("/ui/admin")}})
+	res, _ = op.Do("POST", "/ui/signout", url.Values{"csrf": {op.CSRF("/ui/admin")}})
 	if res.StatusCode != http.StatusSeeOther || res.Header.Get("Location") != "/" {
 		t.Fatalf("sign-out: %d to %q", res.StatusCode, res.Header.Get("Location"))
 	}
-	replay, _ := http.NewRequest("GET", e.url+"/ui/admin", nil)
+	replay, _ := http.NewRequest("GET", e.URL+"/ui/admin", nil)
 	replay.AddCookie(cookie)
 	r2, err := (&http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}).Do(replay)
 	if err != nil {
@@ -173,28 +173,28 @@ func TestSessions(t *testing.T) {
 	}
 
 	// A customer whose key is revoked is signed out with it.
-	cu := e.browser()
-	if code, _ := cu.signIn(e.acmeKey2); code != http.StatusSeeOther {
+	cu := e.Browser()
+	if code, _ := cu.SignIn(e.acmeKey2); code != http.StatusSeeOther {
 		t.Fatalf("sign-in with acme's second key: %d", code)
 	}
-	if res, _ := cu.do("GET", "/ui/account", nil); res.StatusCode != 200 {
+	if res, _ := cu.Do("GET", "/ui/account", nil); res.StatusCode != 200 {
 		t.Fatalf("GET /ui/account: %d", res.StatusCode)
 	}
-	e.api("DELETE", "/api/v1/keys/"+e.acmeID2, "", 200)
-	if res, _ := cu.do("GET", "/ui/account", nil); res.StatusCode != http.StatusSeeOther {
+	e.API("DELETE", "/api/v1/keys/"+e.acmeID2, "", 200)
+	if res, _ := cu.Do("GET", "/ui/account", nil); res.StatusCode != http.StatusSeeOther {
 		t.Fatalf("GET /ui/account after its key was revoked: %d; want 303 to the sign-in", res.StatusCode)
 	}
 
 	// A key made on the keys page is shown once, in that response only.
-	if code, _ := cu.signIn(e.acmeKey); code != http.StatusSeeOther {
+	if code, _ := cu.SignIn(e.acmeKey); code != http.StatusSeeOther {
 		t.Fatal("sign-in again")
 	}
-	res, page = cu.do("POST", "/ui/account/keys", url.Values{"csrf": {cu.csrf("/ui/account/keys")}, "name": {"new one"}})
-	secret := between(page, `<code class="secret" id="new-key">`, `</code>`)
+	res, page = cu.Do("POST", "/ui/account/keys", url.Values{"csrf": {cu.CSRF("/ui/account/keys")}, "name": {"new one"}})
+	secret := uitest.Between(page, `<code class="secret" id="new-key">`, `</code>`)
 	if res.StatusCode != 200 || !strings.HasPrefix(secret, "fbk_") {
 		t.Fatalf("creating a key: %d, secret %q", res.StatusCode, secret)
 	}
-	if _, page := cu.do("GET", "/ui/account/keys", nil); strings.Contains(page, secret) {
+	if _, page := cu.Do("GET", "/ui/account/keys", nil); strings.Contains(page, secret) {
 		t.Error("the new key is shown again")
 	}
 
@@ -206,23 +206,4 @@ func TestSessions(t *testing.T) {
 	if !strings.Contains(e.logs.String(), "/ui/signin") {
 		t.Error("the log has no access line of the sign-in: is it logging at all?")
 	}
-}
-
-func plus(t *testing.T, a, b string) string {
-	t.Helper()
-	x, err := fb.ParseAmount(a)
-	y, err2 := fb.ParseAmount(b)
-	if err != nil || err2 != nil {
-		t.Fatalf("amounts %q, %q", a, b)
-	}
-	return (x + y).String()
-}
-
-func between(s, from, to string) string {
-	_, s, ok := strings.Cut(s, from)
-	if !ok {
-		return ""
-	}
-	s, _, _ = strings.Cut(s, to)
-	return s
 }

@@ -10,6 +10,7 @@ import (
 
 	"farebox/payments/stripemock"
 	"farebox/ui/billing"
+	"farebox/ui/uitest"
 )
 
 // TestTopUpPage: with Stripe configured, the overview's top-up panel is a
@@ -24,23 +25,22 @@ import (
 func TestTopUpPage(t *testing.T) {
 	e := newEnv(t, true)
 	ctx := context.Background()
-	e.api("POST", "/api/v1/customers", `{"id":"acme","name":"Acme"}`, 201)
-	e.api("POST", "/api/v1/customers/acme/grants", `{"amount":"500","source":"purchase","paid_usd":"5"}`, 201)
-	key, _ := e.key("acme", `{"name":"owner"}`)
-	team, _ := e.key("acme", `{"name":"team","budget":"5","budget_period":"day"}`)
-	b := e.browser()
-	b.signIn(key)
+	e.API("POST", "/api/v1/customers", `{"id":"acme","name":"Acme"}`, 201)
+	e.API("POST", "/api/v1/customers/acme/grants", `{"amount":"500","source":"purchase","paid_usd":"5"}`, 201)
+	key, _ := e.Key("acme", `{"name":"owner"}`)
+	team, _ := e.Key("acme", `{"name":"team","budget":"5","budget_period":"day"}`)
+	b := e.SignedIn(key)
 
-	overview := b.page("/ui/account")
+	overview := b.Page("/ui/account")
 	if !strings.Contains(overview, `action="`+billing.CheckoutPath+`"`) || strings.Contains(overview, "Email billing@example.com") ||
 		!strings.Contains(overview, `href="`+billing.TopUpPath+`"`) {
-		t.Fatalf("the overview's top-up panel is not the checkout:\n%s", between(overview, `id="topup"`, "</section>"))
+		t.Fatalf("the overview's top-up panel is not the checkout:\n%s", uitest.Between(overview, `id="topup"`, "</section>"))
 	}
 
-	page := b.page(billing.TopUpPath)
-	bal := e.api("GET", "/api/v1/customers/acme/balance", "", 200)
+	page := b.Page(billing.TopUpPath)
+	bal := e.Object("GET", "/api/v1/customers/acme/balance", "", 200)
 	c := cards(page)
-	if figure(c["Available"]) != bal["available"] || c["Price of a credit"] != "$0.01" || c["Automatic top-up"] != "off" || c["Saved card"] != "none yet" {
+	if uitest.Figure(c["Available"]) != bal["available"] || c["Price of a credit"] != "$0.01" || c["Automatic top-up"] != "off" || c["Saved card"] != "none yet" {
 		t.Fatalf("top-up page cards %v; want available %v, $0.01 a credit, off, no card", c, bal["available"])
 	}
 	if !strings.Contains(page, `<a href="/ui/account/topup" aria-current="page">Top up</a>`) {
@@ -49,20 +49,20 @@ func TestTopUpPage(t *testing.T) {
 
 	// The automatic top-up's form: refused without its CSRF token, and
 	// with a bad figure; then set, its figures the API's.
-	if res, _ := b.do("POST", billing.TopUpPath+"/auto", url.Values{"threshold": {"100"}, "credits": {"1000"}}); res.StatusCode != http.StatusForbidden {
+	if res, _ := b.Do("POST", billing.TopUpPath+"/auto", url.Values{"threshold": {"100"}, "credits": {"1000"}}); res.StatusCode != http.StatusForbidden {
 		t.Fatalf("the form without its CSRF token: %d, want 403", res.StatusCode)
 	}
-	if res, body := b.post(billing.TopUpPath, billing.TopUpPath+"/auto", url.Values{"threshold": {"0"}, "credits": {"1000"}}); res.StatusCode != 400 || !strings.Contains(body, "threshold must be a positive amount") {
+	if res, body := b.Post(billing.TopUpPath, billing.TopUpPath+"/auto", url.Values{"threshold": {"0"}, "credits": {"1000"}}); res.StatusCode != 400 || !strings.Contains(body, "threshold must be a positive amount") {
 		t.Fatalf("threshold 0: %d, want 400 naming threshold", res.StatusCode)
 	}
-	e.api("GET", "/api/v1/customers/acme/auto-topup", "", 404)
-	if res, _ := b.post(billing.TopUpPath, billing.TopUpPath+"/auto", url.Values{"threshold": {"480"}, "credits": {"1000"}, "cooldown": {"30m"}}); res.StatusCode != http.StatusSeeOther {
+	e.API("GET", "/api/v1/customers/acme/auto-topup", "", 404)
+	if res, _ := b.Post(billing.TopUpPath, billing.TopUpPath+"/auto", url.Values{"threshold": {"480"}, "credits": {"1000"}, "cooldown": {"30m"}}); res.StatusCode != http.StatusSeeOther {
 		t.Fatalf("setting the automatic top-up: %d", res.StatusCode)
 	}
-	auto := e.api("GET", "/api/v1/customers/acme/auto-topup", "", 200)
-	page = b.page(billing.TopUpPath)
+	auto := e.Object("GET", "/api/v1/customers/acme/auto-topup", "", 200)
+	page = b.Page(billing.TopUpPath)
 	c = cards(page)
-	if c["Automatic top-up"] != "on" || figure(c["Below"]) != auto["threshold"] || figure(c["Buys"]) != auto["credits"] || c["At most once every"] != auto["cooldown"] ||
+	if c["Automatic top-up"] != "on" || uitest.Figure(c["Below"]) != auto["threshold"] || uitest.Figure(c["Buys"]) != auto["credits"] || c["At most once every"] != auto["cooldown"] ||
 		auto["threshold"] != "480" || auto["cooldown"] != "30m" || !strings.Contains(page, "Automatic top-up on: 1,000 credits whenever the balance falls below 480.") {
 		t.Fatalf("after the form: cards %v, API %v", c, auto)
 	}
@@ -71,7 +71,7 @@ func TestTopUpPage(t *testing.T) {
 	// API shows it.
 	pi, sig := stripemock.Event("evt_saved", "payment_intent.succeeded", map[string]any{"id": "pi_checkout", "object": "payment_intent", "currency": "usd",
 		"customer": "cus_acme", "payment_method": "pm_card_visa", "metadata": map[string]string{"farebox_customer": "acme", "farebox_kind": "checkout"}})
-	req, _ := http.NewRequest("POST", e.url+"/webhooks/stripe", strings.NewReader(string(pi)))
+	req, _ := http.NewRequest("POST", e.URL+"/webhooks/stripe", strings.NewReader(string(pi)))
 	req.Header.Set("Stripe-Signature", sig)
 	if res, err := http.DefaultClient.Do(req); err != nil || res.StatusCode != 200 {
 		t.Fatalf("webhook: %v %v", res, err)
@@ -79,29 +79,29 @@ func TestTopUpPage(t *testing.T) {
 	if _, err := e.app.Notify.Follow(ctx); err != nil {
 		t.Fatal(err)
 	}
-	h := e.api("POST", "/api/v1/holds", `{"customer":"acme","amount":"30"}`, 201)
-	e.api("POST", "/api/v1/holds/"+h["id"].(string)+"/capture", `{}`, 200)
+	h := e.Object("POST", "/api/v1/holds", `{"customer":"acme","amount":"30"}`, 201)
+	e.API("POST", "/api/v1/holds/"+h["id"].(string)+"/capture", `{}`, 200)
 	if _, err := e.app.Notify.Follow(ctx); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := e.app.Payments.Topups(ctx); err != nil {
 		t.Fatal(err)
 	}
-	last := e.api("GET", "/api/v1/customers/acme/auto-topup", "", 200)["last_attempt"].(map[string]any)
-	page = b.page(billing.TopUpPath)
+	last := e.Object("GET", "/api/v1/customers/acme/auto-topup", "", 200)["last_attempt"].(map[string]any)
+	page = b.Page(billing.TopUpPath)
 	rows := table(t, page, "Last automatic top-up")
-	if len(rows) != 1 || figure(rows[0][1]) != last["credits"] || figure(rows[0][2]) != last["amount_usd"] || rows[0][3] != last["status"] ||
+	if len(rows) != 1 || uitest.Figure(rows[0][1]) != last["credits"] || uitest.Figure(rows[0][2]) != last["amount_usd"] || rows[0][3] != last["status"] ||
 		last["status"] != "requested" || last["amount_usd"] != "10" || cards(page)["Saved card"] != "saved" {
 		t.Fatalf("last attempt row %v, API %v", rows, last)
 	}
 
 	// The checkout: a Checkout Session at Stripe for acme's 250 credits,
 	// and the browser sent there.
-	if res, _ := b.do("POST", billing.CheckoutPath, url.Values{"credits": {"250"}}); res.StatusCode != http.StatusForbidden {
+	if res, _ := b.Do("POST", billing.CheckoutPath, url.Values{"credits": {"250"}}); res.StatusCode != http.StatusForbidden {
 		t.Fatalf("the checkout without its CSRF token: %d, want 403", res.StatusCode)
 	}
-	res, page := b.post("/ui/account", billing.CheckoutPath, url.Values{"credits": {"250"}})
-	loc := html.UnescapeString(between(page, `<a href="`, `" id="leave">`))
+	res, page := b.Post("/ui/account", billing.CheckoutPath, url.Values{"credits": {"250"}})
+	loc := html.UnescapeString(uitest.Between(page, `<a href="`, `" id="leave">`))
 	var created []stripemock.Request
 	for _, r := range e.rec.Sent() {
 		if r.Path == "/v1/checkout/sessions" {
@@ -113,35 +113,34 @@ func TestTopUpPage(t *testing.T) {
 		t.Fatalf("checkout: %d to %q, %d sessions created; want a page that goes on to the one session's page at once\n%s", res.StatusCode, loc, len(created), page)
 	}
 	if f := created[0].Form; f.Get("client_reference_id") != "acme" || f.Get("metadata[credits]") != "250" || f.Get("line_items[0][price_data][unit_amount]") != "250" ||
-		f.Get("success_url") != e.url+billing.TopUpPath+"?checkout=done" || f.Get("cancel_url") != e.url+billing.TopUpPath+"?checkout=cancelled" {
+		f.Get("success_url") != e.URL+billing.TopUpPath+"?checkout=done" || f.Get("cancel_url") != e.URL+billing.TopUpPath+"?checkout=cancelled" {
 		t.Fatalf("the session asked of Stripe: %v", f)
 	}
 	u, _ := url.Parse(loc)
 	if !strings.Contains(page, "Taking you to <strong>"+u.Host+"</strong>") {
 		t.Fatalf("the page does not say where it goes (%s)", u.Host)
 	}
-	if !strings.Contains(b.page(billing.TopUpPath+"?checkout=done"), "Your payment is being confirmed") {
+	if !strings.Contains(b.Page(billing.TopUpPath+"?checkout=done"), "Your payment is being confirmed") {
 		t.Error("the page Stripe sends the customer back to does not say the payment is being confirmed")
 	}
 
 	// A key with a budget: sees, cannot change.
-	tb := e.browser()
-	tb.signIn(team)
-	page = tb.page(billing.TopUpPath)
+	tb := e.SignedIn(team)
+	page = tb.Page(billing.TopUpPath)
 	if strings.Contains(page, `action="`+billing.TopUpPath+`/auto"`) || !strings.Contains(page, "only a key without one may change automatic top-ups") {
 		t.Fatal("a budgeted key's session is offered the automatic top-up's form")
 	}
-	if res, _ := tb.post(billing.TopUpPath, billing.TopUpPath+"/auto/off", nil); res.StatusCode != http.StatusForbidden {
+	if res, _ := tb.Post(billing.TopUpPath, billing.TopUpPath+"/auto/off", nil); res.StatusCode != http.StatusForbidden {
 		t.Fatalf("a budgeted key turning automatic top-ups off: %d, want 403", res.StatusCode)
 	}
-	e.api("GET", "/api/v1/customers/acme/auto-topup", "", 200)
+	e.API("GET", "/api/v1/customers/acme/auto-topup", "", 200)
 
 	// Off, by the owner's key.
-	if res, _ := b.post(billing.TopUpPath, billing.TopUpPath+"/auto/off", nil); res.StatusCode != http.StatusSeeOther {
+	if res, _ := b.Post(billing.TopUpPath, billing.TopUpPath+"/auto/off", nil); res.StatusCode != http.StatusSeeOther {
 		t.Fatalf("turning it off: %d", res.StatusCode)
 	}
-	e.api("GET", "/api/v1/customers/acme/auto-topup", "", 404)
-	if c := cards(b.page(billing.TopUpPath)); c["Automatic top-up"] != "off" {
+	e.API("GET", "/api/v1/customers/acme/auto-topup", "", 404)
+	if c := cards(b.Page(billing.TopUpPath)); c["Automatic top-up"] != "off" {
 		t.Fatalf("after turning it off: %v", c)
 	}
 }
@@ -150,21 +149,14 @@ func TestTopUpPage(t *testing.T) {
 // the operator's instructions and there is no top-up page.
 func TestTopUpWithoutProvider(t *testing.T) {
 	e := newEnv(t, false)
-	e.api("POST", "/api/v1/customers", `{"id":"acme","name":"Acme"}`, 201)
-	key, _ := e.key("acme", `{"name":"owner"}`)
-	b := e.browser()
-	b.signIn(key)
-	overview := b.page("/ui/account")
+	e.API("POST", "/api/v1/customers", `{"id":"acme","name":"Acme"}`, 201)
+	key, _ := e.Key("acme", `{"name":"owner"}`)
+	b := e.SignedIn(key)
+	overview := b.Page("/ui/account")
 	if !strings.Contains(overview, "Email billing@example.com to buy credits.") || strings.Contains(overview, billing.CheckoutPath) || strings.Contains(overview, ">Top up</a>") {
-		t.Fatalf("without payments the top-up panel is:\n%s", between(overview, `id="topup"`, "</section>"))
+		t.Fatalf("without payments the top-up panel is:\n%s", uitest.Between(overview, `id="topup"`, "</section>"))
 	}
-	if res, _ := b.do("GET", billing.TopUpPath, nil); res.StatusCode != http.StatusNotFound {
+	if res, _ := b.Do("GET", billing.TopUpPath, nil); res.StatusCode != http.StatusNotFound {
 		t.Fatalf("the top-up page without payments: %d, want 404", res.StatusCode)
 	}
-}
-
-func between(s, from, to string) string {
-	_, after, _ := strings.Cut(s, from)
-	before, _, _ := strings.Cut(after, to)
-	return before
 }

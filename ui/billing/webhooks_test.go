@@ -14,6 +14,7 @@ import (
 
 	"farebox/notify"
 	"farebox/ui/billing"
+	"farebox/ui/uitest"
 )
 
 // TestWebhooksPages: the operator adds an endpoint with the form (CSRF
@@ -43,22 +44,21 @@ func TestWebhooksPages(t *testing.T) {
 	}))
 	defer recv.Close()
 
-	op := e.browser()
-	op.signIn(adminToken)
-	page := op.page(billing.WebhooksPath)
+	op := e.SignedIn(adminToken)
+	page := op.Page(billing.WebhooksPath)
 	if !strings.Contains(page, `<a href="/ui/admin/webhooks" aria-current="page">Webhooks</a>`) || !strings.Contains(page, "No endpoints yet") {
 		t.Fatal("the webhooks page is not in the operator's navigation, or not empty")
 	}
 	form := url.Values{"url": {recv.URL + "/hook"}, "events": {"balance.low", "balance.depleted"}}
-	if res, _ := op.do("POST", billing.WebhooksPath, form); res.StatusCode != http.StatusForbidden {
+	if res, _ := op.Do("POST", billing.WebhooksPath, form); res.StatusCode != http.StatusForbidden {
 		t.Fatalf("the form without its CSRF token: %d, want 403", res.StatusCode)
 	}
-	if res, body := op.post(billing.WebhooksPath, billing.WebhooksPath, url.Values{"url": {"ftp://x"}, "events": {"balance.low"}}); res.StatusCode != 400 || !strings.Contains(body, "url must be an http or https URL") {
+	if res, body := op.Post(billing.WebhooksPath, billing.WebhooksPath, url.Values{"url": {"ftp://x"}, "events": {"balance.low"}}); res.StatusCode != 400 || !strings.Contains(body, "url must be an http or https URL") {
 		t.Fatalf("an ftp URL: %d, want 400", res.StatusCode)
 	}
-	res, page := op.post(billing.WebhooksPath, billing.WebhooksPath, form)
-	secret := between(page, `<code class="secret" id="new-secret">`, "</code>")
-	list := e.api("GET", "/api/v1/webhook-endpoints", "", 200)["data"].([]any)
+	res, page := op.Post(billing.WebhooksPath, billing.WebhooksPath, form)
+	secret := uitest.Between(page, `<code class="secret" id="new-secret">`, "</code>")
+	list := e.Object("GET", "/api/v1/webhook-endpoints", "", 200)["data"].([]any)
 	if res.StatusCode != 200 || !strings.HasPrefix(secret, "whsec_") || len(list) != 1 {
 		t.Fatalf("adding an endpoint: %d, secret %q, the API lists %d", res.StatusCode, secret, len(list))
 	}
@@ -67,7 +67,7 @@ func TestWebhooksPages(t *testing.T) {
 	if ep["url"] != recv.URL+"/hook" || fmt.Sprint(ep["events"]) != "[balance.low balance.depleted]" {
 		t.Fatalf("the API's endpoint %v", ep)
 	}
-	if strings.Contains(op.page(billing.WebhooksPath), secret) {
+	if strings.Contains(op.Page(billing.WebhooksPath), secret) {
 		t.Fatal("the secret is shown again")
 	}
 
@@ -75,12 +75,12 @@ func TestWebhooksPages(t *testing.T) {
 	if _, err := e.app.Notify.Follow(ctx); err != nil {
 		t.Fatal(err)
 	}
-	e.api("POST", "/api/v1/customers", `{"id":"acme","name":"Acme"}`, 201)
-	e.api("PUT", "/api/v1/customers/acme/alerts", `{"low_balance":"50"}`, 200)
-	e.api("POST", "/api/v1/customers/acme/grants", `{"amount":"100","source":"promo"}`, 201)
+	e.API("POST", "/api/v1/customers", `{"id":"acme","name":"Acme"}`, 201)
+	e.API("PUT", "/api/v1/customers/acme/alerts", `{"low_balance":"50"}`, 200)
+	e.API("POST", "/api/v1/customers/acme/grants", `{"amount":"100","source":"promo"}`, 201)
 	for _, amount := range []string{"60", "40"} { // low, then depleted
-		h := e.api("POST", "/api/v1/holds", `{"customer":"acme","amount":"`+amount+`"}`, 201)
-		e.api("POST", "/api/v1/holds/"+h["id"].(string)+"/capture", `{}`, 200)
+		h := e.Object("POST", "/api/v1/holds", `{"customer":"acme","amount":"`+amount+`"}`, 201)
+		e.API("POST", "/api/v1/holds/"+h["id"].(string)+"/capture", `{}`, 200)
 	}
 	for range 2 {
 		if _, err := e.app.Notify.Follow(ctx); err != nil {
@@ -92,9 +92,9 @@ func TestWebhooksPages(t *testing.T) {
 	}
 	compare := func() (rows [][]string, api []any) {
 		t.Helper()
-		page := op.page(billing.WebhooksPath + "/" + id)
+		page := op.Page(billing.WebhooksPath + "/" + id)
 		rows = table(t, page, "Deliveries, newest first")
-		api = e.api("GET", "/api/v1/webhook-endpoints/"+id+"/deliveries", "", 200)["data"].([]any)
+		api = e.Object("GET", "/api/v1/webhook-endpoints/"+id+"/deliveries", "", 200)["data"].([]any)
 		if len(rows) != len(api) {
 			t.Fatalf("%d rows, the API %d deliveries", len(rows), len(api))
 		}
@@ -125,17 +125,17 @@ func TestWebhooksPages(t *testing.T) {
 	mu.Unlock()
 	low := api[1].(map[string]any)
 	retry := billing.WebhooksPath + "/" + id + "/deliveries/" + low["id"].(string) + "/retry"
-	if !strings.Contains(op.page(billing.WebhooksPath+"/"+id), `action="`+retry+`"`) {
+	if !strings.Contains(op.Page(billing.WebhooksPath+"/"+id), `action="`+retry+`"`) {
 		t.Fatal("no retry button for the delivery")
 	}
-	if res, _ := op.do("POST", retry, url.Values{}); res.StatusCode != http.StatusForbidden {
+	if res, _ := op.Do("POST", retry, url.Values{}); res.StatusCode != http.StatusForbidden {
 		t.Fatalf("retry without its CSRF token: %d, want 403", res.StatusCode)
 	}
-	if res, _ := op.post(billing.WebhooksPath+"/"+id, billing.WebhooksPath+"/other/deliveries/"+low["id"].(string)+"/retry", nil); res.StatusCode != http.StatusNotFound {
+	if res, _ := op.Post(billing.WebhooksPath+"/"+id, billing.WebhooksPath+"/other/deliveries/"+low["id"].(string)+"/retry", nil); res.StatusCode != http.StatusNotFound {
 		t.Fatalf("retry under another endpoint: %d, want 404", res.StatusCode)
 	}
 	before := time.Now()
-	if res, _ := op.post(billing.WebhooksPath+"/"+id, retry, nil); res.StatusCode != http.StatusSeeOther || res.Header.Get("Location") != billing.WebhooksPath+"/"+id {
+	if res, _ := op.Post(billing.WebhooksPath+"/"+id, retry, nil); res.StatusCode != http.StatusSeeOther || res.Header.Get("Location") != billing.WebhooksPath+"/"+id {
 		t.Fatalf("retry: %d to %s", res.StatusCode, res.Header.Get("Location"))
 	}
 	_, api = compare()
@@ -157,26 +157,25 @@ func TestWebhooksPages(t *testing.T) {
 		}
 	}
 	mu.Unlock()
-	if w := table(t, op.page(billing.WebhooksPath), "Endpoints"); len(w) != 1 || w[0][3] != "2" || w[0][4] != "0" || w[0][5] != "0" {
+	if w := table(t, op.Page(billing.WebhooksPath), "Endpoints"); len(w) != 1 || w[0][3] != "2" || w[0][4] != "0" || w[0][5] != "0" {
 		t.Fatalf("the endpoints' table %v, want 2 delivered", w)
 	}
 
 	// A customer is refused every webhook page.
-	e.api("POST", "/api/v1/customers/acme/keys", `{"name":"k"}`, 201)
-	cust := e.browser()
-	k, _ := e.key("acme", `{"name":"k2"}`)
-	cust.signIn(k)
+	e.API("POST", "/api/v1/customers/acme/keys", `{"name":"k"}`, 201)
+	k, _ := e.Key("acme", `{"name":"k2"}`)
+	cust := e.SignedIn(k)
 	for _, p := range []string{billing.WebhooksPath, billing.WebhooksPath + "/" + id} {
-		if res, _ := cust.do("GET", p, nil); res.StatusCode != http.StatusForbidden {
+		if res, _ := cust.Do("GET", p, nil); res.StatusCode != http.StatusForbidden {
 			t.Fatalf("a customer on %s: %d, want 403", p, res.StatusCode)
 		}
 	}
 
 	// Removed.
-	if res, _ := op.post(billing.WebhooksPath, billing.WebhooksPath+"/"+id+"/delete", nil); res.StatusCode != http.StatusSeeOther {
+	if res, _ := op.Post(billing.WebhooksPath, billing.WebhooksPath+"/"+id+"/delete", nil); res.StatusCode != http.StatusSeeOther {
 		t.Fatalf("remove: %d", res.StatusCode)
 	}
-	if list := e.api("GET", "/api/v1/webhook-endpoints", "", 200)["data"].([]any); len(list) != 0 {
+	if list := e.Object("GET", "/api/v1/webhook-endpoints", "", 200)["data"].([]any); len(list) != 0 {
 		t.Fatalf("after removing it the API lists %v", list)
 	}
 }

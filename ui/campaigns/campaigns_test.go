@@ -4,13 +4,14 @@ import (
 	"encoding/json"
 	"fmt"
 	"html"
-	"io"
 	"net/http"
 	"net/url"
 	"regexp"
 	"strings"
 	"testing"
 	"time"
+
+	"farebox/ui/uitest"
 )
 
 // sponsoredEnv is the env with sponsored suggestions: a free plan that
@@ -26,16 +27,16 @@ type sponsoredEnv struct {
 
 func newSponsoredEnv(t *testing.T) *sponsoredEnv {
 	e := &sponsoredEnv{env: newEnv(t)}
-	e.api("POST", "/api/v1/plans", `{"id": "free", "name": "Free", "models": ["*"], "sponsored": true}`, 201)
-	e.api("POST", "/api/v1/customers", `{"id": "free", "name": "Free user", "plan": "free"}`, 201)
-	e.api("POST", "/api/v1/customers/free/grants", `{"amount": "100", "source": "promo", "idempotency_key": "free-1"}`, 201)
-	e.freeKey, _ = e.key("free", "app")
+	e.API("POST", "/api/v1/plans", `{"id": "free", "name": "Free", "models": ["*"], "sponsored": true}`, 201)
+	e.API("POST", "/api/v1/customers", `{"id": "free", "name": "Free user", "plan": "free"}`, 201)
+	e.API("POST", "/api/v1/customers/free/grants", `{"amount": "100", "source": "promo", "idempotency_key": "free-1"}`, 201)
+	e.freeKey, _ = e.Key("free", `{"name": "app"}`)
 	for _, adv := range []string{`{"id": "shop", "name": "Shop"}`, `{"id": "travel", "name": "Travel"}`} {
-		e.api("POST", "/api/v1/advertisers", adv, 201)
+		e.API("POST", "/api/v1/advertisers", adv, 201)
 	}
-	e.api("POST", "/api/v1/customers/shop/grants", `{"amount": "1000", "source": "purchase", "paid_usd": "10", "idempotency_key": "shop-1"}`, 201)
-	e.api("POST", "/api/v1/customers/travel/grants", `{"amount": "100", "source": "purchase", "paid_usd": "1", "idempotency_key": "travel-1"}`, 201)
-	e.shopKey, _ = e.key("shop", "dashboard")
+	e.API("POST", "/api/v1/customers/shop/grants", `{"amount": "1000", "source": "purchase", "paid_usd": "10", "idempotency_key": "shop-1"}`, 201)
+	e.API("POST", "/api/v1/customers/travel/grants", `{"amount": "100", "source": "purchase", "paid_usd": "1", "idempotency_key": "travel-1"}`, 201)
+	e.shopKey, _ = e.Key("shop", `{"name": "dashboard"}`)
 	for _, c := range []string{
 		`{"id": "laptops", "advertiser": "shop", "topics": ["laptops"], "phrases": ["laptop", "notebook"], "title": "Laptops at Shop",
 		  "text": "Every laptop, tested.", "url": "https://shop.example/laptops", "bid_per_impression": "0.5", "bid_per_click": "2", "daily_budget": "100"}`,
@@ -44,7 +45,7 @@ func newSponsoredEnv(t *testing.T) *sponsoredEnv {
 		`{"id": "hotels", "advertiser": "travel", "topics": ["hotels"], "phrases": ["hotel"], "title": "Hotels by Travel",
 		  "url": "https://travel.example/", "bid_per_impression": "0.1", "bid_per_click": "0.5", "daily_budget": "5"}`,
 	} {
-		e.api("POST", "/api/v1/campaigns", c, 201)
+		e.API("POST", "/api/v1/campaigns", c, 201)
 	}
 	e.yesterday = e.clock.Now().UTC().Truncate(24 * time.Hour)
 	for range 2 {
@@ -79,25 +80,16 @@ func newSponsoredEnv(t *testing.T) *sponsoredEnv {
 // mustAsk sends a chat as the free customer and returns its suggestion's
 // link ("" when it carries none, as wanted says).
 func (e *sponsoredEnv) mustAsk(text string, want bool) string {
-	e.t.Helper()
-	body := fmt.Sprintf(`{"model": "gpt-4o-mini", "max_tokens": 50, "messages": [{"role": "user", "content": %q}]}`, text)
-	req, _ := http.NewRequest("POST", e.url+"/v1/chat/completions", strings.NewReader(body))
-	req.Header.Set("Authorization", "Bearer "+e.freeKey)
-	req.Header.Set("Content-Type", "application/json")
-	res, err := http.DefaultClient.Do(req)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	defer res.Body.Close()
+	e.T.Helper()
+	b := e.Chat(e.freeKey, "gpt-4o-mini", text, 50)
 	var out struct {
 		Suggestion *struct{ URL string } `json:"farebox_suggestion"`
 	}
-	b, _ := io.ReadAll(res.Body)
-	if err := json.Unmarshal(b, &out); err != nil || res.StatusCode != 200 {
-		e.t.Fatalf("chat %q: %d %s", text, res.StatusCode, b)
+	if err := json.Unmarshal(b, &out); err != nil {
+		e.T.Fatalf("chat %q: %s", text, b)
 	}
 	if (out.Suggestion != nil) != want {
-		e.t.Fatalf("chat %q: a suggestion %v, want %v", text, out.Suggestion != nil, want)
+		e.T.Fatalf("chat %q: a suggestion %v, want %v", text, out.Suggestion != nil, want)
 	}
 	if out.Suggestion == nil {
 		return ""
@@ -111,23 +103,23 @@ type stats struct {
 }
 
 func (e *sponsoredEnv) stats(campaign string, from, to time.Time) stats {
-	e.t.Helper()
+	e.T.Helper()
 	var st stats
-	e.json("/api/v1/campaigns/"+campaign+"/stats?from="+from.Format(time.DateOnly)+"&to="+to.Format(time.DateOnly), &st)
+	e.JSON("/api/v1/campaigns/"+campaign+"/stats?from="+from.Format(time.DateOnly)+"&to="+to.Format(time.DateOnly), &st)
 	return st
 }
 
 func (e *sponsoredEnv) waitStats(campaign string, impressions, clicks int64) {
-	e.t.Helper()
+	e.T.Helper()
 	deadline := time.Now().Add(5 * time.Second)
 	for {
 		var st stats
-		e.json("/api/v1/campaigns/"+campaign+"/stats", &st)
+		e.JSON("/api/v1/campaigns/"+campaign+"/stats", &st)
 		if st.Impressions == impressions && st.Clicks == clicks {
 			return
 		}
 		if time.Now().After(deadline) {
-			e.t.Fatalf("%s: %+v, want %d impressions and %d clicks", campaign, st, impressions, clicks)
+			e.T.Fatalf("%s: %+v, want %d impressions and %d clicks", campaign, st, impressions, clicks)
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
@@ -141,7 +133,7 @@ func figureOf(t *testing.T, page, name string) string {
 	if m == nil {
 		t.Fatalf("no figure %s in the page", name)
 	}
-	return figure(html.UnescapeString(m[1]))
+	return uitest.Figure(html.UnescapeString(m[1]))
 }
 
 var tags = regexp.MustCompile(`<[^>]*>`)
@@ -196,12 +188,12 @@ func rowOf(t *testing.T, rows []map[string]string, key string) map[string]string
 // it with its form, which is refused without its CSRF token.
 func TestCampaignPagesOperator(t *testing.T) {
 	e := newSponsoredEnv(t)
-	b := e.browser()
-	if code, _ := b.signIn(adminToken); code != http.StatusSeeOther {
+	b := e.Browser()
+	if code, _ := b.SignIn(adminToken); code != http.StatusSeeOther {
 		t.Fatal("the operator's sign-in")
 	}
 	from, to := e.today.AddDate(0, 0, -29), e.today.AddDate(0, 0, 1)
-	res, page := b.do("GET", "/ui/admin/campaigns", nil)
+	res, page := b.Do("GET", "/ui/admin/campaigns", nil)
 	if res.StatusCode != 200 || !strings.Contains(page, `<a href="/ui/admin/campaigns" aria-current="page">Campaigns</a>`) {
 		t.Fatalf("GET /ui/admin/campaigns: %d, or Campaigns is not in the navigation", res.StatusCode)
 	}
@@ -216,7 +208,7 @@ func TestCampaignPagesOperator(t *testing.T) {
 		sum.Clicks += st.Clicks
 		r := rowOf(t, rows, id)
 		for col, want := range map[string]string{"impressions": fmt.Sprint(st.Impressions), "clicks": fmt.Sprint(st.Clicks), "spend": st.Spend} {
-			if got := figure(r[col]); got != want {
+			if got := uitest.Figure(r[col]); got != want {
 				t.Errorf("%s's %s on the page = %q; the API's = %q", id, col, got, want)
 			}
 		}
@@ -233,7 +225,7 @@ func TestCampaignPagesOperator(t *testing.T) {
 
 	report := func(groupBy string) map[string]map[string]any {
 		var r struct{ Rows []map[string]any }
-		e.json("/api/v1/reports/economics?group_by="+groupBy+"&from="+from.Format(time.DateOnly)+"&to="+to.Format(time.DateOnly), &r)
+		e.JSON("/api/v1/reports/economics?group_by="+groupBy+"&from="+from.Format(time.DateOnly)+"&to="+to.Format(time.DateOnly), &r)
 		out := map[string]map[string]any{}
 		for _, row := range r.Rows {
 			out[row["key"].(string)] = row
@@ -268,7 +260,7 @@ func TestCampaignPagesOperator(t *testing.T) {
 			}
 			r := rowOf(t, rows, label)
 			for _, col := range []string{"requests", "revenue_usd", "cost_usd", "margin_usd", "credits_consumed"} {
-				if got := figure(r[col]); got != fmt.Sprint(want[col]) {
+				if got := uitest.Figure(r[col]); got != fmt.Sprint(want[col]) {
 					t.Errorf("by %s, %s's %s on the page = %q; the API's = %v", table, key, col, got, want[col])
 				}
 			}
@@ -280,15 +272,15 @@ func TestCampaignPagesOperator(t *testing.T) {
 	}
 
 	// The customers' list tells advertisers apart.
-	if _, page := b.do("GET", "/ui/admin/customers?q=shop", nil); !strings.Contains(page, `data-kind="advertiser"`) {
+	if _, page := b.Do("GET", "/ui/admin/customers?q=shop", nil); !strings.Contains(page, `data-kind="advertiser"`) {
 		t.Error("the customers' list does not say shop is an advertiser")
 	}
-	if _, page := b.do("GET", "/ui/admin/customers?q=acme", nil); strings.Contains(page, `data-kind="advertiser"`) {
+	if _, page := b.Do("GET", "/ui/admin/customers?q=acme", nil); strings.Contains(page, `data-kind="advertiser"`) {
 		t.Error("the customers' list says acme is an advertiser")
 	}
 
 	// A campaign's page.
-	res, page = b.do("GET", "/ui/admin/campaigns/laptops", nil)
+	res, page = b.Do("GET", "/ui/admin/campaigns/laptops", nil)
 	if res.StatusCode != 200 {
 		t.Fatalf("GET /ui/admin/campaigns/laptops: %d", res.StatusCode)
 	}
@@ -306,7 +298,7 @@ func TestCampaignPagesOperator(t *testing.T) {
 	for _, d := range []time.Time{e.yesterday, e.today} {
 		want := e.stats("laptops", d, d.AddDate(0, 0, 1))
 		r := rowOf(t, days, d.Format(time.DateOnly))
-		if figure(r["impressions"]) != fmt.Sprint(want.Impressions) || figure(r["clicks"]) != fmt.Sprint(want.Clicks) || figure(r["spend"]) != want.Spend {
+		if uitest.Figure(r["impressions"]) != fmt.Sprint(want.Impressions) || uitest.Figure(r["clicks"]) != fmt.Sprint(want.Clicks) || uitest.Figure(r["spend"]) != want.Spend {
 			t.Errorf("laptops on %s: the page says %v; the API %+v", d.Format(time.DateOnly), r, want)
 		}
 	}
@@ -315,31 +307,31 @@ func TestCampaignPagesOperator(t *testing.T) {
 	}
 	// A range: yesterday only.
 	q := "?from=" + e.yesterday.Format(time.DateOnly) + "&to=" + e.yesterday.Format(time.DateOnly)
-	_, page = b.do("GET", "/ui/admin/campaigns/laptops"+q, nil)
+	_, page = b.Do("GET", "/ui/admin/campaigns/laptops"+q, nil)
 	if got, want := figureOf(t, page, "impressions"), e.stats("laptops", e.yesterday, e.today).Impressions; got != fmt.Sprint(want) || got != "2" {
 		t.Errorf("yesterday's impressions on the page = %q; the API's = %d (want 2)", got, want)
 	}
-	if res, _ := b.do("GET", "/ui/admin/campaigns/laptops?from=soon", nil); res.StatusCode != 400 {
+	if res, _ := b.Do("GET", "/ui/admin/campaigns/laptops?from=soon", nil); res.StatusCode != 400 {
 		t.Errorf("a bad range: %d, want 400", res.StatusCode)
 	}
-	if res, _ := b.do("GET", "/ui/admin/campaigns/nope", nil); res.StatusCode != 404 {
+	if res, _ := b.Do("GET", "/ui/admin/campaigns/nope", nil); res.StatusCode != 404 {
 		t.Errorf("an unknown campaign: %d, want 404", res.StatusCode)
 	}
 
 	// Pausing it: refused without the CSRF token, done with it.
-	if res, _ := b.do("POST", "/ui/admin/campaigns/laptops/active", url.Values{"status": {"paused"}}); res.StatusCode != http.StatusForbidden {
+	if res, _ := b.Do("POST", "/ui/admin/campaigns/laptops/active", url.Values{"status": {"paused"}}); res.StatusCode != http.StatusForbidden {
 		t.Errorf("the pause without its CSRF token: %d, want 403", res.StatusCode)
 	}
-	res, _ = b.do("POST", "/ui/admin/campaigns/laptops/active", url.Values{"status": {"paused"}, "csrf": {b.csrf("/ui/admin/campaigns/laptops")}})
+	res, _ = b.Do("POST", "/ui/admin/campaigns/laptops/active", url.Values{"status": {"paused"}, "csrf": {b.CSRF("/ui/admin/campaigns/laptops")}})
 	if res.StatusCode != http.StatusSeeOther {
 		t.Fatalf("the pause: %d", res.StatusCode)
 	}
 	var c struct{ Active bool }
-	e.json("/api/v1/campaigns/laptops", &c)
+	e.JSON("/api/v1/campaigns/laptops", &c)
 	if c.Active {
 		t.Error("the campaign is still active after the pause")
 	}
-	if _, page := b.do("GET", "/ui/admin/campaigns/laptops", nil); !strings.Contains(page, "Campaign laptops is paused.") {
+	if _, page := b.Do("GET", "/ui/admin/campaigns/laptops", nil); !strings.Contains(page, "Campaign laptops is paused.") {
 		t.Error("no flash after the pause")
 	}
 	e.mustAsk("Which laptop should I buy for university?", false)
@@ -352,12 +344,12 @@ func TestCampaignPagesOperator(t *testing.T) {
 // customer is refused the operator's (403).
 func TestCampaignPagesAdvertiser(t *testing.T) {
 	e := newSponsoredEnv(t)
-	b := e.browser()
-	if code, to := b.signIn(e.shopKey); code != http.StatusSeeOther || to != "/ui/account" {
+	b := e.Browser()
+	if code, to := b.SignIn(e.shopKey); code != http.StatusSeeOther || to != "/ui/account" {
 		t.Fatalf("the advertiser's sign-in: %d to %s", code, to)
 	}
 	from, to := e.today.AddDate(0, 0, -29), e.today.AddDate(0, 0, 1)
-	res, page := b.do("GET", "/ui/account/campaigns", nil)
+	res, page := b.Do("GET", "/ui/account/campaigns", nil)
 	if res.StatusCode != 200 || !strings.Contains(page, `<a href="/ui/account/campaigns" aria-current="page">Campaigns</a>`) {
 		t.Fatalf("GET /ui/account/campaigns: %d, or Campaigns is not in the navigation", res.StatusCode)
 	}
@@ -373,7 +365,7 @@ func TestCampaignPagesAdvertiser(t *testing.T) {
 		sum.Clicks += st.Clicks
 		spend = append(spend, st.Spend)
 		r := rowOf(t, rows, id)
-		if figure(r["impressions"]) != fmt.Sprint(st.Impressions) || figure(r["clicks"]) != fmt.Sprint(st.Clicks) || figure(r["spend"]) != st.Spend {
+		if uitest.Figure(r["impressions"]) != fmt.Sprint(st.Impressions) || uitest.Figure(r["clicks"]) != fmt.Sprint(st.Clicks) || uitest.Figure(r["spend"]) != st.Spend {
 			t.Errorf("%s on the page %v; the API's %+v", id, r, st)
 		}
 		if _, ok := r["advertiser"]; ok {
@@ -386,15 +378,15 @@ func TestCampaignPagesAdvertiser(t *testing.T) {
 	if got := figureOf(t, page, "impressions"); got != fmt.Sprint(sum.Impressions) || got != "4" {
 		t.Errorf("impressions on the page = %q; the API's sum = %d (want 4)", got, sum.Impressions)
 	}
-	if got := figureOf(t, page, "spend"); got != plus(t, spend[0], spend[1]) || got != "3.75" {
-		t.Errorf("spend on the page = %q; the API's sum = %s (want 3.75)", got, plus(t, spend[0], spend[1]))
+	if got := figureOf(t, page, "spend"); got != uitest.Plus(t, spend[0], spend[1]) || got != "3.75" {
+		t.Errorf("spend on the page = %q; the API's sum = %s (want 3.75)", got, uitest.Plus(t, spend[0], spend[1]))
 	}
 	var bal struct{ Available string }
-	e.json("/api/v1/customers/shop/balance", &bal)
+	e.JSON("/api/v1/customers/shop/balance", &bal)
 	if got := figureOf(t, page, "available"); got != bal.Available || got != "996.25" {
 		t.Errorf("available on the page = %q; the API's = %q (want 996.25)", got, bal.Available)
 	}
-	res, page = b.do("GET", "/ui/account/campaigns/laptops", nil)
+	res, page = b.Do("GET", "/ui/account/campaigns/laptops", nil)
 	st := e.stats("laptops", from, to)
 	if res.StatusCode != 200 || figureOf(t, page, "spend") != st.Spend || figureOf(t, page, "clicks") != fmt.Sprint(st.Clicks) {
 		t.Errorf("the advertiser's laptops page: %d; the API's %+v", res.StatusCode, st)
@@ -403,21 +395,21 @@ func TestCampaignPagesAdvertiser(t *testing.T) {
 		t.Error("the advertiser's campaign page has the operator's pause form")
 	}
 	for path, want := range map[string]int{"/ui/account/campaigns/hotels": 404, "/ui/account/campaigns/nope": 404, "/ui/admin/campaigns": 403, "/ui/admin/campaigns/laptops": 403} {
-		if res, _ := b.do("GET", path, nil); res.StatusCode != want {
+		if res, _ := b.Do("GET", path, nil); res.StatusCode != want {
 			t.Errorf("the advertiser on %s: %d, want %d", path, res.StatusCode, want)
 		}
 	}
 
 	// A customer that is no advertiser.
-	c := e.browser()
-	if code, _ := c.signIn(e.acmeKey); code != http.StatusSeeOther {
+	c := e.Browser()
+	if code, _ := c.SignIn(e.acmeKey); code != http.StatusSeeOther {
 		t.Fatal("acme's sign-in")
 	}
-	if _, page := c.do("GET", "/ui/account", nil); strings.Contains(page, `href="/ui/account/campaigns"`) {
+	if _, page := c.Do("GET", "/ui/account", nil); strings.Contains(page, `href="/ui/account/campaigns"`) {
 		t.Error("a customer's navigation offers campaigns")
 	}
 	for path, want := range map[string]int{"/ui/account/campaigns": 404, "/ui/account/campaigns/laptops": 404, "/ui/admin/campaigns": 403} {
-		if res, _ := c.do("GET", path, nil); res.StatusCode != want {
+		if res, _ := c.Do("GET", path, nil); res.StatusCode != want {
 			t.Errorf("acme on %s: %d, want %d", path, res.StatusCode, want)
 		}
 	}

@@ -2,13 +2,7 @@ package leasing_test
 
 import (
 	"context"
-	"encoding/json"
 	"html"
-	"io"
-	"net/http"
-	"net/http/cookiejar"
-	"net/http/httptest"
-	"net/url"
 	"os"
 	"regexp"
 	"strings"
@@ -20,6 +14,7 @@ import (
 	"farebox/app"
 	"farebox/fakeclock"
 	"farebox/routing"
+	"farebox/ui/uitest"
 )
 
 const adminToken = "leasing-ui-test-admin-token-0123456789abcdef"
@@ -39,10 +34,8 @@ var t0 = time.Date(2026, 11, 29, 0, 0, 0, 0, time.UTC)
 // leases of its own customer (delta) on a pool of its own (bulk), which
 // the others leave out of what they compare.
 type env struct {
-	t                *testing.T
-	url              string
-	app              *app.App
-	srv              *httptest.Server
+	uitest.Site
+	srv              *uitest.Server
 	dir              string
 	clock            *fakeclock.Clock
 	acmeKey, betaKey string
@@ -59,7 +52,6 @@ func TestMain(m *testing.M) {
 	code := m.Run()
 	if e := shared.e; e != nil {
 		e.srv.Close()
-		e.app.Close()
 		os.RemoveAll(e.dir)
 	}
 	os.Exit(code)
@@ -77,7 +69,7 @@ func newEnv(t *testing.T) *env {
 		t.Fatal("the scenario could not be built: see the first test's failure")
 	}
 	e := *shared.e
-	e.t = t
+	e.T = t
 	return &e
 }
 
@@ -88,31 +80,31 @@ func build(t *testing.T) *env {
 		t.Fatal(err)
 	}
 	clock := fakeclock.New(t0)
-	a, err := app.New(context.Background(), app.Config{DataDir: dir, AdminToken: adminToken, Clock: clock,
+	srv, err := uitest.Start(app.Config{DataDir: dir, AdminToken: adminToken, Clock: clock,
 		Deployments: []*routing.Deployment{{Name: "gpu/llama", Provider: "gpu", Type: routing.TypeOpenAI, Model: "llama", Upstream: "llama",
 			BaseURL: "http://127.0.0.1:1/v1", GPUs: 4, TokensPerSecond: 2000}}})
 	if err != nil {
 		os.RemoveAll(dir)
 		t.Fatal(err)
 	}
-	hs := httptest.NewServer(a.Handler)
-	e := &env{t: t, url: hs.URL, app: a, srv: hs, dir: dir, clock: clock, ids: map[string]string{}}
+	a := srv.App
+	e := &env{Site: uitest.Site{T: t, URL: srv.URL, Token: adminToken}, srv: srv, dir: dir, clock: clock, ids: map[string]string{}}
 	shared.e = e // closed by TestMain, built or not
-	e.api("POST", "/api/v1/pools", `{"id": "h100-eu", "gpu_type": "H100", "region": "eu", "gpus": 16, "cost_usd_per_gpu_hour": "1.9",
+	e.API("POST", "/api/v1/pools", `{"id": "h100-eu", "gpu_type": "H100", "region": "eu", "gpus": 16, "cost_usd_per_gpu_hour": "1.9",
 		"reserved_for_inference": 4, "deployments": ["gpu/llama"], "prices": {"on_demand": "250", "reserved": "190", "spot": "120"}}`, 201)
-	e.api("POST", "/api/v1/pools", `{"id": "a100-us", "gpu_type": "A100", "region": "us", "gpus": 8, "cost_usd_per_gpu_hour": "1.1",
+	e.API("POST", "/api/v1/pools", `{"id": "a100-us", "gpu_type": "A100", "region": "us", "gpus": 8, "cost_usd_per_gpu_hour": "1.1",
 		"prices": {"on_demand": "150", "reserved": "100", "spot": "60"}}`, 201)
-	e.api("PATCH", "/api/v1/pools/a100-us", `{"prices": {"on_demand": "160"}, "effective_from": "2026-11-30T00:00:00Z"}`, 200)
+	e.API("PATCH", "/api/v1/pools/a100-us", `{"prices": {"on_demand": "160"}, "effective_from": "2026-11-30T00:00:00Z"}`, 200)
 	for _, c := range []struct{ id, credits, paid string }{{"acme", "100000", "1000"}, {"beta", "10000", "50"}, {"gamma", "5000", "50"}} {
-		e.api("POST", "/api/v1/customers", `{"id": "`+c.id+`"}`, 201)
-		e.api("POST", "/api/v1/customers/"+c.id+"/grants", `{"amount": "`+c.credits+`", "paid_usd": "`+c.paid+`"}`, 201)
+		e.API("POST", "/api/v1/customers", `{"id": "`+c.id+`"}`, 201)
+		e.API("POST", "/api/v1/customers/"+c.id+"/grants", `{"amount": "`+c.credits+`", "paid_usd": "`+c.paid+`"}`, 201)
 	}
-	e.acmeKey = e.key("acme")
-	e.betaKey = e.key("beta")
+	e.acmeKey, _ = e.Key("acme", `{"name": "dashboard"}`)
+	e.betaKey, _ = e.Key("beta", `{"name": "dashboard"}`)
 
 	book := func(name, body string) {
 		var l struct{ ID string }
-		e.decode(e.api("POST", "/api/v1/leases", body, 201), &l)
+		e.Decode(e.API("POST", "/api/v1/leases", body, 201), &l)
 		e.ids[name] = l.ID
 	}
 	book("gamma-spot", `{"customer": "gamma", "pool": "h100-eu", "gpus": 8, "class": "spot"}`)
@@ -144,111 +136,24 @@ func build(t *testing.T) *env {
 		tick(h)
 		if h == 26*time.Hour {
 			clock.Set(t0.Add(h + 30*time.Minute))
-			e.api("POST", "/api/v1/leases/"+e.ids["acme-od"]+"/end", "", 200)
+			e.API("POST", "/api/v1/leases/"+e.ids["acme-od"]+"/end", "", 200)
 		}
 	}
-	e.api("POST", "/api/v1/holds", `{"customer": "acme", "amount": "3", "ttl_seconds": 600, "idempotency_key": "job-7"}`, 201)
+	e.API("POST", "/api/v1/holds", `{"customer": "acme", "amount": "3", "ttl_seconds": 600, "idempotency_key": "job-7"}`, 201)
 	var beta struct{ State, Reason string }
-	e.json("/api/v1/leases/"+e.ids["beta-od"], &beta)
+	e.JSON("/api/v1/leases/"+e.ids["beta-od"], &beta)
 	var gamma struct{ State, Reason string }
-	e.json("/api/v1/leases/"+e.ids["gamma-spot"], &gamma)
+	e.JSON("/api/v1/leases/"+e.ids["gamma-spot"], &gamma)
 	if beta.Reason != fb.ReasonInsufficientCredits || gamma.State != "preempted" {
 		t.Fatalf("the scenario went otherwise: beta's on-demand lease %+v, gamma's spot lease %+v", beta, gamma)
 	}
 	return e
 }
 
-func (e *env) api(method, path, body string, want int) []byte {
-	e.t.Helper()
-	req, _ := http.NewRequest(method, e.url+path, strings.NewReader(body))
-	req.Header.Set("Authorization", "Bearer "+adminToken)
-	if body != "" {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	res, err := http.DefaultClient.Do(req)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	defer res.Body.Close()
-	b, _ := io.ReadAll(res.Body)
-	if res.StatusCode != want {
-		e.t.Fatalf("%s %s: %d %s; want %d", method, path, res.StatusCode, b, want)
-	}
-	return b
-}
-
-func (e *env) decode(b []byte, v any) {
-	e.t.Helper()
-	if err := json.Unmarshal(b, v); err != nil {
-		e.t.Fatal(err)
-	}
-}
-
-func (e *env) json(path string, v any) { e.t.Helper(); e.decode(e.api("GET", path, "", 200), v) }
-
-func (e *env) key(customer string) string {
-	e.t.Helper()
-	var k struct{ Key string }
-	e.decode(e.api("POST", "/api/v1/customers/"+customer+"/keys", `{"name": "dashboard"}`, 201), &k)
-	return k.Key
-}
-
-// browser is an HTTP client with a cookie jar, signed in with a secret.
-type browser struct {
-	t *testing.T
-	e *env
-	c *http.Client
-}
-
-var csrfField = regexp.MustCompile(`name="csrf" value="([^"]+)"`)
-
-func (e *env) signIn(secret string) *browser {
-	e.t.Helper()
-	jar, _ := cookiejar.New(nil)
-	b := &browser{t: e.t, e: e, c: &http.Client{Jar: jar, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}}
-	_, page := b.get("/")
-	m := csrfField.FindStringSubmatch(page)
-	if m == nil {
-		e.t.Fatal("no CSRF token on the sign-in page")
-	}
-	res, err := b.c.PostForm(e.url+"/ui/signin", url.Values{"csrf": {m[1]}, "secret": {secret}})
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	res.Body.Close()
-	if res.StatusCode != http.StatusSeeOther {
-		e.t.Fatalf("sign-in: %d", res.StatusCode)
-	}
-	return b
-}
-
-func (b *browser) get(path string) (int, string) {
-	b.t.Helper()
-	res, err := b.c.Get(b.e.url + path)
-	if err != nil {
-		b.t.Fatal(err)
-	}
-	defer res.Body.Close()
-	out, _ := io.ReadAll(res.Body)
-	return res.StatusCode, string(out)
-}
-
-// page is GET path, which must answer 200.
-func (b *browser) page(path string) string {
-	b.t.Helper()
-	code, p := b.get(path)
-	if code != 200 {
-		b.t.Fatalf("GET %s: %d\n%s", path, code, p)
-	}
-	return p
-}
-
 // figure is a shown amount as the API writes it: thousands separators,
 // dollar and percent signs and units dropped.
 func figure(s string) string {
-	s = strings.TrimSpace(s)
-	s = strings.TrimSuffix(s, " GPU-h")
-	return strings.NewReplacer(",", "", "$", "", "%", "").Replace(s)
+	return uitest.Figure(strings.TrimSuffix(strings.TrimSpace(s), " GPU-h"))
 }
 
 var tags = regexp.MustCompile(`<[^>]*>`)

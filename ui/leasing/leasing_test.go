@@ -109,23 +109,23 @@ func windowQueries(now time.Time, days int) (use, econ string) {
 // same report, on another provider, left out); the cards are their sums.
 func TestPoolsPage(t *testing.T) {
 	e := newEnv(t)
-	b := e.signIn(adminToken)
+	b := e.SignedIn(adminToken)
 	now := e.clock.Now()
 	var pools struct{ Data []struct{ ID string } }
-	e.json("/api/v1/pools", &pools)
+	e.JSON("/api/v1/pools", &pools)
 	if len(pools.Data) < 2 {
 		t.Fatalf("pools %v", pools)
 	}
 	for _, days := range []int{1, 7, 30} {
 		t.Run(fmt.Sprint(days), func(t *testing.T) {
-			page := b.page(fmt.Sprintf("/ui/admin/pools?days=%d", days))
+			page := b.Page(fmt.Sprintf("/ui/admin/pools?days=%d", days))
 			rows := table(t, page, "pools")
 			if len(rows) != len(pools.Data) {
 				t.Fatalf("%d rows for %d pools", len(rows), len(pools.Data))
 			}
 			useQ, econQ := windowQueries(now, days)
 			var rep struct{ Rows []econRow }
-			e.json("/api/v1/reports/economics?group_by=provider&"+econQ, &rep)
+			e.JSON("/api/v1/reports/economics?group_by=provider&"+econQ, &rep)
 			var gpus, free int64
 			var revenue, cost fb.USD
 			for _, p := range pools.Data {
@@ -135,11 +135,11 @@ func TestPoolsPage(t *testing.T) {
 					ReservedForInference int64 `json:"reserved_for_inference"`
 					Leasable             int64 `json:"leasable_gpus"`
 				}
-				e.json("/api/v1/pools/"+p.ID, &pool)
+				e.JSON("/api/v1/pools/"+p.ID, &pool)
 				var u utilization
-				e.json("/api/v1/pools/"+p.ID+"/utilization?"+useQ, &u)
+				e.JSON("/api/v1/pools/"+p.ID+"/utilization?"+useQ, &u)
 				var av struct{ Data []hour }
-				e.json("/api/v1/pools/"+p.ID+"/availability", &av)
+				e.JSON("/api/v1/pools/"+p.ID+"/availability", &av)
 				var er econRow
 				for _, r := range rep.Rows {
 					if r.Key == p.ID {
@@ -192,18 +192,18 @@ func TestPoolsPage(t *testing.T) {
 // price versions equal to GET /api/v1/pools/{id}.
 func TestPoolPage(t *testing.T) {
 	e := newEnv(t)
-	b := e.signIn(adminToken)
+	b := e.SignedIn(adminToken)
 	now := e.clock.Now()
 	useQ, econQ := windowQueries(now, 30)
 	for _, id := range []string{"h100-eu", "a100-us"} {
 		t.Run(id, func(t *testing.T) {
-			page := b.page("/ui/admin/pools/" + id)
+			page := b.Page("/ui/admin/pools/" + id)
 			var u utilization
-			e.json("/api/v1/pools/"+id+"/utilization?"+useQ, &u)
+			e.JSON("/api/v1/pools/"+id+"/utilization?"+useQ, &u)
 			var av struct{ Data []hour }
-			e.json("/api/v1/pools/"+id+"/availability", &av)
+			e.JSON("/api/v1/pools/"+id+"/availability", &av)
 			var rep struct{ Rows []econRow }
-			e.json("/api/v1/reports/economics?group_by=provider&"+econQ, &rep)
+			e.JSON("/api/v1/reports/economics?group_by=provider&"+econQ, &rep)
 			var er econRow
 			for _, r := range rep.Rows {
 				if r.Key == id {
@@ -219,7 +219,7 @@ func TestPoolPage(t *testing.T) {
 					Spot     string
 				} `json:"price_versions"`
 			}
-			e.json("/api/v1/pools/"+id, &pool)
+			e.JSON("/api/v1/pools/"+id, &pool)
 
 			check(t, "GPUs", figure(card(t, page, "gpus")), fmt.Sprint(pool.GPUs))
 			check(t, "kept for inference", figure(card(t, page, "reserved_for_inference")), fmt.Sprint(pool.ReservedForInference))
@@ -323,7 +323,7 @@ func TestPoolPage(t *testing.T) {
 			}
 		})
 	}
-	if code, _ := b.get("/ui/admin/pools/nowhere"); code != 404 {
+	if code, _ := b.Get("/ui/admin/pools/nowhere"); code != 404 {
 		t.Errorf("an unknown pool's page: %d; want 404", code)
 	}
 }
@@ -334,7 +334,7 @@ func TestPoolPage(t *testing.T) {
 // list every lease once.
 func TestLeasesPage(t *testing.T) {
 	e := newEnv(t)
-	b := e.signIn(adminToken)
+	b := e.SignedIn(adminToken)
 	states := map[string]int{}
 	for _, state := range []string{"active", "scheduled", "ended", "preempted", "all"} {
 		q := "?limit=50&state=" + state // a page's worth
@@ -342,8 +342,8 @@ func TestLeasesPage(t *testing.T) {
 			q = "?limit=50"
 		}
 		var want struct{ Data []lease }
-		e.json("/api/v1/leases"+q, &want)
-		page := b.page("/ui/admin/leases?state=" + state)
+		e.JSON("/api/v1/leases"+q, &want)
+		page := b.Page("/ui/admin/leases?state=" + state)
 		rows := table(t, page, "leases")
 		if len(rows) != len(want.Data) {
 			t.Fatalf("state %s: %d rows; the API lists %d", state, len(rows), len(want.Data))
@@ -367,33 +367,33 @@ func TestLeasesPage(t *testing.T) {
 	if states["active"] == 0 || states["scheduled"] == 0 || states["ended"] == 0 || states["preempted"] == 0 {
 		t.Fatalf("leases by state %v: the data tests too little", states)
 	}
-	if n := len(table(t, b.page("/ui/admin/leases"), "leases")); n != states["active"] {
+	if n := len(table(t, b.Page("/ui/admin/leases"), "leases")); n != states["active"] {
 		t.Errorf("the default list has %d leases; want the %d active", n, states["active"])
 	}
 	var ofPool struct{ Data []lease }
-	e.json("/api/v1/leases?pool=a100-us", &ofPool)
-	rows := table(t, b.page("/ui/admin/leases?state=all&pool=a100-us"), "leases")
+	e.JSON("/api/v1/leases?pool=a100-us", &ofPool)
+	rows := table(t, b.Page("/ui/admin/leases?state=all&pool=a100-us"), "leases")
 	if len(rows) != len(ofPool.Data) || len(rows) == 0 {
 		t.Fatalf("a100-us: %d rows; the API lists %d", len(rows), len(ofPool.Data))
 	}
 
 	// 60 more scheduled leases, of delta on a pool of their own (the
 	// other tests leave both out): two pages.
-	e.api("POST", "/api/v1/pools", `{"id": "bulk", "gpus": 2, "prices": {"on_demand": "1", "reserved": "1", "spot": "1"}}`, 201)
-	e.api("POST", "/api/v1/customers", `{"id": "delta"}`, 201)
-	e.api("POST", "/api/v1/customers/delta/grants", `{"amount": "100000"}`, 201)
+	e.API("POST", "/api/v1/pools", `{"id": "bulk", "gpus": 2, "prices": {"on_demand": "1", "reserved": "1", "spot": "1"}}`, 201)
+	e.API("POST", "/api/v1/customers", `{"id": "delta"}`, 201)
+	e.API("POST", "/api/v1/customers/delta/grants", `{"amount": "100000"}`, 201)
 	for i := range 60 {
-		e.api("POST", "/api/v1/leases", fmt.Sprintf(`{"customer": "delta", "pool": "bulk", "gpus": 1, "class": "spot", "start": "2026-12-05T00:%02d:00Z", "end": "2026-12-05T00:%02d:59Z", "idempotency_key": "bulk-%d"}`, i, i, i), 201)
+		e.API("POST", "/api/v1/leases", fmt.Sprintf(`{"customer": "delta", "pool": "bulk", "gpus": 1, "class": "spot", "start": "2026-12-05T00:%02d:00Z", "end": "2026-12-05T00:%02d:59Z", "idempotency_key": "bulk-%d"}`, i, i, i), 201)
 	}
 	var all struct{ Data []lease }
-	e.json("/api/v1/leases?state=scheduled&limit=1000", &all)
+	e.JSON("/api/v1/leases?state=scheduled&limit=1000", &all)
 	var seen []string
 	next := "/ui/admin/leases?state=scheduled"
 	for pages := 0; next != ""; pages++ {
 		if pages > 3 {
 			t.Fatal("more pages than leases")
 		}
-		page := b.page(next)
+		page := b.Page(next)
 		for _, r := range table(t, page, "leases") {
 			seen = append(seen, r["Lease"])
 		}
@@ -446,10 +446,10 @@ func TestCustomerLeasesPage(t *testing.T) {
 	e := newEnv(t)
 	for _, c := range []struct{ id, key string }{{"acme", e.acmeKey}, {"beta", e.betaKey}} {
 		t.Run(c.id, func(t *testing.T) {
-			b := e.signIn(c.key)
-			page := b.page("/ui/account/leases?state=all")
+			b := e.SignedIn(c.key)
+			page := b.Page("/ui/account/leases?state=all")
 			var want struct{ Data []lease }
-			e.json("/api/v1/leases?customer="+c.id, &want)
+			e.JSON("/api/v1/leases?customer="+c.id, &want)
 			rows := table(t, page, "leases")
 			if len(rows) != len(want.Data) || len(rows) < 2 {
 				t.Fatalf("%d rows; the API lists %d of %s's leases", len(rows), len(want.Data), c.id)
@@ -474,7 +474,7 @@ func TestCustomerLeasesPage(t *testing.T) {
 			}
 
 			var bal struct{ Held, Available string }
-			e.json("/api/v1/customers/"+c.id+"/balance", &bal)
+			e.JSON("/api/v1/customers/"+c.id+"/balance", &bal)
 			check(t, "held", figure(card(t, page, "held")), bal.Held)
 			check(t, "available", figure(card(t, page, "available")), bal.Available)
 			holds := table(t, page, "holds")
@@ -485,7 +485,7 @@ func TestCustomerLeasesPage(t *testing.T) {
 					Status    string
 					ExpiresAt time.Time `json:"expires_at"`
 				}
-				e.json("/api/v1/holds/"+r["Hold"], &h)
+				e.JSON("/api/v1/holds/"+r["Hold"], &h)
 				check(t, r["Hold"]+"'s amount", figure(r["Amount"]), h.Amount)
 				check(t, r["Hold"]+"'s expiry", r["Expires (UTC)"], minute(h.ExpiresAt))
 				if h.Status != "pending" {
@@ -514,10 +514,10 @@ func TestCustomerLeasesPage(t *testing.T) {
 					t.Errorf("the API hold is shown for %q", r["For"])
 				}
 			}
-			if code, _ := b.get("/ui/admin/pools"); code != 403 {
+			if code, _ := b.Get("/ui/admin/pools"); code != 403 {
 				t.Errorf("a customer on the pools page: %d; want 403", code)
 			}
-			if code, _ := b.get("/ui/admin/leases"); code != 403 {
+			if code, _ := b.Get("/ui/admin/leases"); code != 403 {
 				t.Errorf("a customer on the operator's leases: %d; want 403", code)
 			}
 		})
