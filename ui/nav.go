@@ -145,6 +145,11 @@ type Table struct {
 	Columns []Column
 	Rows    [][]Cell
 	Empty   string // shown when there are no rows
+	// Stack draws each row, on a narrow screen (a phone), as its cells
+	// one under another, each after its column's label, instead of a row
+	// wider than the screen to scroll sideways: for a table of many
+	// columns or of long texts. A wide screen shows the table as usual.
+	Stack bool
 }
 
 // Column is a table header; a Wrap column's long values (ids, errors)

@@ -139,10 +139,23 @@ func (p *pages) topup(r *ui.Request) (*ui.View, error) {
 		secs = append(secs, ui.Cards{{Label: "Automatic top-up", Value: "off", Note: "nothing is bought without you"}})
 	}
 	if last != nil {
-		secs = append(secs, ui.Table{Title: "Last automatic top-up",
+		amount, amountText := last.AmountUSD, ui.Dollars(last.AmountUSD)
+		if last.Status == fb.TopupFailed {
+			// A failed attempt charged nothing, and one that failed before
+			// its payment was priced (no saved card) recorded no amount:
+			// show what it was to cost, and that it was not charged.
+			amountText = "not charged"
+			if amount == 0 {
+				amount = p.price(last.Credits)
+			}
+			if amount != 0 {
+				amountText = ui.Dollars(amount) + ", not charged"
+			}
+		}
+		secs = append(secs, ui.Table{Title: "Last automatic top-up", Stack: true,
 			Columns: []ui.Column{{Label: "Made"}, {Label: "Credits", Num: true}, {Label: "Amount", Num: true}, {Label: "Status"}, {Label: "Why it failed"}},
 			Rows: [][]ui.Cell{{{Text: ui.Stamp(last.CreatedAt)}, {Text: ui.Credits(last.Credits), Sort: fmt.Sprint(int64(last.Credits))},
-				{Text: ui.Dollars(last.AmountUSD), Sort: fmt.Sprint(int64(last.AmountUSD))}, {Text: last.Status}, {Text: dash(last.Error)}}}})
+				{Text: amountText, Sort: fmt.Sprint(int64(amount))}, {Text: last.Status}, {Text: dash(last.Error)}}}})
 	}
 	if limited {
 		secs = append(secs, ui.Note("This session's key has a budget of its own: only a key without one may change automatic top-ups."))
@@ -154,6 +167,20 @@ func (p *pages) topup(r *ui.Request) (*ui.View, error) {
 		}
 	}
 	return &ui.View{Title: "Top up", Sections: secs}, nil
+}
+
+// price is what credits cost: the payment an automatic top-up asks for
+// (whole cents, rounded up), or the exact price where that is below the
+// smallest payment; 0 when it cannot be priced.
+func (p *pages) price(credits fb.Amount) fb.USD {
+	if cents, err := p.d.Payments.Cents(credits); err == nil {
+		return fb.USD(cents * 10_000)
+	}
+	usd, err := fb.MulDiv(int64(credits), int64(p.d.Payments.USDPerCredit()), fb.Micro)
+	if err != nil {
+		return 0
+	}
+	return fb.USD(usd)
 }
 
 func dash(s string) string {

@@ -57,6 +57,20 @@ func TestBrowserPages(t *testing.T) {
 		t.Errorf("the threshold on the page %q, the API's %q", got, auto["threshold"])
 	}
 	b.Shot("topup")
+	// The failed attempt's row: on a phone label/value lines, nothing
+	// beyond its box, why it failed shown whole; at 1280 px a table.
+	const last = `section:has(td[data-label]) table`
+	if !b.Fits(last) || uitest.Eval[string](b, `getComputedStyle(document.querySelector("section:has(td[data-label]) thead")).display`) == "none" {
+		t.Error("at 1280 px the last top-up's table does not fit its box, or has no header")
+	}
+	b.Resize(390)
+	if !b.Fits(last) {
+		t.Error("at 390 px the last top-up's cells go beyond its box: a phone scrolls sideways to read why it failed")
+	}
+	if got := b.Text(`td[data-label="Amount"]`); got != "$10, not charged" {
+		t.Errorf("the failed attempt's amount reads %q; want $10, not charged", got)
+	}
+	b.Resize(1280)
 	b.Open("/ui/account/keys", "table.keys")
 	b.Shot("keys")
 

@@ -5,6 +5,7 @@ import (
 	"html"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"testing"
 
@@ -158,5 +159,42 @@ func TestTopUpWithoutProvider(t *testing.T) {
 	}
 	if res, _ := b.Do("GET", billing.TopUpPath, nil); res.StatusCode != http.StatusNotFound {
 		t.Fatalf("the top-up page without payments: %d, want 404", res.StatusCode)
+	}
+}
+
+// TestTopUpFailedAttempt: an automatic top-up that failed before it was
+// priced (no saved card: the API's amount_usd is 0) shows on the top-up
+// page the price it was to charge and that it was not charged, beside
+// why it failed; on a phone the row reads as label/value lines.
+func TestTopUpFailedAttempt(t *testing.T) {
+	e := newEnv(t, true)
+	ctx := context.Background()
+	e.API("POST", "/api/v1/customers", `{"id":"acme","name":"Acme"}`, 201)
+	e.API("POST", "/api/v1/customers/acme/grants", `{"amount":"1250","source":"purchase","paid_usd":"12.5"}`, 201)
+	key, _ := e.Key("acme", `{"name":"owner"}`)
+	e.API("PUT", "/api/v1/customers/acme/auto-topup", `{"threshold":"1200","credits":"1000","cooldown":"1h"}`, 200)
+	if _, err := e.app.Notify.Follow(ctx); err != nil { // the balance above the threshold
+		t.Fatal(err)
+	}
+	h := e.Object("POST", "/api/v1/holds", `{"customer":"acme","amount":"60"}`, 201)
+	e.API("POST", "/api/v1/holds/"+h["id"].(string)+"/capture", `{}`, 200)
+	if _, err := e.app.Notify.Follow(ctx); err != nil { // the crossing: an attempt
+		t.Fatal(err)
+	}
+	if _, err := e.app.Payments.Topups(ctx); err != nil {
+		t.Fatal(err)
+	}
+	last := e.Object("GET", "/api/v1/customers/acme/auto-topup", "", 200)["last_attempt"].(map[string]any)
+	if last["status"] != "failed" || last["amount_usd"] != "0" || last["credits"] != "1000" || last["error"] == "" {
+		t.Fatalf("the attempt: %v; want a failed one of 1000 credits, nothing charged", last)
+	}
+	page := e.SignedIn(key).Page(billing.TopUpPath)
+	rows := table(t, page, "Last automatic top-up")
+	want := []string{"1,000", "$10, not charged", "failed", last["error"].(string)} // 1,000 credits at $0.01
+	if len(rows) != 1 || len(rows[0]) != 5 || !slices.Equal(rows[0][1:], want) {
+		t.Fatalf("the last attempt's row %q; want %q after its time", rows, want)
+	}
+	if !strings.Contains(page, `data-label="Why it failed"`) {
+		t.Error("the last attempt's cells carry no labels for a phone's layout")
 	}
 }

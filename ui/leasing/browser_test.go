@@ -45,6 +45,20 @@ func TestBrowser(t *testing.T) {
 		t.Errorf("sorted by GPUs, descending, the first pool is %q", first)
 	}
 	b.Shot("pools")
+	// On a phone each pool reads as label/value lines, nothing beyond the
+	// table's box; at 1280 px it is the table, its header shown.
+	const pools = `table[data-table=pools]`
+	if !b.Fits(pools) || uitest.Eval[string](b, `getComputedStyle(document.querySelector("table[data-table=pools] thead")).display`) == "none" {
+		t.Error("at 1280 px the pools table does not fit its box, or has no header")
+	}
+	b.Resize(390)
+	if !b.Fits(pools) {
+		t.Error("at 390 px the pools table's cells go beyond its box: a phone scrolls sideways to read them")
+	}
+	if got := b.Text(pools + ` td[data-label="Margin"]`); !strings.HasPrefix(got, "-$") {
+		t.Errorf("at 390 px h100-eu's margin reads %q", got)
+	}
+	b.Resize(1280)
 
 	b.Do(chromedp.Click(chromedp.CSS(`table[data-table=pools] a[href^="/ui/admin/pools/h100-eu"]`)), chromedp.WaitVisible(chromedp.CSS(`[data-figure=sellable]`)))
 	if got := figure(b.Text(`[data-figure=idle_gpu_hours] .value`)); got != u.IdleGPUHours {

@@ -184,7 +184,7 @@ func (p *pages) pools(r *ui.Request) (*ui.View, error) {
 	if err != nil {
 		return nil, err
 	}
-	t := ui.Table{Title: "Pools", Name: "pools", Empty: "No pools yet: create one with POST /api/v1/pools or farebox pools create.",
+	t := ui.Table{Title: "Pools", Name: "pools", Empty: "No pools yet: create one with POST /api/v1/pools or farebox pools create.", Stack: true,
 		Columns: []ui.Column{{Label: "Pool"}, {Label: "Type"}, {Label: "GPUs", Num: true}, {Label: "Inference", Num: true},
 			{Label: "Leasable", Num: true}, {Label: "Allocated GPU-h", Num: true}, {Label: "Utilization", Num: true}, {Label: "Idle GPU-h", Num: true},
 			{Label: "Sellable GPU-h, 7 d", Num: true}, {Label: "Revenue", Num: true}, {Label: "Cost", Num: true}, {Label: "Margin", Num: true}}}

@@ -127,21 +127,35 @@ func (b *Tab) Open(path, waitFor string) {
 	b.Do(chromedp.Navigate(b.URL+path), chromedp.WaitVisible(chromedp.CSS(waitFor)))
 }
 
+// Resize emulates a screen of the width Shot draws at: 390 px wide a
+// phone's (844 px high, mobile, portrait), another a desktop window's 900
+// px high.
+func (b *Tab) Resize(width int64) {
+	b.T.Helper()
+	emulate := chromedp.EmulateViewport(width, 900)
+	if width == 390 {
+		emulate = chromedp.EmulateViewport(width, 844, chromedp.EmulateMobile, chromedp.EmulatePortrait)
+	}
+	b.Do(emulate, chromedp.Sleep(100*time.Millisecond))
+}
+
+// Fits reports whether every cell of the table sel matches lies within
+// the table's box (its .scroll): nothing to scroll sideways to.
+func (b *Tab) Fits(sel string) bool {
+	b.T.Helper()
+	return Eval[bool](b, `(() => { const t = document.querySelector(`+JS(sel)+`); if (!t) return false;
+		const box = t.parentElement.getBoundingClientRect();
+		return [...t.querySelectorAll("td")].every(c => { const r = c.getBoundingClientRect(); return r.left >= box.left - 0.5 && r.right <= box.right + 0.5; }); })()`)
+}
+
 // Shot writes full-page screenshots of the page at 1280 and 390 px wide
 // (name-1280.png, name-390.png; the 390 as a phone) and fails a page
 // wider than its screen; with Small, name-small.png too. The tab is left
 // at 1280 by 900.
 func (b *Tab) Shot(name string) {
 	b.T.Helper()
-	for _, w := range []struct {
-		width, height int64
-		mobile        bool
-	}{{1280, 900, false}, {390, 844, true}} {
-		emulate := chromedp.EmulateViewport(w.width, w.height)
-		if w.mobile {
-			emulate = chromedp.EmulateViewport(w.width, w.height, chromedp.EmulateMobile, chromedp.EmulatePortrait)
-		}
-		b.Do(emulate, chromedp.Sleep(100*time.Millisecond))
+	for _, width := range []int64{1280, 390} {
+		b.Resize(width)
 		ctx, cancel := context.WithTimeout(b.Ctx, 20*time.Second)
 		png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
 		cancel()
@@ -150,10 +164,10 @@ func (b *Tab) Shot(name string) {
 		}
 		// The layout must fit the width: no page wider than the screen
 		// (tables and charts scroll inside their own boxes).
-		if sw := Eval[int64](b, `document.documentElement.scrollWidth`); sw > w.width {
-			b.T.Errorf("%s at %d px: the page is %d px wide", name, w.width, sw)
+		if sw := Eval[int64](b, `document.documentElement.scrollWidth`); sw > width {
+			b.T.Errorf("%s at %d px: the page is %d px wide", name, width, sw)
 		}
-		if err := os.WriteFile(filepath.Join(b.Dir, name+"-"+strconv.FormatInt(w.width, 10)+".png"), png, 0o644); err != nil {
+		if err := os.WriteFile(filepath.Join(b.Dir, name+"-"+strconv.FormatInt(width, 10)+".png"), png, 0o644); err != nil {
 			b.T.Fatal(err)
 		}
 	}
@@ -169,5 +183,5 @@ func (b *Tab) Shot(name string) {
 			b.T.Fatal(err)
 		}
 	}
-	b.Do(chromedp.EmulateViewport(1280, 900))
+	b.Resize(1280)
 }
