@@ -1,6 +1,7 @@
 package sponsored
 
 import (
+	"cmp"
 	"slices"
 	"unicode/utf8"
 
@@ -257,7 +258,7 @@ func (ix *index) matchWords(words [][]byte, hits []hit, fn func(c *compiled, m m
 		if a.phrase != b.phrase {
 			return int(a.phrase - b.phrase)
 		}
-		return cmpFloat(b.weight, a.weight) // the best match of a phrase first
+		return cmp.Compare(b.weight, a.weight) // the best match of a phrase first
 	})
 	for i := 0; i < len(hits); {
 		j := i

@@ -21,6 +21,7 @@
 package sponsored
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/base64"
@@ -323,35 +324,15 @@ func (s *Service) decide(ix *index, text string, threshold int64) Decision {
 		ra, rb := float64(a.Campaign.BidPerImpression)*a.Relevance, float64(b.Campaign.BidPerImpression)*b.Relevance
 		switch {
 		case ra != rb:
-			return cmpFloat(rb, ra)
+			return cmp.Compare(rb, ra)
 		case a.Campaign.BidPerClick != b.Campaign.BidPerClick:
-			return cmpFloat(float64(b.Campaign.BidPerClick), float64(a.Campaign.BidPerClick))
+			return cmp.Compare(b.Campaign.BidPerClick, a.Campaign.BidPerClick)
 		case a.Relevance != b.Relevance:
-			return cmpFloat(b.Relevance, a.Relevance)
+			return cmp.Compare(b.Relevance, a.Relevance)
 		}
-		return cmpString(a.Campaign.ID, b.Campaign.ID)
+		return cmp.Compare(a.Campaign.ID, b.Campaign.ID)
 	})
 	return d
-}
-
-func cmpFloat(a, b float64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
-}
-
-func cmpString(a, b string) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 // hinted reports whether a campaign's budget or its advertiser's credit

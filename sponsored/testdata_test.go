@@ -1,6 +1,7 @@
 package sponsored
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"slices"
@@ -107,7 +108,7 @@ func (m *memStore) Campaigns(context.Context) ([]fb.Campaign, error) {
 	for _, c := range m.campaigns {
 		out = append(out, c)
 	}
-	slices.SortFunc(out, func(a, b fb.Campaign) int { return cmpString(a.ID, b.ID) })
+	slices.SortFunc(out, func(a, b fb.Campaign) int { return cmp.Compare(a.ID, b.ID) })
 	return out, nil
 }
 
