@@ -448,7 +448,7 @@ func stateLinks(base, state string, q url.Values) ui.Links {
 
 // leaseTable lists leases; the operator's links each tenant and pool.
 func leaseTable(ls []*fb.Lease, operator bool) ui.Table {
-	t := ui.Table{Title: "Leases", Name: "leases", Empty: "No lease in this state.",
+	t := ui.Table{Title: "Leases", Name: "leases", Empty: "No lease in this state.", Stack: true,
 		Columns: []ui.Column{{Label: "Lease"}, {Label: "Tenant"}, {Label: "Pool"}, {Label: "Class"}, {Label: "GPUs", Num: true}, {Label: "State"},
 			{Label: "Held", Num: true}, {Label: "Charged", Num: true}, {Label: "Window (UTC)"}, {Label: "Reason"}}}
 	if operator {
